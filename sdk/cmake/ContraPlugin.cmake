@@ -1,0 +1,36 @@
+# contra_add_plugin(NAME KIND kind SOURCES a.cpp ... MANIFEST plugin.cpp
+#                   [LIBRARIES ...] [TESTS test_a.cpp ...])
+#
+# Builds one plugin library, build/plugins/libcontra_<kind>_<name>.so, from
+# SOURCES plus MANIFEST (the file holding CONTRA_PLUGIN_LIBRARY). SOURCES also
+# form an object library, contra_plugin_<name>_obj, that tests link directly.
+# Plugins export only their manifest symbol, and are linked with
+# --no-undefined so that a missing symbol fails the build, not the run.
+function(contra_add_plugin name)
+  cmake_parse_arguments(ARG "" "KIND;MANIFEST" "SOURCES;LIBRARIES;TESTS" ${ARGN})
+  if(NOT ARG_KIND OR NOT ARG_MANIFEST)
+    message(FATAL_ERROR "contra_add_plugin(${name}): KIND and MANIFEST are required")
+  endif()
+  set(obj contra_plugin_${name}_obj)
+  add_library(${obj} OBJECT ${ARG_SOURCES})
+  target_link_libraries(${obj} PUBLIC contra_sdk ${ARG_LIBRARIES})
+  target_include_directories(${obj} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+  set_target_properties(${obj} PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+
+  set(lib contra_${ARG_KIND}_${name})
+  add_library(${lib} MODULE ${ARG_MANIFEST})
+  target_link_libraries(${lib} PRIVATE ${obj} contra_sdk ${ARG_LIBRARIES})
+  target_link_options(${lib} PRIVATE LINKER:--no-undefined)
+  set_target_properties(${lib} PROPERTIES
+    PREFIX "lib"
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON
+    LIBRARY_OUTPUT_DIRECTORY ${CONTRA_PLUGIN_OUTPUT_DIRECTORY})
+  set_property(GLOBAL APPEND PROPERTY CONTRA_PLUGIN_TARGETS ${lib})
+  # tests/CMakeLists.txt turns these into test_plugin_<name> executables.
+  if(ARG_TESTS)
+    list(TRANSFORM ARG_TESTS PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/ REGEX "^[^/]")
+    set_property(GLOBAL APPEND PROPERTY CONTRA_PLUGIN_TESTS ${name})
+    set_property(GLOBAL PROPERTY CONTRA_PLUGIN_TESTS_${name} ${ARG_TESTS})
+  endif()
+endfunction()

@@ -1,0 +1,23 @@
+#pragma once
+/// \file
+/// A batch as it reaches the train step.
+
+#include <contra/tensor.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace contra {
+
+struct Batch {
+  std::int64_t epoch = 0;
+  std::int64_t step = 0;              ///< 0-based global step
+  std::vector<std::int64_t> ids;      ///< N sample indices in the source
+  std::vector<std::int64_t> labels;   ///< N labels; empty when the source has none
+  /// All V views stacked: [V*N, C, H, W] f32, row v*N+i is view v of sample i.
+  Tensor images;
+  std::int64_t views = 0;             ///< V
+  std::int64_t size() const noexcept { return static_cast<std::int64_t>(ids.size()); }
+};
+
+}  // namespace contra

@@ -1,0 +1,103 @@
+#pragma once
+/// \file
+/// What a plugin library includes to export its plugins:
+///
+///     CONTRA_PLUGIN_LIBRARY(CONTRA_LOSS(MyLoss), CONTRA_MINER(MyMiner))
+///
+/// defines the library's one exported entry symbol, `contra_plugin_manifest`
+/// (a Boost.DLL-style alias: a pointer to the manifest). The manifest is
+/// plain constant data, so the runtime reads and checks its ABI version before
+/// any code of the library runs.
+
+#include <contra/roles/augmentation.hpp>
+#include <contra/roles/encoder.hpp>
+#include <contra/roles/loss.hpp>
+#include <contra/roles/miner.hpp>
+#include <contra/roles/optimizer.hpp>
+#include <contra/roles/sampler.hpp>
+#include <contra/roles/source.hpp>
+#include <contra/schema.hpp>
+#include <contra/version.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace contra {
+
+/// One plugin a library provides.
+struct PluginEntry {
+  PluginKind kind;
+  Schema (*schema)();                    ///< name, summary and parameters
+  Plugin* (*create)(const Params& p);   ///< may throw; p is valid for schema()
+  void (*destroy)(Plugin* p) noexcept;  ///< deletes what create() made
+};
+
+inline constexpr std::uint32_t manifest_magic = 0x52544e43u;  // "CNTR"
+
+/// The first four fields never change, whatever the ABI version: the runtime
+/// reads them to decide whether it can read the rest.
+struct LibraryManifest {
+  std::uint32_t magic;
+  std::uint32_t abi_version;
+  const char* sdk_version;        ///< e.g. "0.1.0"
+  const char* build_fingerprint;  ///< compiler and standard library ABI
+  const PluginEntry* plugins;
+  std::size_t plugin_count;
+};
+
+namespace detail {
+template <class T> Schema schema_of() { return T::schema(); }
+template <class T> Plugin* create_plugin(const Params& p) { return new T(p); }
+template <class T> void destroy_plugin(Plugin* p) noexcept { delete static_cast<T*>(p); }
+template <class T, class Role, PluginKind K> constexpr PluginEntry entry() {
+  static_assert(std::is_base_of_v<Role, T>, "plugin class does not derive from its role");
+  static_assert(std::is_constructible_v<T, const Params&>,
+                "plugin class needs a constructor taking const contra::Params&");
+  return PluginEntry{K, &schema_of<T>, &create_plugin<T>, &destroy_plugin<T>};
+}
+}  // namespace detail
+
+}  // namespace contra
+
+#define CONTRA_STRINGIFY_IMPL(x) #x
+#define CONTRA_STRINGIFY(x) CONTRA_STRINGIFY_IMPL(x)
+
+/// Compiler and standard-library ABI a library was built with. Libraries whose
+/// fingerprints differ in the standard-library ABI cannot share std types.
+#define CONTRA_BUILD_FINGERPRINT                                               \
+  "sdk=" CONTRA_SDK_VERSION_STRING ";compiler=" CONTRA_COMPILER_ID             \
+  ";cxx11abi=" CONTRA_STRINGIFY(_GLIBCXX_USE_CXX11_ABI)
+
+#if defined(__clang__)
+#define CONTRA_COMPILER_ID "clang-" CONTRA_STRINGIFY(__clang_major__)
+#elif defined(__GNUC__)
+#define CONTRA_COMPILER_ID "gcc-" CONTRA_STRINGIFY(__GNUC__)
+#else
+#define CONTRA_COMPILER_ID "unknown"
+#endif
+
+#define CONTRA_SOURCE(T) ::contra::detail::entry<T, ::contra::Source, ::contra::PluginKind::source>()
+#define CONTRA_AUGMENTATION(T) \
+  ::contra::detail::entry<T, ::contra::Augmentation, ::contra::PluginKind::augmentation>()
+#define CONTRA_SAMPLER(T) ::contra::detail::entry<T, ::contra::Sampler, ::contra::PluginKind::sampler>()
+#define CONTRA_ENCODER(T) ::contra::detail::entry<T, ::contra::Encoder, ::contra::PluginKind::encoder>()
+#define CONTRA_MINER(T) ::contra::detail::entry<T, ::contra::Miner, ::contra::PluginKind::miner>()
+#define CONTRA_LOSS(T) ::contra::detail::entry<T, ::contra::Loss, ::contra::PluginKind::loss>()
+#define CONTRA_OPTIMIZER(T) \
+  ::contra::detail::entry<T, ::contra::Optimizer, ::contra::PluginKind::optimizer>()
+
+/// Name of the exported entry symbol.
+#define CONTRA_MANIFEST_SYMBOL "contra_plugin_manifest"
+
+#define CONTRA_PLUGIN_LIBRARY(...)                                                        \
+  namespace {                                                                             \
+  constexpr ::contra::PluginEntry contra_plugin_entries_[] = {__VA_ARGS__};               \
+  constexpr ::contra::LibraryManifest contra_library_manifest_ = {                        \
+      ::contra::manifest_magic,   CONTRA_SDK_ABI_VERSION, CONTRA_SDK_VERSION_STRING,      \
+      CONTRA_BUILD_FINGERPRINT,   contra_plugin_entries_,                                 \
+      sizeof(contra_plugin_entries_) / sizeof(contra_plugin_entries_[0])};                \
+  }                                                                                       \
+  extern "C" __attribute__((visibility("default"))) const void* const contra_plugin_manifest; \
+  extern "C" __attribute__((visibility("default"))) const void* const contra_plugin_manifest = \
+      static_cast<const void*>(&contra_library_manifest_);

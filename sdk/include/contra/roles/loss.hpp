@@ -1,0 +1,29 @@
+#pragma once
+/// \file
+/// Loss: value and gradient with respect to the embeddings.
+
+#include <contra/roles/miner.hpp>
+#include <contra/roles/plugin.hpp>
+#include <contra/tensor.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace contra {
+
+struct LossResult {
+  double value = 0.0;
+  Tensor grad;  ///< dL/dz, same shape as z; reuse across steps with ensure()
+  /// Extra figures to log per step (name, value), e.g. positive similarity.
+  std::vector<std::pair<std::string, double>> metrics;
+};
+
+class Loss : public Plugin {
+ public:
+  /// Loss over the mined pairs, and dL/dz into out.grad. Called from one thread.
+  /// Throws UsageError when `pairs` is of a form the loss cannot use.
+  virtual void compute(const Embeddings& z, const Pairs& pairs, LossResult& out) = 0;
+};
+
+}  // namespace contra
