@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <cmath>
 #include <set>
 #include <sstream>
@@ -412,6 +413,19 @@ bool Params::is_set(std::string_view name) const { return entry(name).set; }
 const SourceLocation& Params::where(std::string_view name) const {
   const Entry& e = entry(name);
   return e.set ? e.where : table_;
+}
+
+}  // namespace contra
+
+namespace contra {
+
+std::string Params::path(std::string_view name) const {
+  std::string value = get<std::string>(name);
+  const Entry& e = entry(name);
+  std::filesystem::path p(value);
+  if (value.empty() || p.is_absolute() || !e.set || e.where.file.empty() || e.where.line <= 0) return value;
+  std::filesystem::path base = std::filesystem::path(e.where.file).parent_path();
+  return (base / p).lexically_normal().string();
 }
 
 }  // namespace contra

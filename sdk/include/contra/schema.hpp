@@ -182,6 +182,10 @@ class Params {
   bool is_set(std::string_view name) const;
   /// Where the value was set (for errors about it, e.g. a missing file).
   const SourceLocation& where(std::string_view name) const;
+  /// A string parameter read as a file path: a relative path set in a pipeline
+  /// file is taken relative to that file's folder; one set elsewhere (--set,
+  /// defaults) relative to the working directory. "" stays "".
+  std::string path(std::string_view name) const;
   /// Dotted key prefix of the table, e.g. "loss".
   const std::string& prefix() const noexcept { return prefix_; }
   /// Location of the table header.
