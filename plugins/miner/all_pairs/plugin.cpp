@@ -1,0 +1,5 @@
+#include "all_pairs.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_MINER(contra::plugins::AllPairs))
