@@ -248,6 +248,12 @@ std::string closest_match(std::string_view word, const std::vector<std::string>&
 Schema::Schema(std::string name, std::string summary)
     : name_(std::move(name)), summary_(std::move(summary)) {}
 
+Schema Schema::section(std::string name, std::string summary) {
+  Schema s(std::move(name), std::move(summary));
+  s.section_ = true;
+  return s;
+}
+
 Schema& Schema::add_spec(std::string name, ParamType type, std::optional<Value> def, bool required,
                          std::string help) {
   ParamSpec s;
@@ -328,10 +334,12 @@ Params Schema::bind(const std::vector<RawParam>& raw, std::string_view prefix,
     auto it = std::find_if(params_.begin(), params_.end(), [&](const ParamSpec& s) { return s.name == r.key; });
     std::string key = join_key(prefix, r.key);
     if (it == params_.end()) {
-      std::string msg = "unknown parameter '" + r.key + "' for plugin '" + name_ + "'";
+      std::string msg = section_ ? "unknown key '" + r.key + "' in section [" + name_ + "]"
+                                 : "unknown parameter '" + r.key + "' for plugin '" + name_ + "'";
       std::string hint = closest_match(r.key, names);
       if (!hint.empty()) msg += "; did you mean '" + hint + "'?";
-      else if (names.empty()) msg += "; it takes no parameters";
+      else if (names.empty()) msg += section_ ? "; it takes no keys" : "; it takes no parameters";
+      else if (section_) msg += "; it takes " + choices_text(names);
       else msg += "; see `contra plugins --describe " + name_ + "`";
       out.push_back({r.where, key, msg});
       continue;
@@ -356,7 +364,7 @@ Params Schema::bind(const std::vector<RawParam>& raw, std::string_view prefix,
     const auto& p = params_[i];
     if (p.required) {
       out.push_back({table, join_key(prefix, p.name),
-                     "missing required parameter '" + p.name + "' (" + expected_text(p) + ": " + p.help +
+                     std::string(section_ ? "missing required key '" : "missing required parameter '") + p.name + "' (" + expected_text(p) + ": " + p.help +
                          ")"});
       continue;
     }

@@ -79,6 +79,10 @@ class Schema {
  public:
   Schema() = default;
   Schema(std::string name, std::string summary);
+  /// Schema of a built-in pipeline section rather than a plugin: messages say
+  /// "unknown key 'x' in section [name]".
+  static Schema section(std::string name, std::string summary);
+  bool is_section() const noexcept { return section_; }
 
   /// Optional parameter with a default. T: bool, integral, floating, string,
   /// or std::vector of those.
@@ -158,6 +162,7 @@ class Schema {
   std::string name_;
   std::string summary_;
   std::vector<ParamSpec> params_;
+  bool section_ = false;
 };
 
 /// Typed, validated parameter values of one plugin instance.

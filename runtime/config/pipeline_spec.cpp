@@ -1,0 +1,425 @@
+#include "pipeline_spec.hpp"
+
+#include "../plugins/registry.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace contra::runtime {
+namespace fs = std::filesystem;
+
+std::string PluginSpec::label() const {
+  std::string s = std::string(kind_name(kind)) + " '" + name + "'";
+  std::string at = where.str();
+  if (!section.empty() || !at.empty()) {
+    s += " (" + (section.empty() ? std::string() : "[" + section + "]");
+    if (!at.empty()) s += (section.empty() ? "" : " at ") + at;
+    s += ")";
+  }
+  return s;
+}
+
+namespace {
+
+const std::vector<std::string>& known_sections() {
+  static const std::vector<std::string> s{"pipeline", "runtime", "train",  "plugins", "augment", "source",
+                                          "sampler",  "encoder", "miner",  "loss",    "optimizer"};
+  return s;
+}
+
+struct PluginSection {
+  const char* name;
+  PluginKind kind;
+  const char* default_plugin;  // used when the section is absent; null = required
+};
+
+const std::vector<PluginSection>& plugin_sections() {
+  static const std::vector<PluginSection> s{
+      {"source", PluginKind::source, nullptr},       {"sampler", PluginKind::sampler, "random"},
+      {"encoder", PluginKind::encoder, nullptr},     {"miner", PluginKind::miner, "all_pairs"},
+      {"loss", PluginKind::loss, nullptr},           {"optimizer", PluginKind::optimizer, nullptr}};
+  return s;
+}
+
+// Reads one pipeline: the TOML tree plus where --set overrides came from.
+class Reader {
+ public:
+  Reader(std::string file, Diagnostics& out) : file_(std::move(file)), out_(out) {}
+
+  SourceLocation at(const toml::source_region& r) const {
+    return SourceLocation{file_, static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
+  }
+  SourceLocation file_only() const { return SourceLocation{file_, 0, 0}; }
+
+  void error(SourceLocation where, std::string key, std::string message) {
+    out_.push_back({std::move(where), std::move(key), std::move(message)});
+  }
+
+  // Location of the value at `key`: the override that set it, or its place in the file.
+  SourceLocation where(const std::string& key, const toml::source_region& r) const {
+    auto it = overrides_.find(key);
+    if (it != overrides_.end()) return SourceLocation{it->second, 0, 0};
+    if (r.begin.line == 0) return file_only();
+    return at(r);
+  }
+
+  void apply_override(toml::table& root, const std::string& text);
+
+  bool to_value(const toml::node& n, const std::string& key, const SourceLocation& loc, Value& out);
+
+  // Values of a table as RawParams; nested tables are errors unless allowed.
+  std::vector<RawParam> values(const toml::table& t, const std::string& prefix,
+                               const std::vector<std::string>& skip);
+
+  PluginSpec plugin(const toml::table& t, PluginKind kind, const std::string& section);
+
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  Diagnostics& out_;
+  std::map<std::string, std::string> overrides_;  // dotted key -> "--set key=value"
+};
+
+bool is_index(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+void Reader::apply_override(toml::table& root, const std::string& text) {
+  SourceLocation loc{"--set " + text, 0, 0};
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    error(loc, "", "expected section.key=value");
+    return;
+  }
+  std::string path = text.substr(0, eq), raw = text.substr(eq + 1);
+  std::vector<std::string> parts;
+  for (std::size_t s = 0;;) {
+    auto dot = path.find('.', s);
+    parts.push_back(path.substr(s, dot == std::string::npos ? std::string::npos : dot - s));
+    if (dot == std::string::npos) break;
+    s = dot + 1;
+  }
+  if (parts.size() < 2 || std::any_of(parts.begin(), parts.end(), [](auto& p) { return p.empty(); })) {
+    error(loc, "", "expected section.key=value, e.g. loss.temperature=0.2");
+    return;
+  }
+  // Take the value as TOML when it parses as one, else as a plain string, so
+  // that --set source.images=/data/x.gz needs no quotes.
+  toml::table parsed;
+  bool is_toml = true;
+  try {
+    parsed = toml::parse("v = " + raw);
+  } catch (const toml::parse_error&) {
+    is_toml = false;
+  }
+  toml::node* cur = &root;
+  std::string dotted;
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    if (auto* arr = cur->as_array(); arr && is_index(p)) {
+      std::size_t idx = std::stoul(p);
+      if (idx >= arr->size()) {
+        error(loc, dotted, "index " + p + " is past the end (" + std::to_string(arr->size()) + " entries)");
+        return;
+      }
+      dotted += "[" + p + "]";
+      cur = arr->get(idx);
+      continue;
+    }
+    auto* tbl = cur->as_table();
+    if (!tbl) {
+      error(loc, dotted, "cannot set a key inside a value that is not a table");
+      return;
+    }
+    if (!tbl->contains(p)) tbl->insert(p, toml::table{});
+    dotted += (dotted.empty() ? "" : ".") + p;
+    cur = tbl->get(p);
+  }
+  auto* tbl = cur->as_table();
+  if (!tbl) {
+    error(loc, dotted, "cannot set a key inside a value that is not a table");
+    return;
+  }
+  const std::string& last = parts.back();
+  if (is_toml)
+    parsed.get("v")->visit([&](auto& v) { tbl->insert_or_assign(last, v); });
+  else
+    tbl->insert_or_assign(last, raw);
+  overrides_[dotted + "." + last] = "--set " + text;
+}
+
+bool Reader::to_value(const toml::node& n, const std::string& key, const SourceLocation& loc, Value& out) {
+  if (auto v = n.as_boolean()) return out = v->get(), true;
+  if (auto v = n.as_integer()) return out = v->get(), true;
+  if (auto v = n.as_floating_point()) return out = v->get(), true;
+  if (auto v = n.as_string()) return out = v->get(), true;
+  if (auto arr = n.as_array()) {
+    if (arr->empty()) return out = std::vector<std::int64_t>{}, true;
+    if (arr->is_homogeneous(toml::node_type::integer)) {
+      std::vector<std::int64_t> v;
+      for (auto& e : *arr) v.push_back(e.as_integer()->get());
+      return out = std::move(v), true;
+    }
+    bool numbers = std::all_of(arr->begin(), arr->end(), [](auto& e) { return e.is_number(); });
+    if (numbers) {
+      std::vector<double> v;
+      for (auto& e : *arr) v.push_back(e.is_integer() ? double(e.as_integer()->get()) : e.as_floating_point()->get());
+      return out = std::move(v), true;
+    }
+    if (arr->is_homogeneous(toml::node_type::string)) {
+      std::vector<std::string> v;
+      for (auto& e : *arr) v.push_back(e.as_string()->get());
+      return out = std::move(v), true;
+    }
+    error(loc, key, "expected an array of numbers or of strings, found an array of mixed or nested values");
+    return false;
+  }
+  if (n.is_table()) {
+    error(loc, key, "expected a value, found a table");
+    return false;
+  }
+  error(loc, key, "expected a boolean, number, string or array, found a date or time");
+  return false;
+}
+
+std::vector<RawParam> Reader::values(const toml::table& t, const std::string& prefix,
+                                     const std::vector<std::string>& skip) {
+  std::vector<RawParam> raw;
+  for (auto&& [k, v] : t) {
+    std::string name(k.str());
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    std::string key = prefix + "." + name;
+    SourceLocation loc = where(key, k.source());
+    Value val;
+    if (to_value(v, key, loc, val)) raw.push_back({name, std::move(val), loc});
+  }
+  return raw;
+}
+
+PluginSpec Reader::plugin(const toml::table& t, PluginKind kind, const std::string& section) {
+  PluginSpec s;
+  s.kind = kind;
+  s.section = section;
+  s.where = t.source().begin.line ? at(t.source()) : file_only();
+  const toml::node* name = t.get("plugin");
+  if (!name) {
+    error(s.where, section + ".plugin",
+          std::string("missing required key 'plugin' (the name of a ") + kind_name(kind) +
+              " plugin; `contra plugins` lists them)");
+  } else if (!name->is_string()) {
+    error(where(section + ".plugin", name->source()), section + ".plugin",
+          std::string("expected a string naming a ") + kind_name(kind) + " plugin");
+  } else {
+    s.name = name->as_string()->get();
+    s.name_where = where(section + ".plugin", name->source());
+  }
+  s.raw = values(t, section, {"plugin"});
+  return s;
+}
+
+Params bind_section(Reader& r, const Schema& schema, const toml::table* t, const std::string& name,
+                    Diagnostics& out, const std::vector<std::string>& skip = {}) {
+  std::vector<RawParam> raw;
+  SourceLocation loc = r.file_only();
+  if (t) {
+    raw = r.values(*t, name, skip);
+    if (t->source().begin.line) loc = r.at(t->source());
+  }
+  return schema.bind(raw, name, loc, out);
+}
+
+PipelineSpec read(toml::table root, const std::string& file, const std::vector<std::string>& overrides,
+                  Diagnostics& out) {
+  Reader r(file, out);
+  for (const auto& o : overrides) r.apply_override(root, o);
+
+  PipelineSpec spec;
+  spec.file = file;
+  const auto& sections = known_sections();
+  for (auto&& [k, v] : root) {
+    std::string name(k.str());
+    bool known = std::find(sections.begin(), sections.end(), name) != sections.end();
+    SourceLocation loc = r.where(name, k.source());
+    if (!known) {
+      std::string msg = v.is_table() ? "unknown section [" + name + "]" : "unknown top-level key '" + name + "'";
+      std::string hint = closest_match(name, sections);
+      if (!hint.empty()) msg += "; did you mean [" + hint + "]?";
+      else msg += "; sections are [pipeline], [runtime], [train], [plugins], [augment], [source], [sampler], "
+                  "[encoder], [miner], [loss] and [optimizer]";
+      r.error(loc, "", msg);
+    } else if (!v.is_table()) {
+      r.error(loc, name, "expected a table [" + name + "], found a value");
+    }
+  }
+  auto table = [&](const char* name) { return root.get_as<toml::table>(name); };
+
+  spec.pipeline = bind_section(r, pipeline_section_schema(), table("pipeline"), "pipeline", out);
+  spec.runtime = bind_section(r, runtime_section_schema(), table("runtime"), "runtime", out);
+  spec.train = bind_section(r, train_section_schema(), table("train"), "train", out);
+  spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain"});
+  Params plugins = bind_section(r, plugins_section_schema(), table("plugins"), "plugins", out);
+
+  // [plugins] paths, relative to the pipeline file.
+  if (const toml::table* pt = table("plugins"); pt && pt->get_as<toml::array>("paths")) {
+    fs::path base = fs::path(file).parent_path();
+    std::vector<std::string> paths;
+    try {
+      paths = plugins.get<std::vector<std::string>>("paths");
+    } catch (const UsageError&) {  // reported by the schema already
+    }
+    SourceLocation loc = plugins.where("paths");
+    for (const auto& p : paths) {
+      fs::path full = fs::path(p).is_absolute() || loc.line == 0 ? fs::path(p) : base / p;
+      if (!fs::exists(full)) r.error(loc, "plugins.paths", "no such folder or file: " + full.string());
+      else spec.plugin_paths.push_back(full.lexically_normal());
+    }
+  }
+
+  // [[augment.chain]]
+  if (const toml::table* aug = table("augment")) {
+    if (const toml::node* chain = aug->get("chain")) {
+      const toml::array* arr = chain->as_array();
+      if (!arr || !arr->is_array_of_tables()) {
+        r.error(r.where("augment.chain", chain->source()), "augment.chain",
+                "expected [[augment.chain]] tables, one per augmentation");
+      } else {
+        for (std::size_t i = 0; i < arr->size(); ++i)
+          spec.augment_chain.push_back(r.plugin(*arr->get(i)->as_table(), PluginKind::augmentation,
+                                                "augment.chain[" + std::to_string(i) + "]"));
+      }
+    }
+  }
+
+  PluginSpec* slots[] = {&spec.source, &spec.sampler, &spec.encoder, &spec.miner, &spec.loss, &spec.optimizer};
+  for (std::size_t i = 0; i < plugin_sections().size(); ++i) {
+    const auto& ps = plugin_sections()[i];
+    if (const toml::table* t = table(ps.name)) {
+      *slots[i] = r.plugin(*t, ps.kind, ps.name);
+    } else if (ps.default_plugin) {
+      slots[i]->kind = ps.kind;
+      slots[i]->section = ps.name;
+      slots[i]->name = ps.default_plugin;
+      slots[i]->where = r.file_only();
+      slots[i]->name_where = r.file_only();
+    } else if (!root.get(ps.name)) {
+      r.error(r.file_only(), "",
+              std::string("missing section [") + ps.name + "] (it names the " + kind_name(ps.kind) +
+                  " plugin: plugin = \"...\")");
+    }
+  }
+
+  std::ostringstream os;
+  os << root;
+  spec.resolved_toml = os.str() + "\n";
+  return spec;
+}
+
+}  // namespace
+
+std::optional<PipelineSpec> read_pipeline_text(const std::string& text, const std::string& name,
+                                               const std::vector<std::string>& overrides,
+                                               Diagnostics& out) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    out.push_back({SourceLocation{name, static_cast<int>(e.source().begin.line),
+                                  static_cast<int>(e.source().begin.column)},
+                   "", "invalid TOML: " + std::string(e.description())});
+    return std::nullopt;
+  }
+  return read(std::move(root), name, overrides, out);
+}
+
+std::optional<PipelineSpec> read_pipeline(const std::string& file,
+                                          const std::vector<std::string>& overrides, Diagnostics& out) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    out.push_back({SourceLocation{file, 0, 0}, "", std::string("cannot open the pipeline file: ") +
+                                                       std::strerror(errno)});
+    return std::nullopt;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return read_pipeline_text(ss.str(), file, overrides, out);
+}
+
+void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostics& out) {
+  auto bind = [&](PluginSpec& ps) {
+    if (ps.name.empty()) return;  // already reported
+    std::string key = ps.section + ".plugin";
+    const PluginRecord* rec = nullptr;
+    try {
+      rec = registry.find(ps.kind, ps.name);
+    } catch (const PluginError& e) {
+      out.push_back({ps.name_where, key, e.what()});
+      return;
+    }
+    if (!rec) {
+      std::string msg;
+      auto kinds = registry.kinds_of(ps.name);
+      if (!kinds.empty()) {
+        msg = "'" + ps.name + "' is " + (kinds[0] == PluginKind::augmentation ? "an " : "a ") +
+              kind_name(kinds[0]) + " plugin, not " +
+              (ps.kind == PluginKind::augmentation ? "an " : "a ") + kind_name(ps.kind) + " plugin";
+      } else {
+        auto names = registry.names(ps.kind);
+        msg = std::string("unknown ") + kind_name(ps.kind) + " plugin '" + ps.name + "'";
+        std::string hint = closest_match(ps.name, names);
+        if (!hint.empty()) msg += "; did you mean '" + hint + "'?";
+        else if (!names.empty()) {
+          msg += "; available: ";
+          for (std::size_t i = 0; i < names.size(); ++i) msg += (i ? ", " : "") + names[i];
+        } else msg += std::string("; no ") + kind_name(ps.kind) + " plugin was found on the plugin path";
+        for (const auto& p : registry.problems()) msg += "\n  note: " + p.message;
+      }
+      out.push_back({ps.name_where, key, msg});
+      return;
+    }
+    ps.params = rec->schema.bind(ps.raw, ps.section, ps.where, out);
+  };
+  for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.miner, &spec.loss, &spec.optimizer})
+    bind(*ps);
+  for (auto& a : spec.augment_chain) bind(a);
+}
+
+void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry) {
+  if (auto dir = default_plugin_dir(); !dir.empty() && fs::is_directory(dir)) registry.scan_directory(dir);
+  for (const auto& d : env_plugin_dirs()) registry.scan_directory(d);
+  for (const auto& p : spec.plugin_paths) {
+    if (fs::is_directory(p)) registry.scan_directory(p);
+    else {
+      try {
+        registry.load_library(p);
+      } catch (const PluginError& e) {
+        throw ConfigError(spec.file + ": error: plugins.paths: " + e.what());
+      }
+    }
+  }
+}
+
+PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
+                           PluginRegistry& registry) {
+  Diagnostics d;
+  std::optional<PipelineSpec> spec = read_pipeline(file, overrides, d);
+  if (spec) {
+    scan_plugin_path(*spec, registry);
+    bind_plugins(*spec, registry, d);
+  }
+  if (!d.empty()) {
+    std::string msg = format_diagnostics(d);
+    if (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    throw ConfigError(msg);
+  }
+  return std::move(*spec);
+}
+
+}  // namespace contra::runtime

@@ -1,0 +1,74 @@
+#pragma once
+// PipelineSpec: a pipeline file read, overridden and validated. This module
+// is the only user of toml++; everything past it sees SDK types only.
+
+#include <contra/roles/plugin.hpp>
+#include <contra/schema.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace contra::runtime {
+
+class PluginRegistry;
+
+/// One plugin instance named in the pipeline.
+struct PluginSpec {
+  PluginKind kind = PluginKind::source;
+  std::string section;        ///< dotted key of its table: "loss", "augment.chain[1]"
+  std::string name;           ///< the plugin = "..." value
+  SourceLocation where;       ///< the table
+  SourceLocation name_where;  ///< the plugin = "..." line
+  std::vector<RawParam> raw;  ///< every other key of the table
+  Params params;              ///< typed values, after bind_plugins()
+  /// "loss 'info_nce' (pipeline.toml:31:1)": how errors name this plugin.
+  std::string label() const;
+};
+
+struct PipelineSpec {
+  std::string file;           ///< as the user named it
+  Params pipeline;            ///< [pipeline]
+  Params runtime;             ///< [runtime]
+  Params train;               ///< [train]
+  Params augment;             ///< [augment] (views)
+  std::vector<std::filesystem::path> plugin_paths;  ///< [plugins] paths, resolved
+  PluginSpec source, sampler, encoder, miner, loss, optimizer;
+  std::vector<PluginSpec> augment_chain;
+  /// The effective pipeline (after --set overrides) as TOML.
+  std::string resolved_toml;
+};
+
+/// Schemas of the built-in sections (they also document them).
+Schema pipeline_section_schema();
+Schema runtime_section_schema();
+Schema train_section_schema();
+Schema augment_section_schema();
+Schema plugins_section_schema();
+
+/// Read `file`, apply `overrides` ("section.key=value", the value in TOML
+/// syntax or else taken as a string), and validate everything that does not
+/// need plugins. Problems are appended to `out`. Returns nothing when the
+/// file cannot be read or is not valid TOML (one diagnostic says why).
+std::optional<PipelineSpec> read_pipeline(const std::string& file,
+                                          const std::vector<std::string>& overrides, Diagnostics& out);
+/// The same from text; `name` stands for the file in messages and relative paths.
+std::optional<PipelineSpec> read_pipeline_text(const std::string& text, const std::string& name,
+                                               const std::vector<std::string>& overrides,
+                                               Diagnostics& out);
+
+/// Check each plugin table against the registry: the plugin exists with the
+/// right kind, and its parameters fit its schema. Fills PluginSpec::params.
+void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostics& out);
+
+/// Everything together: read, scan the plugin search path (the default
+/// plugin dir, CONTRA_PLUGIN_PATH, then [plugins] paths) into `registry`, and
+/// bind. Throws ConfigError with every diagnostic, one per line.
+PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
+                           PluginRegistry& registry);
+
+/// Scan the plugin search path for `spec` into `registry`.
+void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry);
+
+}  // namespace contra::runtime

@@ -1,0 +1,201 @@
+#include "registry.hpp"
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+
+namespace contra::runtime {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Boost.DLL's messages end with an errno text that means nothing here ("Bad
+// file descriptor"); keep only what dlerror() said.
+std::string dl_reason(const std::exception& e) {
+  std::string what = e.what();
+  const std::string marker = "dlerror system message: ";
+  auto start = what.find(marker);
+  if (start == std::string::npos) return what;
+  start += marker.size();
+  auto end = what.rfind(')');
+  if (end == std::string::npos || end < start) end = what.size();
+  return what.substr(start, end - start);
+}
+
+std::string fingerprint_field(const std::string& fp, const std::string& field) {
+  std::string key = field + "=";
+  auto pos = fp.find(key);
+  if (pos == std::string::npos) return "";
+  auto end = fp.find(';', pos);
+  return fp.substr(pos + key.size(), end == std::string::npos ? std::string::npos : end - pos - key.size());
+}
+
+bool known_kind(PluginKind k) { return std::strcmp(kind_name(k), "unknown") != 0; }
+
+}  // namespace
+
+fs::path default_plugin_dir() {
+  std::error_code ec;
+  fs::path exe = boost::dll::program_location(ec);
+  if (ec) return {};
+  return (exe.parent_path() / ".." / "plugins").lexically_normal();
+}
+
+std::vector<fs::path> env_plugin_dirs() {
+  std::vector<fs::path> dirs;
+  const char* env = std::getenv("CONTRA_PLUGIN_PATH");
+  if (!env) return dirs;
+  std::string s = env;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto end = s.find(':', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) dirs.emplace_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return dirs;
+}
+
+PluginRegistry::PluginRegistry() = default;
+PluginRegistry::~PluginRegistry() = default;
+
+void PluginRegistry::scan_directory(const fs::path& dir) {
+  std::error_code ec;
+  fs::path canon = fs::weakly_canonical(dir, ec);
+  if (ec) canon = dir;
+  if (std::find(scanned_.begin(), scanned_.end(), canon) != scanned_.end()) return;
+  scanned_.push_back(canon);
+  std::vector<fs::path> files;
+  for (fs::directory_iterator it(canon, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto& p = it->path();
+    if (p.extension() == ".so" && it->is_regular_file()) files.push_back(p);
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    try {
+      load_library(f);
+    } catch (const PluginError& e) {
+      problems_.push_back({f, e.what()});
+    }
+  }
+}
+
+void PluginRegistry::load_library(const fs::path& file) {
+  std::error_code ec;
+  fs::path canon = fs::weakly_canonical(file, ec);
+  if (ec) canon = file;
+  if (std::find(loaded_.begin(), loaded_.end(), canon) != loaded_.end()) return;
+  add_library(canon);
+  loaded_.push_back(canon);
+}
+
+void PluginRegistry::add_library(const fs::path& file) {
+  const std::string name = file.string();
+  if (!fs::exists(file)) throw PluginError("plugin library " + name + " does not exist");
+  auto lib = std::make_shared<boost::dll::shared_library>();
+  try {
+    // rtld_now: an unresolved symbol fails here, not at its first call.
+    lib->load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    throw PluginError("cannot load plugin library " + name + ": " + dl_reason(e));
+  }
+  if (!lib->has(CONTRA_MANIFEST_SYMBOL))
+    throw PluginError(name + " is not a contra plugin library: it does not export the entry symbol '" +
+                      std::string(CONTRA_MANIFEST_SYMBOL) + "' (declare its plugins with CONTRA_PLUGIN_LIBRARY)");
+  const LibraryManifest& m = lib->get_alias<const LibraryManifest>(CONTRA_MANIFEST_SYMBOL);
+  if (m.magic != manifest_magic)
+    throw PluginError(name + ": the entry symbol '" + std::string(CONTRA_MANIFEST_SYMBOL) +
+                      "' does not point to a contra plugin manifest");
+  std::string their_sdk = m.sdk_version ? m.sdk_version : "?";
+  if (m.abi_version != sdk_abi_version)
+    throw PluginError(name + " was built for contra SDK ABI " + std::to_string(m.abi_version) + " (SDK " +
+                      their_sdk + "), but this runtime provides SDK ABI " + std::to_string(sdk_abi_version) +
+                      " (SDK " + sdk_version + "); rebuild the plugin against SDK " + sdk_version);
+  std::string their_fp = m.build_fingerprint ? m.build_fingerprint : "";
+  std::string our_fp = CONTRA_BUILD_FINGERPRINT;
+  if (fingerprint_field(their_fp, "cxx11abi") != fingerprint_field(our_fp, "cxx11abi"))
+    throw PluginError(name + " was built with another C++ standard library ABI (" + their_fp +
+                      ") than this runtime (" + our_fp + "); rebuild it with the same compiler settings");
+
+  std::vector<PluginRecord> found;
+  for (std::size_t i = 0; i < m.plugin_count; ++i) {
+    const PluginEntry& e = m.plugins[i];
+    if (!known_kind(e.kind))
+      throw PluginError(name + ": plugin #" + std::to_string(i) + " has an unknown kind (" +
+                        std::to_string(static_cast<unsigned>(e.kind)) + ")");
+    Schema schema;
+    try {
+      schema = e.schema();
+      schema.check_well_formed();
+    } catch (const std::exception& ex) {
+      throw PluginError(name + ": the schema of its " + kind_name(e.kind) + " plugin #" + std::to_string(i) +
+                        " is invalid: " + ex.what());
+    }
+    found.push_back({e.kind, schema.name(), std::move(schema), file, &e, lib});
+  }
+  for (auto& r : found) records_.push_back(std::move(r));
+}
+
+const PluginRecord* PluginRegistry::find(PluginKind kind, std::string_view name) const {
+  const PluginRecord* hit = nullptr;
+  for (const auto& r : records_) {
+    if (r.kind != kind || r.name != name) continue;
+    if (hit)
+      throw PluginError(std::string(kind_name(kind)) + " plugin '" + std::string(name) +
+                        "' is provided by two libraries: " + hit->library.string() + " and " +
+                        r.library.string() + "; remove one from the plugin path");
+    hit = &r;
+  }
+  return hit;
+}
+
+std::vector<PluginKind> PluginRegistry::kinds_of(std::string_view name) const {
+  std::vector<PluginKind> kinds;
+  for (const auto& r : records_)
+    if (r.name == name && std::find(kinds.begin(), kinds.end(), r.kind) == kinds.end()) kinds.push_back(r.kind);
+  return kinds;
+}
+
+std::vector<std::string> PluginRegistry::names(PluginKind kind) const {
+  std::vector<std::string> n;
+  for (const auto& r : records_)
+    if (r.kind == kind) n.push_back(r.name);
+  std::sort(n.begin(), n.end());
+  n.erase(std::unique(n.begin(), n.end()), n.end());
+  return n;
+}
+
+std::vector<const PluginRecord*> PluginRegistry::all() const {
+  std::vector<const PluginRecord*> v;
+  for (const auto& r : records_) v.push_back(&r);
+  std::sort(v.begin(), v.end(), [](auto* a, auto* b) {
+    return std::tie(a->kind, a->name) < std::tie(b->kind, b->name);
+  });
+  return v;
+}
+
+std::shared_ptr<Plugin> PluginRegistry::create_plugin(const PluginRecord& rec, const Params& p) const {
+  Plugin* raw = nullptr;
+  try {
+    raw = rec.entry->create(p);
+  } catch (const std::exception& e) {
+    throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
+                      ") failed to start: " + e.what());
+  } catch (...) {
+    throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
+                      ") failed to start: it threw something that is not a std::exception");
+  }
+  if (!raw)
+    throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
+                      ") returned no object");
+  // The deleter holds the library: it is unloaded only after its last object.
+  auto destroy = rec.entry->destroy;
+  auto lib = rec.handle;
+  return std::shared_ptr<Plugin>(raw, [destroy, lib](Plugin* q) { destroy(q); });
+}
+
+}  // namespace contra::runtime

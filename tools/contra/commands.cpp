@@ -1,0 +1,245 @@
+#include "commands.hpp"
+
+#include "config/pipeline_spec.hpp"
+#include "graph/pipeline_run.hpp"
+#include "plugins/registry.hpp"
+
+#include <contra/errors.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+namespace contra::cli {
+namespace {
+
+using runtime::PluginRegistry;
+
+struct PipelineArgs {
+  std::string file;
+  std::vector<std::string> overrides;
+};
+
+// Parses "FILE [--set k=v ...]"; prints the problem and returns false on a bad line.
+bool parse_pipeline_args(const char* cmd, const std::vector<std::string>& args, PipelineArgs& out) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--set") {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "contra %s: --set needs section.key=value\n", cmd);
+        return false;
+      }
+      out.overrides.push_back(args[++i]);
+    } else if (a.rfind("--set=", 0) == 0) {
+      out.overrides.push_back(a.substr(6));
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "contra %s: unknown option '%s' (see contra %s --help)\n", cmd, a.c_str(), cmd);
+      return false;
+    } else if (out.file.empty()) {
+      out.file = a;
+    } else {
+      std::fprintf(stderr, "contra %s: only one pipeline file, got '%s' and '%s'\n", cmd, out.file.c_str(),
+                   a.c_str());
+      return false;
+    }
+  }
+  if (out.file.empty()) {
+    std::fprintf(stderr, "contra %s: no pipeline file given (see contra %s --help)\n", cmd, cmd);
+    return false;
+  }
+  return true;
+}
+
+bool wants_help(const std::vector<std::string>& args) {
+  return std::any_of(args.begin(), args.end(), [](const std::string& a) { return a == "--help" || a == "-h"; });
+}
+
+void print_error(const std::exception& e) { std::fprintf(stderr, "%s\n", e.what()); }
+
+// Progress: one rewritten line on a terminal, plain lines every log_every steps otherwise.
+class Progress {
+ public:
+  Progress(std::int64_t log_every) : tty_(isatty(STDOUT_FILENO) != 0), every_(log_every) {}
+  void operator()(const runtime::StepReport& r) {
+    bool last = r.step + 1 == r.total_steps;
+    char line[256];
+    std::snprintf(line, sizeof line, "step %lld/%lld  epoch %lld  loss %.4f  lr %.4g  %.0f images/s",
+                  static_cast<long long>(r.step + 1), static_cast<long long>(r.total_steps),
+                  static_cast<long long>(r.epoch), r.loss, r.lr, r.images_per_s);
+    if (tty_) {
+      if (last || r.elapsed_s - last_print_ >= 0.1) {
+        std::printf("\r%-100s", line);
+        if (last) std::printf("\n");
+        std::fflush(stdout);
+        last_print_ = r.elapsed_s;
+      }
+    } else if ((r.step + 1) % every_ == 0 || last || r.step == 0) {
+      std::printf("%s\n", line);
+      std::fflush(stdout);
+    }
+  }
+
+ private:
+  bool tty_;
+  std::int64_t every_;
+  double last_print_ = -1;
+};
+
+double mean_of(const std::vector<double>& v, std::size_t from, std::size_t to) {
+  if (to <= from) return NAN;
+  return std::accumulate(v.begin() + from, v.begin() + to, 0.0) / static_cast<double>(to - from);
+}
+
+}  // namespace
+
+int run_command(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::printf(
+        "usage: contra run FILE [--set section.key=value ...]\n\n"
+        "Train the pipeline described in FILE (TOML). --set overrides one key, e.g.\n"
+        "  --set train.max_steps=100 --set loss.temperature=0.2\n"
+        "values are TOML (numbers, booleans, [lists], \"strings\"); anything else is a string.\n"
+        "Progress goes to standard output; per-stage times are printed at the end.\n");
+    return 0;
+  }
+  PipelineArgs pa;
+  if (!parse_pipeline_args("run", args, pa)) return 2;
+  try {
+    PluginRegistry registry;
+    runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
+    std::string name = spec.pipeline.get<std::string>("name");
+    std::printf("contra run %s%s%s\n", pa.file.c_str(), name.empty() ? "" : "  ", name.c_str());
+    std::printf("  source %s, encoder %s, miner %s, loss %s, optimizer %s\n", spec.source.name.c_str(),
+                spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
+                spec.optimizer.name.c_str());
+    std::fflush(stdout);
+    Progress progress(spec.train.get<std::int64_t>("log_every"));
+    runtime::RunOptions options;
+    options.on_step = [&](const runtime::StepReport& r) { progress(r); };
+    runtime::RunSummary s = runtime::run_pipeline(spec, registry, options);
+    std::printf("\n%s", runtime::format_stage_table(s).c_str());
+    std::size_t n = s.losses.size(), k = std::min<std::size_t>(10, n / 2);
+    if (k > 0)
+      std::printf("loss: mean of the first %zu steps %.4f, of the last %zu steps %.4f\n", k,
+                  mean_of(s.losses, 0, k), k, mean_of(s.losses, n - k, n));
+    return 0;
+  } catch (const Error& e) {
+    print_error(e);
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 1;
+  }
+}
+
+int validate_command(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::printf(
+        "usage: contra validate FILE [--set section.key=value ...]\n\n"
+        "Check FILE without running it: TOML syntax, sections and keys, plugin names,\n"
+        "and every plugin's parameters against its schema. Prints every problem with\n"
+        "file:line:column; exits 1 if there is any.\n");
+    return 0;
+  }
+  PipelineArgs pa;
+  if (!parse_pipeline_args("validate", args, pa)) return 2;
+  try {
+    PluginRegistry registry;
+    runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
+    std::printf("%s: valid (%zu augmentations, source '%s', encoder '%s', loss '%s')\n", pa.file.c_str(),
+                spec.augment_chain.size(), spec.source.name.c_str(), spec.encoder.name.c_str(),
+                spec.loss.name.c_str());
+    return 0;
+  } catch (const Error& e) {
+    print_error(e);
+    return 1;
+  }
+}
+
+int plugins_command(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::printf(
+        "usage: contra plugins [--describe NAME] [--kind KIND] [--path DIR ...]\n\n"
+        "List the plugins found on the plugin path, or describe one plugin's\n"
+        "parameters. --path adds a folder (or .so file) to the search.\n");
+    return 0;
+  }
+  std::string describe, kind;
+  std::vector<std::string> extra;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    auto need = [&](const char* opt) -> bool {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "contra plugins: %s needs a value\n", opt);
+        return false;
+      }
+      return true;
+    };
+    if (args[i] == "--describe") {
+      if (!need("--describe")) return 2;
+      describe = args[++i];
+    } else if (args[i] == "--kind") {
+      if (!need("--kind")) return 2;
+      kind = args[++i];
+    } else if (args[i] == "--path") {
+      if (!need("--path")) return 2;
+      extra.push_back(args[++i]);
+    } else {
+      std::fprintf(stderr, "contra plugins: unknown argument '%s' (see contra plugins --help)\n", args[i].c_str());
+      return 2;
+    }
+  }
+  PluginRegistry registry;
+  runtime::PipelineSpec none;
+  for (const auto& p : extra) none.plugin_paths.emplace_back(p);
+  try {
+    runtime::scan_plugin_path(none, registry);
+  } catch (const Error& e) {
+    print_error(e);
+    return 1;
+  }
+  auto records = registry.all();
+  if (!describe.empty()) {
+    std::vector<const runtime::PluginRecord*> hits;
+    std::vector<std::string> names;
+    for (auto* r : records) {
+      names.push_back(r->name);
+      if (r->name == describe && (kind.empty() || kind == kind_name(r->kind))) hits.push_back(r);
+    }
+    if (hits.empty()) {
+      std::string hint = closest_match(describe, names);
+      std::fprintf(stderr, "contra plugins: no plugin named '%s'%s\n", describe.c_str(),
+                   hint.empty() ? "" : ("; did you mean '" + hint + "'?").c_str());
+      return 1;
+    }
+    for (auto* r : hits) {
+      std::printf("%s (%s plugin, %s)\n", r->name.c_str(), kind_name(r->kind), r->library.string().c_str());
+      std::printf("%s", r->schema.describe().c_str());
+      std::printf("\nexample:\n  %s\n  plugin = \"%s\"\n",
+                  r->kind == PluginKind::augmentation ? "[[augment.chain]]" : ("[" + std::string(kind_name(r->kind)) + "]").c_str(),
+                  r->name.c_str());
+      for (const auto& p : r->schema.params())
+        std::printf("  %s = %s\n", p.name.c_str(),
+                    p.default_value ? value_to_string(*p.default_value).c_str() : "...  # required");
+    }
+    return 0;
+  }
+  const char* current = nullptr;
+  for (auto* r : records) {
+    if (!kind.empty() && kind != kind_name(r->kind)) continue;
+    if (!current || std::string(current) != kind_name(r->kind)) {
+      current = kind_name(r->kind);
+      std::printf("%s%s:\n", r == records.front() ? "" : "\n", current);
+    }
+    std::printf("  %-22s %s\n", r->name.c_str(), r->schema.summary().c_str());
+  }
+  if (!registry.problems().empty()) {
+    std::printf("\nlibraries that could not be loaded:\n");
+    for (const auto& p : registry.problems()) std::printf("  %s\n", p.message.c_str());
+  }
+  return 0;
+}
+
+}  // namespace contra::cli

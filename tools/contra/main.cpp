@@ -1,0 +1,41 @@
+// contra: run, validate and inspect contrastive-learning pipelines.
+#include "commands.hpp"
+
+#include <contra/version.hpp>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+const char* usage =
+    "usage: contra <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run FILE [--set section.key=value ...]       train the pipeline in FILE\n"
+    "  validate FILE [--set section.key=value ...]  check FILE and its plugins' parameters\n"
+    "  plugins [--describe NAME] [--kind KIND]      list plugins, or describe one\n"
+    "\n"
+    "`contra <command> --help` describes a command. Plugins are searched in the\n"
+    "build's or install's plugins folder, then CONTRA_PLUGIN_PATH (folders\n"
+    "separated by ':'), then the pipeline's [plugins] paths.\n";
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(usage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") {
+    std::printf("contra %s (SDK ABI %u)\n", contra::sdk_version, contra::sdk_abi_version);
+    return 0;
+  }
+  std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "run") return contra::cli::run_command(args);
+  if (cmd == "validate") return contra::cli::validate_command(args);
+  if (cmd == "plugins") return contra::cli::plugins_command(args);
+  std::fprintf(stderr, "contra: unknown command '%s'\n\n%s", cmd.c_str(), usage);
+  return 2;
+}
