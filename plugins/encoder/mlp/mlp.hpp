@@ -1,0 +1,56 @@
+#pragma once
+/// \file
+/// mlp: a multilayer perceptron encoder, Linear → ReLU → ... → Linear.
+
+#include <contra/roles/encoder.hpp>
+#include <contra/schema.hpp>
+#include <contra/tensor.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace contra::plugins {
+
+/// Flattens each input row ([N, C, H, W] or [N, D]) and applies
+/// `hidden.size() + 1` fully connected layers, with ReLU after all but the
+/// last. Layer l has parameters "fc<l>.weight" [out, in] and "fc<l>.bias"
+/// [out] (decay = false), initialised like PyTorch's nn.Linear:
+/// uniform(±1/sqrt(in)), drawn from Rng(seed, 0, l, 0, 0).
+class Mlp final : public contra::Encoder {
+ public:
+  static contra::Schema schema();
+  explicit Mlp(const contra::Params& p);
+
+  /// Throws ConfigError for an empty input shape, UsageError when built twice.
+  void build(const contra::Shape& input, std::uint64_t seed) override;
+  std::int64_t output_dim() const override { return output_; }
+  std::vector<contra::Parameter*> parameters() override;
+
+  /// Throws UsageError before build(), or when a row of x does not hold the
+  /// built input size. Allocates only when the batch size grows.
+  const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override;
+  /// Throws UsageError without a train-mode forward() since the last
+  /// backward(), or when dy is not [N, output_dim()].
+  const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad) override;
+
+ private:
+  struct Layer {
+    std::int64_t in = 0, out = 0;
+    contra::Parameter weight, bias;
+  };
+
+  std::vector<std::int64_t> hidden_;
+  std::int64_t output_;
+  bool built_ = false;
+  contra::Shape input_;       // per-row input shape given to build()
+  std::int64_t in_dim_ = 0;   // its element count
+  std::vector<Layer> layers_;
+  std::vector<contra::Tensor> acts_;   // [0]: input copy (train); [l+1]: output of layer l
+  std::vector<contra::Tensor> grads_;  // [l]: dL/d(input of layer l)
+  contra::Tensor dx_;                  // grads_[0] viewed with the input's shape
+  contra::Tensor none_;                // returned when no input gradient is wanted
+  contra::Shape x_shape_;              // shape of the last train-mode input
+  bool backward_ready_ = false;
+};
+
+}  // namespace contra::plugins
