@@ -56,7 +56,11 @@ class Run {
 
   // Runs one stage on one batch: timing, events, and failure capture.
   void stage(int index, BatchWork& w, const std::function<void(BatchWork&)>& fn) {
-    if (w.failed) return;
+    // After a failure nothing more is worked on; batches in flight drain.
+    if (w.failed || stop_) {
+      w.failed = true;
+      return;
+    }
     double t0 = now();
     try {
       fn(w);

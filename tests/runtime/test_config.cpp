@@ -1,0 +1,116 @@
+// Pipeline files: valid ones load; each broken one gives exactly the
+// diagnostics in its golden file (tests/fixtures/pipelines/invalid/*.expected).
+// Set CONTRA_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change.
+#include "config/pipeline_spec.hpp"
+#include "plugins/registry.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+using namespace contra;
+using namespace contra::runtime;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (std::size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size())
+    s.replace(pos, from.size(), to);
+  return s;
+}
+
+// Diagnostics of loading `file`, with its folder removed from paths.
+std::string diagnostics_of(const fs::path& file, const std::vector<std::string>& overrides = {}) {
+  PluginRegistry reg;
+  try {
+    load_pipeline(file.string(), overrides, reg);
+  } catch (const ConfigError& e) {
+    return replace_all(e.what(), file.parent_path().string() + "/", "") + "\n";
+  }
+  return "(valid)\n";
+}
+
+std::vector<fs::path> files_in(const fs::path& dir, const std::string& ext) {
+  std::vector<fs::path> v;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ext) v.push_back(e.path());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("config: every broken pipeline gives its golden diagnostics", "[runtime][config]") {
+  auto dir = fs::path(CONTRA_FIXTURE_DIR) / "pipelines" / "invalid";
+  auto files = files_in(dir, ".toml");
+  REQUIRE(files.size() >= 10);
+  bool update = std::getenv("CONTRA_UPDATE_GOLDEN") != nullptr;
+  for (const auto& f : files) {
+    DYNAMIC_SECTION(f.filename().string()) {
+      std::string got = diagnostics_of(f);
+      auto golden = fs::path(f).replace_extension(".expected");
+      if (update) test::write_file(golden.string(), got);
+      REQUIRE(fs::exists(golden));
+      CHECK(got == test::read_file(golden.string()));
+      CHECK(got != "(valid)\n");
+    }
+  }
+}
+
+TEST_CASE("config: every pipeline in pipelines/ is valid", "[runtime][config]") {
+  auto files = files_in(fs::path(CONTRA_SOURCE_DIR) / "pipelines", ".toml");
+  REQUIRE(!files.empty());
+  for (const auto& f : files) {
+    DYNAMIC_SECTION(f.filename().string()) { CHECK(diagnostics_of(f) == "(valid)\n"); }
+  }
+}
+
+TEST_CASE("config: --set overrides keys, creates sections and is named in errors", "[runtime][config]") {
+  test::TempDir dir("config");
+  std::string file = dir.file("p.toml");
+  test::write_file(file,
+                   "[source]\nplugin = \"synthetic\"\n\n[encoder]\nplugin = \"mlp\"\n\n"
+                   "[loss]\nplugin = \"info_nce\"\n\n[optimizer]\nplugin = \"sgd\"\n\n"
+                   "[[augment.chain]]\nplugin = \"horizontal_flip\"\n");
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(
+      file, {"loss.temperature=0.2", "train.max_steps=7", "augment.chain.0.p=1.0", "source.size=32"}, reg);
+  CHECK(spec.loss.params.get<double>("temperature") == 0.2);
+  CHECK(spec.train.get<std::int64_t>("max_steps") == 7);
+  CHECK(spec.augment_chain[0].params.get<double>("p") == 1.0);
+  CHECK(spec.loss.params.where("temperature").file == "--set loss.temperature=0.2");
+  CHECK(spec.resolved_toml.find("temperature = 0.2") != std::string::npos);
+
+  PluginRegistry reg2;
+  CHECK_THROWS_MATCHES(load_pipeline(file, {"loss.temperature=20"}, reg2), ConfigError,
+                       Catch::Message("--set loss.temperature=20: error: loss.temperature: expected a value in "
+                                      "[0.001, 10], found 20"));
+  PluginRegistry reg3;
+  CHECK_THROWS_MATCHES(load_pipeline(file, {"temperature"}, reg3), ConfigError,
+                       Catch::Message("--set temperature: error: expected section.key=value"));
+}
+
+TEST_CASE("config: a missing pipeline file is reported, not crashed on", "[runtime][config]") {
+  PluginRegistry reg;
+  CHECK_THROWS_MATCHES(load_pipeline("/nonexistent/p.toml", {}, reg), ConfigError,
+                       Catch::Message("/nonexistent/p.toml: error: cannot open the pipeline file: No such file or "
+                                      "directory"));
+}
+
+TEST_CASE("config: defaults fill the optional sections", "[runtime][config]") {
+  test::TempDir dir("config");
+  std::string file = dir.file("p.toml");
+  test::write_file(file, "[source]\nplugin = \"synthetic\"\n[encoder]\nplugin = \"mlp\"\n"
+                         "[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n");
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(file, {}, reg);
+  CHECK(spec.sampler.name == "random");
+  CHECK(spec.miner.name == "all_pairs");
+  CHECK(spec.augment.get<std::int64_t>("views") == 2);
+  CHECK(spec.runtime.get<std::int64_t>("prefetch") == 4);
+  CHECK(spec.augment_chain.empty());
+}

@@ -1,0 +1,124 @@
+#include "plugins/registry.hpp"
+
+#include <contra/plugin.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using namespace contra;
+using contra::runtime::PluginRegistry;
+
+namespace {
+std::string fixture(const std::string& name) {
+  return std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/" + name + "/lib" + name + ".so";
+}
+std::string builtin(const std::string& file) { return std::string(CONTRA_PLUGIN_DIR) + "/" + file; }
+std::string error_of(PluginRegistry& reg, const std::string& path) {
+  try {
+    reg.load_library(path);
+  } catch (const PluginError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+}  // namespace
+
+TEST_CASE("loader: a built-in plugin library loads, describes and creates its plugin", "[runtime][loader]") {
+  PluginRegistry reg;
+  reg.load_library(builtin("libcontra_loss_info_nce.so"));
+  const auto* rec = reg.find(PluginKind::loss, "info_nce");
+  REQUIRE(rec != nullptr);
+  CHECK(rec->schema.find("temperature") != nullptr);
+  auto loss = reg.create<Loss>(*rec, rec->schema.bind({{"temperature", 0.2}}));
+  REQUIRE(loss);
+  CHECK(reg.find(PluginKind::miner, "info_nce") == nullptr);
+  CHECK(reg.kinds_of("info_nce") == std::vector<PluginKind>{PluginKind::loss});
+}
+
+TEST_CASE("loader: an object keeps its library loaded after the registry is gone", "[runtime][loader]") {
+  std::shared_ptr<Miner> miner;
+  {
+    PluginRegistry reg;
+    reg.load_library(builtin("libcontra_miner_all_pairs.so"));
+    const auto* rec = reg.find(PluginKind::miner, "all_pairs");
+    REQUIRE(rec != nullptr);
+    miner = reg.create<Miner>(*rec, rec->schema.bind({}));
+  }
+  Pairs pairs;
+  Tensor z = Tensor::zeros({2, 2}, DType::f32);
+  std::vector<std::int64_t> sample{0, 0};
+  miner->mine(Embeddings{z, &sample, nullptr, 2}, pairs);  // code of the library still mapped
+  CHECK(pairs.all);
+  miner.reset();  // destroyed by the library's own destroy function, then unloaded
+}
+
+TEST_CASE("loader: a library built for another SDK ABI is refused with both versions", "[runtime][loader]") {
+  PluginRegistry reg;
+  std::string path = fixture("other_abi");
+  CHECK(error_of(reg, path) == path +
+                                   " was built for contra SDK ABI 999 (SDK 9.9.0), but this runtime provides "
+                                   "SDK ABI 1 (SDK 0.1.0); rebuild the plugin against SDK 0.1.0");
+}
+
+TEST_CASE("loader: a library without the entry symbol is refused", "[runtime][loader]") {
+  PluginRegistry reg;
+  std::string path = fixture("no_entry");
+  CHECK(error_of(reg, path) == path +
+                                   " is not a contra plugin library: it does not export the entry symbol "
+                                   "'contra_plugin_manifest' (declare its plugins with CONTRA_PLUGIN_LIBRARY)");
+}
+
+TEST_CASE("loader: a library with an unresolved symbol fails to load instead of crashing", "[runtime][loader]") {
+  PluginRegistry reg;
+  std::string path = fixture("unresolved");
+  CHECK(error_of(reg, path) == "cannot load plugin library " + path + ": " + path +
+                                   ": undefined symbol: contra_fixture_symbol_nobody_defines");
+  CHECK(reg.find(PluginKind::loss, "needs_missing") == nullptr);
+}
+
+TEST_CASE("loader: a missing library file is named", "[runtime][loader]") {
+  PluginRegistry reg;
+  CHECK(error_of(reg, "/nonexistent/libx.so") == "plugin library /nonexistent/libx.so does not exist");
+}
+
+TEST_CASE("loader: a plugin whose constructor throws gives a PluginError naming it", "[runtime][loader]") {
+  PluginRegistry reg;
+  std::string path = fixture("throwing_factory");
+  reg.load_library(path);
+  const auto* rec = reg.find(PluginKind::loss, "throwing_loss");
+  REQUIRE(rec != nullptr);
+  CHECK_THROWS_MATCHES(reg.create<Loss>(*rec, rec->schema.bind({})), PluginError,
+                       Catch::Message("loss plugin 'throwing_loss' (" + path +
+                                      ") failed to start: constructor failed on purpose"));
+}
+
+TEST_CASE("loader: a library whose schema is malformed is refused", "[runtime][loader]") {
+  PluginRegistry reg;
+  std::string path = fixture("bad_schema");
+  CHECK(error_of(reg, path) == path +
+                                   ": the schema of its miner plugin #0 is invalid: schema of plugin "
+                                   "'bad_schema' declares parameter 'margin' twice");
+}
+
+TEST_CASE("loader: two libraries providing one name make that name an error", "[runtime][loader]") {
+  PluginRegistry reg;
+  reg.scan_directory(CONTRA_PLUGIN_DIR);
+  reg.scan_directory(std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/duplicate_miner");
+  std::string dup = fixture("duplicate_miner");
+  CHECK_THROWS_MATCHES(reg.find(PluginKind::miner, "all_pairs"), PluginError,
+                       Catch::Message("miner plugin 'all_pairs' is provided by two libraries: " +
+                                      builtin("libcontra_miner_all_pairs.so") + " and " + dup +
+                                      "; remove one from the plugin path"));
+  CHECK(reg.find(PluginKind::loss, "info_nce") != nullptr);  // others unaffected
+}
+
+TEST_CASE("loader: scanning records bad libraries as problems and keeps the good ones", "[runtime][loader]") {
+  PluginRegistry reg;
+  reg.scan_directory(CONTRA_PLUGIN_DIR);
+  CHECK(reg.problems().empty());
+  reg.scan_directory(std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/other_abi");
+  REQUIRE(reg.problems().size() == 1);
+  CHECK(reg.problems()[0].message.find("SDK ABI 999") != std::string::npos);
+  CHECK(reg.find(PluginKind::loss, "info_nce") != nullptr);
+}

@@ -1,0 +1,143 @@
+#include "config/pipeline_spec.hpp"
+#include "graph/pipeline_run.hpp"
+#include "plugins/registry.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <numeric>
+
+using namespace contra;
+using namespace contra::runtime;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* small_pipeline = R"(
+[pipeline]
+seed = 11
+
+[runtime]
+prefetch = 3
+compute_threads = 1
+
+[train]
+epochs = 2
+
+[source]
+plugin = "synthetic"
+size = 256
+height = 16
+width = 16
+
+[sampler]
+plugin = "random"
+batch_size = 32
+
+[augment]
+views = 2
+
+[[augment.chain]]
+plugin = "random_resized_crop"
+size = 16
+scale = [0.5, 1.0]
+
+[[augment.chain]]
+plugin = "horizontal_flip"
+
+[[augment.chain]]
+plugin = "normalize"
+mean = [0.5]
+std = [0.25]
+
+[encoder]
+plugin = "mlp"
+hidden = [64]
+output = 32
+
+[loss]
+plugin = "info_nce"
+temperature = 0.5
+
+[optimizer]
+plugin = "sgd"
+lr = 0.05
+)";
+
+RunSummary run_text(const std::string& text, const std::vector<std::string>& overrides) {
+  test::TempDir dir("run");
+  std::string file = dir.file("p.toml");
+  test::write_file(file, text);
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(file, overrides, reg);
+  return run_pipeline(spec, reg, RunOptions{});
+}
+
+double mean(const std::vector<double>& v, std::size_t a, std::size_t b) {
+  return std::accumulate(v.begin() + a, v.begin() + b, 0.0) / static_cast<double>(b - a);
+}
+
+}  // namespace
+
+TEST_CASE("pipeline: the same seed gives the same per-step losses with 1 and 2 data threads",
+          "[runtime][pipeline]") {
+  RunSummary one = run_text(small_pipeline, {"runtime.data_threads=1"});
+  RunSummary two = run_text(small_pipeline, {"runtime.data_threads=2"});
+  REQUIRE(one.losses.size() == 16);
+  CHECK(one.losses == two.losses);
+  RunSummary other_seed = run_text(small_pipeline, {"runtime.data_threads=2", "pipeline.seed=12"});
+  CHECK(other_seed.losses != one.losses);
+}
+
+TEST_CASE("pipeline: a small synthetic run learns and reports every stage", "[runtime][pipeline]") {
+  RunSummary s = run_text(small_pipeline, {"train.epochs=6"});
+  REQUIRE(s.steps == 48);
+  CHECK(mean(s.losses, 40, 48) < mean(s.losses, 0, 8) - 0.1);
+  for (const char* stage : {"plan", "load", "augment", "train", "sink"}) {
+    INFO(stage);
+    CHECK(s.telemetry.stage(stage).calls == (std::string(stage) == "plan" ? 49 : 48));
+  }
+  CHECK(s.images == 48 * 32 * 2);
+  CHECK(s.telemetry.max_in_flight <= max_batches_alive(3));
+  CHECK(format_stage_table(s).find("augment") != std::string::npos);
+}
+
+TEST_CASE("pipeline: a failing augmentation stops the run naming stage, plugin and location",
+          "[runtime][pipeline]") {
+  std::string text = std::string(small_pipeline) +
+                     "\n[plugins]\npaths = [\"" + CONTRA_FIXTURE_PLUGIN_DIR + "/failing_augment\"]\n";
+  // Put the failing augmentation first in the chain.
+  auto pos = text.find("[[augment.chain]]");
+  text.insert(pos, "[[augment.chain]]\nplugin = \"failing_augment\"\nfail_after = 100\n\n");
+  try {
+    run_text(text, {});
+    FAIL("the run did not fail");
+  } catch (const PluginError& e) {
+    std::string msg = e.what();
+    INFO(msg);
+    CHECK_THAT(msg, Catch::StartsWith("augment stage: augmentation 'failing_augment' ([augment.chain[0]] at "));
+    CHECK_THAT(msg, Catch::Contains("p.toml:32:1) failed on sample "));
+    CHECK_THAT(msg, Catch::EndsWith("): failing on purpose"));
+  }
+}
+
+TEST_CASE("pipeline: a chain that cannot fit is refused before the run", "[runtime][pipeline]") {
+  std::string text = small_pipeline;
+  text += "\n[[augment.chain]]\nplugin = \"horizontal_flip\"\n";  // u8 transform after normalize
+  CHECK_THROWS_AS(run_text(text, {}), ConfigError);
+}
+
+TEST_CASE("pipeline: quickstart on Fashion-MNIST runs and its loss falls", "[runtime][pipeline][e2e]") {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("SKIPPED: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+    return;
+  }
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml",
+                                    {"train.max_steps=60"}, reg);
+  RunSummary s = run_pipeline(spec, reg, RunOptions{});
+  REQUIRE(s.steps == 60);
+  INFO("first 10 steps " << mean(s.losses, 0, 10) << ", last 10 steps " << mean(s.losses, 50, 60));
+  CHECK(mean(s.losses, 50, 60) < 0.9 * mean(s.losses, 0, 10));
+}
