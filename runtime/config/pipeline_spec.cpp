@@ -88,6 +88,13 @@ class Reader {
   std::map<std::string, std::string> overrides_;  // dotted key -> "--set key=value"
 };
 
+// "a loss", "an encoder".
+std::string a_kind(PluginKind k) {
+  std::string name = kind_name(k);
+  bool vowel = std::string("aeiou").find(name[0]) != std::string::npos;
+  return (vowel ? "an " : "a ") + name;
+}
+
 bool is_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
@@ -212,11 +219,11 @@ PluginSpec Reader::plugin(const toml::table& t, PluginKind kind, const std::stri
   const toml::node* name = t.get("plugin");
   if (!name) {
     error(s.where, section + ".plugin",
-          std::string("missing required key 'plugin' (the name of a ") + kind_name(kind) +
+          std::string("missing required key 'plugin' (the name of ") + a_kind(kind) +
               " plugin; `contra plugins` lists them)");
   } else if (!name->is_string()) {
     error(where(section + ".plugin", name->source()), section + ".plugin",
-          std::string("expected a string naming a ") + kind_name(kind) + " plugin");
+          std::string("expected a string naming ") + a_kind(kind) + " plugin");
   } else {
     s.name = name->as_string()->get();
     s.name_where = where(section + ".plugin", name->source());
@@ -367,9 +374,7 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
       std::string msg;
       auto kinds = registry.kinds_of(ps.name);
       if (!kinds.empty()) {
-        msg = "'" + ps.name + "' is " + (kinds[0] == PluginKind::augmentation ? "an " : "a ") +
-              kind_name(kinds[0]) + " plugin, not " +
-              (ps.kind == PluginKind::augmentation ? "an " : "a ") + kind_name(ps.kind) + " plugin";
+        msg = "'" + ps.name + "' is " + a_kind(kinds[0]) + " plugin, not " + a_kind(ps.kind) + " plugin";
       } else {
         auto names = registry.names(ps.kind);
         msg = std::string("unknown ") + kind_name(ps.kind) + " plugin '" + ps.name + "'";
@@ -415,6 +420,13 @@ PipelineSpec load_pipeline(const std::string& file, const std::vector<std::strin
     bind_plugins(*spec, registry, d);
   }
   if (!d.empty()) {
+    // In file order; problems without a line (missing sections) last.
+    std::stable_sort(d.begin(), d.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      auto key = [](const Diagnostic& x) {
+        return std::pair(x.where.line > 0 ? x.where.line : INT32_MAX, x.where.column);
+      };
+      return key(a) < key(b);
+    });
     std::string msg = format_diagnostics(d);
     if (!msg.empty() && msg.back() == '\n') msg.pop_back();
     throw ConfigError(msg);

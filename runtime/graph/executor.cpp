@@ -3,6 +3,7 @@
 #include <contra/errors.hpp>
 
 #include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 
 #include <atomic>
@@ -56,8 +57,9 @@ class Run {
 
   // Runs one stage on one batch: timing, events, and failure capture.
   void stage(int index, BatchWork& w, const std::function<void(BatchWork&)>& fn) {
-    // After a failure nothing more is worked on; batches in flight drain.
-    if (w.failed || stop_) {
+    // After a failure no new work starts; batches in flight drain. A batch
+    // that already trained still reaches the sink, so its step is recorded.
+    if (w.failed || (stop_ && index < 4)) {
       w.failed = true;
       return;
     }
@@ -92,7 +94,9 @@ class Run {
                                             : static_cast<int>(std::thread::hardware_concurrency());
     if (threads < 1) threads = 1;
     // One more slot for the serial train stage, so that data threads keep
-    // working while it runs.
+    // working while it runs. TBB caps workers at cores - 1 unless told.
+    tbb::global_control allow(tbb::global_control::max_allowed_parallelism,
+                              static_cast<std::size_t>(threads + 1));
     tbb::task_arena arena(threads + 1);
     arena.execute([&] { build_and_wait(); });
     report_.wall_s = now();

@@ -13,7 +13,7 @@ struct Result {
   std::string out;
 };
 // Runs the CLI with stdout and stderr together.
-Result contra(const std::string& args) {
+Result run_cli(const std::string& args) {
   std::string cmd = std::string(CONTRA_BINARY_DIR) + "/bin/contra " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
@@ -29,45 +29,45 @@ std::string fixture(const std::string& name) {
 }  // namespace
 
 TEST_CASE("cli: validate prints diagnostics and exits 1 on a broken pipeline", "[runtime][cli]") {
-  Result r = contra("validate " + fixture("out_of_range.toml"));
+  Result r = run_cli("validate " + fixture("out_of_range.toml"));
   CHECK(r.status == 1);
   CHECK(r.out == fixture("out_of_range.toml") +
                      ":9:1: error: loss.temperature: expected a value in [0.001, 10], found 20.0\n");
 }
 
 TEST_CASE("cli: validate accepts the quickstart pipeline", "[runtime][cli]") {
-  Result r = contra("validate " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml");
+  Result r = run_cli("validate " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml");
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("quickstart.toml: valid"));
 }
 
 TEST_CASE("cli: plugins lists every kind and --describe renders the schema", "[runtime][cli]") {
-  Result list = contra("plugins");
+  Result list = run_cli("plugins");
   CHECK(list.status == 0);
   for (const char* k : {"source:", "augmentation:", "sampler:", "encoder:", "miner:", "loss:", "optimizer:"})
     CHECK_THAT(list.out, Catch::Contains(k));
-  Result d = contra("plugins --describe info_nce");
+  Result d = run_cli("plugins --describe info_nce");
   CHECK(d.status == 0);
   CHECK_THAT(d.out, Catch::Contains("temperature (number, default 0.5, in [0.001, 10])"));
   CHECK_THAT(d.out, Catch::Contains("[loss]\n  plugin = \"info_nce\"\n  temperature = 0.5\n"));
-  Result typo = contra("plugins --describe info_nse");
+  Result typo = run_cli("plugins --describe info_nse");
   CHECK(typo.status == 1);
   CHECK(typo.out == "contra plugins: no plugin named 'info_nse'; did you mean 'info_nce'?\n");
 }
 
 TEST_CASE("cli: usage errors exit 2 and say what is wrong", "[runtime][cli]") {
-  CHECK(contra("").status == 2);
-  Result r = contra("run");
+  CHECK(run_cli("").status == 2);
+  Result r = run_cli("run");
   CHECK(r.status == 2);
   CHECK(r.out == "contra run: no pipeline file given (see contra run --help)\n");
-  Result u = contra("frobnicate");
+  Result u = run_cli("frobnicate");
   CHECK(u.status == 2);
   CHECK_THAT(u.out, Catch::StartsWith("contra: unknown command 'frobnicate'"));
-  CHECK(contra("run --help").status == 0);
+  CHECK(run_cli("run --help").status == 0);
 }
 
 TEST_CASE("cli: run with a bad --set fails before training", "[runtime][cli]") {
-  Result r = contra("run " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml --set loss.temperature=0");
+  Result r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml --set loss.temperature=0");
   CHECK(r.status == 1);
   CHECK(r.out == "--set loss.temperature=0: error: loss.temperature: expected a value in [0.001, 10], found 0.0\n");
 }

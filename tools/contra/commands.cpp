@@ -217,9 +217,9 @@ int plugins_command(const std::vector<std::string>& args) {
     for (auto* r : hits) {
       std::printf("%s (%s plugin, %s)\n", r->name.c_str(), kind_name(r->kind), r->library.string().c_str());
       std::printf("%s", r->schema.describe().c_str());
-      std::printf("\nexample:\n  %s\n  plugin = \"%s\"\n",
-                  r->kind == PluginKind::augmentation ? "[[augment.chain]]" : ("[" + std::string(kind_name(r->kind)) + "]").c_str(),
-                  r->name.c_str());
+      std::string header = r->kind == PluginKind::augmentation ? std::string("[[augment.chain]]")
+                                                                : std::string("[") + kind_name(r->kind) + "]";
+      std::printf("\nexample:\n  %s\n  plugin = \"%s\"\n", header.c_str(), r->name.c_str());
       for (const auto& p : r->schema.params())
         std::printf("  %s = %s\n", p.name.c_str(),
                     p.default_value ? value_to_string(*p.default_value).c_str() : "...  # required");
