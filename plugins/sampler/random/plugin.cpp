@@ -1,0 +1,5 @@
+#include "random.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_SAMPLER(contra::plugins::RandomSampler))
