@@ -155,6 +155,12 @@ class Run {
       stage(3, *w, stages_.train);
       return w;
     });
+    // oneTBB may hand a serial node's outputs to the next serial node out of
+    // order (the successor task of one step can be spawned while the next
+    // step's is bypassed), so the sink has its own sequencer.
+    flow::sequencer_node<BatchWork*> reorder(g, [](BatchWork* const& w) -> std::size_t {
+      return static_cast<std::size_t>(w->sequence);
+    });
     flow::function_node<BatchWork*, flow::continue_msg> sink(g, flow::serial, [&](BatchWork* w) {
       stage(4, *w, stages_.sink);
       if (!w->failed) {
@@ -170,7 +176,8 @@ class Run {
     flow::make_edge(load, augment);
     flow::make_edge(augment, order);
     flow::make_edge(order, train);
-    flow::make_edge(train, sink);
+    flow::make_edge(train, reorder);
+    flow::make_edge(reorder, sink);
     flow::make_edge(sink, limiter.decrementer());
     source.activate();
     g.wait_for_all();

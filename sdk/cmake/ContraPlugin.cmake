@@ -1,17 +1,20 @@
 # contra_add_plugin(NAME KIND kind SOURCES a.cpp ... MANIFEST plugin.cpp
-#                   [LIBRARIES ...] [TESTS test_a.cpp ...])
+#                   [LIBRARIES ...] [TESTS test_a.cpp ...] [TEST_LIBRARIES ...])
 #
 # Builds one plugin library, build/plugins/libcontra_<kind>_<name>.so, from
 # SOURCES plus MANIFEST (the file holding CONTRA_PLUGIN_LIBRARY). SOURCES also
-# form an object library, contra_plugin_<name>_obj, that tests link directly.
+# form an object library, contra_<kind>_<name>_obj, that tests link directly.
 # Plugins export only their manifest symbol, and are linked with
 # --no-undefined so that a missing symbol fails the build, not the run.
+# TESTS become the test executable test_<kind>_<name>; TEST_LIBRARIES are
+# linked into it too (e.g. other plugins' object libraries for a short
+# training run).
 function(contra_add_plugin name)
-  cmake_parse_arguments(ARG "" "KIND;MANIFEST" "SOURCES;LIBRARIES;TESTS" ${ARGN})
+  cmake_parse_arguments(ARG "" "KIND;MANIFEST" "SOURCES;LIBRARIES;TESTS;TEST_LIBRARIES" ${ARGN})
   if(NOT ARG_KIND OR NOT ARG_MANIFEST)
     message(FATAL_ERROR "contra_add_plugin(${name}): KIND and MANIFEST are required")
   endif()
-  set(obj contra_plugin_${name}_obj)
+  set(obj contra_${ARG_KIND}_${name}_obj)
   add_library(${obj} OBJECT ${ARG_SOURCES})
   target_link_libraries(${obj} PUBLIC contra_sdk ${ARG_LIBRARIES})
   target_include_directories(${obj} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
@@ -27,10 +30,11 @@ function(contra_add_plugin name)
     VISIBILITY_INLINES_HIDDEN ON
     LIBRARY_OUTPUT_DIRECTORY ${CONTRA_PLUGIN_OUTPUT_DIRECTORY})
   set_property(GLOBAL APPEND PROPERTY CONTRA_PLUGIN_TARGETS ${lib})
-  # tests/CMakeLists.txt turns these into test_plugin_<name> executables.
+  # tests/CMakeLists.txt turns these into test_<kind>_<name> executables.
   if(ARG_TESTS)
     list(TRANSFORM ARG_TESTS PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/ REGEX "^[^/]")
-    set_property(GLOBAL APPEND PROPERTY CONTRA_PLUGIN_TESTS ${name})
-    set_property(GLOBAL PROPERTY CONTRA_PLUGIN_TESTS_${name} ${ARG_TESTS})
+    set_property(GLOBAL APPEND PROPERTY CONTRA_PLUGIN_TESTS ${ARG_KIND}_${name})
+    set_property(GLOBAL PROPERTY CONTRA_PLUGIN_TESTS_${ARG_KIND}_${name} ${ARG_TESTS})
+    set_property(GLOBAL PROPERTY CONTRA_PLUGIN_TEST_LIBRARIES_${ARG_KIND}_${name} ${ARG_TEST_LIBRARIES})
   endif()
 endfunction()

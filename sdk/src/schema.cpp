@@ -133,8 +133,9 @@ bool coerce(const ParamSpec& s, Value& v) {
   return false;
 }
 
-// Checks range, choices and length; returns "" or what is wrong.
-std::string check_value(const ParamSpec& s, const Value& v) {
+// Checks range, choices and length; returns "" or what is wrong. `shown` is
+// the value as the user wrote it (before an integer became a number).
+std::string check_value(const ParamSpec& s, const Value& v, const Value& shown) {
   auto list_len = [&](std::size_t n) -> std::string {
     if (static_cast<std::int64_t>(n) < s.min_length ||
         (s.max_length >= 0 && static_cast<std::int64_t>(n) > s.max_length)) {
@@ -152,8 +153,8 @@ std::string check_value(const ParamSpec& s, const Value& v) {
     case 1:
     case 2: {
       double x = v.index() == 1 ? static_cast<double>(std::get<std::int64_t>(v)) : std::get<double>(v);
-      if (!std::isfinite(x)) return "expected a finite number, found " + value_to_string(v);
-      if (!in_range(s, x)) return "expected a value " + range_text(s) + ", found " + value_to_string(v);
+      if (!std::isfinite(x)) return "expected a finite number, found " + value_to_string(shown);
+      if (!in_range(s, x)) return "expected a value " + range_text(s) + ", found " + value_to_string(shown);
       return "";
     }
     case 3: {
@@ -317,7 +318,7 @@ void Schema::check_well_formed() const {
       Value v = *p.default_value;
       if (!coerce(p, v))
         throw UsageError(where + ": default of '" + p.name + "' is not " + expected_text(p));
-      if (auto e = check_value(p, v); !e.empty())
+      if (auto e = check_value(p, v, v); !e.empty())
         throw UsageError(where + ": default of '" + p.name + "' is invalid: " + e);
     }
   }
@@ -353,7 +354,7 @@ Params Schema::bind(const std::vector<RawParam>& raw, std::string_view prefix,
                          value_to_string(r.value) + ")"});
       continue;
     }
-    if (auto e = check_value(*it, v); !e.empty()) {
+    if (auto e = check_value(*it, v, r.value); !e.empty()) {
       out.push_back({r.where, key, e});
       continue;
     }

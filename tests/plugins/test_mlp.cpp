@@ -11,10 +11,8 @@
 #include <string>
 #include <vector>
 
-#ifdef CONTRA_MLP_TRAINING_TEST
 #include "info_nce.hpp"
 #include "sgd.hpp"
-#endif
 
 using contra::plugins::Mlp;
 using Catch::Matchers::Contains;
@@ -251,7 +249,6 @@ TEST_CASE("mlp: misuse is a usage error with a clear message", "[plugins][mlp]")
   CHECK_THROWS_AS(m.backward(dy, false), contra::UsageError);  // one backward per forward
 }
 
-#ifdef CONTRA_MLP_TRAINING_TEST
 TEST_CASE("mlp: trained with info_nce and sgd, the loss of a two-view problem falls", "[plugins][mlp][training]") {
   // 16 random vectors; each step's two views are the vector plus fresh small noise.
   const std::int64_t n = 16, d = 8;
@@ -288,4 +285,3 @@ TEST_CASE("mlp: trained with info_nce and sgd, the loss of a two-view problem fa
   CHECK(history.front() > 1.0);
   CHECK(history.back() < 0.5 * history.front());
 }
-#endif

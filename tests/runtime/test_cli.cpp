@@ -69,5 +69,5 @@ TEST_CASE("cli: usage errors exit 2 and say what is wrong", "[runtime][cli]") {
 TEST_CASE("cli: run with a bad --set fails before training", "[runtime][cli]") {
   Result r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml --set loss.temperature=0");
   CHECK(r.status == 1);
-  CHECK(r.out == "--set loss.temperature=0: error: loss.temperature: expected a value in [0.001, 10], found 0.0\n");
+  CHECK(r.out == "--set loss.temperature=0: error: loss.temperature: expected a value in [0.001, 10], found 0\n");
 }

@@ -114,3 +114,19 @@ TEST_CASE("config: defaults fill the optional sections", "[runtime][config]") {
   CHECK(spec.runtime.get<std::int64_t>("prefetch") == 4);
   CHECK(spec.augment_chain.empty());
 }
+
+TEST_CASE("config: an unknown plugin's message names the libraries that could not be loaded",
+          "[runtime][config]") {
+  test::TempDir dir("config");
+  std::string file = dir.file("p.toml");
+  std::string other_abi = std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/other_abi";
+  test::write_file(file, "[plugins]\npaths = [\"" + other_abi +
+                             "\"]\n[source]\nplugin = \"synthetic\"\n[encoder]\nplugin = \"mlp\"\n"
+                             "[loss]\nplugin = \"newer_loss\"\n[optimizer]\nplugin = \"sgd\"\n");
+  PluginRegistry reg;
+  CHECK_THROWS_MATCHES(
+      load_pipeline(file, {}, reg), ConfigError,
+      Catch::Message(file + ":8:10: error: loss.plugin: unknown loss plugin 'newer_loss'; available: info_nce\n  note: " +
+                     other_abi + "/libother_abi.so was built for contra SDK ABI 999 (SDK 9.9.0), but this runtime "
+                                 "provides SDK ABI 1 (SDK 0.1.0); rebuild the plugin against SDK 0.1.0"));
+}

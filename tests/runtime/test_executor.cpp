@@ -110,3 +110,20 @@ TEST_CASE("executor: an exception in the train step stops the graph", "[runtime]
   CHECK_THROWS_MATCHES(run_graph(s, ExecutorOptions{2, 1, true}), PluginError, Catch::Message("loss exploded"));
   CHECK(planned < 10);
 }
+
+TEST_CASE("executor: train and sink see batches in plan order", "[runtime][executor]") {
+  int planned = 0;
+  std::vector<std::int64_t> trained, sunk;
+  ExecutorStages s = counting_stages(300, &planned);
+  s.load = [](BatchWork& w) {
+    if (w.sequence % 7 == 0) sleep_ms(1);  // make batches overtake each other
+  };
+  s.train = [&](BatchWork& w) { trained.push_back(w.sequence); };
+  s.sink = [&](BatchWork& w) { sunk.push_back(w.sequence); };
+  ExecutorReport r = run_graph(s, ExecutorOptions{8, 2, false});
+  REQUIRE(r.batches == 300);
+  std::vector<std::int64_t> expected(300);
+  for (int i = 0; i < 300; ++i) expected[i] = i;
+  CHECK(trained == expected);
+  CHECK(sunk == expected);
+}

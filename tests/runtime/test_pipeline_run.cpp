@@ -117,15 +117,20 @@ TEST_CASE("pipeline: a failing augmentation stops the run naming stage, plugin a
     std::string msg = e.what();
     INFO(msg);
     CHECK_THAT(msg, Catch::StartsWith("augment stage: augmentation 'failing_augment' ([augment.chain[0]] at "));
-    CHECK_THAT(msg, Catch::Contains("p.toml:32:1) failed on sample "));
+    CHECK_THAT(msg, Catch::Contains("p.toml:25:1) failed on sample "));
     CHECK_THAT(msg, Catch::EndsWith("): failing on purpose"));
   }
 }
 
 TEST_CASE("pipeline: a chain that cannot fit is refused before the run", "[runtime][pipeline]") {
   std::string text = small_pipeline;
-  text += "\n[[augment.chain]]\nplugin = \"horizontal_flip\"\n";  // u8 transform after normalize
-  CHECK_THROWS_AS(run_text(text, {}), ConfigError);
+  text += "\n[[augment.chain]]\nplugin = \"random_resized_crop\"\n";  // u8 transform after normalize
+  try {
+    run_text(text, {});
+    FAIL("the run did not fail");
+  } catch (const ConfigError& e) {
+    CHECK_THAT(e.what(), Catch::StartsWith("augmentation 'random_resized_crop' ([augment.chain[3]] at "));
+  }
 }
 
 TEST_CASE("pipeline: quickstart on Fashion-MNIST runs and its loss falls", "[runtime][pipeline][e2e]") {
@@ -135,9 +140,9 @@ TEST_CASE("pipeline: quickstart on Fashion-MNIST runs and its loss falls", "[run
   }
   PluginRegistry reg;
   PipelineSpec spec = load_pipeline(std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml",
-                                    {"train.max_steps=60"}, reg);
+                                    {"train.max_steps=200"}, reg);
   RunSummary s = run_pipeline(spec, reg, RunOptions{});
-  REQUIRE(s.steps == 60);
-  INFO("first 10 steps " << mean(s.losses, 0, 10) << ", last 10 steps " << mean(s.losses, 50, 60));
-  CHECK(mean(s.losses, 50, 60) < 0.9 * mean(s.losses, 0, 10));
+  REQUIRE(s.steps == 200);
+  INFO("first 10 steps " << mean(s.losses, 0, 10) << ", last 10 steps " << mean(s.losses, 190, 200));
+  CHECK(mean(s.losses, 190, 200) < 0.85 * mean(s.losses, 0, 10));
 }
