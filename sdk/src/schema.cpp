@@ -385,12 +385,12 @@ Params Schema::bind(std::initializer_list<std::pair<std::string, Value>> values)
 
 std::string Schema::describe() const {
   std::ostringstream os;
-  os << name_ << ": " << summary_ << "\n";
+  os << (section_ ? "[" + name_ + "]" : name_) << ": " << summary_ << "\n";
   if (params_.empty()) {
-    os << "\n(no parameters)\n";
+    os << (section_ ? "\n(no keys)\n" : "\n(no parameters)\n");
     return os.str();
   }
-  os << "\nparameters:\n";
+  os << (section_ ? "\nkeys:\n" : "\nparameters:\n");
   for (const auto& p : params_) {
     os << "  " << p.name << " (" << param_type_name(p.type);
     if (p.required) os << ", required";

@@ -162,9 +162,10 @@ int validate_command(const std::vector<std::string>& args) {
 int plugins_command(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::printf(
-        "usage: contra plugins [--describe NAME] [--kind KIND] [--path DIR ...]\n\n"
+        "usage: contra plugins [--describe NAME] [--kind KIND] [--path DIR ...] [--sections]\n\n"
         "List the plugins found on the plugin path, or describe one plugin's\n"
-        "parameters. --path adds a folder (or .so file) to the search.\n");
+        "parameters. --path adds a folder (or .so file) to the search.\n"
+        "--sections describes the built-in pipeline sections instead.\n");
     return 0;
   }
   std::string describe, kind;
@@ -183,6 +184,12 @@ int plugins_command(const std::vector<std::string>& args) {
     } else if (args[i] == "--kind") {
       if (!need("--kind")) return 2;
       kind = args[++i];
+    } else if (args[i] == "--sections") {
+      for (const Schema& sec : {runtime::pipeline_section_schema(), runtime::runtime_section_schema(),
+                                runtime::train_section_schema(), runtime::augment_section_schema(),
+                                runtime::plugins_section_schema()})
+        std::printf("%s\n", sec.describe().c_str());
+      return 0;
     } else if (args[i] == "--path") {
       if (!need("--path")) return 2;
       extra.push_back(args[++i]);
