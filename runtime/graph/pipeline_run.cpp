@@ -98,7 +98,8 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
                                                                            : cores();
   const int data_threads = spec.runtime.get<int>("data_threads") > 0 ? spec.runtime.get<int>("data_threads") : cores();
   omp_set_num_threads(compute_threads);
-  Trainer trainer(parts, Shape{out_shape.channels, out_shape.height, out_shape.width}, seed);
+  Trainer trainer(parts, EncoderContext{Shape{out_shape.channels, out_shape.height, out_shape.width}, seed,
+                                        Precision::f32});
 
   const std::int64_t bpe = sampler->batches_per_epoch();
   const std::int64_t total = planned_steps(bpe, spec.train.get<std::int64_t>("epochs"),

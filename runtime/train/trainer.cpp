@@ -17,8 +17,8 @@ template <class F> auto guarded(const std::string& label, const char* call, F&& 
 }
 }  // namespace
 
-Trainer::Trainer(TrainerParts parts, const Shape& input, std::uint64_t seed) : p_(std::move(parts)) {
-  guarded(p_.encoder_label, "build()", [&] { p_.encoder->build(input, seed); });
+Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx) : p_(std::move(parts)) {
+  guarded(p_.encoder_label, "build()", [&] { p_.encoder->build(ctx); });
   params_ = guarded(p_.encoder_label, "parameters()", [&] { return p_.encoder->parameters(); });
   for (Parameter* q : params_) {
     if (!q || q->value.dtype() != DType::f32 || q->grad.shape() != q->value.shape() ||

@@ -32,9 +32,8 @@ struct StepOutcome {
 
 class Trainer {
  public:
-  /// Builds the encoder for inputs of `input` ([C, H, W]) and hands its
-  /// parameters to the optimizer.
-  Trainer(TrainerParts parts, const Shape& input, std::uint64_t seed);
+  /// Builds the encoder for `ctx` and hands its parameters to the optimizer.
+  Trainer(TrainerParts parts, const EncoderContext& ctx);
 
   StepOutcome step(const Batch& batch, std::int64_t global_step);
 

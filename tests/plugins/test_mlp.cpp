@@ -58,7 +58,7 @@ TEST_CASE("mlp: schema declares hidden and output with their bounds", "[plugins]
 
 TEST_CASE("mlp: build names and shapes parameters like nn.Linear layers", "[plugins][mlp]") {
   Mlp m = make({16, 8}, 4);
-  m.build({1, 3, 5}, 42);
+  m.build({{1, 3, 5}, 42});
   CHECK(m.output_dim() == 4);
   auto params = m.parameters();
   REQUIRE(params.size() == 6);
@@ -71,16 +71,16 @@ TEST_CASE("mlp: build names and shapes parameters like nn.Linear layers", "[plug
     CHECK(params[i]->decay == (i % 2 == 0));  // biases are not decayed
     for (std::int64_t k = 0; k < params[i]->grad.numel(); ++k) CHECK(params[i]->grad.data<float>()[k] == 0.0f);
   }
-  CHECK_THROWS_AS(m.build({1, 3, 5}, 42), contra::UsageError);
+  CHECK_THROWS_AS(m.build({{1, 3, 5}, 42}), contra::UsageError);
   Mlp bad = make({4}, 2);
-  CHECK_THROWS_AS(bad.build({3, 0, 2}, 1), contra::ConfigError);
+  CHECK_THROWS_AS(bad.build({{3, 0, 2}, 1}), contra::ConfigError);
 }
 
 TEST_CASE("mlp: initialisation is uniform(+-1/sqrt(fan_in)) and a function of the seed", "[plugins][mlp]") {
   Mlp a = make({64}, 32), b = make({64}, 32), c = make({64}, 32);
-  a.build({100}, 7);
-  b.build({100}, 7);
-  c.build({100}, 8);
+  a.build({{100}, 7});
+  b.build({{100}, 7});
+  c.build({{100}, 8});
   auto pa = a.parameters(), pb = b.parameters(), pc = c.parameters();
   const double fan_in[] = {100, 100, 64, 64};
   for (std::size_t i = 0; i < pa.size(); ++i) {
@@ -118,7 +118,7 @@ TEST_CASE("mlp: forward and backward match a small case worked by hand", "[plugi
   //   db0 = [1, -4]
   //   dx = dh · W0: row 0 = -2*[2, 0.5] = [-4, -1]; row 1 = [1, -1] - 2*[2, 0.5] = [-3, -2]
   Mlp m = make({2}, 1);
-  m.build({2}, 0);
+  m.build({{2}, 0});
   auto p = m.parameters();
   set(*p[0], {1, -1, 2, 0.5f});
   set(*p[1], {0, -1});
@@ -146,7 +146,7 @@ TEST_CASE("mlp: gradient matches central finite differences", "[plugins][mlp]") 
   // difference quotient carries ~1e-4 of rounding. A ReLU kink within the step would break the
   // check; with these seeds no pre-activation is that close to zero.
   Mlp m = make({6, 5}, 3);
-  m.build({2, 2, 2}, 3);
+  m.build({{2, 2, 2}, 3});
   contra::Tensor x = random_tensor({4, 2, 2, 2}, 21);
   contra::Tensor r = random_tensor({4, 3}, 22);
   auto loss = [&]() {
@@ -183,7 +183,7 @@ TEST_CASE("mlp: gradient matches central finite differences", "[plugins][mlp]") 
 TEST_CASE("mlp: backward accumulates into grad and returns no input gradient unless asked",
           "[plugins][mlp]") {
   Mlp m = make({5}, 2);
-  m.build({3}, 1);
+  m.build({{3}, 1});
   contra::Tensor x = random_tensor({4, 3}, 2), dy = random_tensor({4, 2}, 3);
   m.forward(x, contra::Mode::train);
   CHECK_FALSE(m.backward(dy, false).defined());
@@ -200,7 +200,7 @@ TEST_CASE("mlp: backward accumulates into grad and returns no input gradient unl
 
 TEST_CASE("mlp: image batches are flattened per row", "[plugins][mlp]") {
   Mlp m = make({8}, 4);
-  m.build({2, 3, 3}, 5);
+  m.build({{2, 3, 3}, 5});
   contra::Tensor images = random_tensor({3, 2, 3, 3}, 6);
   contra::Tensor a = m.forward(images, contra::Mode::eval).clone();
   const contra::Tensor& b = m.forward(images.reshape({3, 18}), contra::Mode::eval);
@@ -210,7 +210,7 @@ TEST_CASE("mlp: image batches are flattened per row", "[plugins][mlp]") {
 
 TEST_CASE("mlp: no hidden layers is a single Linear layer", "[plugins][mlp]") {
   Mlp m = make({}, 2);
-  m.build({3}, 9);
+  m.build({{3}, 9});
   auto p = m.parameters();
   REQUIRE(p.size() == 2);
   set(*p[0], {1, 0, -1, 0.5f, 0.5f, 0.5f});
@@ -223,7 +223,7 @@ TEST_CASE("mlp: no hidden layers is a single Linear layer", "[plugins][mlp]") {
 
 TEST_CASE("mlp: reuses its buffers across batches of one size", "[plugins][mlp]") {
   Mlp m = make({16}, 8);
-  m.build({10}, 1);
+  m.build({{10}, 1});
   contra::Tensor x = random_tensor({6, 10}, 4), dy = random_tensor({6, 8}, 5);
   const void* y0 = m.forward(x, contra::Mode::train).raw();
   const void* dx0 = m.backward(dy, true).raw();
@@ -235,7 +235,7 @@ TEST_CASE("mlp: misuse is a usage error with a clear message", "[plugins][mlp]")
   Mlp m = make({4}, 2);
   contra::Tensor x = random_tensor({2, 3}, 1);
   CHECK_THROWS_WITH(m.forward(x, contra::Mode::eval), "mlp: forward() called before build()");
-  m.build({3}, 1);
+  m.build({{3}, 1});
   CHECK_THROWS_WITH(m.forward(random_tensor({2, 4}, 1), contra::Mode::train),
                     "mlp: forward() expected f32 inputs [N, ...] of 3 values per row (built for [3]), "
                     "got f32 [2, 4] on cpu");
@@ -258,7 +258,7 @@ TEST_CASE("mlp: trained with info_nce and sgd, the loss of a two-view problem fa
     for (std::int64_t i = 0; i < n; ++i) sample.push_back(i);
 
   Mlp encoder = make({32}, 16);
-  encoder.build({d}, 1);
+  encoder.build({{d}, 1});
   contra::plugins::InfoNce loss(contra::plugins::InfoNce::schema().bind({{"temperature", 0.2}}));
   contra::plugins::Sgd sgd(contra::plugins::Sgd::schema().bind({{"lr", 0.1}, {"momentum", 0.9}}));
   sgd.configure(encoder.parameters());

@@ -23,8 +23,12 @@ contra::Schema Mlp::schema() {
 Mlp::Mlp(const contra::Params& p)
     : hidden_(p.get<std::vector<std::int64_t>>("hidden")), output_(p.get<std::int64_t>("output")) {}
 
-void Mlp::build(const contra::Shape& input, std::uint64_t seed) {
+void Mlp::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("mlp: build() called twice");
+  if (ctx.precision != contra::Precision::f32)
+    throw contra::ConfigError("mlp: only f32 precision is supported");
+  const contra::Shape& input = ctx.input;
+  const std::uint64_t seed = ctx.seed;
   if (input.rank() == 0 || input.numel() == 0)
     throw contra::ConfigError("mlp: cannot take inputs of shape " + input.str() +
                               "; expected [C, H, W] or [D] with no zero dimension");

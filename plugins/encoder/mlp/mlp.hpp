@@ -22,7 +22,7 @@ class Mlp final : public contra::Encoder {
   explicit Mlp(const contra::Params& p);
 
   /// Throws ConfigError for an empty input shape, UsageError when built twice.
-  void build(const contra::Shape& input, std::uint64_t seed) override;
+  void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return output_; }
   std::vector<contra::Parameter*> parameters() override;
 

@@ -22,12 +22,24 @@ struct Parameter {
 
 enum class Mode { train, eval };
 
+/// Arithmetic of matrix products and convolutions. Parameters, gradients and
+/// optimizer state stay f32 (master weights) in either case.
+enum class Precision { f32, bf16 };
+
+/// What an encoder is built for.
+struct EncoderContext {
+  Shape input;                            ///< per-sample input: [C, H, W] or [D]
+  std::uint64_t seed = 0;                 ///< initialisation seed
+  Precision precision = Precision::f32;
+};
+
 class Encoder : public Plugin {
  public:
-  /// Create parameters for inputs of `input` = [C, H, W] (images) or [D]
-  /// (feature vectors), initialised deterministically from `seed`. Called once,
-  /// before anything else. Throws ConfigError for an input it cannot take.
-  virtual void build(const Shape& input, std::uint64_t seed) = 0;
+  /// Create parameters for inputs of ctx.input = [C, H, W] (images) or [D]
+  /// (feature vectors), initialised deterministically from ctx.seed. Called
+  /// once, before anything else. Throws ConfigError for an input or precision
+  /// it cannot take.
+  virtual void build(const EncoderContext& ctx) = 0;
   /// Width D of the embeddings; valid after build().
   virtual std::int64_t output_dim() const = 0;
   /// Parameters, in a stable order; valid after build().
