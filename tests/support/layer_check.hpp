@@ -1,0 +1,77 @@
+#pragma once
+// Gradient check of a layer against central finite differences, in double
+// arithmetic of the layer's float outputs: L = Σ y ⊙ w for a fixed random w,
+// so dL/dy = w; the analytic dL/dx and dL/dθ are compared with
+// (L(θ+ε) − L(θ−ε)) / 2ε at sampled coordinates.
+
+#include "test_support.hpp"
+
+#include <contra/nn/layer.hpp>
+#include <contra/rng.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace contra::test {
+
+inline Tensor random_tensor(const Shape& s, std::uint64_t key, double lo = -1.0, double hi = 1.0) {
+  Tensor t = Tensor::empty(s, DType::f32);
+  Rng rng(key, 0, 0, 0, 0);
+  float* p = t.data<float>();
+  for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(rng.uniform(lo, hi));
+  return t;
+}
+
+struct GradCheckOptions {
+  double eps = 1e-2;        ///< finite-difference step
+  double rel_tol = 2e-2;    ///< |a − n| <= abs_tol + rel_tol·max(|a|, |n|)
+  double abs_tol = 2e-3;
+  int samples = 24;         ///< coordinates checked per tensor
+  Mode mode = Mode::train;
+};
+
+/// Checks dL/dx and every parameter's gradient; returns the worst
+/// |analytic − numeric| / (abs_tol + rel_tol·scale) seen (<= 1 passes).
+inline double check_layer_gradients(nn::Layer& layer, Tensor x, const GradCheckOptions& o = {}) {
+  // Weighting of the output: fixed for the whole check.
+  Tensor y0 = layer.forward(x, o.mode).clone();
+  Tensor w = random_tensor(y0.shape(), 777);
+  auto loss = [&]() {
+    const Tensor& y = layer.forward(x, o.mode);
+    const float* py = y.data<float>();
+    const float* pw = w.data<float>();
+    double s = 0;
+    for (std::int64_t i = 0; i < y.numel(); ++i) s += static_cast<double>(py[i]) * pw[i];
+    return s;
+  };
+  std::vector<Parameter*> params;
+  layer.parameters(params);
+  for (Parameter* p : params) p->grad.zero();
+  layer.forward(x, o.mode);
+  Tensor dx = layer.backward(w, true).clone();
+  std::vector<Tensor> grads;
+  for (Parameter* p : params) grads.push_back(p->grad.clone());
+
+  double worst = 0;
+  auto compare = [&](const std::string& what, float* data, const float* analytic, std::int64_t n) {
+    Rng pick(99, 0, n, 0, 0);
+    for (int s = 0; s < std::min<std::int64_t>(o.samples, n); ++s) {
+      std::int64_t i = s < 2 ? (s == 0 ? 0 : n - 1) : pick.integer(0, n - 1);
+      double num = numeric_derivative(loss, data, i, o.eps);
+      double a = analytic[i];
+      double score = std::fabs(a - num) / (o.abs_tol + o.rel_tol * std::max(std::fabs(a), std::fabs(num)));
+      worst = std::max(worst, score);
+      INFO(what << "[" << i << "]: analytic " << a << ", numeric " << num);
+      CHECK(score <= 1.0);
+    }
+  };
+  compare("dL/dx", x.data<float>(), dx.data<float>(), x.numel());
+  for (std::size_t k = 0; k < params.size(); ++k)
+    compare("dL/d" + params[k]->name, params[k]->value.data<float>(), grads[k].data<float>(),
+            params[k]->value.numel());
+  return worst;
+}
+
+}  // namespace contra::test
