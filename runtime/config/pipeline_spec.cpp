@@ -29,8 +29,9 @@ std::string PluginSpec::label() const {
 namespace {
 
 const std::vector<std::string>& known_sections() {
-  static const std::vector<std::string> s{"pipeline", "runtime", "train",  "plugins", "augment", "source",
-                                          "sampler",  "encoder", "miner",  "loss",    "optimizer"};
+  static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "plugins",
+                                          "augment",  "source",  "sampler", "encoder",  "head",
+                                          "miner",    "loss",    "optimizer"};
   return s;
 }
 
@@ -38,13 +39,15 @@ struct PluginSection {
   const char* name;
   PluginKind kind;
   const char* default_plugin;  // used when the section is absent; null = required
+  bool optional = false;       // absent means "none" (the projection head)
 };
 
 const std::vector<PluginSection>& plugin_sections() {
   static const std::vector<PluginSection> s{
       {"source", PluginKind::source, nullptr},       {"sampler", PluginKind::sampler, "random"},
       {"encoder", PluginKind::encoder, nullptr},     {"miner", PluginKind::miner, "all_pairs"},
-      {"loss", PluginKind::loss, nullptr},           {"optimizer", PluginKind::optimizer, nullptr}};
+      {"loss", PluginKind::loss, nullptr},           {"optimizer", PluginKind::optimizer, nullptr},
+      {"head", PluginKind::encoder, nullptr, true}};
   return s;
 }
 
@@ -259,8 +262,8 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       std::string msg = v.is_table() ? "unknown section [" + name + "]" : "unknown top-level key '" + name + "'";
       std::string hint = closest_match(name, sections);
       if (!hint.empty()) msg += "; did you mean [" + hint + "]?";
-      else msg += "; sections are [pipeline], [runtime], [train], [plugins], [augment], [source], [sampler], "
-                  "[encoder], [miner], [loss] and [optimizer]";
+      else msg += "; sections are [pipeline], [runtime], [train], [schedule], [plugins], [augment], [source], "
+                  "[sampler], [encoder], [head], [miner], [loss] and [optimizer]";
       r.error(loc, "", msg);
     } else if (!v.is_table()) {
       r.error(loc, name, "expected a table [" + name + "], found a value");
@@ -271,6 +274,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
   spec.pipeline = bind_section(r, pipeline_section_schema(), table("pipeline"), "pipeline", out);
   spec.runtime = bind_section(r, runtime_section_schema(), table("runtime"), "runtime", out);
   spec.train = bind_section(r, train_section_schema(), table("train"), "train", out);
+  spec.schedule = bind_section(r, schedule_section_schema(), table("schedule"), "schedule", out);
   spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain"});
   Params plugins = bind_section(r, plugins_section_schema(), table("plugins"), "plugins", out);
 
@@ -305,7 +309,8 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
     }
   }
 
-  PluginSpec* slots[] = {&spec.source, &spec.sampler, &spec.encoder, &spec.miner, &spec.loss, &spec.optimizer};
+  PluginSpec* slots[] = {&spec.source, &spec.sampler,   &spec.encoder, &spec.miner,
+                         &spec.loss,   &spec.optimizer, &spec.head};
   for (std::size_t i = 0; i < plugin_sections().size(); ++i) {
     const auto& ps = plugin_sections()[i];
     if (const toml::table* t = table(ps.name)) {
@@ -316,7 +321,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       slots[i]->name = ps.default_plugin;
       slots[i]->where = r.file_only();
       slots[i]->name_where = r.file_only();
-    } else if (!root.get(ps.name)) {
+    } else if (!root.get(ps.name) && !ps.optional) {
       r.error(r.file_only(), "",
               std::string("missing section [") + ps.name + "] (it names the " + kind_name(ps.kind) +
                   " plugin: plugin = \"...\")");
@@ -391,7 +396,8 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
     }
     ps.params = rec->schema.bind(ps.raw, ps.section, ps.where, out);
   };
-  for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.miner, &spec.loss, &spec.optimizer})
+  for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.head, &spec.miner, &spec.loss,
+                         &spec.optimizer})
     bind(*ps);
   for (auto& a : spec.augment_chain) bind(a);
 }

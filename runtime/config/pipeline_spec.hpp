@@ -32,9 +32,11 @@ struct PipelineSpec {
   Params pipeline;            ///< [pipeline]
   Params runtime;             ///< [runtime]
   Params train;               ///< [train]
+  Params schedule;            ///< [schedule]
   Params augment;             ///< [augment] (views)
   std::vector<std::filesystem::path> plugin_paths;  ///< [plugins] paths, resolved
   PluginSpec source, sampler, encoder, miner, loss, optimizer;
+  PluginSpec head;            ///< optional projection head; name empty when absent
   std::vector<PluginSpec> augment_chain;
   /// The effective pipeline (after --set overrides) as TOML.
   std::string resolved_toml;
@@ -44,6 +46,7 @@ struct PipelineSpec {
 Schema pipeline_section_schema();
 Schema runtime_section_schema();
 Schema train_section_schema();
+Schema schedule_section_schema();
 Schema augment_section_schema();
 Schema plugins_section_schema();
 

@@ -26,7 +26,20 @@ Schema train_section_schema() {
   return Schema::section("train", "how long to train and how often to report")
       .add<std::int64_t>("epochs", 1, "passes over the data").at_least(1)
       .add<std::int64_t>("max_steps", 0, "stop after this many steps; 0 = no limit").at_least(0)
-      .add<std::int64_t>("log_every", 10, "report progress every this many steps").at_least(1);
+      .add<std::int64_t>("log_every", 10, "report progress every this many steps").at_least(1)
+      .add<std::string>("precision", "f32",
+                        "arithmetic of convolutions and matrix products; bf16 keeps f32 master weights")
+      .choices({"f32", "bf16"});
+}
+
+Schema schedule_section_schema() {
+  return Schema::section("schedule", "learning-rate schedule: a multiplier of the optimizer's lr per step")
+      .add<std::string>("kind", "constant", "constant, or cosine decay to final_scale after the warm-up")
+      .choices({"constant", "cosine"})
+      .add<double>("warmup_epochs", 0.0, "linear warm-up from lr/warmup_steps to lr over this many epochs")
+      .range(0, 1e6)
+      .add<double>("final_scale", 0.0, "multiplier reached at the last step (cosine)")
+      .range(0, 1);
 }
 
 Schema augment_section_schema() {

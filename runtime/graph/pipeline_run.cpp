@@ -1,6 +1,7 @@
 #include "pipeline_run.hpp"
 
 #include "plugins/registry.hpp"
+#include "train/lr_schedule.hpp"
 #include "train/trainer.hpp"
 
 #include <contra/plugin.hpp>
@@ -64,9 +65,19 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   std::vector<std::shared_ptr<Augmentation>> chain;
   for (const auto& a : spec.augment_chain) chain.push_back(make<Augmentation>(reg, a));
 
-  TrainerParts parts{make<Encoder>(reg, spec.encoder), make<Miner>(reg, spec.miner), make<Loss>(reg, spec.loss),
-                     make<Optimizer>(reg, spec.optimizer), spec.encoder.label(), spec.miner.label(),
-                     spec.loss.label(), spec.optimizer.label()};
+  TrainerParts parts;
+  parts.encoder = make<Encoder>(reg, spec.encoder);
+  parts.miner = make<Miner>(reg, spec.miner);
+  parts.loss = make<Loss>(reg, spec.loss);
+  parts.optimizer = make<Optimizer>(reg, spec.optimizer);
+  parts.encoder_label = spec.encoder.label();
+  parts.miner_label = spec.miner.label();
+  parts.loss_label = spec.loss.label();
+  parts.optimizer_label = spec.optimizer.label();
+  if (!spec.head.name.empty()) {
+    parts.head = make<Encoder>(reg, spec.head);
+    parts.head_label = spec.head.label();
+  }
 
   const SourceInfo info = source->info();
   if (info.size <= 0) throw DataError(spec.source.label() + ": the source has no samples");
@@ -98,13 +109,16 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
                                                                            : cores();
   const int data_threads = spec.runtime.get<int>("data_threads") > 0 ? spec.runtime.get<int>("data_threads") : cores();
   omp_set_num_threads(compute_threads);
+  const Precision precision =
+      spec.train.get<std::string>("precision") == "bf16" ? Precision::bf16 : Precision::f32;
   Trainer trainer(parts, EncoderContext{Shape{out_shape.channels, out_shape.height, out_shape.width}, seed,
-                                        Precision::f32});
+                                        precision});
 
   const std::int64_t bpe = sampler->batches_per_epoch();
   const std::int64_t total = planned_steps(bpe, spec.train.get<std::int64_t>("epochs"),
                                            spec.train.get<std::int64_t>("max_steps"));
   const bool parallel_load = source->concurrency() == Concurrency::parallel;
+  const LrSchedule schedule = LrSchedule::from(spec.schedule, bpe, total);
 
   RunSummary summary;
   summary.data_threads = data_threads;
@@ -196,7 +210,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     // any TBB worker, so set it each time.
     omp_set_num_threads(compute_threads);
     try {
-      StepOutcome o = trainer.step(w.batch, w.batch.step);
+      StepOutcome o = trainer.step(w.batch, w.batch.step, schedule.scale(w.batch.step));
       w.loss = o.loss;
       w.lr = o.lr;
       w.metrics = std::move(o.metrics);

@@ -1,6 +1,7 @@
 #include "trainer.hpp"
 
 #include <contra/errors.hpp>
+#include <contra/rng.hpp>
 
 #include <cmath>
 
@@ -18,19 +19,27 @@ template <class F> auto guarded(const std::string& label, const char* call, F&& 
 }  // namespace
 
 Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx) : p_(std::move(parts)) {
+  auto collect = [&](Encoder& e, const std::string& label) {
+    auto ps = guarded(label, "parameters()", [&] { return e.parameters(); });
+    for (Parameter* q : ps) {
+      if (!q || q->value.dtype() != DType::f32 || q->grad.shape() != q->value.shape() ||
+          q->grad.dtype() != DType::f32)
+        throw PluginError(label + ": parameters() returned a parameter" + (q ? " '" + q->name + "'" : std::string()) +
+                          " whose value or gradient is not an f32 tensor of one shape");
+      params_.push_back(q);
+    }
+  };
   guarded(p_.encoder_label, "build()", [&] { p_.encoder->build(ctx); });
-  params_ = guarded(p_.encoder_label, "parameters()", [&] { return p_.encoder->parameters(); });
-  for (Parameter* q : params_) {
-    if (!q || q->value.dtype() != DType::f32 || q->grad.shape() != q->value.shape() ||
-        q->grad.dtype() != DType::f32)
-      throw PluginError(p_.encoder_label + ": parameters() returned a parameter" +
-                        (q ? " '" + q->name + "'" : std::string()) +
-                        " whose value or gradient is not an f32 tensor of one shape");
+  collect(*p_.encoder, p_.encoder_label);
+  if (p_.head) {
+    EncoderContext head_ctx{Shape{p_.encoder->output_dim()}, mix64(ctx.seed ^ 0x68656164ull), ctx.precision};
+    guarded(p_.head_label, "build()", [&] { p_.head->build(head_ctx); });
+    collect(*p_.head, p_.head_label);
   }
   guarded(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
 
-StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step) {
+StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double lr_scale) {
   const std::int64_t n = batch.size(), rows = batch.images.dim(0);
   row_sample_.resize(static_cast<std::size_t>(rows));
   for (std::int64_t r = 0; r < rows; ++r) row_sample_[r] = r % n;
@@ -40,13 +49,16 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step) {
     for (std::int64_t r = 0; r < rows; ++r) row_label_[r] = batch.labels[r % n];
   }
 
-  const Tensor& z = guarded(p_.encoder_label, "forward()", [&]() -> const Tensor& {
-    return p_.encoder->forward(batch.images, Mode::train);
-  });
-  const std::int64_t d = p_.encoder->output_dim();
-  if (z.dtype() != DType::f32 || z.rank() != 2 || z.dim(0) != rows || z.dim(1) != d)
-    throw PluginError(p_.encoder_label + ": forward() returned a " + dtype_name(z.dtype()) + " tensor of shape " +
-                      z.shape().str() + ", expected f32 " + Shape{rows, d}.str());
+  auto forward = [&](Encoder& e, const std::string& label, const Tensor& x) -> const Tensor& {
+    const Tensor& y = guarded(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
+    const std::int64_t d = e.output_dim();
+    if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != rows || y.dim(1) != d)
+      throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
+                        y.shape().str() + ", expected f32 " + Shape{rows, d}.str());
+    return y;
+  };
+  const Tensor& h = forward(*p_.encoder, p_.encoder_label, batch.images);
+  const Tensor& z = p_.head ? forward(*p_.head, p_.head_label, h) : h;
 
   Embeddings emb{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views};
   pairs_.clear();
@@ -61,8 +73,15 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step) {
                       ", expected f32 " + z.shape().str());
 
   for (Parameter* q : params_) q->grad.zero();
-  guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(result_.grad, false); });
-  guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, 1.0}); });
+  const Tensor* dh = &result_.grad;
+  if (p_.head) {
+    dh = &guarded(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(result_.grad, true); });
+    if (dh->shape() != h.shape() || dh->dtype() != DType::f32)
+      throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
+                        ", expected f32 " + h.shape().str());
+  }
+  guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
+  guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
 
   StepOutcome out;
   out.loss = result_.value;

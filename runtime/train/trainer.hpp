@@ -17,11 +17,12 @@ namespace contra::runtime {
 
 struct TrainerParts {
   std::shared_ptr<Encoder> encoder;
+  std::shared_ptr<Encoder> head;  ///< optional projection head after the encoder
   std::shared_ptr<Miner> miner;
   std::shared_ptr<Loss> loss;
   std::shared_ptr<Optimizer> optimizer;
   /// How errors name each part, e.g. "loss 'info_nce' ([loss] at p.toml:20:1)".
-  std::string encoder_label, miner_label, loss_label, optimizer_label;
+  std::string encoder_label, miner_label, loss_label, optimizer_label, head_label;
 };
 
 struct StepOutcome {
@@ -32,10 +33,12 @@ struct StepOutcome {
 
 class Trainer {
  public:
-  /// Builds the encoder for `ctx` and hands its parameters to the optimizer.
+  /// Builds the encoder for `ctx` (and the head for its output), and hands
+  /// all their parameters to the optimizer.
   Trainer(TrainerParts parts, const EncoderContext& ctx);
 
-  StepOutcome step(const Batch& batch, std::int64_t global_step);
+  /// One step; `lr_scale` comes from the learning-rate schedule.
+  StepOutcome step(const Batch& batch, std::int64_t global_step, double lr_scale = 1.0);
 
   const std::vector<Parameter*>& parameters() const { return params_; }
 

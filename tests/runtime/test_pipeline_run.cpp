@@ -103,6 +103,17 @@ TEST_CASE("pipeline: a small synthetic run learns and reports every stage", "[ru
   CHECK(format_stage_table(s).find("augment") != std::string::npos);
 }
 
+TEST_CASE("pipeline: a projection head trains with the encoder under a cosine schedule", "[runtime][pipeline]") {
+  std::string text = std::string(small_pipeline) +
+                     "\n[head]\nplugin = \"mlp\"\nhidden = [32]\noutput = 16\n"
+                     "\n[schedule]\nkind = \"cosine\"\nwarmup_epochs = 1.0\n";
+  RunSummary s = run_text(text, {"train.epochs=6"});
+  REQUIRE(s.steps == 48);
+  CHECK(mean(s.losses, 40, 48) < mean(s.losses, 0, 8) - 0.1);
+  RunSummary plain = run_text(small_pipeline, {"train.epochs=6"});
+  CHECK(plain.losses != s.losses);  // the head and schedule changed what was trained
+}
+
 TEST_CASE("pipeline: a failing augmentation stops the run naming stage, plugin and location",
           "[runtime][pipeline]") {
   std::string text = std::string(small_pipeline) +
