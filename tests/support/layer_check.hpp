@@ -32,31 +32,32 @@ struct GradCheckOptions {
   Mode mode = Mode::train;
 };
 
-/// Checks dL/dx and every parameter's gradient; returns the worst
+/// Gradient check of anything with forward(x) -> y and backward(dy) -> dx
+/// that accumulates into `params`' grads. Returns the worst
 /// |analytic − numeric| / (abs_tol + rel_tol·scale) seen (<= 1 passes).
-inline double check_layer_gradients(nn::Layer& layer, Tensor x, const GradCheckOptions& o = {}) {
+template <class Forward, class Backward>
+double check_gradients(Forward forward, Backward backward, const std::vector<Parameter*>& params, Tensor x,
+                       const GradCheckOptions& o = {}) {
   // Weighting of the output: fixed for the whole check.
-  Tensor y0 = layer.forward(x, o.mode).clone();
+  Tensor y0 = forward(x).clone();
   Tensor w = random_tensor(y0.shape(), 777);
   auto loss = [&]() {
-    const Tensor& y = layer.forward(x, o.mode);
-    const float* py = y.data<float>();
+    const Tensor& y = forward(x);
+    const float* py = y.template data<float>();
     const float* pw = w.data<float>();
     double s = 0;
     for (std::int64_t i = 0; i < y.numel(); ++i) s += static_cast<double>(py[i]) * pw[i];
     return s;
   };
-  std::vector<Parameter*> params;
-  layer.parameters(params);
   for (Parameter* p : params) p->grad.zero();
-  layer.forward(x, o.mode);
-  Tensor dx = layer.backward(w, true).clone();
+  forward(x);
+  Tensor dx = backward(w).clone();
   std::vector<Tensor> grads;
   for (Parameter* p : params) grads.push_back(p->grad.clone());
 
   double worst = 0;
   auto compare = [&](const std::string& what, float* data, const float* analytic, std::int64_t n) {
-    Rng pick(99, 0, n, 0, 0);
+    Rng pick(99, 0, static_cast<std::uint64_t>(n), 0, 0);
     for (int s = 0; s < std::min<std::int64_t>(o.samples, n); ++s) {
       std::int64_t i = s < 2 ? (s == 0 ? 0 : n - 1) : pick.integer(0, n - 1);
       double num = numeric_derivative(loss, data, i, o.eps);
@@ -72,6 +73,21 @@ inline double check_layer_gradients(nn::Layer& layer, Tensor x, const GradCheckO
     compare("dL/d" + params[k]->name, params[k]->value.data<float>(), grads[k].data<float>(),
             params[k]->value.numel());
   return worst;
+}
+
+/// check_gradients for one layer.
+inline double check_layer_gradients(nn::Layer& layer, Tensor x, const GradCheckOptions& o = {}) {
+  std::vector<Parameter*> params;
+  layer.parameters(params);
+  return check_gradients([&](const Tensor& in) -> const Tensor& { return layer.forward(in, o.mode); },
+                         [&](const Tensor& dy) -> const Tensor& { return layer.backward(dy, true); }, params, x, o);
+}
+
+/// check_gradients for an encoder plugin (already built).
+inline double check_encoder_gradients(Encoder& e, Tensor x, const GradCheckOptions& o = {}) {
+  return check_gradients([&](const Tensor& in) -> const Tensor& { return e.forward(in, o.mode); },
+                         [&](const Tensor& dy) -> const Tensor& { return e.backward(dy, true); }, e.parameters(),
+                         x, o);
 }
 
 }  // namespace contra::test

@@ -1,0 +1,5 @@
+#include "resnet18.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_ENCODER(contra::plugins::ResNet18))

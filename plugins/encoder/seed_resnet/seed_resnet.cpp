@@ -1,0 +1,77 @@
+#include "seed_resnet.hpp"
+
+#include <contra/nn/activation.hpp>
+#include <contra/nn/batch_norm.hpp>
+#include <contra/nn/conv2d.hpp>
+#include <contra/nn/linear.hpp>
+#include <contra/nn/pooling.hpp>
+
+namespace contra::plugins {
+
+using namespace contra::nn;
+
+contra::Schema SeedResNet::schema() {
+  return contra::Schema("seed_resnet",
+                        "conv-BN-ReLU stem with max pool, two stages of two conv-BN-ReLU, global "
+                        "average pool, linear (the classic contrastive tutorial's ResNetEncoder)")
+      .add<std::int64_t>("width", 64, "channels of the stem and the first stage; the second has twice as many")
+      .range(1, 4096)
+      .add<std::int64_t>("output", 128, "width of the final linear layer (the embedding)")
+      .range(1, 65536);
+}
+
+SeedResNet::SeedResNet(const contra::Params& p)
+    : width_(p.get<std::int64_t>("width")), output_(p.get<std::int64_t>("output")) {}
+
+void SeedResNet::build(const contra::EncoderContext& ctx) {
+  if (built_) throw contra::UsageError("seed_resnet: build() called twice");
+  if (ctx.input.rank() != 3)
+    throw contra::ConfigError("seed_resnet: takes images [C, H, W], got inputs of shape " + ctx.input.str());
+  channels_ = ctx.input[0];
+  const std::int64_t w = width_, w2 = 2 * width_;
+  contra::Rng init(ctx.seed, 0, 0, 0, 0);
+  auto conv_bn_relu = [&](const std::string& name, std::int64_t in, std::int64_t out) {
+    net_.emplace<Conv2d>(name + ".conv", in, out, 3, 1, 1, false, init, ctx.precision);
+    net_.emplace<BatchNorm>(name + ".bn", out);
+    net_.emplace<ReLU>();
+  };
+  conv_bn_relu("stem", channels_, w);
+  net_.emplace<MaxPool2d>(3, 2, 1);
+  conv_bn_relu("layer1.0", w, w);
+  conv_bn_relu("layer1.1", w, w);
+  conv_bn_relu("layer2.0", w, w2);
+  conv_bn_relu("layer2.1", w2, w2);
+  net_.emplace<GlobalAvgPool>();
+  net_.emplace<Linear>("fc", w2, output_, true, init, ctx.precision);
+  built_ = true;
+}
+
+std::vector<contra::Parameter*> SeedResNet::parameters() {
+  std::vector<contra::Parameter*> out;
+  net_.parameters(out);
+  return out;
+}
+
+std::vector<std::pair<std::string, contra::Tensor*>> SeedResNet::buffers() {
+  std::vector<std::pair<std::string, contra::Tensor*>> out;
+  net_.buffers(out);
+  return out;
+}
+
+const contra::Tensor& SeedResNet::forward(const contra::Tensor& x, contra::Mode mode) {
+  if (!built_) throw contra::UsageError("seed_resnet: forward() called before build()");
+  if (x.rank() != 4 || x.dim(1) != channels_)
+    throw contra::UsageError("seed_resnet: expected images [N, " + std::to_string(channels_) +
+                             ", H, W], got " + x.shape().str());
+  nchw_to_nhwc(x, nhwc_);
+  return net_.forward(nhwc_, mode);
+}
+
+const contra::Tensor& SeedResNet::backward(const contra::Tensor& dy, bool want_input_grad) {
+  const contra::Tensor& dx = net_.backward(dy, want_input_grad);
+  if (!want_input_grad) return dx;
+  nhwc_to_nchw(dx, dx_);
+  return dx_;
+}
+
+}  // namespace contra::plugins

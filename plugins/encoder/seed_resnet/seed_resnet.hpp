@@ -1,0 +1,32 @@
+#pragma once
+// seed_resnet: the ResNetEncoder of the classic contrastive-learning tutorial,
+// layer for layer (see README.md), on the SDK's oneDNN layers.
+
+#include <contra/nn/sequential.hpp>
+#include <contra/plugin.hpp>
+
+namespace contra::plugins {
+
+class SeedResNet final : public contra::Encoder {
+ public:
+  static contra::Schema schema();
+  explicit SeedResNet(const contra::Params& p);
+
+  void build(const contra::EncoderContext& ctx) override;
+  std::int64_t output_dim() const override { return output_; }
+  std::vector<contra::Parameter*> parameters() override;
+  const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override;
+  const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad) override;
+
+  /// Batch-norm running statistics, for checkpoints.
+  std::vector<std::pair<std::string, contra::Tensor*>> buffers();
+
+ private:
+  std::int64_t width_, output_;
+  std::int64_t channels_ = 0;
+  contra::nn::Sequential net_;
+  contra::Tensor nhwc_, dx_;
+  bool built_ = false;
+};
+
+}  // namespace contra::plugins

@@ -1,0 +1,30 @@
+#include "resnet18.hpp"
+
+#include "layer_check.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace contra;
+using contra::plugins::ResNet18;
+
+TEST_CASE("resnet18: parameter count and output width match torchvision's CIFAR ResNet-18", "[plugins][resnet18]") {
+  ResNet18 net(ResNet18::schema().bind({}));
+  net.build({Shape{3, 32, 32}, 0});
+  std::int64_t n = 0;
+  for (auto* p : net.parameters()) n += p->value.numel();
+  // ResNet-18 with a 3x3 stem and no fc: 11,168,832 parameters
+  // (torchvision's resnet18 has 11,689,512 with its 7x7 stem and 1000-way fc:
+  //  − 64·3·49 + 64·3·9 − (512·1000 + 1000)).
+  CHECK(n == 11689512 - 64 * 3 * 49 + 64 * 3 * 9 - (512 * 1000 + 1000));
+  CHECK(net.output_dim() == 512);
+  const Tensor& z = net.forward(test::random_tensor({2, 3, 32, 32}, 1), Mode::train);
+  CHECK(z.shape() == Shape{2, 512});
+}
+
+TEST_CASE("resnet18: a tiny one matches finite differences end to end", "[plugins][resnet18]") {
+  ResNet18 net(ResNet18::schema().bind({{"width", 2}}));
+  net.build({Shape{3, 8, 8}, 4});
+  test::GradCheckOptions o;
+  o.samples = 4;
+  test::check_encoder_gradients(net, test::random_tensor({3, 3, 8, 8}, 8), o);
+}

@@ -1,0 +1,66 @@
+#include "seed_resnet.hpp"
+
+#include "layer_check.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace contra;
+using contra::plugins::SeedResNet;
+
+namespace {
+std::int64_t count(const std::vector<Parameter*>& ps) {
+  std::int64_t n = 0;
+  for (auto* p : ps) n += p->value.numel();
+  return n;
+}
+}  // namespace
+
+TEST_CASE("seed_resnet: layers and parameter count match the tutorial's ResNetEncoder", "[plugins][seed_resnet]") {
+  SeedResNet net(SeedResNet::schema().bind({}));
+  net.build({Shape{1, 28, 28}, 0});
+  auto ps = net.parameters();
+  // stem conv 1·64·9; layer1 2×64·64·9; layer2 64·128·9 + 128·128·9; five BNs (γ, β);
+  // fc 128·128 + 128 — the same as PyTorch's sum(p.numel()) for that model.
+  const std::int64_t convs = 1 * 64 * 9 + 2 * 64 * 64 * 9 + 64 * 128 * 9 + 128 * 128 * 9;
+  const std::int64_t bns = 2 * (64 + 64 + 64 + 128 + 128);
+  CHECK(count(ps) == convs + bns + 128 * 128 + 128);
+  CHECK(ps.front()->name == "stem.conv.weight");
+  CHECK(ps.back()->name == "fc.bias");
+  CHECK(net.buffers().size() == 10);  // running mean and var of five BNs
+
+  Tensor x = test::random_tensor({3, 1, 28, 28}, 5);
+  const Tensor& z = net.forward(x, Mode::train);
+  CHECK(z.shape() == Shape{3, 128});
+}
+
+TEST_CASE("seed_resnet: gradients match finite differences end to end", "[plugins][seed_resnet]") {
+  SeedResNet net(SeedResNet::schema().bind({{"width", 4}, {"output", 6}}));
+  net.build({Shape{3, 9, 7}, 11});
+  test::GradCheckOptions o;
+  o.samples = 8;
+  test::check_encoder_gradients(net, test::random_tensor({4, 3, 9, 7}, 21), o);
+}
+
+TEST_CASE("seed_resnet: the seed decides the initial weights", "[plugins][seed_resnet]") {
+  SeedResNet a(SeedResNet::schema().bind({{"width", 4}})), b(SeedResNet::schema().bind({{"width", 4}})),
+      c(SeedResNet::schema().bind({{"width", 4}}));
+  a.build({Shape{1, 8, 8}, 1});
+  b.build({Shape{1, 8, 8}, 1});
+  c.build({Shape{1, 8, 8}, 2});
+  Tensor x = test::random_tensor({2, 1, 8, 8}, 3);
+  Tensor za = a.forward(x, Mode::eval).clone(), zb = b.forward(x, Mode::eval).clone(),
+         zc = c.forward(x, Mode::eval).clone();
+  for (std::int64_t i = 0; i < za.numel(); ++i) REQUIRE(za.data<float>()[i] == zb.data<float>()[i]);
+  bool differs = false;
+  for (std::int64_t i = 0; i < za.numel(); ++i) differs |= za.data<float>()[i] != zc.data<float>()[i];
+  CHECK(differs);
+}
+
+TEST_CASE("seed_resnet: rejects inputs it was not built for", "[plugins][seed_resnet]") {
+  SeedResNet net(SeedResNet::schema().bind({{"width", 4}}));
+  CHECK_THROWS_WITH(net.build({Shape{784}, 0}),
+                    "seed_resnet: takes images [C, H, W], got inputs of shape [784]");
+  net.build({Shape{1, 8, 8}, 0});
+  CHECK_THROWS_WITH(net.forward(test::random_tensor({2, 3, 8, 8}, 1), Mode::train),
+                    "seed_resnet: expected images [N, 1, H, W], got [2, 3, 8, 8]");
+}
