@@ -1,0 +1,5 @@
+#include "adam.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_OPTIMIZER(contra::plugins::Adam))
