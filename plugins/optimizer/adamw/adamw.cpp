@@ -1,0 +1,88 @@
+#include "adamw.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace contra::plugins {
+
+contra::Schema AdamW::schema() {
+  return contra::Schema("adamw", "Adam with decoupled weight decay, PyTorch AdamW semantics")
+      .add<double>("lr", 1e-3, "base learning rate, multiplied by the schedule's factor").range(1e-12, 100.0)
+      .add<double>("beta1", 0.9, "decay rate of the first moment (mean of gradients)")
+      .range(0.0, 0.999999)
+      .add<double>("beta2", 0.999, "decay rate of the second moment (mean of squared gradients)")
+      .range(0.0, 0.999999999)
+      .add<double>("eps", 1e-8, "added to the square root of the second moment before dividing")
+      .range(0.0, 1.0)
+      .add<double>("weight_decay", 0.01,
+                   "decoupled decay: parameters marked decay shrink by lr * weight_decay per step")
+      .at_least(0.0);
+}
+
+AdamW::AdamW(const contra::Params& p)
+    : lr_(p.get<double>("lr")),
+      beta1_(p.get<double>("beta1")),
+      beta2_(p.get<double>("beta2")),
+      eps_(p.get<double>("eps")),
+      weight_decay_(p.get<double>("weight_decay")),
+      last_lr_(lr_) {}
+
+void AdamW::configure(const std::vector<contra::Parameter*>& params) {
+  params_ = params;
+  m_.clear();
+  v_.clear();
+  m_.resize(params_.size());
+  v_.resize(params_.size());
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    contra::Parameter* q = params_[i];
+    if (!q) throw contra::UsageError("adamw: configure() got a null parameter");
+    if (q->value.dtype() != contra::DType::f32)
+      throw contra::UsageError("adamw: parameter '" + q->name + "' is not f32");
+    q->grad.expect(q->value.shape(), contra::DType::f32,
+                   ("adamw: gradient of parameter '" + q->name + "'").c_str());
+    m_[i] = contra::Tensor::zeros(q->value.shape(), contra::DType::f32);
+    v_[i] = contra::Tensor::zeros(q->value.shape(), contra::DType::f32);
+  }
+  configured_ = true;
+  t_ = 0;
+}
+
+void AdamW::step(const contra::OptimizerStep& s) {
+  if (!configured_) throw contra::UsageError("adamw: step() called before configure()");
+  for (contra::Parameter* q : params_)
+    if (q->grad.shape() != q->value.shape())
+      throw contra::UsageError("adamw: gradient of parameter '" + q->name + "' has shape " +
+                               q->grad.shape().str() + ", the parameter " + q->value.shape().str());
+  ++t_;
+  const double lr = lr_ * s.lr_scale;
+  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t_));
+  const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t_));
+  // w = w * (1 - lr * wd) - step_size * m / (sqrt(v) / sqrt(bc2) + eps), as PyTorch computes it.
+  const float step_size = static_cast<float>(lr / bc1);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  const float b1 = static_cast<float>(beta1_), c1 = static_cast<float>(1.0 - beta1_);
+  const float b2 = static_cast<float>(beta2_), c2 = static_cast<float>(1.0 - beta2_);
+  const float eps = static_cast<float>(eps_);
+  const float decayed = static_cast<float>(1.0 - lr * weight_decay_);
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    contra::Parameter& q = *params_[i];
+    float* w = q.value.data<float>();
+    const float* g = q.grad.data<float>();
+    float* m = m_[i].data<float>();
+    float* v = v_[i].data<float>();
+    const std::int64_t n = q.value.numel();
+    const float keep = q.decay ? decayed : 1.0f;
+    for (std::int64_t k = 0; k < n; ++k) {
+      float gk = g[k];
+      float mk = b1 * m[k] + c1 * gk;
+      float vk = b2 * v[k] + c2 * (gk * gk);
+      m[k] = mk;
+      v[k] = vk;
+      w[k] = keep * w[k] - step_size * mk / (std::sqrt(vk) * inv_sqrt_bc2 + eps);
+    }
+  }
+  last_lr_ = lr;
+}
+
+}  // namespace contra::plugins
