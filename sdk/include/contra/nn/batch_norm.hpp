@@ -1,0 +1,62 @@
+#pragma once
+/// \file
+/// Batch normalisation over the last dimension (channels), PyTorch's
+/// BatchNorm2d on NHWC images and BatchNorm1d on [N, C] features, on oneDNN's
+/// batch_normalization primitives.
+
+#include <contra/nn/layer.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace contra::nn {
+
+/// y = γ · (x − μ) / sqrt(σ² + eps) + β per channel c, for x of shape
+/// [N, H, W, C] or [N, C] (f32, cpu).
+///
+/// - Train mode: μ, σ² are the batch statistics over every axis but the last
+///   (σ² biased, as in the normalisation itself); the running statistics are
+///   then updated as PyTorch does: running = (1 − momentum)·running +
+///   momentum·batch, with the *unbiased* batch variance (× M/(M−1), M values
+///   per channel) for running_var. Needs M > 1.
+/// - Eval mode: μ, σ² are running_mean and running_var; nothing is updated.
+///
+/// backward() differentiates the last forward(), whichever its mode: after a
+/// train-mode forward through the batch statistics, after an eval-mode one
+/// through the fixed running statistics (a frozen batch norm). It adds dL/dγ
+/// and dL/dβ into the parameters' grad.
+///
+/// Parameters "<name>.weight" (γ, initially 1) and "<name>.bias" (β,
+/// initially 0), both with decay = false. Buffers "<name>.running_mean"
+/// (initially 0) and "<name>.running_var" (initially 1).
+///
+/// In train mode the layer keeps a non-owning reference to x until the next
+/// forward(): callers must keep x alive and unchanged until backward().
+/// oneDNN primitives and their scratch memory are created once per input
+/// shape and cached; steady-state calls allocate no tensors.
+class BatchNorm final : public Layer {
+ public:
+  /// Throws UsageError unless channels >= 1, 0 <= momentum <= 1, eps > 0.
+  BatchNorm(std::string name, std::int64_t channels, double momentum = 0.1, double eps = 1e-5);
+  ~BatchNorm() override;
+
+  const Tensor& forward(const Tensor& x, Mode mode) override;
+  const Tensor& backward(const Tensor& dy, bool want_input_grad = true) override;
+  void parameters(std::vector<Parameter*>& out) override;
+  void buffers(std::vector<std::pair<std::string, Tensor*>>& out) override;
+
+  std::int64_t channels() const noexcept;
+  double momentum() const noexcept;
+  double eps() const noexcept;
+  Parameter& weight() noexcept;
+  Parameter& bias() noexcept;
+  Tensor& running_mean() noexcept;  ///< [C] f32
+  Tensor& running_var() noexcept;   ///< [C] f32
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace contra::nn

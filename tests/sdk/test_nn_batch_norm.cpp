@@ -1,0 +1,248 @@
+#include <contra/nn/batch_norm.hpp>
+
+#include "layer_check.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+using namespace contra;
+using contra::test::check_layer_gradients;
+using contra::test::random_tensor;
+
+namespace {
+
+// Per-channel statistics and normalisation in double over x viewed as
+// [M, C] (NHWC flattens to rows of C channels).
+struct RefStats {
+  std::vector<double> mean, var;  // var biased
+};
+
+RefStats ref_stats(const Tensor& x) {
+  const std::int64_t c = x.dim(x.rank() - 1), m = x.numel() / c;
+  const float* p = x.data<float>();
+  RefStats s{std::vector<double>(c, 0.0), std::vector<double>(c, 0.0)};
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < c; ++j) s.mean[j] += p[i * c + j];
+  for (auto& v : s.mean) v /= static_cast<double>(m);
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < c; ++j) s.var[j] += (p[i * c + j] - s.mean[j]) * (p[i * c + j] - s.mean[j]);
+  for (auto& v : s.var) v /= static_cast<double>(m);
+  return s;
+}
+
+std::vector<double> ref_normalise(const Tensor& x, const std::vector<double>& mean, const std::vector<double>& var,
+                                  const Tensor& gamma, const Tensor& beta, double eps) {
+  const std::int64_t c = x.dim(x.rank() - 1), m = x.numel() / c;
+  const float* p = x.data<float>();
+  std::vector<double> y(x.numel());
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < c; ++j)
+      y[i * c + j] = gamma.data<float>()[j] * (p[i * c + j] - mean[j]) / std::sqrt(var[j] + eps) +
+                     beta.data<float>()[j];
+  return y;
+}
+
+void check_close(const Tensor& got, const std::vector<double>& want, double tol) {
+  REQUIRE(static_cast<std::size_t>(got.numel()) == want.size());
+  const float* p = got.data<float>();
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    INFO("element " << i);
+    CHECK(p[i] == Approx(want[i]).margin(tol));
+  }
+}
+
+void randomise_affine(nn::BatchNorm& bn, std::uint64_t key) {
+  Tensor g = random_tensor({bn.channels()}, key, 0.5, 1.5);
+  Tensor b = random_tensor({bn.channels()}, key + 1, -0.5, 0.5);
+  for (std::int64_t c = 0; c < bn.channels(); ++c) {
+    bn.weight().value.data<float>()[c] = g.data<float>()[c];
+    bn.bias().value.data<float>()[c] = b.data<float>()[c];
+  }
+}
+
+}  // namespace
+
+TEST_CASE("batch_norm: parameters, buffers and their initial values", "[sdk][nn][batch_norm]") {
+  nn::BatchNorm bn("layer1.bn", 3);
+  std::vector<Parameter*> ps;
+  bn.parameters(ps);
+  REQUIRE(ps.size() == 2);
+  CHECK(ps[0]->name == "layer1.bn.weight");
+  CHECK(ps[1]->name == "layer1.bn.bias");
+  CHECK_FALSE(ps[0]->decay);
+  CHECK_FALSE(ps[1]->decay);
+  std::vector<std::pair<std::string, Tensor*>> bs;
+  bn.buffers(bs);
+  REQUIRE(bs.size() == 2);
+  CHECK(bs[0].first == "layer1.bn.running_mean");
+  CHECK(bs[1].first == "layer1.bn.running_var");
+  for (int c = 0; c < 3; ++c) {
+    CHECK(ps[0]->value.data<float>()[c] == 1.0f);
+    CHECK(ps[1]->value.data<float>()[c] == 0.0f);
+    CHECK(ps[0]->grad.data<float>()[c] == 0.0f);
+    CHECK(bs[0].second->data<float>()[c] == 0.0f);
+    CHECK(bs[1].second->data<float>()[c] == 1.0f);
+  }
+  CHECK(bn.momentum() == 0.1);
+  CHECK(bn.eps() == 1e-5);
+}
+
+TEST_CASE("batch_norm: train-mode forward and running statistics match a reference (NHWC)",
+          "[sdk][nn][batch_norm]") {
+  const double mom = 0.25, eps = 1e-3;
+  nn::BatchNorm bn("bn", 4, mom, eps);
+  randomise_affine(bn, 10);
+  std::vector<double> rm(4, 0.0), rv(4, 1.0);
+  for (int step = 0; step < 2; ++step) {
+    Tensor x = random_tensor({2, 3, 5, 4}, 20 + step, -1.0 + step, 2.0 + step);
+    RefStats s = ref_stats(x);
+    const Tensor& y = bn.forward(x, Mode::train);
+    CHECK(y.shape() == x.shape());
+    check_close(y, ref_normalise(x, s.mean, s.var, bn.weight().value, bn.bias().value, eps), 1e-4);
+    const double m = 2 * 3 * 5;
+    for (int c = 0; c < 4; ++c) {
+      rm[c] = (1 - mom) * rm[c] + mom * s.mean[c];
+      rv[c] = (1 - mom) * rv[c] + mom * s.var[c] * m / (m - 1);  // unbiased
+      INFO("step " << step << ", channel " << c);
+      CHECK(bn.running_mean().data<float>()[c] == Approx(rm[c]).margin(1e-5));
+      CHECK(bn.running_var().data<float>()[c] == Approx(rv[c]).margin(1e-5));
+    }
+  }
+}
+
+TEST_CASE("batch_norm: train-mode forward on [N, C] features (BatchNorm1d)", "[sdk][nn][batch_norm]") {
+  nn::BatchNorm bn("fc_bn", 5);
+  randomise_affine(bn, 30);
+  Tensor x = random_tensor({6, 5}, 31, -2.0, 3.0);
+  RefStats s = ref_stats(x);
+  const Tensor& y = bn.forward(x, Mode::train);
+  CHECK(y.shape() == x.shape());
+  check_close(y, ref_normalise(x, s.mean, s.var, bn.weight().value, bn.bias().value, 1e-5), 1e-4);
+  for (int c = 0; c < 5; ++c) {
+    CHECK(bn.running_mean().data<float>()[c] == Approx(0.1 * s.mean[c]).margin(1e-6));
+    CHECK(bn.running_var().data<float>()[c] == Approx(0.9 + 0.1 * s.var[c] * 6 / 5).margin(1e-5));
+  }
+}
+
+TEST_CASE("batch_norm: eval mode normalises with the running statistics and updates nothing",
+          "[sdk][nn][batch_norm]") {
+  nn::BatchNorm bn("bn", 3);
+  randomise_affine(bn, 40);
+  std::vector<double> mean{0.5, -1.0, 2.0}, var{0.25, 2.0, 1.5};
+  for (int c = 0; c < 3; ++c) {
+    bn.running_mean().data<float>()[c] = static_cast<float>(mean[c]);
+    bn.running_var().data<float>()[c] = static_cast<float>(var[c]);
+  }
+  for (Shape s : {Shape{2, 3, 3, 3}, Shape{4, 3}}) {
+    Tensor x = random_tensor(s, 41);
+    const Tensor& y = bn.forward(x, Mode::eval);
+    check_close(y, ref_normalise(x, mean, var, bn.weight().value, bn.bias().value, 1e-5), 1e-5);
+  }
+  for (int c = 0; c < 3; ++c) {
+    CHECK(bn.running_mean().data<float>()[c] == static_cast<float>(mean[c]));
+    CHECK(bn.running_var().data<float>()[c] == static_cast<float>(var[c]));
+  }
+  // A single sample is fine in eval mode.
+  CHECK_NOTHROW(bn.forward(random_tensor({1, 3}, 42), Mode::eval));
+}
+
+TEST_CASE("batch_norm: train-mode gradients (dx, dgamma, dbeta) match finite differences",
+          "[sdk][nn][batch_norm]") {
+  SECTION("NHWC") {
+    nn::BatchNorm bn("bn", 3);
+    randomise_affine(bn, 50);
+    CHECK(check_layer_gradients(bn, random_tensor({2, 3, 4, 3}, 51)) <= 1.0);
+  }
+  SECTION("[N, C]") {
+    nn::BatchNorm bn("bn", 4);
+    randomise_affine(bn, 52);
+    CHECK(check_layer_gradients(bn, random_tensor({5, 4}, 53)) <= 1.0);
+  }
+}
+
+TEST_CASE("batch_norm: eval-mode gradients (frozen statistics) match finite differences",
+          "[sdk][nn][batch_norm]") {
+  contra::test::GradCheckOptions o;
+  o.mode = Mode::eval;
+  for (Shape s : {Shape{2, 3, 2, 3}, Shape{4, 3}}) {
+    nn::BatchNorm bn("bn", 3);
+    randomise_affine(bn, 60);
+    bn.running_mean().data<float>()[1] = 0.3f;
+    bn.running_var().data<float>()[2] = 0.5f;
+    CHECK(check_layer_gradients(bn, random_tensor(s, 61), o) <= 1.0);
+  }
+}
+
+TEST_CASE("batch_norm: backward accumulates into the parameter gradients", "[sdk][nn][batch_norm]") {
+  nn::BatchNorm bn("bn", 2);
+  randomise_affine(bn, 70);
+  Tensor x = random_tensor({3, 2, 2, 2}, 71);
+  Tensor dy = random_tensor(x.shape(), 72);
+  bn.forward(x, Mode::train);
+  Tensor dx1 = bn.backward(dy).clone();
+  Tensor g1 = bn.weight().grad.clone(), b1 = bn.bias().grad.clone();
+  bn.forward(x, Mode::train);
+  const Tensor& none = bn.backward(dy, false);
+  CHECK_FALSE(none.defined());
+  for (int c = 0; c < 2; ++c) {
+    CHECK(bn.weight().grad.data<float>()[c] == Approx(2 * g1.data<float>()[c]).margin(1e-6));
+    CHECK(bn.bias().grad.data<float>()[c] == Approx(2 * b1.data<float>()[c]).margin(1e-6));
+  }
+  // dbeta is the plain sum of dy per channel.
+  double sum0 = 0;
+  for (std::int64_t i = 0; i < dy.numel(); i += 2) sum0 += dy.data<float>()[i];
+  CHECK(b1.data<float>()[0] == Approx(sum0).margin(1e-5));
+  // Train-mode dx sums to zero per channel (the mean is subtracted).
+  double dsum = 0;
+  for (std::int64_t i = 1; i < dx1.numel(); i += 2) dsum += dx1.data<float>()[i];
+  CHECK(dsum == Approx(0).margin(1e-5));
+}
+
+TEST_CASE("batch_norm: shapes can change between calls and return", "[sdk][nn][batch_norm]") {
+  nn::BatchNorm bn("bn", 3);
+  for (Shape s : {Shape{2, 2, 2, 3}, Shape{4, 3}, Shape{1, 3, 5, 3}, Shape{2, 2, 2, 3}}) {
+    Tensor x = random_tensor(s, 80 + s.numel());
+    RefStats st = ref_stats(x);
+    const Tensor& y = bn.forward(x, Mode::train);
+    REQUIRE(y.shape() == s);
+    check_close(y, ref_normalise(x, st.mean, st.var, bn.weight().value, bn.bias().value, 1e-5), 1e-4);
+    const Tensor& dx = bn.backward(random_tensor(s, 90));
+    CHECK(dx.shape() == s);
+  }
+}
+
+TEST_CASE("batch_norm: steady state reuses its output and gradient buffers", "[sdk][nn][batch_norm]") {
+  nn::BatchNorm bn("bn", 8);
+  Tensor x = random_tensor({4, 5, 5, 8}, 100), dy = random_tensor(x.shape(), 101);
+  const void* y0 = bn.forward(x, Mode::train).raw();
+  const void* dx0 = bn.backward(dy).raw();
+  for (int i = 0; i < 3; ++i) {
+    CHECK(bn.forward(x, i == 1 ? Mode::eval : Mode::train).raw() == y0);
+    CHECK(bn.backward(dy).raw() == dx0);
+  }
+}
+
+TEST_CASE("batch_norm: errors name the layer, what was found and what was expected", "[sdk][nn][batch_norm]") {
+  nn::BatchNorm bn("enc.bn1", 4);
+  CHECK_THROWS_WITH(bn.backward(random_tensor({2, 4}, 1)),
+                    "BatchNorm 'enc.bn1': backward() called without a forward() to differentiate");
+  CHECK_THROWS_WITH(bn.forward(random_tensor({2, 3, 3, 5}, 1), Mode::train),
+                    "BatchNorm 'enc.bn1': expected an f32 cpu tensor [N, C] or [N, H, W, C] with C = 4, got "
+                    "f32 cpu [2, 3, 3, 5]");
+  CHECK_THROWS_WITH(bn.forward(random_tensor({2, 3, 4}, 1), Mode::eval),
+                    "BatchNorm 'enc.bn1': expected an f32 cpu tensor [N, C] or [N, H, W, C] with C = 4, got "
+                    "f32 cpu [2, 3, 4]");
+  CHECK_THROWS_WITH(bn.forward(Tensor::zeros({2, 4}, DType::i64), Mode::eval),
+                    "BatchNorm 'enc.bn1': expected an f32 cpu tensor [N, C] or [N, H, W, C] with C = 4, got "
+                    "i64 cpu [2, 4]");
+  CHECK_THROWS_WITH(bn.forward(random_tensor({1, 4}, 1), Mode::train),
+                    "BatchNorm 'enc.bn1': train mode needs more than one value per channel, got input [1, 4]");
+  bn.forward(random_tensor({2, 4}, 1), Mode::train);
+  CHECK_THROWS_WITH(bn.backward(random_tensor({3, 4}, 1)),
+                    "BatchNorm 'enc.bn1' backward dy: expected a f32 tensor of shape [2, 4], got f32 [3, 4]");
+  CHECK_THROWS_WITH(nn::BatchNorm("b", 0), "BatchNorm 'b': channels must be >= 1, got 0");
+  CHECK_THROWS_WITH(nn::BatchNorm("b", 2, 1.5), "BatchNorm 'b': momentum must be in [0, 1], got 1.5");
+  CHECK_THROWS_WITH(nn::BatchNorm("b", 2, 0.1, 0.0), "BatchNorm 'b': eps must be > 0, got 0");
+}
