@@ -25,6 +25,9 @@ TEST_CASE("resnet18: a tiny one matches finite differences end to end", "[plugin
   ResNet18 net(ResNet18::schema().bind({{"width", 2}}));
   net.build({Shape{3, 8, 8}, 4});
   test::GradCheckOptions o;
-  o.samples = 4;
-  test::check_encoder_gradients(net, test::random_tensor({3, 3, 8, 8}, 8), o);
+  o.eps = 1e-4;  // a deep ReLU/max-pool net has kinks everywhere: small steps
+  o.abs_tol = 5e-3;
+  o.samples = 6;
+  o.min_agreement = 0.9;  // twenty float32 layers: see GradCheckOptions
+  test::check_encoder_gradients(net, test::random_tensor({16, 3, 8, 8}, 8), o);
 }

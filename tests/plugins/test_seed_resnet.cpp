@@ -38,7 +38,9 @@ TEST_CASE("seed_resnet: gradients match finite differences end to end", "[plugin
   net.build({Shape{3, 9, 7}, 11});
   test::GradCheckOptions o;
   o.samples = 8;
-  test::check_encoder_gradients(net, test::random_tensor({4, 3, 9, 7}, 21), o);
+  o.eps = 1e-4;  // a deep ReLU/max-pool net has kinks everywhere: small steps
+  o.abs_tol = 5e-3;
+  test::check_encoder_gradients(net, test::random_tensor({16, 3, 9, 7}, 21), o);
 }
 
 TEST_CASE("seed_resnet: the seed decides the initial weights", "[plugins][seed_resnet]") {

@@ -30,6 +30,10 @@ struct GradCheckOptions {
   double abs_tol = 2e-3;
   int samples = 24;         ///< coordinates checked per tensor
   Mode mode = Mode::train;
+  /// Share of checked coordinates that must agree. Below 1 only for deep
+  /// ReLU/max-pool networks in float32, where some step crosses a kink that
+  /// the one-sided test misses; a wiring bug fails most coordinates.
+  double min_agreement = 1.0;
 };
 
 /// Gradient check of anything with forward(x) -> y and backward(dy) -> dx
@@ -55,15 +59,40 @@ double check_gradients(Forward forward, Backward backward, const std::vector<Par
   std::vector<Tensor> grads;
   for (Parameter* p : params) grads.push_back(p->grad.clone());
 
+  // A coordinate next to a kink (a ReLU or max-pool switch within eps) has
+  // one-sided differences that disagree; such coordinates are skipped, and at
+  // most a quarter of the samples may be.
   double worst = 0;
+  int checked = 0, skipped = 0, disagreed = 0;
   auto compare = [&](const std::string& what, float* data, const float* analytic, std::int64_t n) {
     Rng pick(99, 0, static_cast<std::uint64_t>(n), 0, 0);
     for (int s = 0; s < std::min<std::int64_t>(o.samples, n); ++s) {
       std::int64_t i = s < 2 ? (s == 0 ? 0 : n - 1) : pick.integer(0, n - 1);
-      double num = numeric_derivative(loss, data, i, o.eps);
-      double a = analytic[i];
-      double score = std::fabs(a - num) / (o.abs_tol + o.rel_tol * std::max(std::fabs(a), std::fabs(num)));
+      const float saved = data[i];
+      const double f0 = loss();
+      data[i] = static_cast<float>(saved + o.eps);
+      const double up = loss();
+      data[i] = static_cast<float>(saved - o.eps);
+      const double down = loss();
+      data[i] = saved;
+      const double forward_d = (up - f0) / o.eps, backward_d = (f0 - down) / o.eps;
+      const double num = (up - down) / (2 * o.eps);
+      const double a = analytic[i];
+      const double scale = o.abs_tol + o.rel_tol * std::max(std::fabs(a), std::fabs(num));
+      if (std::fabs(forward_d - backward_d) > 2 * scale) {
+        ++skipped;
+        continue;
+      }
+      ++checked;
+      double score = std::fabs(a - num) / scale;
       worst = std::max(worst, score);
+      if (score > 1.0) {
+        ++disagreed;
+        if (o.min_agreement < 1.0) {
+          WARN(what << "[" << i << "]: analytic " << a << ", numeric " << num << " (tolerated)");
+          continue;
+        }
+      }
       INFO(what << "[" << i << "]: analytic " << a << ", numeric " << num);
       CHECK(score <= 1.0);
     }
@@ -72,6 +101,10 @@ double check_gradients(Forward forward, Backward backward, const std::vector<Par
   for (std::size_t k = 0; k < params.size(); ++k)
     compare("dL/d" + params[k]->name, params[k]->value.data<float>(), grads[k].data<float>(),
             params[k]->value.numel());
+  INFO(skipped << " of " << (checked + skipped) << " coordinates skipped as next to a kink, " << disagreed
+                << " of " << checked << " disagreed");
+  CHECK(skipped * 4 <= checked + skipped);
+  CHECK(checked - disagreed >= o.min_agreement * checked);
   return worst;
 }
 
