@@ -157,3 +157,20 @@ TEST_CASE("pipeline: quickstart on Fashion-MNIST runs and its loss falls", "[run
   INFO("first 10 steps " << mean(s.losses, 0, 10) << ", last 10 steps " << mean(s.losses, 190, 200));
   CHECK(mean(s.losses, 190, 200) < 0.85 * mean(s.losses, 0, 10));
 }
+
+TEST_CASE("pipeline: simclr_fashion_mnist with seed_resnet and a projection head learns",
+          "[runtime][pipeline][e2e]") {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("SKIPPED: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+    return;
+  }
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(std::string(CONTRA_SOURCE_DIR) + "/pipelines/simclr_fashion_mnist.toml",
+                                    {"sampler.batch_size=64", "train.max_steps=40", "schedule.kind=\"constant\"",
+                                     "schedule.warmup_epochs=0"},
+                                    reg);
+  RunSummary s = run_pipeline(spec, reg, RunOptions{});
+  REQUIRE(s.steps == 40);
+  INFO("first 10 steps " << mean(s.losses, 0, 10) << ", last 10 steps " << mean(s.losses, 30, 40));
+  CHECK(mean(s.losses, 30, 40) < 0.95 * mean(s.losses, 0, 10));
+}
