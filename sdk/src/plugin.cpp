@@ -13,6 +13,7 @@ const char* kind_name(PluginKind k) noexcept {
     case PluginKind::miner: return "miner";
     case PluginKind::loss: return "loss";
     case PluginKind::optimizer: return "optimizer";
+    case PluginKind::memory: return "memory";
   }
   return "unknown";
 }

@@ -11,13 +11,28 @@
 
 namespace contra {
 
+/// Embeddings kept across steps by a memory plugin (a MoCo queue, a memory
+/// bank): read-only for miners and losses, never differentiated.
+struct MemoryView {
+  Tensor keys;                                        ///< [K, D] f32, L2-normalised rows
+  const std::vector<std::int64_t>* ids = nullptr;     ///< per key: sample id in the source; -1 = empty slot
+  const std::vector<std::int64_t>* labels = nullptr;  ///< per key: class label; null when unknown
+  std::int64_t size() const noexcept { return keys.defined() ? keys.dim(0) : 0; }
+};
+
 /// The embeddings of one batch: V views of N samples, row r = v * N + i.
 /// Rows with the same `sample` are views of one sample (positives).
 struct Embeddings {
-  Tensor z;                                 ///< [V*N, D] f32
-  const std::vector<std::int64_t>* sample;  ///< per row: sample index in the batch, 0..N-1
-  const std::vector<std::int64_t>* label;   ///< per row: class label; null when unknown
-  std::int64_t views = 0;                   ///< V
+  Tensor z;                                          ///< [V*N, D] f32, what the loss differentiates
+  const std::vector<std::int64_t>* sample = nullptr; ///< per row: sample index in the batch, 0..N-1
+  const std::vector<std::int64_t>* label = nullptr;  ///< per row: class label; null when unknown
+  std::int64_t views = 0;                            ///< V
+  const std::vector<std::int64_t>* ids = nullptr;    ///< per row: sample id in the source; null when unknown
+  /// [V*N, D] embeddings of the same rows by the momentum encoder (MoCo's
+  /// keys, no gradient), when the pipeline's memory keeps one; else undefined.
+  Tensor keys;
+  /// The memory's keys, when the pipeline has a [memory]; else null.
+  const MemoryView* memory = nullptr;
   std::int64_t rows() const noexcept { return z.dim(0); }
 };
 
@@ -26,17 +41,21 @@ struct Triplet {
 };
 
 /// What a miner selected. `all` means every pair the sample grouping implies
-/// (views of one sample are positives, everything else negative).
+/// (views of one sample are positives, every other row a negative) and, with
+/// a memory, every memory key of another sample as a negative too.
 struct Pairs {
   bool all = false;
   std::vector<std::pair<std::int32_t, std::int32_t>> positive;  ///< (anchor, positive) rows
   std::vector<std::pair<std::int32_t, std::int32_t>> negative;  ///< (anchor, negative) rows
   std::vector<Triplet> triplets;
+  /// (anchor row, memory key index): negatives chosen from the memory.
+  std::vector<std::pair<std::int32_t, std::int32_t>> memory_negative;
   void clear() {
     all = false;
     positive.clear();
     negative.clear();
     triplets.clear();
+    memory_negative.clear();
   }
 };
 

@@ -14,6 +14,7 @@ enum class PluginKind : std::uint32_t {
   miner = 5,
   loss = 6,
   optimizer = 7,
+  memory = 8,
 };
 
 /// "source", "augmentation", ...; "unknown" for values this SDK does not know.
