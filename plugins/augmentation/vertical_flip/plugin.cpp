@@ -1,0 +1,5 @@
+#include "vertical_flip.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_AUGMENTATION(contra::plugins::VerticalFlip))
