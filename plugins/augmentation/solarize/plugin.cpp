@@ -1,0 +1,5 @@
+#include "solarize.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_AUGMENTATION(contra::plugins::Solarize))
