@@ -31,7 +31,7 @@ namespace {
 const std::vector<std::string>& known_sections() {
   static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "plugins",
                                           "augment",  "source",  "sampler", "encoder",  "head",
-                                          "miner",    "loss",    "optimizer"};
+                                          "memory",   "miner",   "loss",    "optimizer"};
   return s;
 }
 
@@ -47,7 +47,7 @@ const std::vector<PluginSection>& plugin_sections() {
       {"source", PluginKind::source, nullptr},       {"sampler", PluginKind::sampler, "random"},
       {"encoder", PluginKind::encoder, nullptr},     {"miner", PluginKind::miner, "all_pairs"},
       {"loss", PluginKind::loss, nullptr},           {"optimizer", PluginKind::optimizer, nullptr},
-      {"head", PluginKind::encoder, nullptr, true}};
+      {"head", PluginKind::encoder, nullptr, true},  {"memory", PluginKind::memory, nullptr, true}};
   return s;
 }
 
@@ -263,7 +263,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       std::string hint = closest_match(name, sections);
       if (!hint.empty()) msg += "; did you mean [" + hint + "]?";
       else msg += "; sections are [pipeline], [runtime], [train], [schedule], [plugins], [augment], [source], "
-                  "[sampler], [encoder], [head], [miner], [loss] and [optimizer]";
+                  "[sampler], [encoder], [head], [memory], [miner], [loss] and [optimizer]";
       r.error(loc, "", msg);
     } else if (!v.is_table()) {
       r.error(loc, name, "expected a table [" + name + "], found a value");
@@ -310,7 +310,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
   }
 
   PluginSpec* slots[] = {&spec.source, &spec.sampler,   &spec.encoder, &spec.miner,
-                         &spec.loss,   &spec.optimizer, &spec.head};
+                         &spec.loss,   &spec.optimizer, &spec.head,    &spec.memory};
   for (std::size_t i = 0; i < plugin_sections().size(); ++i) {
     const auto& ps = plugin_sections()[i];
     if (const toml::table* t = table(ps.name)) {
@@ -396,8 +396,8 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
     }
     ps.params = rec->schema.bind(ps.raw, ps.section, ps.where, out);
   };
-  for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.head, &spec.miner, &spec.loss,
-                         &spec.optimizer})
+  for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.head, &spec.memory, &spec.miner,
+                         &spec.loss, &spec.optimizer})
     bind(*ps);
   for (auto& a : spec.augment_chain) bind(a);
 }

@@ -37,6 +37,7 @@ struct PipelineSpec {
   std::vector<std::filesystem::path> plugin_paths;  ///< [plugins] paths, resolved
   PluginSpec source, sampler, encoder, miner, loss, optimizer;
   PluginSpec head;            ///< optional projection head; name empty when absent
+  PluginSpec memory;          ///< optional memory (queue, bank); name empty when absent
   std::vector<PluginSpec> augment_chain;
   /// The effective pipeline (after --set overrides) as TOML.
   std::string resolved_toml;

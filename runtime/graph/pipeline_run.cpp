@@ -5,6 +5,7 @@
 #include "train/trainer.hpp"
 
 #include <contra/plugin.hpp>
+#include <contra/roles/memory.hpp>
 
 #include <oneapi/tbb/parallel_for.h>
 #include <omp.h>
@@ -78,13 +79,22 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     parts.head = make<Encoder>(reg, spec.head);
     parts.head_label = spec.head.label();
   }
+  if (!spec.memory.name.empty()) {
+    parts.memory = make<Memory>(reg, spec.memory);
+    parts.memory_label = spec.memory.label();
+    if (parts.memory->encoder_momentum() > 0) {
+      parts.momentum_encoder = make<Encoder>(reg, spec.encoder);
+      if (parts.head) parts.momentum_head = make<Encoder>(reg, spec.head);
+    }
+  }
 
   const SourceInfo info = source->info();
   if (info.size <= 0) throw DataError(spec.source.label() + ": the source has no samples");
   std::vector<std::int64_t> labels;
   if (info.num_classes > 0) labels = source->labels();
   try {
-    sampler->configure(SamplerContext{info.size, labels.empty() ? nullptr : &labels, seed});
+    sampler->configure(SamplerContext{info.size, labels.empty() ? nullptr : &labels, seed,
+                                      spec.runtime.get<std::int64_t>("prefetch") + 1});
   } catch (const std::exception& e) {
     throw ConfigError(spec.sampler.label() + ": " + e.what());
   }
@@ -111,8 +121,8 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   omp_set_num_threads(compute_threads);
   const Precision precision =
       spec.train.get<std::string>("precision") == "bf16" ? Precision::bf16 : Precision::f32;
-  Trainer trainer(parts, EncoderContext{Shape{out_shape.channels, out_shape.height, out_shape.width}, seed,
-                                        precision});
+  Trainer trainer(parts, EncoderContext{Shape{out_shape.channels, out_shape.height, out_shape.width}, seed, precision},
+                  MemoryContext{0, info.size, labels.empty() ? nullptr : &labels, seed});
 
   const std::int64_t bpe = sampler->batches_per_epoch();
   const std::int64_t total = planned_steps(bpe, spec.train.get<std::int64_t>("epochs"),
@@ -211,6 +221,11 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     omp_set_num_threads(compute_threads);
     try {
       StepOutcome o = trainer.step(w.batch, w.batch.step, schedule.scale(w.batch.step));
+      try {
+        sampler->observe(w.batch.step, trainer.last_embeddings());
+      } catch (const std::exception& e) {
+        throw PluginError(spec.sampler.label() + ": observe() failed: " + e.what());
+      }
       w.loss = o.loss;
       w.lr = o.lr;
       w.metrics = std::move(o.metrics);

@@ -1,8 +1,11 @@
 #include "trainer.hpp"
 
+#include "mining_diagnostics.hpp"
+
 #include <contra/errors.hpp>
 #include <contra/rng.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 namespace contra::runtime {
@@ -18,7 +21,7 @@ template <class F> auto guarded(const std::string& label, const char* call, F&& 
 }
 }  // namespace
 
-Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx) : p_(std::move(parts)) {
+Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx) : p_(std::move(parts)) {
   auto collect = [&](Encoder& e, const std::string& label) {
     auto ps = guarded(label, "parameters()", [&] { return e.parameters(); });
     for (Parameter* q : ps) {
@@ -31,10 +34,31 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx) : p_(std::move(p
   };
   guarded(p_.encoder_label, "build()", [&] { p_.encoder->build(ctx); });
   collect(*p_.encoder, p_.encoder_label);
+  const EncoderContext head_ctx{Shape{p_.encoder->output_dim()}, mix64(ctx.seed ^ 0x68656164ull), ctx.precision};
   if (p_.head) {
-    EncoderContext head_ctx{Shape{p_.encoder->output_dim()}, mix64(ctx.seed ^ 0x68656164ull), ctx.precision};
     guarded(p_.head_label, "build()", [&] { p_.head->build(head_ctx); });
     collect(*p_.head, p_.head_label);
+  }
+  if (p_.memory) {
+    memory_ctx.dim = p_.head ? p_.head->output_dim() : p_.encoder->output_dim();
+    guarded(p_.memory_label, "configure()", [&] { p_.memory->configure(memory_ctx); });
+  }
+  if (p_.momentum_encoder) {
+    // Same plugin, same parameters, same seed: an exact copy to start from.
+    guarded(p_.encoder_label, "build() of the momentum encoder", [&] { p_.momentum_encoder->build(ctx); });
+    momentum_params_ = p_.momentum_encoder->parameters();
+    if (p_.momentum_head) {
+      guarded(p_.head_label, "build() of the momentum head", [&] { p_.momentum_head->build(head_ctx); });
+      for (Parameter* q : p_.momentum_head->parameters()) momentum_params_.push_back(q);
+    }
+    if (momentum_params_.size() != params_.size())
+      throw PluginError(p_.encoder_label + ": a second instance has a different number of parameters");
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      if (momentum_params_[i]->value.shape() != params_[i]->value.shape())
+        throw PluginError(p_.encoder_label + ": a second instance has a parameter '" + momentum_params_[i]->name +
+                          "' of another shape");
+      std::copy_n(params_[i]->value.data<float>(), params_[i]->value.numel(), momentum_params_[i]->value.data<float>());
+    }
   }
   guarded(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
@@ -57,14 +81,27 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
                         y.shape().str() + ", expected f32 " + Shape{rows, d}.str());
     return y;
   };
+  row_id_.resize(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) row_id_[r] = batch.ids[r % n];
+
   const Tensor& h = forward(*p_.encoder, p_.encoder_label, batch.images);
   const Tensor& z = p_.head ? forward(*p_.head, p_.head_label, h) : h;
+  Tensor keys;
+  if (p_.momentum_encoder) {
+    const Tensor& hk = forward(*p_.momentum_encoder, p_.encoder_label, batch.images);
+    keys = p_.momentum_head ? forward(*p_.momentum_head, p_.head_label, hk) : hk;
+  }
 
-  Embeddings emb{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views};
+  emb_ = Embeddings{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys,
+                    p_.memory ? &p_.memory->view() : nullptr};
+  const Embeddings& emb = emb_;
   pairs_.clear();
   guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(emb, pairs_); });
   result_.metrics.clear();
   guarded(p_.loss_label, "compute()", [&] { p_.loss->compute(emb, pairs_, result_); });
+  // Before backward: the loss may have pointed nothing at z, but the encoder's
+  // backward does not change its output, so this reads the step's embeddings.
+  diagnose_mining(emb, pairs_, global_step).append_to(result_.metrics);
   if (!std::isfinite(result_.value))
     throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
                       std::to_string(result_.value) + ") at step " + std::to_string(global_step));
@@ -82,6 +119,16 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   }
   guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
   guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
+  if (p_.momentum_encoder) {
+    // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo).
+    const float m = static_cast<float>(p_.memory->encoder_momentum());
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      float* k = momentum_params_[i]->value.data<float>();
+      const float* q = params_[i]->value.data<float>();
+      for (std::int64_t j = 0; j < params_[i]->value.numel(); ++j) k[j] = m * k[j] + (1.0f - m) * q[j];
+    }
+  }
+  if (p_.memory) guarded(p_.memory_label, "update()", [&] { p_.memory->update(emb); });
 
   StepOutcome out;
   out.loss = result_.value;

@@ -6,6 +6,7 @@
 #include <contra/batch.hpp>
 #include <contra/roles/encoder.hpp>
 #include <contra/roles/loss.hpp>
+#include <contra/roles/memory.hpp>
 #include <contra/roles/miner.hpp>
 #include <contra/roles/optimizer.hpp>
 
@@ -18,11 +19,15 @@ namespace contra::runtime {
 struct TrainerParts {
   std::shared_ptr<Encoder> encoder;
   std::shared_ptr<Encoder> head;  ///< optional projection head after the encoder
+  std::shared_ptr<Memory> memory;  ///< optional queue or bank
+  /// Fresh instances of the encoder and head for the momentum encoder, when
+  /// the memory asks for one (encoder_momentum() > 0).
+  std::shared_ptr<Encoder> momentum_encoder, momentum_head;
   std::shared_ptr<Miner> miner;
   std::shared_ptr<Loss> loss;
   std::shared_ptr<Optimizer> optimizer;
   /// How errors name each part, e.g. "loss 'info_nce' ([loss] at p.toml:20:1)".
-  std::string encoder_label, miner_label, loss_label, optimizer_label, head_label;
+  std::string encoder_label, miner_label, loss_label, optimizer_label, head_label, memory_label;
 };
 
 struct StepOutcome {
@@ -34,18 +39,24 @@ struct StepOutcome {
 class Trainer {
  public:
   /// Builds the encoder for `ctx` (and the head for its output), and hands
-  /// all their parameters to the optimizer.
-  Trainer(TrainerParts parts, const EncoderContext& ctx);
+  /// all their parameters to the optimizer. With a memory, `memory_ctx`
+  /// (its dim filled in here) configures it, and a momentum encoder is built
+  /// as an exact copy of the encoder.
+  Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx = {});
 
   /// One step; `lr_scale` comes from the learning-rate schedule.
   StepOutcome step(const Batch& batch, std::int64_t global_step, double lr_scale = 1.0);
 
   const std::vector<Parameter*>& parameters() const { return params_; }
+  /// The last step's embeddings (ids, keys and memory set), for the sampler's
+  /// feedback edge. Valid until the next step.
+  const Embeddings& last_embeddings() const { return emb_; }
 
  private:
   TrainerParts p_;
-  std::vector<Parameter*> params_;
-  std::vector<std::int64_t> row_sample_, row_label_;
+  std::vector<Parameter*> params_, momentum_params_;
+  std::vector<std::int64_t> row_sample_, row_label_, row_id_;
+  Embeddings emb_;
   Pairs pairs_;
   LossResult result_;
 };
