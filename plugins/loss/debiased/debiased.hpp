@@ -1,0 +1,51 @@
+#pragma once
+/// \file
+/// debiased: the debiased contrastive loss of Chuang et al. 2020 ("Debiased
+/// Contrastive Learning"), InfoNCE corrected for negatives that share the
+/// anchor's class.
+
+#include <contra/roles/loss.hpp>
+#include <contra/schema.hpp>
+#include <contra/tensor.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace contra::plugins {
+
+/// Rows are L2-normalised inside the loss; s_ij = ẑ_i·ẑ_j / T. For an anchor
+/// row i with positive p (another view of its sample) and N negatives j:
+///   pos = e^{s_ip}, neg_j = e^{s_ij},
+///   Ng  = max( (Σ_j neg_j − N τ⁺ pos) / (1 − τ⁺), N e^{−1/T} ),
+///   l_ip = −log( pos / (pos + Ng) ),
+/// loss_i is the mean of l_ip over the positives, and the loss the mean of
+/// loss_i over the rows that have a positive. τ⁺ = 0 is InfoNCE (NT-Xent).
+/// Needs `Pairs::all`.
+class Debiased final : public contra::Loss {
+ public:
+  static contra::Schema schema();
+  explicit Debiased(const contra::Params& p);
+
+  /// z.z: [M, D] f32 on the CPU, z.sample: M entries; z.memory (optional):
+  /// [K, D] keys, negatives of every anchor of another sample (or those listed
+  /// in pairs.memory_negative). Writes the value, dL/dz (out.grad, [M, D]) and
+  /// the metrics "pos_sim", "neg_sim" and "clamped". Holds at most `chunk` ×
+  /// (M + K) similarities at a time; allocates only when a size grows.
+  void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
+               contra::LossResult& out) override;
+
+ private:
+  double temperature_;
+  double tau_plus_;
+  std::int64_t chunk_;
+  contra::Tensor zhat_;   // [M, D] normalised rows
+  contra::Tensor norm_;   // [M] row norms
+  contra::Tensor sim_;    // [B, M] similarities of a block of anchors, then dL/ds in place
+  contra::Tensor msim_;   // [B, K] the block's similarities to the memory, then dL/ds
+  contra::Tensor dzhat_;  // [M, D] dL/dẑ
+  std::vector<std::int64_t> listed_begin_;  // [M + 1] CSR of pairs.memory_negative by anchor
+  std::vector<std::int32_t> listed_key_;
+  std::vector<float> listed_sim_;           // similarities of one anchor's listed keys
+};
+
+}  // namespace contra::plugins
