@@ -1,0 +1,5 @@
+#include "semi_hard.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_MINER(contra::plugins::SemiHard))
