@@ -1,0 +1,77 @@
+#pragma once
+/// \file
+/// `bank` memory: one embedding per sample of the data set (Wu et al. 2018).
+
+#include <contra/roles/memory.hpp>
+#include <contra/schema.hpp>
+#include <contra/tensor.hpp>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace contra::plugins {
+
+/// A slot per sample id: keys [dataset_size, D], unit rows. Slots start at
+/// random unit vectors (slot i from Rng(seed, 0, i, 0, init_op), so a slot
+/// does not depend on the data set size). update() moves the slot of each
+/// sample of the batch: v <- normalise(m v + (1 - m) z^), z^ the mean of the
+/// sample's normalised views. With `negatives` = k > 0 the view is a random
+/// subset of k distinct slots, drawn from Rng(seed, u, 0, 0, negatives_op)
+/// after u updates (ascending slot order) and gathered at each view().
+/// Called from the train stage only (serial).
+class MemoryBank final : public contra::Memory {
+ public:
+  /// Rng op of the initial slots ("BINI").
+  static constexpr std::uint32_t init_op = 0x42494e49u;
+  /// Rng op of the negatives subsets ("BNEG").
+  static constexpr std::uint32_t negatives_op = 0x424e4547u;
+
+  static contra::Schema schema();
+  /// Throws ConfigError for momentum = 1.
+  explicit MemoryBank(const contra::Params& p);
+
+  /// Allocates and initialises the slots. Throws ConfigError for an empty
+  /// data set, dim < 1, or negatives > dataset_size; UsageError when the
+  /// labels do not match the data set size.
+  void configure(const contra::MemoryContext& ctx) override;
+  /// 0: the bank keeps no momentum encoder; update() gets the encoder's own
+  /// embeddings.
+  double encoder_momentum() const override { return 0.0; }
+  /// All slots (ids 0..n-1) or the current subset of `negatives` slots;
+  /// labels from the source, null when it has none.
+  const contra::MemoryView& view() const override;
+  /// Moves the slot of each sample of the batch (its id from batch.ids of
+  /// view 0's row) towards the mean of its normalised views, then draws the
+  /// next subset. Samples repeated in a batch are applied in row order.
+  /// Throws UsageError for a wrong shape, dtype or device, missing ids or an
+  /// id outside [0, dataset_size).
+  void update(const contra::Embeddings& batch) override;
+  /// "bank.keys" [n, D] f32 and "bank.updates" [1] i64 (updates so far,
+  /// which picks the subset); restorable in place or by assignment.
+  void state(std::vector<std::pair<std::string, contra::Tensor*>>& out) override;
+
+ private:
+  void check_state() const;
+  void draw_subset(std::int64_t u) const;
+
+  double momentum_;
+  std::int64_t negatives_;
+  std::int64_t size_ = 0;  // dataset_size; 0 until configure()
+  std::int64_t dim_ = 0;
+  std::uint64_t seed_ = 0;
+  bool labelled_ = false;
+  contra::Tensor keys_, updates_;     // the state
+  std::vector<std::int64_t> all_ids_;  // 0..n-1
+  std::vector<std::int64_t> labels_;   // per slot; empty without labels
+  std::vector<double> zhat_, mix_;     // scratch: one sample's mean view, its mix with the slot
+  // The subset view (negatives > 0), redrawn when updates_ moves on.
+  mutable std::int64_t subset_for_ = -1;
+  mutable std::vector<std::int64_t> subset_, subset_labels_;
+  mutable std::vector<std::uint8_t> marked_;
+  mutable contra::Tensor subset_keys_;
+  mutable contra::MemoryView view_;
+};
+
+}  // namespace contra::plugins
