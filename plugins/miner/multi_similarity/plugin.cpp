@@ -1,0 +1,5 @@
+#include "multi_similarity.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_MINER(contra::plugins::MultiSimilarity))
