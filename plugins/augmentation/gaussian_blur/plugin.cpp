@@ -1,0 +1,5 @@
+#include "gaussian_blur.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_AUGMENTATION(contra::plugins::GaussianBlur))
