@@ -15,6 +15,12 @@
 namespace contra::runtime {
 namespace fs = std::filesystem;
 
+std::int64_t PipelineSpec::total_views() const {
+  std::int64_t v = 0;
+  for (const auto& g : views) v += g.count;
+  return v;
+}
+
 std::string PluginSpec::label() const {
   std::string s = std::string(kind_name(kind)) + " '" + name + "'";
   std::string at = where.str();
@@ -29,7 +35,7 @@ std::string PluginSpec::label() const {
 namespace {
 
 const std::vector<std::string>& known_sections() {
-  static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "plugins",
+  static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "plugins", "data",
                                           "augment",  "source",  "sampler", "encoder",  "head",
                                           "memory",   "miner",   "loss",    "optimizer"};
   return s;
@@ -262,7 +268,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       std::string msg = v.is_table() ? "unknown section [" + name + "]" : "unknown top-level key '" + name + "'";
       std::string hint = closest_match(name, sections);
       if (!hint.empty()) msg += "; did you mean [" + hint + "]?";
-      else msg += "; sections are [pipeline], [runtime], [train], [schedule], [plugins], [augment], [source], "
+      else msg += "; sections are [pipeline], [runtime], [train], [schedule], [plugins], [data], [augment], [source], "
                   "[sampler], [encoder], [head], [memory], [miner], [loss] and [optimizer]";
       r.error(loc, "", msg);
     } else if (!v.is_table()) {
@@ -275,7 +281,8 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
   spec.runtime = bind_section(r, runtime_section_schema(), table("runtime"), "runtime", out);
   spec.train = bind_section(r, train_section_schema(), table("train"), "train", out);
   spec.schedule = bind_section(r, schedule_section_schema(), table("schedule"), "schedule", out);
-  spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain"});
+  spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain", "view"});
+  spec.data = bind_section(r, data_section_schema(), table("data"), "data", out);
   Params plugins = bind_section(r, plugins_section_schema(), table("plugins"), "plugins", out);
 
   // [plugins] paths, relative to the pipeline file.
@@ -294,19 +301,50 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
     }
   }
 
-  // [[augment.chain]]
-  if (const toml::table* aug = table("augment")) {
-    if (const toml::node* chain = aug->get("chain")) {
-      const toml::array* arr = chain->as_array();
-      if (!arr || !arr->is_array_of_tables()) {
-        r.error(r.where("augment.chain", chain->source()), "augment.chain",
-                "expected [[augment.chain]] tables, one per augmentation");
-      } else {
-        for (std::size_t i = 0; i < arr->size(); ++i)
-          spec.augment_chain.push_back(r.plugin(*arr->get(i)->as_table(), PluginKind::augmentation,
-                                                "augment.chain[" + std::to_string(i) + "]"));
+  // Views: a shared [[augment.chain]], or [[augment.view]] tables each with its own chain.
+  auto read_chain = [&](const toml::table& t, const std::string& prefix, std::vector<PluginSpec>& chain) {
+    const toml::node* node = t.get("chain");
+    if (!node) return;
+    const toml::array* arr = node->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      r.error(r.where(prefix + ".chain", node->source()), prefix + ".chain",
+              "expected [[" + prefix + ".chain]] tables, one per augmentation");
+      return;
+    }
+    for (std::size_t i = 0; i < arr->size(); ++i)
+      chain.push_back(r.plugin(*arr->get(i)->as_table(), PluginKind::augmentation,
+                               prefix + ".chain[" + std::to_string(i) + "]"));
+  };
+  const toml::table* aug = table("augment");
+  const toml::node* view_node = aug ? aug->get("view") : nullptr;
+  if (view_node) {
+    const toml::array* arr = view_node->as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      r.error(r.where("augment.view", view_node->source()), "augment.view",
+              "expected [[augment.view]] tables, one per group of views");
+    } else {
+      if (aug->get("chain"))
+        r.error(r.where("augment.chain", aug->get("chain")->source()), "augment.chain",
+                "a shared [[augment.chain]] cannot be combined with [[augment.view]] tables; give each view "
+                "table its own [[augment.view.chain]]");
+      if (spec.augment.is_set("views"))
+        r.error(spec.augment.where("views"), "augment.views",
+                "with [[augment.view]] tables, set each table's count instead of augment.views");
+      for (std::size_t j = 0; j < arr->size(); ++j) {
+        const toml::table& vt = *arr->get(j)->as_table();
+        const std::string prefix = "augment.view[" + std::to_string(j) + "]";
+        ViewSpec v;
+        Params vp = bind_section(r, augment_view_schema(), &vt, prefix, out, {"chain"});
+        v.count = vp.get<std::int64_t>("count");
+        read_chain(vt, prefix, v.chain);
+        spec.views.push_back(std::move(v));
       }
     }
+  } else {
+    ViewSpec v;
+    v.count = spec.augment.get<std::int64_t>("views");
+    if (aug) read_chain(*aug, "augment", v.chain);
+    spec.views.push_back(std::move(v));
   }
 
   PluginSpec* slots[] = {&spec.source, &spec.sampler,   &spec.encoder, &spec.miner,
@@ -399,7 +437,8 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
   for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.head, &spec.memory, &spec.miner,
                          &spec.loss, &spec.optimizer})
     bind(*ps);
-  for (auto& a : spec.augment_chain) bind(a);
+  for (auto& v : spec.views)
+    for (auto& a : v.chain) bind(a);
 }
 
 void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry) {

@@ -27,6 +27,12 @@ struct PluginSpec {
   std::string label() const;
 };
 
+/// A group of views made by one augmentation chain.
+struct ViewSpec {
+  std::int64_t count = 1;          ///< views made with this chain
+  std::vector<PluginSpec> chain;   ///< applied in order
+};
+
 struct PipelineSpec {
   std::string file;           ///< as the user named it
   Params pipeline;            ///< [pipeline]
@@ -34,11 +40,15 @@ struct PipelineSpec {
   Params train;               ///< [train]
   Params schedule;            ///< [schedule]
   Params augment;             ///< [augment] (views)
+  Params data;                ///< [data]: subset, shards, error policy, cache
   std::vector<std::filesystem::path> plugin_paths;  ///< [plugins] paths, resolved
   PluginSpec source, sampler, encoder, miner, loss, optimizer;
   PluginSpec head;            ///< optional projection head; name empty when absent
   PluginSpec memory;          ///< optional memory (queue, bank); name empty when absent
-  std::vector<PluginSpec> augment_chain;
+  /// Views per sample: one entry for a shared [[augment.chain]] (count =
+  /// [augment] views), or one per [[augment.view]] table.
+  std::vector<ViewSpec> views;
+  std::int64_t total_views() const;
   /// The effective pipeline (after --set overrides) as TOML.
   std::string resolved_toml;
 };
@@ -50,6 +60,8 @@ Schema train_section_schema();
 Schema schedule_section_schema();
 Schema augment_section_schema();
 Schema plugins_section_schema();
+Schema augment_view_schema();
+Schema data_section_schema();
 
 /// Read `file`, apply `overrides` ("section.key=value", the value in TOML
 /// syntax or else taken as a string), and validate everything that does not

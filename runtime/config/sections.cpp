@@ -43,8 +43,29 @@ Schema schedule_section_schema() {
 }
 
 Schema augment_section_schema() {
-  return Schema::section("augment", "views per sample; the chain is [[augment.chain]] tables")
-      .add<std::int64_t>("views", 2, "augmented views made of each sample").range(1, 16);
+  return Schema::section("augment",
+                         "views per sample: a shared [[augment.chain]] for `views` views, or one "
+                         "[[augment.view]] table per group of views with its own chain")
+      .add<std::int64_t>("views", 2, "views made with the shared [[augment.chain]]").range(1, 64);
+}
+
+Schema augment_view_schema() {
+  return Schema::section("augment.view", "one chain of augmentations and how many views it makes")
+      .add<std::int64_t>("count", 1, "views made with this table's [[augment.view.chain]]").range(1, 64);
+}
+
+Schema data_section_schema() {
+  return Schema::section("data", "which samples of the source a run uses, and what to do with bad ones")
+      .add<std::int64_t>("subset", 0, "use only this many samples; 0 = all").at_least(0)
+      .add<std::string>("subset_mode", "first", "which samples the subset keeps: the first n, or a seeded random n")
+      .choices({"first", "random"})
+      .add<std::int64_t>("shard_count", 1, "split the samples into this many shards (for distributed runs)")
+      .range(1, 1 << 20)
+      .add<std::int64_t>("shard_rank", 0, "the shard this run reads, 0-based").at_least(0)
+      .add<std::string>("on_error", "fail", "a sample that fails to load stops the run, or is skipped and counted")
+      .choices({"fail", "skip"})
+      .add<std::int64_t>("cache_mb", 0, "keep decoded images in memory up to this many MiB; 0 = off")
+      .range(0, 1 << 20);
 }
 
 Schema plugins_section_schema() {

@@ -1,6 +1,8 @@
 #include "pipeline_run.hpp"
 
 #include "plugins/registry.hpp"
+#include "graph/augment_stage.hpp"
+#include "graph/source_view.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/trainer.hpp"
 
@@ -45,26 +47,14 @@ template <class F> void for_each_item(std::int64_t n, bool parallel, F&& f) {
     for (std::int64_t i = 0; i < n; ++i) f(i);
 }
 
-// u8 HWC -> f32 CHW scaled to [0, 1], or a copy of f32 CHW, into `dst`.
-void collate(const Tensor& img, float* dst, const ImageFormat& fmt) {
-  const std::int64_t h = fmt.shape.height, w = fmt.shape.width, c = fmt.shape.channels;
-  if (fmt.dtype == DType::f32) {
-    std::copy_n(img.data<float>(), h * w * c, dst);
-    return;
-  }
-  const std::uint8_t* src = img.data<std::uint8_t>();
-  for (std::int64_t ch = 0; ch < c; ++ch)
-    for (std::int64_t i = 0; i < h * w; ++i) dst[ch * h * w + i] = src[i * c + ch] * (1.0f / 255.0f);
-}
-
 }  // namespace
 
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, const RunOptions& options) {
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
-  auto source = make<Source>(reg, spec.source);
+  const SourceView data(make<Source>(reg, spec.source), spec.data, spec.source.label(), seed);
+  const SourceInfo& info = data.info();
   auto sampler = make<Sampler>(reg, spec.sampler);
-  std::vector<std::shared_ptr<Augmentation>> chain;
-  for (const auto& a : spec.augment_chain) chain.push_back(make<Augmentation>(reg, a));
+  const AugmentStage augment(spec, reg, info.shape, seed);
 
   TrainerParts parts;
   parts.encoder = make<Encoder>(reg, spec.encoder);
@@ -88,32 +78,13 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     }
   }
 
-  const SourceInfo info = source->info();
-  if (info.size <= 0) throw DataError(spec.source.label() + ": the source has no samples");
-  std::vector<std::int64_t> labels;
-  if (info.num_classes > 0) labels = source->labels();
+  const std::vector<std::int64_t>& labels = data.labels();
   try {
-    sampler->configure(SamplerContext{info.size, labels.empty() ? nullptr : &labels, seed,
+    sampler->configure(SamplerContext{data.size(), labels.empty() ? nullptr : &labels, seed,
                                       spec.runtime.get<std::int64_t>("prefetch") + 1});
   } catch (const std::exception& e) {
     throw ConfigError(spec.sampler.label() + ": " + e.what());
   }
-
-  // Formats along the augmentation chain, checked once here.
-  std::vector<ImageFormat> formats{ImageFormat{info.shape, DType::u8}};
-  bool parallel_augment = true;
-  for (std::size_t i = 0; i < chain.size(); ++i) {
-    try {
-      formats.push_back(chain[i]->output_format(formats.back()));
-    } catch (const std::exception& e) {
-      throw ConfigError(spec.augment_chain[i].label() + ": " + e.what());
-    }
-    parallel_augment = parallel_augment && chain[i]->concurrency() == Concurrency::parallel;
-  }
-  const ImageFormat final_format = formats.back();
-  const ImageShape out_shape = final_format.shape;
-  const std::int64_t views = spec.augment.get<std::int64_t>("views");
-  const std::int64_t image_elems = out_shape.channels * out_shape.height * out_shape.width;
 
   const int compute_threads = spec.runtime.get<int>("compute_threads") > 0 ? spec.runtime.get<int>("compute_threads")
                                                                            : cores();
@@ -121,14 +92,15 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   omp_set_num_threads(compute_threads);
   const Precision precision =
       spec.train.get<std::string>("precision") == "bf16" ? Precision::bf16 : Precision::f32;
-  Trainer trainer(parts, EncoderContext{Shape{out_shape.channels, out_shape.height, out_shape.width}, seed, precision},
-                  MemoryContext{0, info.size, labels.empty() ? nullptr : &labels, seed});
+  const std::vector<std::int64_t>& source_labels = data.source_labels();
+  Trainer trainer(parts, EncoderContext{augment.encoder_input(), seed, precision},
+                  MemoryContext{0, info.size, source_labels.empty() ? nullptr : &source_labels, seed});
 
   const std::int64_t bpe = sampler->batches_per_epoch();
   const std::int64_t total = planned_steps(bpe, spec.train.get<std::int64_t>("epochs"),
                                            spec.train.get<std::int64_t>("max_steps"));
-  const bool parallel_load = source->concurrency() == Concurrency::parallel;
   const LrSchedule schedule = LrSchedule::from(spec.schedule, bpe, total);
+  const Shape image_shape{info.shape.height, info.shape.width, info.shape.channels};
 
   RunSummary summary;
   summary.data_threads = data_threads;
@@ -151,10 +123,12 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     if (w.indices.empty())
       throw PluginError("plan stage: " + spec.sampler.label() + " planned an empty batch at epoch " +
                         std::to_string(epoch) + ", batch " + std::to_string(b));
-    for (auto id : w.indices)
-      if (id < 0 || id >= info.size)
-        throw PluginError("plan stage: " + spec.sampler.label() + " planned sample " + std::to_string(id) +
-                          ", outside the source's " + std::to_string(info.size) + " samples");
+    for (auto& i : w.indices) {
+      if (i < 0 || i >= data.size())
+        throw PluginError("plan stage: " + spec.sampler.label() + " planned sample " + std::to_string(i) +
+                          ", outside the " + std::to_string(data.size()) + " samples in use");
+      i = data.id(i);  // positions in the [data] view -> sample ids
+    }
     ++planned;
     return true;
   };
@@ -162,58 +136,49 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   stages.load = [&](BatchWork& w) {
     const auto n = static_cast<std::int64_t>(w.indices.size());
     if (w.raw.size() < static_cast<std::size_t>(n)) w.raw.resize(static_cast<std::size_t>(n));
-    w.batch.ids = w.indices;
     w.batch.labels.assign(labels.empty() ? 0 : static_cast<std::size_t>(n), -1);
-    for_each_item(n, parallel_load, [&](std::int64_t i) {
+    std::vector<char> failed(static_cast<std::size_t>(n), 0);
+    for_each_item(n, data.parallel(), [&](std::int64_t i) {
       std::int64_t label;
       try {
-        label = source->load(w.indices[i], w.raw[i]);
+        label = data.load(w.indices[i], w.raw[i]);
+      } catch (const DataError& e) {
+        if (!data.skips_errors())
+          throw DataError("load stage: " + spec.source.label() + " failed on sample " + std::to_string(w.indices[i]) +
+                          " (step " + std::to_string(w.batch.step) + "): " + e.what());
+        failed[i] = 1;
+        data.count_skip();
+        return;
       } catch (const std::exception& e) {
-        throw DataError("load stage: " + spec.source.label() + " failed on sample " + std::to_string(w.indices[i]) +
-                        " (step " + std::to_string(w.batch.step) + "): " + e.what());
+        throw PluginError("load stage: " + spec.source.label() + " failed on sample " +
+                          std::to_string(w.indices[i]) + " (step " + std::to_string(w.batch.step) + "): " + e.what());
       }
-      if (w.raw[i].dtype() != DType::u8 || w.raw[i].shape() != Shape{info.shape.height, info.shape.width,
-                                                                         info.shape.channels})
+      if (w.raw[i].dtype() != DType::u8 || w.raw[i].shape() != image_shape)
         throw PluginError("load stage: " + spec.source.label() + " returned a " + dtype_name(w.raw[i].dtype()) +
                           " image of shape " + w.raw[i].shape().str() + " for sample " +
-                          std::to_string(w.indices[i]) + ", expected u8 " +
-                          Shape{info.shape.height, info.shape.width, info.shape.channels}.str());
+                          std::to_string(w.indices[i]) + ", expected u8 " + image_shape.str());
       if (!labels.empty()) w.batch.labels[i] = label;
     });
+    // on_error = "skip": drop the samples that failed; the batch shrinks.
+    std::int64_t kept = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (failed[i]) continue;
+      if (kept != i) {
+        std::swap(w.raw[kept], w.raw[i]);
+        w.indices[kept] = w.indices[i];
+        if (!labels.empty()) w.batch.labels[kept] = w.batch.labels[i];
+      }
+      ++kept;
+    }
+    if (kept == 0)
+      throw DataError("load stage: every sample of step " + std::to_string(w.batch.step) + " failed to load from " +
+                      spec.source.label());
+    w.indices.resize(static_cast<std::size_t>(kept));
+    if (!labels.empty()) w.batch.labels.resize(static_cast<std::size_t>(kept));
+    w.batch.ids = w.indices;
   };
 
-  stages.augment = [&](BatchWork& w) {
-    const auto n = static_cast<std::int64_t>(w.indices.size());
-    w.batch.views = views;
-    w.batch.images.ensure({views * n, out_shape.channels, out_shape.height, out_shape.width}, DType::f32);
-    if (w.scratch.size() < static_cast<std::size_t>(2 * views * n)) w.scratch.resize(static_cast<std::size_t>(2 * views * n));
-    float* dst = w.batch.images.data<float>();
-    for_each_item(views * n, parallel_augment, [&](std::int64_t task) {
-      const std::int64_t v = task / n, i = task % n;
-      const Tensor* cur = &w.raw[i];
-      for (std::size_t op = 0; op < chain.size(); ++op) {
-        Tensor& out = w.scratch[2 * task + (op % 2)];
-        Rng rng(seed, static_cast<std::uint64_t>(w.batch.epoch), static_cast<std::uint64_t>(w.indices[i]),
-                static_cast<std::uint32_t>(v), static_cast<std::uint32_t>(op));
-        try {
-          chain[op]->apply(*cur, out, rng);
-        } catch (const std::exception& e) {
-          throw PluginError("augment stage: " + spec.augment_chain[op].label() + " failed on sample " +
-                            std::to_string(w.indices[i]) + ", view " + std::to_string(v) + " (step " +
-                            std::to_string(w.batch.step) + "): " + e.what());
-        }
-        cur = &out;
-      }
-      const ImageFormat& f = final_format;
-      Shape want = f.dtype == DType::f32 ? Shape{f.shape.channels, f.shape.height, f.shape.width}
-                                         : Shape{f.shape.height, f.shape.width, f.shape.channels};
-      if (cur->dtype() != f.dtype || cur->shape() != want)
-        throw PluginError("augment stage: " + spec.augment_chain.back().label() + " produced a " +
-                          dtype_name(cur->dtype()) + " image of shape " + cur->shape().str() + ", expected " +
-                          dtype_name(f.dtype) + " " + want.str() + " as its output_format() said");
-      collate(*cur, dst + (v * n + i) * image_elems, f);
-    });
-  };
+  stages.augment = [&](BatchWork& w) { augment.run(w); };
 
   stages.train = [&](BatchWork& w) {
     // OpenMP's thread count is per calling thread; the train stage may run on
@@ -239,7 +204,9 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   stages.sink = [&](BatchWork& w) {
     summary.losses.push_back(w.loss);
     summary.steps++;
-    summary.images += w.batch.images.dim(0);
+    std::int64_t images = w.batch.images.dim(0);
+    for (const Tensor& t : w.batch.more_images) images += t.dim(0);
+    summary.images += images;
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (start_s < 0) start_s = elapsed;
     if (options.on_step) {
@@ -262,6 +229,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   eo.record_events = true;
   summary.telemetry = run_graph(stages, eo);
   summary.images_per_s = summary.telemetry.wall_s > 0 ? summary.images / summary.telemetry.wall_s : 0.0;
+  summary.skipped_samples = data.skipped();
   std::string trace = spec.runtime.get<std::string>("trace");
   if (!trace.empty()) write_chrome_trace(summary.telemetry, spec.runtime.path("trace"));
   return summary;
@@ -289,6 +257,11 @@ std::string format_stage_table(const RunSummary& s) {
                 s.telemetry.wall_s, static_cast<long long>(s.steps), s.images_per_s, s.telemetry.max_in_flight,
                 s.data_threads, s.compute_threads);
   out += line;
+  if (s.skipped_samples > 0) {
+    std::snprintf(line, sizeof line, "%lld samples failed to load and were skipped ([data] on_error = \"skip\")\n",
+                  static_cast<long long>(s.skipped_samples));
+    out += line;
+  }
   return out;
 }
 

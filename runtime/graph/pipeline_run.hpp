@@ -36,6 +36,7 @@ struct RunSummary {
   double images_per_s = 0.0;
   ExecutorReport telemetry;
   int data_threads = 0, compute_threads = 0;
+  std::int64_t skipped_samples = 0;  ///< samples that failed to load, with [data] on_error = "skip"
 };
 
 /// Number of steps the pipeline will run.

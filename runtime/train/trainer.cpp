@@ -64,9 +64,19 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
 }
 
 StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double lr_scale) {
-  const std::int64_t n = batch.size(), rows = batch.images.dim(0);
+  // Drop last step's references to encoder outputs, so that the encoder can
+  // reuse its buffers in place.
+  emb_ = Embeddings{};
+  // Same-size views come as one tensor; multi-crop adds more groups.
+  groups_.clear();
+  groups_.push_back(&batch.images);
+  for (const Tensor& t : batch.more_images) groups_.push_back(&t);
+  std::int64_t rows = 0;
+  for (const Tensor* g : groups_) rows += g->dim(0);
+  const std::int64_t n = batch.size();
   row_sample_.resize(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r) row_sample_[r] = r % n;
+  row_id_.resize(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) row_sample_[r] = r % n, row_id_[r] = batch.ids[r % n];
   const bool labelled = !batch.labels.empty();
   if (labelled) {
     row_label_.resize(static_cast<std::size_t>(rows));
@@ -76,21 +86,32 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   auto forward = [&](Encoder& e, const std::string& label, const Tensor& x) -> const Tensor& {
     const Tensor& y = guarded(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
     const std::int64_t d = e.output_dim();
-    if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != rows || y.dim(1) != d)
+    if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d)
       throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
-                        y.shape().str() + ", expected f32 " + Shape{rows, d}.str());
+                        y.shape().str() + ", expected f32 " + Shape{x.dim(0), d}.str());
     return y;
   };
-  row_id_.resize(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r) row_id_[r] = batch.ids[r % n];
+  // Encoder (and head) of one group of views.
+  auto embed = [&](Encoder& enc, Encoder* head, const Tensor& x) -> const Tensor& {
+    const Tensor& h = forward(enc, p_.encoder_label, x);
+    return head ? forward(*head, p_.head_label, h) : h;
+  };
+  // All groups' embeddings in row order; a single group needs no copy.
+  auto embed_all = [&](Encoder& enc, Encoder* head, Tensor& joined) -> Tensor {
+    if (groups_.size() == 1) return embed(enc, head, *groups_[0]);
+    std::int64_t at = 0;
+    for (const Tensor* g : groups_) {
+      const Tensor& y = embed(enc, head, *g);
+      if (at == 0) joined.ensure({rows, y.dim(1)}, DType::f32);
+      std::copy_n(y.data<float>(), y.numel(), joined.data<float>() + at * y.dim(1));
+      at += g->dim(0);
+    }
+    return joined;
+  };
 
-  const Tensor& h = forward(*p_.encoder, p_.encoder_label, batch.images);
-  const Tensor& z = p_.head ? forward(*p_.head, p_.head_label, h) : h;
+  const Tensor z = embed_all(*p_.encoder, p_.head.get(), joined_z_);
   Tensor keys;
-  if (p_.momentum_encoder) {
-    const Tensor& hk = forward(*p_.momentum_encoder, p_.encoder_label, batch.images);
-    keys = p_.momentum_head ? forward(*p_.momentum_head, p_.head_label, hk) : hk;
-  }
+  if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_);
 
   emb_ = Embeddings{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys,
                     p_.memory ? &p_.memory->view() : nullptr};
@@ -99,8 +120,6 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(emb, pairs_); });
   result_.metrics.clear();
   guarded(p_.loss_label, "compute()", [&] { p_.loss->compute(emb, pairs_, result_); });
-  // Before backward: the loss may have pointed nothing at z, but the encoder's
-  // backward does not change its output, so this reads the step's embeddings.
   diagnose_mining(emb, pairs_, global_step).append_to(result_.metrics);
   if (!std::isfinite(result_.value))
     throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
@@ -110,14 +129,25 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
                       ", expected f32 " + z.shape().str());
 
   for (Parameter* q : params_) q->grad.zero();
-  const Tensor* dh = &result_.grad;
-  if (p_.head) {
-    dh = &guarded(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(result_.grad, true); });
-    if (dh->shape() != h.shape() || dh->dtype() != DType::f32)
-      throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
-                        ", expected f32 " + h.shape().str());
+  // Backward group by group, last first: layers keep only their last
+  // forward, so every group but the last is forwarded again first.
+  std::int64_t end = rows;
+  for (std::size_t g = groups_.size(); g-- > 0;) {
+    const Tensor& x = *groups_[g];
+    const std::int64_t begin = end - x.dim(0);
+    if (g + 1 != groups_.size()) embed(*p_.encoder, p_.head.get(), x);
+    const Tensor dz = groups_.size() == 1 ? result_.grad : result_.grad.rows(begin, end);
+    const Tensor* dh = &dz;
+    if (p_.head) {
+      dh = &guarded(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
+      if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != p_.encoder->output_dim() ||
+          dh->dtype() != DType::f32)
+        throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
+                          ", expected f32 " + Shape{x.dim(0), p_.encoder->output_dim()}.str());
+    }
+    guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
+    end = begin;
   }
-  guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
   guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
   if (p_.momentum_encoder) {
     // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo).

@@ -56,6 +56,8 @@ class Trainer {
   TrainerParts p_;
   std::vector<Parameter*> params_, momentum_params_;
   std::vector<std::int64_t> row_sample_, row_label_, row_id_;
+  std::vector<const Tensor*> groups_;
+  Tensor joined_z_, joined_keys_;  // multi-crop: embeddings of all groups in row order
   Embeddings emb_;
   Pairs pairs_;
   LossResult result_;

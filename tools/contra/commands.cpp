@@ -149,8 +149,8 @@ int validate_command(const std::vector<std::string>& args) {
   try {
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
-    std::printf("%s: valid (%zu augmentations, source '%s', encoder '%s', loss '%s')\n", pa.file.c_str(),
-                spec.augment_chain.size(), spec.source.name.c_str(), spec.encoder.name.c_str(),
+    std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s')\n", pa.file.c_str(),
+                static_cast<long long>(spec.total_views()), spec.source.name.c_str(), spec.encoder.name.c_str(),
                 spec.loss.name.c_str());
     return 0;
   } catch (const Error& e) {

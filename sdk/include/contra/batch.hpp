@@ -14,9 +14,13 @@ struct Batch {
   std::int64_t step = 0;              ///< 0-based global step
   std::vector<std::int64_t> ids;      ///< N sample indices in the source
   std::vector<std::int64_t> labels;   ///< N labels; empty when the source has none
-  /// All V views stacked: [V*N, C, H, W] f32, row v*N+i is view v of sample i.
+  /// The views stacked: [V*N, C, H, W] f32, row v*N+i is view v of sample i.
+  /// With views of several sizes (multi-crop), `images` holds the first
+  /// group of same-size views and `more_images` the next groups, in view
+  /// order; embeddings keep the same row order across groups.
   Tensor images;
-  std::int64_t views = 0;             ///< V
+  std::vector<Tensor> more_images;
+  std::int64_t views = 0;             ///< V, all groups together
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(ids.size()); }
 };
 

@@ -32,6 +32,17 @@ class Augmentation : public Plugin {
   virtual void apply(const Tensor& in, Tensor& out, Rng& rng) const = 0;
 
   virtual Concurrency concurrency() const { return Concurrency::parallel; }
+
+  /// Chain control, for wrappers such as random_apply: how many of the
+  /// augmentations after this one to skip for this image, drawn from `rng`
+  /// before apply() is called with the same `rng`. Most return 0.
+  virtual std::int64_t skip_following(Rng& rng) const {
+    (void)rng;
+    return 0;
+  }
+  /// The most skip_following() can return. The runtime checks, once, that
+  /// skipping that many leaves the image format unchanged.
+  virtual std::int64_t max_skip() const { return 0; }
 };
 
 }  // namespace contra

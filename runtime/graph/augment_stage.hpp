@@ -1,0 +1,54 @@
+#pragma once
+// The augment stage: each view of each sample goes through its view's chain
+// of augmentations, drawing randomness keyed by (seed, epoch, sample id,
+// view, position in the chain), and lands in the batch tensor of its size
+// group. Built once per run; run() is called for many batches at once.
+
+#include "config/pipeline_spec.hpp"
+#include "graph/executor.hpp"
+
+#include <contra/roles/augmentation.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace contra::runtime {
+
+class PluginRegistry;
+
+class AugmentStage {
+ public:
+  /// Consecutive views whose chains end in the same image size.
+  struct Group {
+    std::int64_t first_view = 0, count = 0;
+    ImageFormat format;  ///< final format of these views
+  };
+
+  /// Creates the chains' plugins and checks, once, that every chain can take
+  /// the source's images (ConfigError naming the plugin otherwise).
+  AugmentStage(const PipelineSpec& spec, const PluginRegistry& registry, const ImageShape& source_shape,
+               std::uint64_t seed);
+
+  std::int64_t views() const { return static_cast<std::int64_t>(view_chain_.size()); }
+  const std::vector<Group>& groups() const { return groups_; }
+  /// [C, H, W] of the first group: what the encoder is built for.
+  Shape encoder_input() const;
+
+  /// Augment every (view, sample) of `w.raw` into w.batch.images (and
+  /// w.batch.more_images for further size groups).
+  void run(BatchWork& w) const;
+
+ private:
+  struct Op {
+    std::shared_ptr<Augmentation> plugin;
+    const PluginSpec* spec;
+  };
+  std::vector<std::vector<Op>> chains_;       // one per [[augment.view]] (or the shared chain)
+  std::vector<std::size_t> view_chain_;       // view -> chain index
+  std::vector<std::size_t> view_group_;       // view -> group index
+  std::vector<Group> groups_;
+  std::uint64_t seed_;
+  bool parallel_ = true;
+};
+
+}  // namespace contra::runtime

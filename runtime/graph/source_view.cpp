@@ -1,0 +1,76 @@
+#include "source_view.hpp"
+
+#include <contra/errors.hpp>
+#include <contra/rng.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+namespace contra::runtime {
+
+SourceView::SourceView(std::shared_ptr<Source> source, const Params& data, std::string label, std::uint64_t seed)
+    : source_(std::move(source)) {
+  info_ = source_->info();
+  if (info_.size <= 0) throw DataError(label + ": the source has no samples");
+  if (info_.num_classes > 0) source_labels_ = source_->labels();
+
+  std::vector<std::int64_t> all(static_cast<std::size_t>(info_.size));
+  std::iota(all.begin(), all.end(), 0);
+  const std::int64_t subset = data.get<std::int64_t>("subset");
+  if (subset > 0 && subset < info_.size) {
+    if (data.get<std::string>("subset_mode") == "random") {
+      // A seeded partial Fisher-Yates; then back to source order.
+      Rng rng(seed, 0, 0, 0, 0x73756273u);
+      for (std::int64_t i = 0; i < subset; ++i) std::swap(all[i], all[rng.integer(i, info_.size - 1)]);
+      all.resize(static_cast<std::size_t>(subset));
+      std::sort(all.begin(), all.end());
+    } else {
+      all.resize(static_cast<std::size_t>(subset));
+    }
+  }
+  const std::int64_t count = data.get<std::int64_t>("shard_count"), rank = data.get<std::int64_t>("shard_rank");
+  if (rank >= count)
+    throw ConfigError(data.where("shard_rank").str() + (data.where("shard_rank").str().empty() ? "" : ": ") +
+                      "data.shard_rank = " + std::to_string(rank) + " must be below data.shard_count = " +
+                      std::to_string(count));
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (static_cast<std::int64_t>(i) % count == rank) index_.push_back(all[i]);
+  if (index_.empty())
+    throw ConfigError(label + ": [data] leaves no sample (" + std::to_string(all.size()) + " after the subset, shard " +
+                      std::to_string(rank) + " of " + std::to_string(count) + ")");
+  if (!source_labels_.empty())
+    for (auto id : index_) labels_.push_back(source_labels_[static_cast<std::size_t>(id)]);
+
+  skip_ = data.get<std::string>("on_error") == "skip";
+  cache_budget_ = data.get<std::int64_t>("cache_mb") << 20;
+  if (cache_budget_ > 0) {
+    cache_.resize(static_cast<std::size_t>(info_.size));
+    cache_label_.assign(static_cast<std::size_t>(info_.size), -1);
+    cache_state_ = std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(info_.size));
+  }
+}
+
+std::int64_t SourceView::load(std::int64_t id, Tensor& image) const {
+  if (cache_budget_ <= 0) return source_->load(id, image);
+  auto& state = cache_state_[static_cast<std::size_t>(id)];
+  if (state.load(std::memory_order_acquire) == 2) {
+    const Tensor& c = cache_[static_cast<std::size_t>(id)];
+    image.ensure(c.shape(), c.dtype());
+    std::memcpy(image.raw(), c.raw(), c.nbytes());
+    return cache_label_[static_cast<std::size_t>(id)];
+  }
+  const std::int64_t label = source_->load(id, image);
+  const auto bytes = static_cast<std::int64_t>(image.nbytes());
+  int empty = 0;
+  if (cache_used_.fetch_add(bytes) + bytes <= cache_budget_ && state.compare_exchange_strong(empty, 1)) {
+    cache_[static_cast<std::size_t>(id)] = image.clone();
+    cache_label_[static_cast<std::size_t>(id)] = label;
+    state.store(2, std::memory_order_release);
+  } else {
+    cache_used_.fetch_sub(bytes);
+  }
+  return label;
+}
+
+}  // namespace contra::runtime

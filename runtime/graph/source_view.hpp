@@ -1,0 +1,55 @@
+#pragma once
+// The samples of a source that a run uses ([data]): a subset (the first n,
+// or a seeded random n), one shard of several (rank, count), an optional
+// in-memory cache of decoded images, and the error policy (stop, or skip a
+// sample that fails to load and count it).
+
+#include "config/pipeline_spec.hpp"
+
+#include <contra/roles/source.hpp>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+namespace contra::runtime {
+
+class SourceView {
+ public:
+  /// `label` names the source in errors. Throws ConfigError when the shard or
+  /// subset leaves no sample.
+  SourceView(std::shared_ptr<Source> source, const Params& data, std::string label, std::uint64_t seed);
+
+  std::int64_t size() const { return static_cast<std::int64_t>(index_.size()); }
+  /// Source index of position i (0 <= i < size()): the sample id.
+  std::int64_t id(std::int64_t i) const { return index_[static_cast<std::size_t>(i)]; }
+  const SourceInfo& info() const { return info_; }
+  /// Labels by position (empty when the source has none), for samplers.
+  const std::vector<std::int64_t>& labels() const { return labels_; }
+  /// Labels by sample id (empty when none), for memories.
+  const std::vector<std::int64_t>& source_labels() const { return source_labels_; }
+  bool skips_errors() const { return skip_; }
+  bool parallel() const { return source_->concurrency() == Concurrency::parallel; }
+
+  /// Decode sample `id` into `image` (through the cache when enabled).
+  std::int64_t load(std::int64_t id, Tensor& image) const;
+
+  /// Samples skipped so far (on_error = "skip").
+  std::int64_t skipped() const { return skipped_.load(); }
+  void count_skip() const { ++skipped_; }
+
+ private:
+  std::shared_ptr<Source> source_;
+  SourceInfo info_;
+  std::vector<std::int64_t> index_, labels_, source_labels_;
+  bool skip_ = false;
+  // Cache: slot state 0 empty, 1 being written, 2 ready.
+  std::int64_t cache_budget_ = 0;
+  mutable std::atomic<std::int64_t> cache_used_{0};
+  mutable std::vector<Tensor> cache_;
+  mutable std::vector<std::int64_t> cache_label_;
+  mutable std::unique_ptr<std::atomic<int>[]> cache_state_;
+  mutable std::atomic<std::int64_t> skipped_{0};
+};
+
+}  // namespace contra::runtime

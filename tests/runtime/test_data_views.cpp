@@ -1,0 +1,156 @@
+// [data] (subset, shards, skipping bad samples, cache) and [augment] views
+// (per-view chains, multi-crop).
+#include "config/pipeline_spec.hpp"
+#include "graph/pipeline_run.hpp"
+#include "plugins/registry.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <set>
+
+using namespace contra;
+using namespace contra::runtime;
+
+namespace {
+
+std::string flaky(const std::string& extra_source) {
+  return "[plugins]\npaths = [\"" + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/flaky_source\"]\n"
+         "[runtime]\ncompute_threads = 1\nprefetch = 2\n"
+         "[source]\nplugin = \"flaky_source\"\n" + extra_source +
+         "[sampler]\nplugin = \"random\"\nbatch_size = 8\n"
+         "[encoder]\nplugin = \"mlp\"\nhidden = [8]\noutput = 4\n"
+         "[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n";
+}
+
+struct Run {
+  RunSummary summary;
+  std::vector<std::vector<std::int64_t>> batches;  // sample ids per step
+};
+
+Run run(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  test::TempDir dir("data");
+  test::write_file(dir.file("p.toml"), text);
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(dir.file("p.toml"), overrides, reg);
+  Run r;
+  RunOptions o;
+  r.summary = run_pipeline(spec, reg, o);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("data: subset and shards select the samples in use", "[runtime][data]") {
+  // 64 samples, batch 8: the sampler sees 16 after a subset of 32 split in 2 shards.
+  Run r = run(flaky("size = 64\n"), {"data.subset=32", "data.shard_count=2", "data.shard_rank=1", "train.epochs=1"});
+  CHECK(r.summary.steps == 2);
+  Run all = run(flaky("size = 64\n"), {"train.epochs=1"});
+  CHECK(all.summary.steps == 8);
+  Run random = run(flaky("size = 64\n"), {"data.subset=16", "data.subset_mode=\"random\"", "train.epochs=1"});
+  CHECK(random.summary.steps == 2);
+  CHECK_THROWS_WITH(run(flaky("size = 64\n"), {"data.shard_count=2", "data.shard_rank=2"}),
+                    "--set data.shard_rank=2: data.shard_rank = 2 must be below data.shard_count = 2");
+}
+
+TEST_CASE("data: on_error = skip drops bad samples and counts them", "[runtime][data]") {
+  Run r = run(flaky("size = 64\nfail_every = 7\n"), {"data.on_error=\"skip\"", "train.epochs=2"});
+  // ids 0, 7, ..., 63: 10 of 64 fail in each of 2 epochs.
+  CHECK(r.summary.skipped_samples == 20);
+  CHECK(r.summary.steps == 16);
+  CHECK(r.summary.images == 2 * 2 * (64 - 10));
+  CHECK_THAT(format_stage_table(r.summary), Catch::Contains("20 samples failed to load and were skipped"));
+  try {
+    run(flaky("size = 64\nfail_every = 7\n"));
+    FAIL("no error");
+  } catch (const DataError& e) {
+    CHECK_THAT(e.what(), Catch::StartsWith("load stage: source 'flaky_source' ([source] at "));
+    CHECK_THAT(e.what(), Catch::EndsWith(" is corrupt on purpose"));
+  }
+}
+
+TEST_CASE("data: the cache serves samples seen before and does not change results", "[runtime][data]") {
+  CHECK_THROWS_AS(run(flaky("size = 32\nfail_on_reload = true\n"), {"train.epochs=2"}), DataError);
+  Run cached = run(flaky("size = 32\nfail_on_reload = true\n"), {"train.epochs=2", "data.cache_mb=1"});
+  Run plain = run(flaky("size = 32\n"), {"train.epochs=2"});
+  CHECK(cached.summary.losses == plain.summary.losses);
+}
+
+namespace {
+const char* views_pipeline = R"(
+[runtime]
+compute_threads = 1
+[source]
+plugin = "synthetic"
+size = 64
+height = 16
+width = 16
+[sampler]
+plugin = "random"
+batch_size = 16
+[train]
+epochs = 2
+[encoder]
+plugin = "seed_resnet"
+width = 4
+output = 8
+[loss]
+plugin = "info_nce"
+[optimizer]
+plugin = "adam"
+)";
+}
+
+TEST_CASE("views: each [[augment.view]] has its own chain (asymmetric views)", "[runtime][views]") {
+  std::string text = std::string(views_pipeline) + R"(
+[[augment.view]]
+[[augment.view.chain]]
+plugin = "horizontal_flip"
+p = 1.0
+[[augment.view]]
+[[augment.view.chain]]
+plugin = "random_resized_crop"
+size = 16
+)";
+  Run r = run(text);
+  CHECK(r.summary.steps == 8);
+  CHECK(r.summary.images == 8 * 16 * 2);
+}
+
+TEST_CASE("views: multi-crop runs views of two sizes through one encoder", "[runtime][views]") {
+  std::string text = std::string(views_pipeline) + R"(
+[[augment.view]]
+count = 2
+[[augment.view.chain]]
+plugin = "random_resized_crop"
+size = 16
+scale = [0.4, 1.0]
+[[augment.view]]
+count = 3
+[[augment.view.chain]]
+plugin = "random_resized_crop"
+size = 8
+scale = [0.05, 0.4]
+)";
+  Run r = run(text, {"train.epochs=4"});
+  CHECK(r.summary.steps == 16);
+  CHECK(r.summary.images == 16 * 16 * 5);
+  double first = (r.summary.losses[0] + r.summary.losses[1] + r.summary.losses[2]) / 3;
+  double last = (r.summary.losses[13] + r.summary.losses[14] + r.summary.losses[15]) / 3;
+  CHECK(last < first);
+}
+
+TEST_CASE("views: a shared chain and view tables cannot be combined", "[runtime][views]") {
+  std::string text = std::string(views_pipeline) +
+                     "[augment]\nviews = 3\n[[augment.chain]]\nplugin = \"horizontal_flip\"\n"
+                     "[[augment.view]]\ncount = 2\n";
+  try {
+    run(text);
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("error: augment.chain: a shared [[augment.chain]] cannot be combined with "
+                                         "[[augment.view]] tables"));
+    CHECK_THAT(e.what(), Catch::Contains("error: augment.views: with [[augment.view]] tables, set each table's "
+                                         "count instead of augment.views"));
+  }
+}
