@@ -101,3 +101,12 @@ TEST_CASE("random_apply: output format equals input format", "[plugins][random_a
   CHECK(make({}).output_format(u8) == u8);
   CHECK(make({}).output_format(f32) == f32);
 }
+
+TEST_CASE("random_apply: skip_following skips count entries exactly when decide says no", "[plugins][random_apply]") {
+  auto ra = make({{"count", std::int64_t(2)}, {"p", 0.3}});
+  CHECK(ra.max_skip() == 2);
+  for (std::uint64_t s = 0; s < 200; ++s) {
+    contra::Rng a(1, 0, s, 0, 0), b(1, 0, s, 0, 0);
+    CHECK(ra.skip_following(a) == (ra.decide(b) ? 0 : 2));
+  }
+}

@@ -154,3 +154,40 @@ TEST_CASE("views: a shared chain and view tables cannot be combined", "[runtime]
                                          "count instead of augment.views"));
   }
 }
+
+#include "graph/augment_stage.hpp"
+
+namespace {
+// The augmented first view of a 2x3 gradient image under `chain`.
+std::vector<float> first_view(const std::string& chain) {
+  test::TempDir dir("aug");
+  std::string text = "[source]\nplugin = \"synthetic\"\n[encoder]\nplugin = \"mlp\"\n[loss]\nplugin = \"info_nce\"\n"
+                     "[optimizer]\nplugin = \"sgd\"\n" + chain;
+  test::write_file(dir.file("p.toml"), text);
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(dir.file("p.toml"), {}, reg);
+  AugmentStage stage(spec, reg, ImageShape{2, 3, 1}, 7);
+  BatchWork w;
+  w.indices = {5};
+  w.raw.push_back(Tensor::empty({2, 3, 1}, DType::u8));
+  for (int i = 0; i < 6; ++i) w.raw[0].data<std::uint8_t>()[i] = static_cast<std::uint8_t>(10 * i);
+  stage.run(w);
+  const float* p = w.batch.images.data<float>();
+  return std::vector<float>(p, p + 6);
+}
+}  // namespace
+
+TEST_CASE("views: random_apply runs or skips the next augmentations", "[runtime][views]") {
+  const std::string flip = "[[augment.chain]]\nplugin = \"horizontal_flip\"\np = 1.0\n";
+  auto plain = first_view("");
+  auto flipped = first_view(flip);
+  CHECK(flipped != plain);
+  CHECK(first_view("[[augment.chain]]\nplugin = \"random_apply\"\np = 0.0\n" + flip) == plain);
+  CHECK(first_view("[[augment.chain]]\nplugin = \"random_apply\"\np = 1.0\n" + flip) == flipped);
+  // A skipped span may not change the image format.
+  CHECK_THROWS_WITH(first_view("[[augment.chain]]\nplugin = \"random_apply\"\n"
+                               "[[augment.chain]]\nplugin = \"normalize\"\n"),
+                    Catch::Contains("skipping the next 1 augmentation(s) would change the image"));
+  CHECK_THROWS_WITH(first_view("[[augment.chain]]\nplugin = \"random_apply\"\ncount = 2\n" + flip),
+                    Catch::Contains("skips up to 2 following augmentations, but only 1 follow it"));
+}

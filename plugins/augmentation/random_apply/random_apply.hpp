@@ -2,8 +2,9 @@
 /// \file
 /// `random_apply`: a marker in an augmentation chain meaning "apply the next
 /// `count` augmentations with probability p, all or none" (torchvision
-/// RandomApply). The runtime gives it that meaning; see README.md for the
-/// contract. By itself it is the identity.
+/// RandomApply), through the SDK's chain control (skip_following): the
+/// runtime skips the next `count` augmentations when the draw fails. Its
+/// own apply() is the identity.
 
 #include <contra/rng.hpp>
 #include <contra/roles/augmentation.hpp>
@@ -31,6 +32,10 @@ class RandomApply final : public contra::Augmentation {
   /// How many of the following augmentations the decision covers (>= 1).
   int count() const noexcept { return count_; }
   double p() const noexcept { return p_; }
+
+  /// Chain control: 0 when decide() says apply, else count().
+  std::int64_t skip_following(contra::Rng& rng) const override { return decide(rng) ? 0 : count_; }
+  std::int64_t max_skip() const override { return count_; }
 
  private:
   double p_;
