@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libtbb-dev libdnnl-dev ocl-icd-opencl-dev libboost-dev libtomlplusplus-dev
-  catch2 zlib1g-dev
+  catch2 zlib1g-dev libpng-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
 )
 
