@@ -96,23 +96,28 @@ struct Sims {
   }
 };
 
-// Memory negatives of row i: every key whose id is neither -1 nor row i's id, or the listed ones.
+// Negatives of row i: with Pairs::all the rows of other samples and every key whose id is neither
+// -1 nor row i's id; with explicit pairs exactly the listed rows and keys.
 struct MemorySpec {
   const contra::Tensor* keys = nullptr;
   const std::vector<std::int64_t>* key_ids = nullptr;
   const std::vector<std::int64_t>* row_ids = nullptr;
-  const std::vector<std::pair<std::int32_t, std::int32_t>>* listed = nullptr;
+  const contra::Pairs* listed = nullptr;
 };
 
 std::vector<Real> negative_cosines(const Sims& s, const std::vector<std::int64_t>& sample, std::int64_t i,
                                    const MemorySpec& mem) {
   std::vector<Real> c;
+  if (mem.listed) {
+    for (const auto& [a, n] : mem.listed->negative)
+      if (a == i) c.push_back(s.rows(i, n));
+    for (const auto& [a, k] : mem.listed->memory_negative)
+      if (a == i) c.push_back(s.key(i, k));
+    return c;
+  }
   for (std::int64_t j = 0; j < s.m; ++j)
     if (sample[j] != sample[i]) c.push_back(s.rows(i, j));
-  if (mem.listed) {
-    for (const auto& [a, k] : *mem.listed)
-      if (a == i) c.push_back(s.key(i, k));
-  } else if (mem.keys) {
+  if (mem.keys) {
     for (std::int64_t k = 0; k < s.k; ++k) {
       const std::int64_t id = mem.key_ids ? (*mem.key_ids)[k] : 0;
       if (mem.key_ids && (id < 0 || (mem.row_ids && id == (*mem.row_ids)[i]))) continue;
@@ -120,6 +125,19 @@ std::vector<Real> negative_cosines(const Sims& s, const std::vector<std::int64_t
     }
   }
   return c;
+}
+
+// Positives of row i: the listed ones, or the other views of its sample.
+std::vector<std::int64_t> positives(const std::vector<std::int64_t>& sample, std::int64_t i, const MemorySpec& mem) {
+  std::vector<std::int64_t> p;
+  if (mem.listed && !mem.listed->positive.empty()) {
+    for (const auto& [a, q] : mem.listed->positive)
+      if (a == i) p.push_back(q);
+    return p;
+  }
+  for (std::int64_t j = 0; j < static_cast<std::int64_t>(sample.size()); ++j)
+    if (j != i && sample[j] == sample[i]) p.push_back(j);
+  return p;
 }
 
 // The debiased loss (Chuang et al. 2020) written directly, memory negatives included.
@@ -135,13 +153,12 @@ double reference_debiased(const contra::Tensor& z, const std::vector<std::int64_
     for (Real c : neg) sum += std::exp(c / t);
     Real li = 0;
     int np = 0;
-    for (std::int64_t j = 0; j < s.m; ++j)
-      if (j != i && sample[j] == sample[i]) {
-        const Real pos = std::exp(s.rows(i, j) / t);
-        const Real ng = std::max((sum - n * tau * pos) / (1 - tau), n * std::exp(Real(-1) / t));
-        li += -std::log(pos / (pos + ng));
-        ++np;
-      }
+    for (std::int64_t j : positives(sample, i, mem)) {
+      const Real pos = std::exp(s.rows(i, j) / t);
+      const Real ng = n == 0 ? Real(0) : std::max((sum - n * tau * pos) / (1 - tau), n * std::exp(Real(-1) / t));
+      li += -std::log(pos / (pos + ng));
+      ++np;
+    }
     if (np == 0) continue;
     total += li / np;
     ++anchors;
@@ -369,14 +386,57 @@ TEST_CASE("debiased: memory keys of other samples are negatives; own and empty s
   loss.compute(emb, all_pairs(), with);
   CHECK(with.value == Approx(none.value).epsilon(1e-6));
 
-  // Listed memory negatives replace the whole memory: only (anchor, key) pairs named count.
+  // Explicit negatives (as a hard-negative miner lists them): exactly the listed rows and keys.
   emb.memory = &mem;
-  contra::Pairs listed = all_pairs();
+  contra::Pairs listed;
+  listed.negative = {{0, 1}, {0, 4}, {2, 5}, {3, 2}};
   listed.memory_negative = {{0, 0}, {3, 0}, {1, 2}, {4, 3}, {4, 2}};
   loss.compute(emb, listed, with);
-  CHECK(with.value == Approx(reference_debiased(z, sample, 0.5, 0.1, {&keys, &key_ids, &row_ids, &listed.memory_negative}))
-                          .epsilon(1e-5));
+  CHECK(with.value ==
+        Approx(reference_debiased(z, sample, 0.5, 0.1, {&keys, &key_ids, &row_ids, &listed})).epsilon(1e-5));
   CHECK(check_gradient(loss, emb, listed) < 2e-4);
+  // With listed positives only those count, and rows without any are no anchors.
+  listed.positive = {{0, 3}, {4, 1}, {1, 4}};
+  loss.compute(emb, listed, with);
+  CHECK(with.value ==
+        Approx(reference_debiased(z, sample, 0.5, 0.1, {&keys, &key_ids, &row_ids, &listed})).epsilon(1e-5));
+  CHECK(check_gradient(loss, emb, listed) < 2e-4);
+}
+
+TEST_CASE("debiased: explicit lists of every pair give the value and gradient of Pairs::all", "[plugins][debiased]") {
+  const std::int64_t n = 4, v = 3, d = 5, k = 6;
+  std::vector<std::int64_t> sample = samples(n, v);
+  std::vector<std::int64_t> row_ids;
+  for (std::int64_t s : sample) row_ids.push_back(50 + s);
+  contra::Tensor z = random_matrix(n * v, d, 71);
+  contra::Tensor keys = random_keys(k, d, 72);
+  std::vector<std::int64_t> key_ids{50, 60, -1, 52, 61, 62};
+  contra::MemoryView mem{keys, &key_ids, nullptr};
+  contra::Embeddings emb{z, &sample, nullptr, v, &row_ids};
+  emb.memory = &mem;
+  contra::Pairs every;
+  for (std::int32_t i = 0; i < n * v; ++i) {
+    for (std::int32_t j = 0; j < n * v; ++j)
+      if (sample[j] != sample[i]) every.negative.push_back({i, j});
+    for (std::int32_t q = 0; q < k; ++q)
+      if (key_ids[q] >= 0 && key_ids[q] != row_ids[i]) every.memory_negative.push_back({i, q});
+  }
+  Debiased loss = make(0.4, 0.1);
+  contra::LossResult a, b, c;
+  loss.compute(emb, all_pairs(), a);
+  loss.compute(emb, every, b);  // positives by sample grouping
+  for (std::int32_t i = 0; i < n * v; ++i)
+    for (std::int32_t j = 0; j < n * v; ++j)
+      if (j != i && sample[j] == sample[i]) every.positive.push_back({i, j});
+  loss.compute(emb, every, c);  // positives listed
+  CHECK(b.value == Approx(a.value).epsilon(1e-6));
+  CHECK(c.value == Approx(a.value).epsilon(1e-6));
+  CHECK(metric(b, "clamped") == metric(a, "clamped"));
+  CHECK(metric(b, "neg_sim") == Approx(metric(a, "neg_sim")).epsilon(1e-6));
+  for (std::int64_t q = 0; q < z.numel(); ++q) {
+    CHECK(b.grad.data<float>()[q] == Approx(a.grad.data<float>()[q]).margin(1e-6));
+    CHECK(c.grad.data<float>()[q] == Approx(a.grad.data<float>()[q]).margin(1e-6));
+  }
 }
 
 TEST_CASE("debiased: stays finite at the lowest temperature", "[plugins][debiased]") {
@@ -409,16 +469,24 @@ TEST_CASE("debiased: refuses pair forms and memory negatives it cannot use", "[p
   contra::Tensor z = random_matrix(4, 3, 2);
   Debiased loss = make(0.5, 0.1);
   contra::LossResult out;
-  contra::Pairs explicit_pairs;
-  explicit_pairs.positive.push_back({0, 2});
-  explicit_pairs.triplets.push_back({0, 2, 1});
-  CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, explicit_pairs, out),
-                    "debiased: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and "
-                    "triplets are not supported");
-  contra::Pairs listed = all_pairs();
+  contra::Pairs triplets;
+  triplets.triplets.push_back({0, 2, 1});
+  CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, triplets, out),
+                    "debiased: triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit "
+                    "negatives (Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
+  contra::Pairs both = all_pairs();
+  both.negative.push_back({0, 1});
+  CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, both, out),
+                    "debiased: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
+  contra::Pairs positives_only;
+  positives_only.positive.push_back({0, 2});
+  CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, positives_only, out),
+                    "debiased: no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit negatives "
+                    "(Pairs::negative, Pairs::memory_negative)");
+  contra::Pairs listed;
   listed.memory_negative.push_back({0, 0});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, listed, out),
-                    "debiased: pairs.memory_negative lists memory keys, but the pipeline has no memory (or it is empty)");
+                    "debiased: Pairs::memory_negative lists memory keys, but the memory is absent");
   contra::Tensor keys = random_keys(2, 3, 3);
   std::vector<std::int64_t> key_ids{5, -1};
   contra::MemoryView mem{keys, &key_ids, nullptr};
@@ -426,9 +494,12 @@ TEST_CASE("debiased: refuses pair forms and memory negatives it cannot use", "[p
   emb.memory = &mem;
   listed.memory_negative = {{0, 2}};
   CHECK_THROWS_WITH(loss.compute(emb, listed, out),
-                    "debiased: memory negative (0, 2) is out of range for 4 rows and 2 memory keys");
+                    "debiased: memory negative (row 0, key 2) is outside the 4 rows or the 2 keys");
   listed.memory_negative = {{1, 1}};
-  CHECK_THROWS_WITH(loss.compute(emb, listed, out), "debiased: memory negative (1, 1) names an empty memory slot");
+  CHECK_THROWS_WITH(loss.compute(emb, listed, out), "debiased: memory negative (row 1, key 1) is an empty slot of the memory");
+  contra::Pairs bad;
+  bad.negative.push_back({0, 9});
+  CHECK_THROWS_WITH(loss.compute(emb, bad, out), "debiased: negative pair (0, 9) is outside the 4 rows");
   std::vector<std::int64_t> one_view{0, 1, 2, 3};
   CHECK_THROWS_WITH(loss.compute({z, &one_view, nullptr, 1}, all_pairs(), out),
                     Catch::Matchers::Contains("no row has a positive"));

@@ -15,6 +15,17 @@ namespace {
 // Norms below this are clamped, as torch.nn.functional.normalize does.
 constexpr float norm_eps = 1e-12f;
 constexpr std::int64_t no_id = std::numeric_limits<std::int64_t>::min();
+constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+
+inline float dot(const float* a, const float* b, std::int64_t d) {
+  float s = 0.0f;
+  for (std::int64_t k = 0; k < d; ++k) s += a[k] * b[k];
+  return s;
+}
+
+inline void axpy(float alpha, const float* x, float* y, std::int64_t d) {
+  for (std::int64_t k = 0; k < d; ++k) y[k] += alpha * x[k];
+}
 }  // namespace
 
 contra::Schema Debiased::schema() {
@@ -37,10 +48,19 @@ Debiased::Debiased(const contra::Params& p)
       chunk_(p.get<std::int64_t>("chunk")) {}
 
 void Debiased::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
-  if (!pairs.all)
+  // Which form of Pairs: every pair of the grouping, or explicit negatives (as info_nce).
+  if (!pairs.triplets.empty())
     throw contra::UsageError(
-        "debiased: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and triplets are "
-        "not supported");
+        "debiased: triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit negatives "
+        "(Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
+  const bool listed = !pairs.negative.empty() || !pairs.memory_negative.empty();
+  if (pairs.all && (listed || !pairs.positive.empty()))
+    throw contra::UsageError(
+        "debiased: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
+  if (!pairs.all && !listed)
+    throw contra::UsageError(
+        "debiased: no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit negatives "
+        "(Pairs::negative, Pairs::memory_negative)");
   const contra::Tensor& z = emb.z;
   if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu)
     throw contra::UsageError("debiased: expected embeddings as an f32 [M, D] CPU tensor, got " +
@@ -56,8 +76,8 @@ void Debiased::compute(const contra::Embeddings& emb, const contra::Pairs& pairs
   const std::int64_t* sample = emb.sample->data();
   const std::int64_t* row_ids = emb.ids ? emb.ids->data() : nullptr;
 
-  // Memory: every valid key is a negative of every anchor (full), or only the
-  // keys the miner listed in pairs.memory_negative (listed).
+  // The memory's keys: with Pairs::all every valid key is a negative of every
+  // anchor; with explicit lists only the (anchor, key) pairs listed.
   const contra::MemoryView* mem = emb.memory && emb.memory->size() > 0 ? emb.memory : nullptr;
   std::int64_t K = 0;
   const float* keys = nullptr;
@@ -76,31 +96,6 @@ void Debiased::compute(const contra::Embeddings& emb, const contra::Pairs& pairs
                                " entries for " + std::to_string(K) + " keys");
     key_ids = mem->ids ? mem->ids->data() : nullptr;
   }
-  const bool listed = !pairs.memory_negative.empty();
-  const bool full_memory = mem && !listed;
-  if (listed) {
-    if (!mem)
-      throw contra::UsageError(
-          "debiased: pairs.memory_negative lists memory keys, but the pipeline has no memory (or it is empty)");
-    listed_begin_.assign(static_cast<std::size_t>(M + 1), 0);
-    for (const auto& [a, k] : pairs.memory_negative) {
-      if (a < 0 || a >= M || k < 0 || k >= K)
-        throw contra::UsageError("debiased: memory negative (" + std::to_string(a) + ", " + std::to_string(k) +
-                                 ") is out of range for " + std::to_string(M) + " rows and " +
-                                 std::to_string(K) + " memory keys");
-      if (key_ids && key_ids[k] < 0)
-        throw contra::UsageError("debiased: memory negative (" + std::to_string(a) + ", " + std::to_string(k) +
-                                 ") names an empty memory slot");
-      ++listed_begin_[static_cast<std::size_t>(a) + 1];
-    }
-    for (std::int64_t i = 0; i < M; ++i) listed_begin_[i + 1] += listed_begin_[i];
-    listed_key_.resize(pairs.memory_negative.size());
-    listed_sim_.resize(pairs.memory_negative.size());
-    std::vector<std::int64_t>& fill = listed_begin_;  // advanced while filling, shifted back below
-    for (const auto& [a, k] : pairs.memory_negative) listed_key_[static_cast<std::size_t>(fill[a]++)] = k;
-    for (std::int64_t i = M; i > 0; --i) fill[i] = fill[i - 1];
-    fill[0] = 0;
-  }
   const float inv_t = static_cast<float>(1.0 / temperature_);
 
   // 1. ẑ_i = z_i / max(|z_i|, eps).
@@ -111,160 +106,212 @@ void Debiased::compute(const contra::Embeddings& emb, const contra::Pairs& pairs
   float* nrm = norm_.data<float>();
   for (std::int64_t i = 0; i < M; ++i) {
     const float* zi = zp + i * D;
-    float ss = 0.0f;
-    for (std::int64_t k = 0; k < D; ++k) ss += zi[k] * zi[k];
-    const float n = std::sqrt(ss);
+    const float n = std::sqrt(dot(zi, zi, D));
     nrm[i] = n;
     const float inv = 1.0f / std::max(n, norm_eps);
     float* hi = zh + i * D;
     for (std::int64_t k = 0; k < D; ++k) hi[k] = zi[k] * inv;
   }
-
-  // 2. Blocks of at most `chunk` anchors: S = ẑ_blk ẑᵀ / T (and ẑ_blk keysᵀ / T),
-  //    row operations turn S into dL/ds in place, then dL/dẑ accumulates
-  //    G ẑ / T for the anchors, Gᵀ ẑ_blk / T for the rows they meet.
-  const std::int64_t B = std::min(chunk_, M);
-  sim_.ensure({B, M}, contra::DType::f32);
-  if (full_memory) msim_.ensure({B, K}, contra::DType::f32);
   dzhat_.ensure({M, D}, contra::DType::f32);
   dzhat_.zero();
-  float* S = sim_.data<float>();
-  float* SK = full_memory ? msim_.data<float>() : nullptr;
   float* dzh = dzhat_.data<float>();
 
-  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  // 2. One anchor's loss from its positives' similarities ps[0..P) and its
+  //    negatives' ns[0..Nn), both overwritten with ∂loss_i/∂s. With
+  //    m_N the largest negative, S_N = Σ_j e^{s_j − m_N}. Each positive is shifted
+  //    by m = max(s_ip, m_N), so every exponential is <= 1:
+  //    l_ip = log(pos' + Ng') − (s_ip − m), pos' = e^{s_ip − m}, S' = S_N e^{m_N − m},
+  //    Ng' = max((S' − Nn τ⁺ pos') / (1 − τ⁺), Nn e^{−1/T − m}).
   const double tp = tau_plus_, inv_1mt = 1.0 / (1.0 - tau_plus_);
   const double floor_log = -1.0 / temperature_;  // log of the bound's e^{-1/T}
   double loss = 0.0, pos_sum = 0.0, neg_sum = 0.0;
   std::int64_t anchors = 0, pos_count = 0, neg_count = 0, terms = 0, clamped = 0;
+  auto anchor = [&](float* ps, std::int64_t P, float* ns, std::int64_t Nn) {
+    ++anchors;
+    float m_neg = neg_inf;
+    for (std::int64_t q = 0; q < P; ++q) pos_sum += ps[q];
+    for (std::int64_t k = 0; k < Nn; ++k) {
+      neg_sum += ns[k];
+      m_neg = std::max(m_neg, ns[k]);
+    }
+    pos_count += P;
+    neg_count += Nn;
+    double R = 0.0;  // S_N
+    for (std::int64_t k = 0; k < Nn; ++k) R += std::exp(ns[k] - m_neg);
+    const double ntp = static_cast<double>(Nn) * tp;
+    const double inv_p = 1.0 / static_cast<double>(P);
+    double row_loss = 0.0, c = 0.0;  // c = Σ_p e^{m_N − m} / ((1 − τ⁺)(pos' + Ng')) over unclamped p
+    for (std::int64_t q = 0; q < P; ++q) {
+      const double a = ps[q];
+      const double m = std::max(a, static_cast<double>(m_neg));
+      const double pe = std::exp(a - m);
+      const double f = Nn == 0 ? 0.0 : std::exp(static_cast<double>(m_neg) - m);
+      const double A = (R * f - ntp * pe) * inv_1mt;
+      const double Bn = static_cast<double>(Nn) * std::exp(floor_log - m);
+      const bool open = A > Bn;
+      const double den = pe + (open ? A : Bn);
+      row_loss += std::log(den) - (a - m);
+      double g;
+      if (open) {
+        g = pe * (1.0 - ntp * inv_1mt) / den - 1.0;
+        c += f * inv_1mt / den;
+      } else {
+        g = pe / den - 1.0;
+        ++clamped;
+      }
+      ++terms;
+      ps[q] = static_cast<float>(g * inv_p);
+    }
+    loss += row_loss * inv_p;
+    // Negatives: ∂l/∂s_j = c/P · e^{s_j − m_N}.
+    const double cp = c * inv_p;
+    for (std::int64_t k = 0; k < Nn; ++k) ns[k] = static_cast<float>(cp * std::exp(ns[k] - m_neg));
+  };
 
-  for (std::int64_t b0 = 0; b0 < M; b0 += B) {
-    const std::int64_t nb = std::min(B, M - b0);
-    const float* zb = zh + b0 * D;
-    contra::sgemm(false, true, nb, M, D, inv_t, zb, D, zh, D, 0.0f, S, M);
-    if (full_memory) contra::sgemm(false, true, nb, K, D, inv_t, zb, D, keys, D, 0.0f, SK, K);
-
-    for (std::int64_t r = 0; r < nb; ++r) {
-      const std::int64_t i = b0 + r;
-      float* row = S + r * M;
-      float* mrow = full_memory ? SK + r * K : nullptr;
-      const std::int64_t si = sample[i];
-      const std::int64_t rid = row_ids ? row_ids[i] : no_id;
-      auto key_ok = [&](std::int64_t k) {
-        return !key_ids || (key_ids[k] >= 0 && key_ids[k] != rid);
-      };
-      const std::int64_t l0 = listed ? listed_begin_[i] : 0, l1 = listed ? listed_begin_[i + 1] : 0;
-      const float* zi = zh + i * D;
-
-      // Pass 1: positives, negatives, and the largest negative m_N.
-      float m_neg = neg_inf;
-      std::int64_t P = 0, Nn = 0;
-      double row_pos = 0.0, row_neg = 0.0;
-      for (std::int64_t j = 0; j < M; ++j) {
-        if (j == i) continue;
-        if (sample[j] == si) {
-          ++P;
-          row_pos += row[j];
-        } else {
-          ++Nn;
-          row_neg += row[j];
-          m_neg = std::max(m_neg, row[j]);
+  if (pairs.all) {
+    // 3a. Blocks of at most `chunk` anchors: S = ẑ_blk ẑᵀ / T (and ẑ_blk keysᵀ / T);
+    //     each row's candidates are gathered, turned into dL/ds, and scattered
+    //     back in place; then dL/dẑ accumulates G ẑ / T (and G_mem keys / T) for
+    //     the anchors and Gᵀ ẑ_blk / T for every row. Keys get no gradient.
+    const std::int64_t B = std::min(chunk_, M);
+    sim_.ensure({B, M}, contra::DType::f32);
+    if (mem) msim_.ensure({B, K}, contra::DType::f32);
+    float* S = sim_.data<float>();
+    float* SK = mem ? msim_.data<float>() : nullptr;
+    for (std::int64_t b0 = 0; b0 < M; b0 += B) {
+      const std::int64_t nb = std::min(B, M - b0);
+      const float* zb = zh + b0 * D;
+      contra::sgemm(false, true, nb, M, D, inv_t, zb, D, zh, D, 0.0f, S, M);
+      if (mem) contra::sgemm(false, true, nb, K, D, inv_t, zb, D, keys, D, 0.0f, SK, K);
+      for (std::int64_t r = 0; r < nb; ++r) {
+        const std::int64_t i = b0 + r;
+        float* row = S + r * M;
+        float* mrow = mem ? SK + r * K : nullptr;
+        const std::int64_t si = sample[i];
+        const std::int64_t rid = row_ids ? row_ids[i] : no_id;
+        // A key is a negative unless it is an empty slot or of the anchor's own sample.
+        auto key_ok = [&](std::int64_t k) { return !key_ids || (key_ids[k] >= 0 && key_ids[k] != rid); };
+        ps_.clear();
+        ns_.clear();
+        for (std::int64_t j = 0; j < M; ++j)
+          if (j != i) (sample[j] == si ? ps_ : ns_).push_back(row[j]);
+        if (mem)
+          for (std::int64_t k = 0; k < K; ++k)
+            if (key_ok(k)) ns_.push_back(mrow[k]);
+        if (ps_.empty()) {  // no positive: the row is no anchor and gets no gradient
+          std::fill(row, row + M, 0.0f);
+          if (mem) std::fill(mrow, mrow + K, 0.0f);
+          continue;
         }
+        anchor(ps_.data(), static_cast<std::int64_t>(ps_.size()), ns_.data(),
+               static_cast<std::int64_t>(ns_.size()));
+        std::size_t q = 0, t = 0;
+        for (std::int64_t j = 0; j < M; ++j) row[j] = j == i ? 0.0f : sample[j] == si ? ps_[q++] : ns_[t++];
+        if (mem)
+          for (std::int64_t k = 0; k < K; ++k) mrow[k] = key_ok(k) ? ns_[t++] : 0.0f;
       }
-      if (full_memory)
-        for (std::int64_t k = 0; k < K; ++k)
-          if (key_ok(k)) {
-            ++Nn;
-            row_neg += mrow[k];
-            m_neg = std::max(m_neg, mrow[k]);
-          }
-      for (std::int64_t l = l0; l < l1; ++l) {
-        const float* kk = keys + static_cast<std::int64_t>(listed_key_[l]) * D;
-        float dot = 0.0f;
-        for (std::int64_t c = 0; c < D; ++c) dot += zi[c] * kk[c];
-        const float s = dot * inv_t;
-        listed_sim_[l] = s;
-        ++Nn;
-        row_neg += s;
-        m_neg = std::max(m_neg, s);
+      contra::sgemm(false, false, nb, D, M, inv_t, S, M, zh, D, 1.0f, dzh + b0 * D, D);
+      contra::sgemm(true, false, M, D, nb, inv_t, S, M, zb, D, 1.0f, dzh, D);
+      if (mem) contra::sgemm(false, false, nb, D, K, inv_t, SK, K, keys, D, 1.0f, dzh + b0 * D, D);
+    }
+  } else {
+    // 3b. Explicit negatives: exactly the listed rows (Pairs::negative) and
+    //     memory keys (Pairs::memory_negative) of each anchor, as often as
+    //     listed; positives from Pairs::positive, or else the other views of the
+    //     anchor's sample. One dot product per listed pair, no M × M work.
+    auto bad_pair = [&](const char* kind, std::int64_t a, std::int64_t b) {
+      throw contra::UsageError("debiased: " + std::string(kind) + " pair (" + std::to_string(a) + ", " +
+                               std::to_string(b) + ") is outside the " + std::to_string(M) + " rows");
+    };
+    pos_start_.assign(static_cast<std::size_t>(M + 1), 0);
+    if (!pairs.positive.empty()) {
+      for (const auto& [a, p] : pairs.positive) {
+        if (a < 0 || a >= M || p < 0 || p >= M) bad_pair("positive", a, p);
+        ++pos_start_[a + 1];
       }
-      if (P == 0) {  // no positive: the row is no anchor and gets no gradient
-        std::fill(row, row + M, 0.0f);
-        if (full_memory) std::fill(mrow, mrow + K, 0.0f);
-        continue;
+      for (std::int64_t i = 0; i < M; ++i) pos_start_[i + 1] += pos_start_[i];
+      pos_col_.resize(pairs.positive.size());
+      fill_.assign(pos_start_.begin(), pos_start_.end() - 1);
+      for (const auto& [a, p] : pairs.positive) pos_col_[fill_[a]++] = p;
+    } else {  // the other rows of the sample: rows sorted by sample, then each group's others
+      order_.resize(static_cast<std::size_t>(M));
+      for (std::int64_t i = 0; i < M; ++i) order_[i] = i;
+      std::stable_sort(order_.begin(), order_.end(),
+                       [&](std::int64_t a, std::int64_t b) { return sample[a] < sample[b]; });
+      pos_col_.clear();
+      for (std::int64_t g0 = 0; g0 < M;) {
+        std::int64_t g1 = g0 + 1;
+        while (g1 < M && sample[order_[g1]] == sample[order_[g0]]) ++g1;
+        for (std::int64_t a = g0; a < g1; ++a) pos_start_[order_[a] + 1] = g1 - g0 - 1;
+        g0 = g1;
       }
-      ++anchors;
-      pos_sum += row_pos;
-      pos_count += P;
-      neg_sum += row_neg;
-      neg_count += Nn;
-
-      // Pass 2: S_N = Σ_j e^{s_j − m_N}, the negatives' term in units of e^{m_N}.
-      double sum_neg = 0.0;
-      for (std::int64_t j = 0; j < M; ++j)
-        if (j != i && sample[j] != si) sum_neg += std::exp(row[j] - m_neg);
-      if (full_memory)
-        for (std::int64_t k = 0; k < K; ++k)
-          if (key_ok(k)) sum_neg += std::exp(mrow[k] - m_neg);
-      for (std::int64_t l = l0; l < l1; ++l) sum_neg += std::exp(listed_sim_[l] - m_neg);
-
-      // Positives, each shifted by m = max(s_ip, m_N) so that every exponential
-      // is <= 1:  l_ip = log(pos' + Ng') − (s_ip − m), with pos' = e^{s_ip − m},
-      // S' = S_N e^{m_N − m}, Ng' = max((S' − Nn τ⁺ pos') / (1 − τ⁺), Nn e^{−1/T − m}).
-      const double ntp = static_cast<double>(Nn) * tp;
-      const double inv_p = 1.0 / static_cast<double>(P);
-      double row_loss = 0.0, c = 0.0;  // c = Σ_p e^{m_N − m} / ((1 − τ⁺)(pos' + Ng')) over unclamped p
-      for (std::int64_t j = 0; j < M; ++j) {
-        if (j == i || sample[j] != si) continue;
-        const double a = row[j];
-        const double m = std::max(a, static_cast<double>(m_neg));
-        const double pe = std::exp(a - m);
-        const double f = Nn == 0 ? 0.0 : std::exp(static_cast<double>(m_neg) - m);
-        const double A = (sum_neg * f - ntp * pe) * inv_1mt;
-        const double Bn = static_cast<double>(Nn) * std::exp(floor_log - m);
-        const bool open = A > Bn;
-        const double den = pe + (open ? A : Bn);
-        row_loss += std::log(den) - (a - m);
-        double g;
-        if (open) {
-          g = pe * (1.0 - ntp * inv_1mt) / den - 1.0;
-          c += f * inv_1mt / den;
-        } else {
-          g = pe / den - 1.0;
-          ++clamped;
-        }
-        ++terms;
-        row[j] = static_cast<float>(g * inv_p);
-      }
-      loss += row_loss * inv_p;
-
-      // Pass 3, negatives: ∂l/∂s_j = c/P · e^{s_j − m_N}.
-      const double cp = c * inv_p;
-      auto grad = [&](float s) -> float { return static_cast<float>(cp * std::exp(s - m_neg)); };
-      for (std::int64_t j = 0; j < M; ++j)
-        if (j != i && sample[j] != si) row[j] = grad(row[j]);
-      row[i] = 0.0f;
-      if (full_memory)
-        for (std::int64_t k = 0; k < K; ++k) mrow[k] = key_ok(k) ? grad(mrow[k]) : 0.0f;
-      float* gi = dzh + i * D;
-      for (std::int64_t l = l0; l < l1; ++l) {
-        const float g = grad(listed_sim_[l]) * inv_t;
-        const float* kk = keys + static_cast<std::int64_t>(listed_key_[l]) * D;
-        for (std::int64_t k = 0; k < D; ++k) gi[k] += g * kk[k];
+      for (std::int64_t i = 0; i < M; ++i) pos_start_[i + 1] += pos_start_[i];
+      pos_col_.resize(static_cast<std::size_t>(pos_start_[M]));
+      fill_.assign(pos_start_.begin(), pos_start_.end() - 1);
+      for (std::int64_t g0 = 0; g0 < M;) {
+        std::int64_t g1 = g0 + 1;
+        while (g1 < M && sample[order_[g1]] == sample[order_[g0]]) ++g1;
+        for (std::int64_t a = g0; a < g1; ++a)
+          for (std::int64_t b = g0; b < g1; ++b)
+            if (a != b) pos_col_[fill_[order_[a]]++] = order_[b];
+        g0 = g1;
       }
     }
+    if (!pairs.memory_negative.empty() && !mem)
+      throw contra::UsageError("debiased: Pairs::memory_negative lists memory keys, but the memory is " +
+                               std::string(emb.memory ? "empty" : "absent"));
+    neg_start_.assign(static_cast<std::size_t>(M + 1), 0);
+    for (const auto& [a, n] : pairs.negative) {
+      if (a < 0 || a >= M || n < 0 || n >= M) bad_pair("negative", a, n);
+      ++neg_start_[a + 1];
+    }
+    for (const auto& [a, k] : pairs.memory_negative) {
+      if (a < 0 || a >= M || k < 0 || k >= K)
+        throw contra::UsageError("debiased: memory negative (row " + std::to_string(a) + ", key " +
+                                 std::to_string(k) + ") is outside the " + std::to_string(M) + " rows or the " +
+                                 std::to_string(K) + " keys");
+      if (key_ids && key_ids[k] < 0)
+        throw contra::UsageError("debiased: memory negative (row " + std::to_string(a) + ", key " +
+                                 std::to_string(k) + ") is an empty slot of the memory");
+      ++neg_start_[a + 1];
+    }
+    for (std::int64_t i = 0; i < M; ++i) neg_start_[i + 1] += neg_start_[i];
+    neg_col_.resize(static_cast<std::size_t>(neg_start_[M]));
+    fill_.assign(neg_start_.begin(), neg_start_.end() - 1);
+    for (const auto& [a, n] : pairs.negative) neg_col_[fill_[a]++] = n;
+    for (const auto& [a, k] : pairs.memory_negative) neg_col_[fill_[a]++] = M + k;  // keys after the rows
+    auto column = [&](std::int64_t c) { return c < M ? zh + c * D : keys + (c - M) * D; };
 
-    // dL/dẑ (unscaled by the anchor count): the block's rows get G ẑ / T and
-    // G_mem keys / T; every row gets Gᵀ ẑ_blk / T. Keys get no gradient.
-    contra::sgemm(false, false, nb, D, M, inv_t, S, M, zh, D, 1.0f, dzh + b0 * D, D);
-    contra::sgemm(true, false, M, D, nb, inv_t, S, M, zb, D, 1.0f, dzh, D);
-    if (full_memory) contra::sgemm(false, false, nb, D, K, inv_t, SK, K, keys, D, 1.0f, dzh + b0 * D, D);
+    for (std::int64_t i = 0; i < M; ++i) {
+      const std::int64_t p0 = pos_start_[i], P = pos_start_[i + 1] - p0;
+      const std::int64_t n0 = neg_start_[i], Nn = neg_start_[i + 1] - n0;
+      if (P == 0) continue;  // listed negatives of a row without positive do not count
+      const float* zi = zh + i * D;
+      ps_.resize(static_cast<std::size_t>(P));
+      ns_.resize(static_cast<std::size_t>(Nn));
+      for (std::int64_t q = 0; q < P; ++q) ps_[q] = dot(zi, zh + pos_col_[p0 + q] * D, D) * inv_t;
+      for (std::int64_t k = 0; k < Nn; ++k) ns_[k] = dot(zi, column(neg_col_[n0 + k]), D) * inv_t;
+      anchor(ps_.data(), P, ns_.data(), Nn);
+      float* gi = dzh + i * D;
+      for (std::int64_t q = 0; q < P; ++q) {
+        const std::int64_t p = pos_col_[p0 + q];
+        const float g = ps_[q] * inv_t;
+        axpy(g, zh + p * D, gi, D);
+        axpy(g, zi, dzh + p * D, D);
+      }
+      for (std::int64_t k = 0; k < Nn; ++k) {
+        const std::int64_t c = neg_col_[n0 + k];
+        const float g = ns_[k] * inv_t;
+        axpy(g, column(c), gi, D);
+        if (c < M) axpy(g, zi, dzh + c * D, D);
+      }
+    }
   }
   if (anchors == 0)
     throw contra::UsageError("debiased: no row has a positive (another view of its sample) among " +
                              std::to_string(M) + " rows; it needs at least 2 views per sample");
 
-  // 3. Mean over anchors, and through the normalisation:
+  // 4. Mean over anchors, and through the normalisation:
   //    dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|.
   const float scale = 1.0f / static_cast<float>(anchors);
   out.grad.ensure(z.shape(), contra::DType::f32);
@@ -277,10 +324,9 @@ void Debiased::compute(const contra::Embeddings& emb, const contra::Pairs& pairs
       for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] * scale / norm_eps;
       continue;
     }
-    float dot = 0.0f;
-    for (std::int64_t k = 0; k < D; ++k) dot += hi[k] * gi[k];
+    const float d = dot(hi, gi, D);
     const float inv = scale / nrm[i];
-    for (std::int64_t k = 0; k < D; ++k) oi[k] = (gi[k] - hi[k] * dot) * inv;
+    for (std::int64_t k = 0; k < D; ++k) oi[k] = (gi[k] - hi[k] * d) * inv;
   }
 
   out.value = loss / static_cast<double>(anchors);

@@ -22,18 +22,19 @@ namespace contra::plugins {
 /// loss_i is the mean of l_ip over the positives, and the loss the mean of
 /// loss_i over the rows that have a positive. The weights are not detached
 /// (as the authors' code). β = 0 is the debiased loss, β = 0 with τ⁺ = 0
-/// InfoNCE (NT-Xent). Needs `Pairs::all`.
+/// InfoNCE (NT-Xent).
 class Hcl final : public contra::Loss {
  public:
   static contra::Schema schema();
   explicit Hcl(const contra::Params& p);
 
   /// z.z: [M, D] f32 on the CPU, z.sample: M entries; z.memory (optional):
-  /// [K, D] keys, negatives of every anchor of another sample (or those listed
-  /// in pairs.memory_negative). Writes the value, dL/dz (out.grad, [M, D]) and
-  /// the metrics "pos_sim", "neg_sim", "weight_concentration" and
-  /// "clamped". Holds at most `chunk` × (M + K) similarities at a time;
-  /// allocates only when a size grows.
+  /// [K, D] keys. With Pairs::all, negatives are the rows of other samples and
+  /// every memory key of another sample; otherwise exactly the listed
+  /// Pairs::negative rows and Pairs::memory_negative keys (as info_nce).
+  /// Writes the value, dL/dz (out.grad, [M, D]) and the metrics "pos_sim",
+  /// "neg_sim", "weight_concentration" and "clamped". Holds at most `chunk` ×
+  /// (M + K) similarities at a time; allocates only when a size grows.
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 
@@ -47,9 +48,10 @@ class Hcl final : public contra::Loss {
   contra::Tensor sim_;    // [B, M] similarities of a block of anchors, then dL/ds in place
   contra::Tensor msim_;   // [B, K] the block's similarities to the memory, then dL/ds
   contra::Tensor dzhat_;  // [M, D] dL/dẑ
-  std::vector<std::int64_t> listed_begin_;  // [M + 1] CSR of pairs.memory_negative by anchor
-  std::vector<std::int32_t> listed_key_;
-  std::vector<float> listed_sim_;           // similarities of one anchor's listed keys
+  std::vector<float> ps_, ns_;  // one anchor's positive and negative similarities, then dL/ds
+  // Explicit pairs, by anchor (CSR): positives' rows, negatives' columns
+  // (rows < M, memory key k as M + k).
+  std::vector<std::int64_t> pos_start_, pos_col_, neg_start_, neg_col_, fill_, order_;
 };
 
 }  // namespace contra::plugins
