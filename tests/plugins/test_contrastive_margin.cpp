@@ -297,4 +297,15 @@ TEST_CASE("contrastive_margin: refuses triplets and bad pairs with a usage error
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, bad, out),
                     "contrastive_margin: negative pair (0, 4) is out of range for 4 rows");
   CHECK_THROWS_AS(loss.compute({z, nullptr, nullptr, 2}, all_pairs(), out), contra::UsageError);
+  contra::Pairs both = all_pairs();
+  both.positive.push_back({0, 2});
+  CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, both, out),
+                    "contrastive_margin: Pairs::all together with explicit pair lists is ambiguous; a miner sets "
+                    "one or the other");
+  contra::Pairs memory;
+  memory.negative.push_back({0, 1});
+  memory.memory_negative.push_back({0, 0});
+  CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, memory, out),
+                    "contrastive_margin: memory negatives (Pairs::memory_negative) are not supported; it compares "
+                    "batch rows only");
 }

@@ -48,6 +48,14 @@ ContrastiveMargin::ContrastiveMargin(const contra::Params& p)
 void ContrastiveMargin::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
                                 contra::LossResult& out) {
   const bool all = pairs.all;
+  if (!pairs.memory_negative.empty())
+    throw contra::UsageError(
+        "contrastive_margin: memory negatives (Pairs::memory_negative) are not supported; it compares batch "
+        "rows only");
+  if (all && (!pairs.positive.empty() || !pairs.negative.empty() || !pairs.triplets.empty()))
+    throw contra::UsageError(
+        "contrastive_margin: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or "
+        "the other");
   if (!all && pairs.positive.empty() && pairs.negative.empty())
     throw contra::UsageError(
         "contrastive_margin: needs pairs: the all_pairs miner, or a miner that lists positive and negative "

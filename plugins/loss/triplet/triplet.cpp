@@ -56,6 +56,13 @@ Triplet::Triplet(const contra::Params& p)
 
 void Triplet::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
   const bool all = pairs.all;
+  if (!pairs.memory_negative.empty())
+    throw contra::UsageError(
+        "triplet: memory negatives (Pairs::memory_negative) are not supported; its triplets are batch rows");
+  if (all && (!pairs.triplets.empty() || !pairs.positive.empty() || !pairs.negative.empty()))
+    throw contra::UsageError(
+        "triplet: Pairs::all together with explicit triplets or pairs is ambiguous; a miner sets one or the "
+        "other");
   if (!all && pairs.triplets.empty())
     throw contra::UsageError(
         "triplet: needs triplets: use a triplet miner (e.g. batch_all, batch_hard or semi_hard), or the "
