@@ -297,6 +297,10 @@ TEST_CASE("supcon: refuses explicit pairs and malformed labels with a usage erro
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, explicit_pairs, out),
                     "supcon: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and "
                     "triplets are not supported");
+  contra::Pairs both = all_pairs();
+  both.memory_negative.push_back({0, 0});
+  CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, both, out),
+                    "supcon: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
   std::vector<std::int64_t> short_label{0, 1};
   CHECK_THROWS_WITH(loss.compute({z, &sample, &short_label, 2}, all_pairs(), out),
                     "supcon: Embeddings::label has 2 entries for 4 rows");

@@ -33,6 +33,10 @@ void SupCon::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, 
     throw contra::UsageError(
         "supcon: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and triplets are "
         "not supported");
+  if (!pairs.positive.empty() || !pairs.negative.empty() || !pairs.triplets.empty() ||
+      !pairs.memory_negative.empty())
+    throw contra::UsageError(
+        "supcon: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
   const contra::Tensor& z = emb.z;
   if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu)
     throw contra::UsageError("supcon: expected embeddings as an f32 [M, D] CPU tensor, got " +
