@@ -1,0 +1,5 @@
+#include "npy.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_SOURCE(contra::plugins::NpySource))
