@@ -463,7 +463,7 @@ class PngReader {
     throw DataError(what_ + "corrupt PNG: " + s_.message);
   }
 
-  std::string what_;
+  const std::string& what_;  // "<path>: sample <i>: ", owned by the caller
   PngState s_;
 };
 
@@ -600,7 +600,7 @@ class JpegReader {
     throw DataError(what_ + "corrupt JPEG: " + s_.err.message);
   }
 
-  std::string what_;
+  const std::string& what_;  // "<path>: sample <i>: ", owned by the caller
   JpegState s_;
 };
 
