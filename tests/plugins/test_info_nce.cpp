@@ -87,6 +87,41 @@ double reference_loss(const contra::Tensor& z, const std::vector<std::int64_t>& 
   return static_cast<double>(total / m);
 }
 
+// As reference_loss, but rows without a positive are no anchors: skipped, and the mean is over
+// the anchors.
+double reference_loss_anchors(const contra::Tensor& z, const std::vector<std::int64_t>& sample, double t) {
+  const std::int64_t m = z.dim(0), d = z.dim(1);
+  const float* p = z.data<float>();
+  std::vector<double> zh(static_cast<std::size_t>(m * d));
+  for (std::int64_t i = 0; i < m; ++i) {
+    double ss = 0;
+    for (std::int64_t k = 0; k < d; ++k) ss += static_cast<double>(p[i * d + k]) * p[i * d + k];
+    for (std::int64_t k = 0; k < d; ++k) zh[i * d + k] = p[i * d + k] / std::sqrt(ss);
+  }
+  auto s = [&](std::int64_t i, std::int64_t j) {
+    double dot = 0;
+    for (std::int64_t k = 0; k < d; ++k) dot += zh[i * d + k] * zh[j * d + k];
+    return dot / t;
+  };
+  double total = 0;
+  std::int64_t anchors = 0;
+  for (std::int64_t i = 0; i < m; ++i) {
+    double neg = 0, li = 0;
+    int np = 0;
+    for (std::int64_t j = 0; j < m; ++j)
+      if (sample[j] != sample[i]) neg += std::exp(s(i, j) - 1 / t);
+    for (std::int64_t j = 0; j < m; ++j)
+      if (j != i && sample[j] == sample[i]) {
+        li += -(s(i, j) - 1 / t) + std::log(std::exp(s(i, j) - 1 / t) + neg);
+        ++np;
+      }
+    if (np == 0) continue;
+    total += li / np;
+    ++anchors;
+  }
+  return total / static_cast<double>(anchors);
+}
+
 }  // namespace
 
 TEST_CASE("info_nce: schema declares temperature in [1e-3, 10], default 0.5", "[plugins][info_nce]") {
@@ -593,6 +628,37 @@ TEST_CASE("info_nce: chunk = 1 and chunk = 1024 agree", "[plugins][info_nce]") {
         CHECK(a.grad.data<float>()[k] == Approx(b.grad.data<float>()[k]).margin(1e-6));
         CHECK(c.grad.data<float>()[k] == Approx(b.grad.data<float>()[k]).margin(1e-6));
       }
+    }
+}
+
+TEST_CASE("info_nce: the symmetric tiled path and the general chunked path agree", "[plugins][info_nce]") {
+  // Plain NT-Xent (no memory, no keys, T >= 0.025) runs on symmetric tiles with a fixed shift
+  // 1/T; a memory of empty slots only adds nothing but sends it through the general path
+  // (row blocks against every candidate, shifted by each row's max). V = 3, and one sample
+  // with a single view (a row that is no anchor but a negative of the others).
+  const std::int64_t n = 23, d = 9;
+  std::vector<std::int64_t> sample = samples(n, 3);
+  sample.push_back(n);
+  std::vector<std::int64_t> ids = batch_ids(sample);
+  const std::int64_t m = static_cast<std::int64_t>(sample.size());
+  contra::Tensor z = random_matrix(m, d, 61);
+  RandomMemory mem(8, d, n, 62);
+  std::vector<std::int64_t> empty(8, -1);
+  contra::MemoryView nothing{mem.keys, &empty, nullptr};
+  for (double t : {0.03, 0.2, 2.0})
+    for (std::int64_t chunk : {5, 16, 1024}) {
+      INFO("T = " << t << ", chunk = " << chunk);
+      InfoNce loss = make(t, chunk);
+      contra::LossResult a, b;
+      loss.compute({z, &sample, nullptr, 3}, all_pairs(), a);
+      loss.compute({z, &sample, nullptr, 3, &ids, {}, &nothing}, all_pairs(), b);
+      CHECK(a.value == Approx(b.value).epsilon(1e-6));
+      CHECK(a.value == Approx(reference_loss_anchors(z, sample, t)).epsilon(1e-5));
+      for (std::size_t k = 0; k < a.metrics.size(); ++k) CHECK(a.metrics[k].second == Approx(b.metrics[k].second).margin(1e-6));
+      double largest = 0;
+      for (std::int64_t k = 0; k < z.numel(); ++k) largest = std::max(largest, std::abs(double(b.grad.data<float>()[k])));
+      for (std::int64_t k = 0; k < z.numel(); ++k)
+        CHECK(a.grad.data<float>()[k] == Approx(b.grad.data<float>()[k]).margin(2e-6 * largest));
     }
 }
 

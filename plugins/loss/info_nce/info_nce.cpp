@@ -2,6 +2,8 @@
 
 #include <contra/blas.hpp>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -29,6 +31,10 @@ constexpr float norm_eps = 1e-12f;
 constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
 std::string str(std::int64_t v) { return std::to_string(v); }
+
+// The symmetric path shifts every exponent by 1/T instead of a row's max:
+// s − 1/T >= −2/T stays above e^−87 (the smallest normal float) for T >= 0.023.
+constexpr double min_symmetric_temperature = 0.025;
 
 // e^x for x <= 0 (x = −inf included), vectorisable: Cody-Waite reduction
 // x = n·ln2 + r, |r| <= ln2/2, Cephes' degree-6 polynomial for e^r, and 2^n
@@ -81,6 +87,45 @@ CONTRA_NCE_CLONES double exp_shift_sum(float* x, std::int64_t n, float m) {
     s += e;
   }
   return s;
+}
+
+// Symmetric path, pass 1, on a tile x (r × c, row-major) of similarities:
+// E = exp(x − mu) (masked −inf entries 0); rowsum[i] += Σ_j E_ij and, for a
+// tile off the diagonal, colsum[j] += Σ_i E_ij.
+constexpr std::int64_t max_tile = 256;
+CONTRA_NCE_CLONES void tile_sums(const float* x, std::int64_t r, std::int64_t c, float mu, double* rowsum,
+                                 double* colsum) {
+  float cs[max_tile] = {};
+  for (std::int64_t i = 0; i < r; ++i) {
+    const float* xi = x + i * c;
+    float s = 0.0f;
+    if (colsum) {
+#pragma omp simd reduction(+ : s)
+      for (std::int64_t j = 0; j < c; ++j) {
+        const float e = exp_nonpositive(xi[j] - mu);
+        s += e;
+        cs[j] += e;
+      }
+    } else {
+#pragma omp simd reduction(+ : s)
+      for (std::int64_t j = 0; j < c; ++j) s += exp_nonpositive(xi[j] - mu);
+    }
+    rowsum[i] += s;
+  }
+  if (colsum)
+    for (std::int64_t j = 0; j < c; ++j) colsum[j] += cs[j];
+}
+
+// Symmetric path, pass 2: x_ij ← exp(x_ij − mu) · (a_i + b_j), the coefficient of
+// the unordered pair {i, j} in dL/dẑ (both rows' terms).
+CONTRA_NCE_CLONES void tile_coefficients(float* x, std::int64_t r, std::int64_t c, float mu, const float* a,
+                                         const float* b) {
+  for (std::int64_t i = 0; i < r; ++i) {
+    float* xi = x + i * c;
+    const float ai = a[i];
+#pragma omp simd
+    for (std::int64_t j = 0; j < c; ++j) xi[j] = exp_nonpositive(xi[j] - mu) * (ai + b[j]);
+  }
 }
 
 // zh_i = z_i / max(|z_i|, eps), norms into nrm (when not null).
@@ -313,7 +358,8 @@ void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
 
   // 4. Negatives: dense blocks of every candidate, or the listed ones.
   Sums sums;
-  if (pairs.all) dense(emb, batch_neg, sums);
+  if (pairs.all && batch_neg && !keys_ && K_ == 0 && temperature_ >= min_symmetric_temperature) symmetric(sums);
+  else if (pairs.all) dense(emb, batch_neg, sums);
   else sparse(emb, pairs, sums);
   add_positive_gradients();
 
@@ -465,6 +511,115 @@ void InfoNce::dense(const contra::Embeddings& emb, bool batch_neg, Sums& sums) {
   sums.neg_sum += neg_sum;
   sums.pos_count += pos_count;
   sums.neg_count += neg_count;
+}
+
+// Pairs::all with batch negatives only and no momentum keys (SimCLR): S is
+// symmetric and so is the pair coefficient. Every s <= 1/T (unit rows), so a
+// fixed shift μ = 1/T replaces the row max. Pass 1 takes the tiles of the
+// upper triangle and adds E_ij = e^{s_ij − μ} of the negatives to both row i
+// and row j (a tile's row and column sums); the anchors' terms and
+// coefficients follow. Pass 2 recomputes each tile, forms H_ij = E_ij ·
+// (scale_i + scale_j) and adds H·ẑ_J to rows I and Hᵀ·ẑ_I to rows J. That is
+// two M×M×D products' worth of sgemm instead of three, on tiles that stay in
+// L2. Tiles are spread over the OpenMP team (sgemm runs single-threaded
+// inside it), each thread with its own row sums and dL/dẑ, summed at the end.
+void InfoNce::symmetric(Sums& sums) {
+  const std::int64_t M = M_, D = D_;
+  const float* zh = zhat_.data<float>();
+  const float mu = inv_t_;
+  const std::int64_t t = std::min(chunk_, M >= 2048 ? max_tile : max_tile / 2);
+  const std::int64_t nt = (M + t - 1) / t;
+  std::vector<std::pair<std::int32_t, std::int32_t>> tiles;
+  tiles.reserve(static_cast<std::size_t>(nt * (nt + 1) / 2));
+  for (std::int64_t I = 0; I < nt; ++I)
+    for (std::int64_t J = I; J < nt; ++J) tiles.emplace_back(static_cast<std::int32_t>(I), static_cast<std::int32_t>(J));
+  const std::int64_t ntiles = static_cast<std::int64_t>(tiles.size());
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(ntiles)));
+  tiles_.ensure({threads, t, t}, contra::DType::f32);
+  thread_sums_.assign(static_cast<std::size_t>(threads * M), 0.0);
+  float* tile_base = tiles_.data<float>();
+
+  // Same-sample pairs (the diagonal included) are not negatives: −inf.
+  auto mask = [&](float* x, std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj) {
+    for (std::int64_t ii = 0; ii < ni; ++ii) {
+      const std::int32_t g = group_of_[i0 + ii];
+      for (std::int32_t q = group_start_[g]; q < group_start_[g + 1]; ++q) {
+        const std::int64_t j = group_rows_[q];
+        if (j >= j0 && j < j0 + nj) x[ii * nj + (j - j0)] = neg_inf;
+      }
+    }
+  };
+
+  // Pass 1: Σ_n e^{s_in − μ} per row.
+#pragma omp parallel num_threads(threads)
+  {
+    const int th = omp_get_thread_num();
+    float* x = tile_base + th * t * t;
+    double* rs = thread_sums_.data() + th * M;
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t k = 0; k < ntiles; ++k) {
+      const std::int64_t i0 = tiles[k].first * t, j0 = tiles[k].second * t;
+      const std::int64_t ni = std::min(t, M - i0), nj = std::min(t, M - j0);
+      contra::sgemm(false, true, ni, nj, D, inv_t_, zh + i0 * D, D, zh + j0 * D, D, 0.0f, x, nj);
+      mask(x, i0, ni, j0, nj);
+      tile_sums(x, ni, nj, mu, rs + i0, i0 == j0 ? nullptr : rs + j0);
+    }
+  }
+  for (int th = 1; th < threads; ++th)
+    for (std::int64_t i = 0; i < M; ++i) thread_sums_[i] += thread_sums_[th * M + i];
+
+  // The anchors' terms, with m = μ; the metrics' negative sum in closed form:
+  // Σ_{n ∉ group(i)} ẑ_i·ẑ_n = ẑ_i · (Σ_all ẑ − Σ_group(i) ẑ).
+  scale_all_.assign(static_cast<std::size_t>(M), 0.0f);
+  const std::int64_t ngroups = static_cast<std::int64_t>(group_start_.size()) - 1;
+  std::vector<double> total(static_cast<std::size_t>(D), 0.0), group_sum(static_cast<std::size_t>(ngroups * D), 0.0);
+  for (std::int64_t i = 0; i < M; ++i)
+    for (std::int64_t k = 0; k < D; ++k) {
+      total[k] += zh[i * D + k];
+      group_sum[group_of_[i] * D + k] += zh[i * D + k];
+    }
+  for (std::int64_t i = 0; i < M; ++i) {
+    const std::int64_t p0 = pos_start_[i], P = pos_start_[i + 1] - p0;
+    if (P == 0) continue;
+    sums.loss += finish_row(&pos_s_[p0], &pos_g_[p0], P, mu, thread_sums_[i], &scale_all_[i]);
+    for (std::int64_t k = p0; k < p0 + P; ++k) sums.pos_sum += pos_s_[k];
+    sums.pos_count += P;
+    const std::int32_t g = group_of_[i];
+    double d = 0.0;
+    for (std::int64_t k = 0; k < D; ++k) d += zh[i * D + k] * (total[k] - group_sum[g * D + k]);
+    sums.neg_sum += d * inv_t_;
+    sums.neg_count += M - (group_start_[g + 1] - group_start_[g]);
+  }
+
+  // Pass 2: dL/dẑ from the coefficient tiles.
+  float* dzh = dzhat_.data<float>();
+  if (threads > 1) {
+    thread_dzhat_.ensure({threads - 1, M, D}, contra::DType::f32);
+    thread_dzhat_.zero();
+  }
+  const float* scale = scale_all_.data();
+#pragma omp parallel num_threads(threads)
+  {
+    const int th = omp_get_thread_num();
+    float* x = tile_base + th * t * t;
+    float* dz = th == 0 ? dzh : thread_dzhat_.data<float>() + (th - 1) * M * D;
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t k = 0; k < ntiles; ++k) {
+      const std::int64_t i0 = tiles[k].first * t, j0 = tiles[k].second * t;
+      const std::int64_t ni = std::min(t, M - i0), nj = std::min(t, M - j0);
+      contra::sgemm(false, true, ni, nj, D, inv_t_, zh + i0 * D, D, zh + j0 * D, D, 0.0f, x, nj);
+      mask(x, i0, ni, j0, nj);
+      tile_coefficients(x, ni, nj, mu, scale + i0, scale + j0);
+      contra::sgemm(false, false, ni, D, nj, alpha_, x, nj, zh + j0 * D, D, 1.0f, dz + i0 * D, D);
+      if (i0 != j0) contra::sgemm(true, false, nj, D, ni, alpha_, x, nj, zh + i0 * D, D, 1.0f, dz + j0 * D, D);
+    }
+  }
+  if (threads > 1) {
+    const float* extra = thread_dzhat_.data<float>();
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (std::int64_t i = 0; i < M; ++i)
+      for (int th = 1; th < threads; ++th) axpy(1.0f, extra + ((th - 1) * M + i) * D, dzh + i * D, D);
+  }
 }
 
 // Explicit negatives: exactly the listed batch rows (Pairs::negative) and

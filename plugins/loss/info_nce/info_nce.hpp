@@ -54,6 +54,7 @@ class InfoNce final : public contra::Loss {
   };
 
   void dense(const contra::Embeddings& emb, bool batch_negatives, Sums& sums);
+  void symmetric(Sums& sums);
   void sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, Sums& sums);
   void add_positive_gradients();
 
@@ -74,6 +75,11 @@ class InfoNce final : public contra::Loss {
   contra::Tensor dzhat_;  // [M, D] dL/dẑ
   contra::Tensor work_;   // [chunk, D] scratch of the gradient products
   std::vector<float> row_scale_;  // [chunk] ∂loss_i/∂s_in = row_scale_i · exp(s_in − max_i)
+  // Symmetric path: per thread a tile of S, its row/column sums, and dL/dẑ.
+  contra::Tensor tiles_;          // [threads, tile, tile]
+  contra::Tensor thread_dzhat_;   // [threads, M, D]
+  std::vector<double> thread_sums_;  // [threads, M]
+  std::vector<float> scale_all_;     // [M]
 
   // Rows grouped by sample: group_rows_[group_start_[g] .. group_start_[g+1]).
   std::vector<std::int32_t> group_of_, group_start_, group_rows_;
