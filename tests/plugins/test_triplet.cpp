@@ -434,3 +434,16 @@ TEST_CASE("triplet: refuses pairs without triplets with a usage error", "[plugin
                     "triplet: the batch of 4 rows has no (anchor, positive, negative) triplet; it needs at least "
                     "2 views per sample and 2 samples");
 }
+
+TEST_CASE("triplet: a batch in which the miner found no triplet gives zero loss and gradient", "[plugins][triplet]") {
+  contra::plugins::Triplet loss(contra::plugins::Triplet::schema().bind({}));
+  contra::Tensor z = contra::Tensor::empty({4, 2}, contra::DType::f32);
+  for (int i = 0; i < 8; ++i) z.data<float>()[i] = static_cast<float>(i);
+  std::vector<std::int64_t> sample{0, 1, 0, 1};
+  contra::Pairs none;
+  contra::LossResult out;
+  loss.compute(contra::Embeddings{z, &sample, nullptr, 2}, none, out);
+  CHECK(out.value == 0.0);
+  REQUIRE(out.grad.shape() == z.shape());
+  for (int i = 0; i < 8; ++i) CHECK(out.grad.data<float>()[i] == 0.0f);
+}

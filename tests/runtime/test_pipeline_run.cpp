@@ -174,3 +174,41 @@ TEST_CASE("pipeline: simclr_fashion_mnist with seed_resnet and a projection head
   INFO("first 10 steps " << mean(s.losses, 0, 10) << ", last 10 steps " << mean(s.losses, 30, 40));
   CHECK(mean(s.losses, 30, 40) < 0.95 * mean(s.losses, 0, 10));
 }
+
+TEST_CASE("pipeline: every mining pipeline runs on Fashion-MNIST and its loss falls", "[runtime][pipeline][e2e]") {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    WARN("SKIPPED: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+    return;
+  }
+  // Small and short: a narrow encoder, small batches, 40 steps, constant rate.
+  const std::vector<std::string> shrink{"encoder.width=8", "train.max_steps=40", "schedule.kind=\"constant\"",
+                                        "schedule.warmup_epochs=0"};
+  struct Case {
+    std::string pipeline;
+    std::vector<std::string> overrides;
+    std::size_t from;  // first window: steps [from, from + 10)
+  };
+  const std::vector<Case> cases{
+      {"triplet_semi_hard", {"sampler.batch_size=64"}, 0},
+      {"contrastive_margin", {"sampler.batch_size=64"}, 0},
+      // The queue must fill before the loss means the same thing from step to step.
+      {"moco_queue", {"sampler.batch_size=64", "memory.size=256", "memory.momentum=0.9"}, 10},
+      {"supcon", {"sampler.samples_per_class=6"}, 0},
+      {"hcl", {"sampler.batch_size=64"}, 0},
+      {"debiased", {"sampler.batch_size=64"}, 0},
+      {"neighbor_batches", {"sampler.batch_size=64", "sampler.refresh=10"}, 0},
+  };
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.pipeline) {
+      std::vector<std::string> o = shrink;
+      o.insert(o.end(), c.overrides.begin(), c.overrides.end());
+      PluginRegistry reg;
+      PipelineSpec spec = load_pipeline(std::string(CONTRA_SOURCE_DIR) + "/pipelines/" + c.pipeline + ".toml", o, reg);
+      RunSummary s = run_pipeline(spec, reg, RunOptions{});
+      REQUIRE(s.steps == 40);
+      INFO("steps " << c.from << "-" << c.from + 9 << ": " << mean(s.losses, c.from, c.from + 10)
+                    << ", steps 30-39: " << mean(s.losses, 30, 40));
+      CHECK(mean(s.losses, 30, 40) < mean(s.losses, c.from, c.from + 10));
+    }
+  }
+}

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <numeric>
 
 namespace contra::cli {
@@ -118,9 +119,23 @@ int run_command(const std::vector<std::string>& args) {
     std::fflush(stdout);
     Progress progress(spec.train.get<std::int64_t>("log_every"));
     runtime::RunOptions options;
-    options.on_step = [&](const runtime::StepReport& r) { progress(r); };
+    // Per-step figures of the last steps, averaged in the summary.
+    std::map<std::string, std::vector<double>> recent;
+    options.on_step = [&](const runtime::StepReport& r) {
+      progress(r);
+      if (r.metrics)
+        for (const auto& [k, v] : *r.metrics) {
+          auto& q = recent[k];
+          q.push_back(v);
+          if (q.size() > 10) q.erase(q.begin());
+        }
+    };
     runtime::RunSummary s = runtime::run_pipeline(spec, registry, options);
     std::printf("\n%s", runtime::format_stage_table(s).c_str());
+    if (!recent.empty()) {
+      std::printf("figures of the loss and the miner, mean of the last %zu steps:\n", recent.begin()->second.size());
+      for (const auto& [k, q] : recent) std::printf("  %-30s %.4g\n", k.c_str(), mean_of(q, 0, q.size()));
+    }
     std::size_t n = s.losses.size(), k = std::min<std::size_t>(10, n / 2);
     if (k > 0)
       std::printf("loss: mean of the first %zu steps %.4f, of the last %zu steps %.4f\n", k,

@@ -63,6 +63,17 @@ void Triplet::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
     throw contra::UsageError(
         "triplet: Pairs::all together with explicit triplets or pairs is ambiguous; a miner sets one or the "
         "other");
+  if (!all && pairs.triplets.empty() && pairs.positive.empty() && pairs.negative.empty()) {
+    // A triplet miner may find nothing in a batch (every triplet already
+    // satisfied): no loss, no gradient, and the run goes on.
+    out.value = 0.0;
+    out.grad.ensure(emb.z.shape(), contra::DType::f32);
+    out.grad.zero();
+    out.metrics.clear();
+    out.metrics.emplace_back("triplets", 0.0);
+    out.metrics.emplace_back("active_triplets", 0.0);
+    return;
+  }
   if (!all && pairs.triplets.empty())
     throw contra::UsageError(
         "triplet: needs triplets: use a triplet miner (e.g. batch_all, batch_hard or semi_hard), or the "
