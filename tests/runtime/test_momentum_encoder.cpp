@@ -1,0 +1,62 @@
+// The momentum encoder a memory asks for: an exact copy at the start, then
+// θ_k ← m·θ_k + (1 − m)·θ_q after every step, and its keys in the embeddings.
+#include "plugins/registry.hpp"
+#include "train/trainer.hpp"
+
+#include "layer_check.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace contra;
+using namespace contra::runtime;
+
+namespace {
+template <class Role>
+std::shared_ptr<Role> make(PluginRegistry& reg, PluginKind kind, const std::string& name,
+                           std::initializer_list<std::pair<std::string, Value>> values) {
+  const PluginRecord* rec = reg.find(kind, name);
+  REQUIRE(rec != nullptr);
+  return reg.create<Role>(*rec, rec->schema.bind(values));
+}
+}  // namespace
+
+TEST_CASE("momentum encoder: starts as a copy and follows the encoder by EMA", "[runtime][memory]") {
+  PluginRegistry reg;
+  reg.scan_directory(CONTRA_PLUGIN_DIR);
+  TrainerParts parts;
+  parts.encoder = make<Encoder>(reg, PluginKind::encoder, "mlp", {{"hidden", std::vector<std::int64_t>{6}}, {"output", 4}});
+  parts.momentum_encoder =
+      make<Encoder>(reg, PluginKind::encoder, "mlp", {{"hidden", std::vector<std::int64_t>{6}}, {"output", 4}});
+  parts.memory = make<Memory>(reg, PluginKind::memory, "queue", {{"size", 8}, {"momentum", 0.75}});
+  parts.miner = make<Miner>(reg, PluginKind::miner, "all_pairs", {});
+  parts.loss = make<Loss>(reg, PluginKind::loss, "info_nce", {});
+  parts.optimizer = make<Optimizer>(reg, PluginKind::optimizer, "sgd", {{"lr", 0.5}, {"momentum", 0.0}});
+  Trainer trainer(parts, EncoderContext{Shape{1, 2, 2}, 3}, MemoryContext{0, 100, nullptr, 3});
+
+  auto q = parts.encoder->parameters();
+  auto k = parts.momentum_encoder->parameters();
+  REQUIRE(q.size() == k.size());
+  for (std::size_t i = 0; i < q.size(); ++i)
+    for (std::int64_t j = 0; j < q[i]->value.numel(); ++j)
+      REQUIRE(k[i]->value.data<float>()[j] == q[i]->value.data<float>()[j]);
+
+  Batch b;
+  b.ids = {10, 11, 12, 13};
+  b.views = 2;
+  b.images = test::random_tensor({8, 1, 2, 2}, 4);
+  std::vector<Tensor> before_k;
+  for (auto* p : k) before_k.push_back(p->value.clone());
+  trainer.step(b, 0);
+  CHECK(trainer.last_embeddings().keys.defined());
+  CHECK(trainer.last_embeddings().keys.shape() == Shape{8, 4});
+  for (std::size_t i = 0; i < q.size(); ++i)
+    for (std::int64_t j = 0; j < q[i]->value.numel(); ++j) {
+      float want = 0.75f * before_k[i].data<float>()[j] + 0.25f * q[i]->value.data<float>()[j];
+      REQUIRE(k[i]->value.data<float>()[j] == Approx(want).epsilon(1e-6));
+    }
+  // The queue took the last view's keys: 4 of its 8 slots are filled.
+  const MemoryView& view = parts.memory->view();
+  int filled = 0;
+  for (auto id : *view.ids) filled += id >= 0;
+  CHECK(filled == 4);
+}
