@@ -14,6 +14,7 @@ const char* kind_name(PluginKind k) noexcept {
     case PluginKind::loss: return "loss";
     case PluginKind::optimizer: return "optimizer";
     case PluginKind::memory: return "memory";
+    case PluginKind::evaluator: return "evaluator";
   }
   return "unknown";
 }

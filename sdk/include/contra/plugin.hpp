@@ -11,6 +11,7 @@
 
 #include <contra/roles/augmentation.hpp>
 #include <contra/roles/encoder.hpp>
+#include <contra/roles/evaluator.hpp>
 #include <contra/roles/loss.hpp>
 #include <contra/roles/memory.hpp>
 #include <contra/roles/miner.hpp>
@@ -85,6 +86,8 @@ template <class T, class Role, PluginKind K> constexpr PluginEntry entry() {
 #define CONTRA_ENCODER(T) ::contra::detail::entry<T, ::contra::Encoder, ::contra::PluginKind::encoder>()
 #define CONTRA_MINER(T) ::contra::detail::entry<T, ::contra::Miner, ::contra::PluginKind::miner>()
 #define CONTRA_LOSS(T) ::contra::detail::entry<T, ::contra::Loss, ::contra::PluginKind::loss>()
+#define CONTRA_EVALUATOR(T) \
+  ::contra::detail::entry<T, ::contra::Evaluator, ::contra::PluginKind::evaluator>()
 #define CONTRA_MEMORY(T) ::contra::detail::entry<T, ::contra::Memory, ::contra::PluginKind::memory>()
 #define CONTRA_OPTIMIZER(T) \
   ::contra::detail::entry<T, ::contra::Optimizer, ::contra::PluginKind::optimizer>()

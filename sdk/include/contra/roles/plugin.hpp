@@ -15,6 +15,7 @@ enum class PluginKind : std::uint32_t {
   loss = 6,
   optimizer = 7,
   memory = 8,
+  evaluator = 9,
 };
 
 /// "source", "augmentation", ...; "unknown" for values this SDK does not know.
