@@ -1,0 +1,5 @@
+#include "linear_probe.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_EVALUATOR(contra::plugins::LinearProbe))
