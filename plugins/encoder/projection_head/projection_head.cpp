@@ -43,6 +43,12 @@ std::vector<contra::Parameter*> ProjectionHead::parameters() {
   return out;
 }
 
+std::vector<std::pair<std::string, contra::Tensor*>> ProjectionHead::buffers() {
+  std::vector<std::pair<std::string, contra::Tensor*>> out;
+  net_.buffers(out);
+  return out;
+}
+
 const contra::Tensor& ProjectionHead::forward(const contra::Tensor& x, contra::Mode mode) {
   if (!built_) throw contra::UsageError("projection_head: forward() called before build()");
   if (x.rank() != 2 || x.dim(1) != input_)

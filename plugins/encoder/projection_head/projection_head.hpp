@@ -16,6 +16,7 @@ class ProjectionHead final : public contra::Encoder {
   void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return output_; }
   std::vector<contra::Parameter*> parameters() override;
+  std::vector<std::pair<std::string, contra::Tensor*>> buffers() override;
   const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override;
   const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad) override;
 

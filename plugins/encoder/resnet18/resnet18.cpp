@@ -89,6 +89,12 @@ std::vector<contra::Parameter*> ResNet18::parameters() {
   return out;
 }
 
+std::vector<std::pair<std::string, contra::Tensor*>> ResNet18::buffers() {
+  std::vector<std::pair<std::string, contra::Tensor*>> out;
+  net_.buffers(out);
+  return out;
+}
+
 const contra::Tensor& ResNet18::forward(const contra::Tensor& x, contra::Mode mode) {
   if (!built_) throw contra::UsageError("resnet18: forward() called before build()");
   if (x.rank() != 4 || x.dim(1) != channels_)

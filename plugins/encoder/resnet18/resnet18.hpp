@@ -38,6 +38,7 @@ class ResNet18 final : public contra::Encoder {
   void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return 8 * width_; }
   std::vector<contra::Parameter*> parameters() override;
+  std::vector<std::pair<std::string, contra::Tensor*>> buffers() override;
   const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override;
   const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad) override;
 

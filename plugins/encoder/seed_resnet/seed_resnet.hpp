@@ -18,8 +18,7 @@ class SeedResNet final : public contra::Encoder {
   const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override;
   const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad) override;
 
-  /// Batch-norm running statistics, for checkpoints.
-  std::vector<std::pair<std::string, contra::Tensor*>> buffers();
+  std::vector<std::pair<std::string, contra::Tensor*>> buffers() override;
 
  private:
   std::int64_t width_, output_;

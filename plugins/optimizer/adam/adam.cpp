@@ -44,7 +44,7 @@ void Adam::configure(const std::vector<contra::Parameter*>& params) {
     v_[i] = contra::Tensor::zeros(q->value.shape(), contra::DType::f32);
   }
   configured_ = true;
-  t_ = 0;
+  t_.data<std::int64_t>()[0] = 0;
 }
 
 void Adam::step(const contra::OptimizerStep& s) {
@@ -53,10 +53,10 @@ void Adam::step(const contra::OptimizerStep& s) {
     if (q->grad.shape() != q->value.shape())
       throw contra::UsageError("adam: gradient of parameter '" + q->name + "' has shape " +
                                q->grad.shape().str() + ", the parameter " + q->value.shape().str());
-  ++t_;
+  const std::int64_t t = ++t_.data<std::int64_t>()[0];
   const double lr = lr_ * s.lr_scale;
-  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t_));
-  const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t_));
+  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
+  const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
   // w -= step_size * m / (sqrt(v) / sqrt(bc2) + eps), as PyTorch computes it.
   const float step_size = static_cast<float>(lr / bc1);
   const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
@@ -81,6 +81,18 @@ void Adam::step(const contra::OptimizerStep& s) {
     }
   }
   last_lr_ = lr;
+}
+
+}  // namespace contra::plugins
+
+namespace contra::plugins {
+
+void Adam::state(std::vector<std::pair<std::string, contra::Tensor*>>& out) {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back(params_[i]->name + ".exp_avg", &m_[i]);
+    out.emplace_back(params_[i]->name + ".exp_avg_sq", &v_[i]);
+  }
+  out.emplace_back("step", &t_);
 }
 
 }  // namespace contra::plugins

@@ -27,13 +27,15 @@ class AdamW final : public contra::Optimizer {
   /// UsageError before configure() or when a gradient's shape differs from
   /// its parameter's.
   void step(const contra::OptimizerStep& s) override;
+  /// "<param>.exp_avg", "<param>.exp_avg_sq" per parameter, and "step" (t).
+  void state(std::vector<std::pair<std::string, contra::Tensor*>>& out) override;
   double learning_rate() const override { return last_lr_; }
 
  private:
   double lr_, beta1_, beta2_, eps_, weight_decay_;
   double last_lr_;
   bool configured_ = false;
-  std::int64_t t_ = 0;  // steps taken since configure()
+  contra::Tensor t_ = contra::Tensor::zeros({1}, contra::DType::i64);  // steps taken since configure()
   std::vector<contra::Parameter*> params_;
   std::vector<contra::Tensor> m_;  // first moment estimates, one per parameter
   std::vector<contra::Tensor> v_;  // second moment estimates, one per parameter

@@ -141,3 +141,12 @@ void Lars::step(const contra::OptimizerStep& s) {
 }
 
 }  // namespace contra::plugins
+
+namespace contra::plugins {
+
+void Lars::state(std::vector<std::pair<std::string, contra::Tensor*>>& out) {
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (buffers_[i].defined()) out.emplace_back(params_[i]->name + ".momentum_buffer", &buffers_[i]);
+}
+
+}  // namespace contra::plugins

@@ -25,6 +25,8 @@ class Lars final : public contra::Optimizer {
   /// before configure() or when a gradient's shape differs from its
   /// parameter's.
   void step(const contra::OptimizerStep& s) override;
+  /// "<param>.momentum_buffer" per parameter (with momentum).
+  void state(std::vector<std::pair<std::string, contra::Tensor*>>& out) override;
   double learning_rate() const override { return last_lr_; }
 
   /// Trust ratio of the last step for parameter i (1 for decay = false), for

@@ -60,14 +60,14 @@ void Sgd::configure(const std::vector<contra::Parameter*>& params) {
     if (momentum_ > 0.0) buffers_[i].ensure(q->value.shape(), contra::DType::f32);
   }
   configured_ = true;
-  has_buffers_ = false;
+  steps_.data<std::int64_t>()[0] = 0;
 }
 
 void Sgd::step(const contra::OptimizerStep& s) {
   if (!configured_) throw contra::UsageError("sgd: step() called before configure()");
   const float lr = static_cast<float>(lr_ * s.lr_scale);
   const float mu = static_cast<float>(momentum_);
-  const bool first = !has_buffers_;
+  const bool first = steps_.data<std::int64_t>()[0] == 0;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     contra::Parameter& q = *params_[i];
     if (q.grad.shape() != q.value.shape())
@@ -112,8 +112,18 @@ void Sgd::step(const contra::OptimizerStep& s) {
       }
     }
   }
-  has_buffers_ = momentum_ > 0.0;
+  ++steps_.data<std::int64_t>()[0];
   last_lr_ = lr_ * s.lr_scale;
+}
+
+}  // namespace contra::plugins
+
+namespace contra::plugins {
+
+void Sgd::state(std::vector<std::pair<std::string, contra::Tensor*>>& out) {
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (buffers_[i].defined()) out.emplace_back(params_[i]->name + ".momentum_buffer", &buffers_[i]);
+  out.emplace_back("step", &steps_);
 }
 
 }  // namespace contra::plugins

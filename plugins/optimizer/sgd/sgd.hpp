@@ -23,6 +23,8 @@ class Sgd final : public contra::Optimizer {
   /// w -= lr * s.lr_scale * update (see README). Throws UsageError before
   /// configure() or when a gradient's shape differs from its parameter's.
   void step(const contra::OptimizerStep& s) override;
+  /// "<param>.momentum_buffer" per parameter (with momentum), and "step".
+  void state(std::vector<std::pair<std::string, contra::Tensor*>>& out) override;
   double learning_rate() const override { return last_lr_; }
 
  private:
@@ -30,7 +32,8 @@ class Sgd final : public contra::Optimizer {
   bool nesterov_;
   double last_lr_;
   bool configured_ = false;
-  bool has_buffers_ = false;  // momentum buffers hold a first gradient
+  // Steps taken; the momentum buffers hold a first gradient once it is > 0.
+  contra::Tensor steps_ = contra::Tensor::zeros({1}, contra::DType::i64);
   std::vector<contra::Parameter*> params_;
   std::vector<contra::Tensor> buffers_;  // momentum buffers, one per parameter
 };

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace contra {
@@ -44,6 +45,10 @@ class Encoder : public Plugin {
   virtual std::int64_t output_dim() const = 0;
   /// Parameters, in a stable order; valid after build().
   virtual std::vector<Parameter*> parameters() = 0;
+
+  /// Non-trainable state a checkpoint must keep (batch-norm running
+  /// statistics), named and in a stable order; valid after build().
+  virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
 
   /// x: [N, C, H, W] or [N, D] f32. Returns [N, output_dim()] f32, valid until
   /// the next forward(). In train mode, keeps what backward() needs.

@@ -6,6 +6,8 @@
 #include <contra/roles/plugin.hpp>
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace contra {
@@ -24,6 +26,11 @@ class Optimizer : public Plugin {
   virtual void step(const OptimizerStep& s) = 0;
   /// Learning rate the last step used (base rate × schedule), for logging.
   virtual double learning_rate() const = 0;
+
+  /// Named tensors of its state (moment estimates, step counts), valid after
+  /// configure(), for checkpoints: a resumed run restores them in place, so
+  /// that it continues exactly. Scalars are one-element tensors.
+  virtual void state(std::vector<std::pair<std::string, Tensor*>>& out) { (void)out; }
 };
 
 }  // namespace contra
