@@ -90,30 +90,45 @@ CONTRA_NCE_CLONES double exp_shift_sum(float* x, std::int64_t n, float m) {
 }
 
 // Symmetric path, pass 1, on a tile x (r × c, row-major) of similarities:
-// E = exp(x − mu) (masked −inf entries 0); rowsum[i] += Σ_j E_ij and, for a
-// tile off the diagonal, colsum[j] += Σ_i E_ij.
+// E = exp(x − mu) (masked −inf entries 0), written over x; rowsum[i] += Σ_j E_ij
+// and, for a tile off the diagonal, colsum[j] += Σ_i E_ij.
 constexpr std::int64_t max_tile = 256;
-CONTRA_NCE_CLONES void tile_sums(const float* x, std::int64_t r, std::int64_t c, float mu, double* rowsum,
+CONTRA_NCE_CLONES void tile_sums(float* x, std::int64_t r, std::int64_t c, float mu, double* rowsum,
                                  double* colsum) {
   float cs[max_tile] = {};
   for (std::int64_t i = 0; i < r; ++i) {
-    const float* xi = x + i * c;
+    float* xi = x + i * c;
     float s = 0.0f;
     if (colsum) {
 #pragma omp simd reduction(+ : s)
       for (std::int64_t j = 0; j < c; ++j) {
         const float e = exp_nonpositive(xi[j] - mu);
+        xi[j] = e;
         s += e;
         cs[j] += e;
       }
     } else {
 #pragma omp simd reduction(+ : s)
-      for (std::int64_t j = 0; j < c; ++j) s += exp_nonpositive(xi[j] - mu);
+      for (std::int64_t j = 0; j < c; ++j) {
+        const float e = exp_nonpositive(xi[j] - mu);
+        xi[j] = e;
+        s += e;
+      }
     }
     rowsum[i] += s;
   }
   if (colsum)
     for (std::int64_t j = 0; j < c; ++j) colsum[j] += cs[j];
+}
+
+// Symmetric path, pass 2 on a tile kept from pass 1: x_ij ← E_ij · (a_i + b_j).
+CONTRA_NCE_CLONES void tile_scale(float* x, std::int64_t r, std::int64_t c, const float* a, const float* b) {
+  for (std::int64_t i = 0; i < r; ++i) {
+    float* xi = x + i * c;
+    const float ai = a[i];
+#pragma omp simd
+    for (std::int64_t j = 0; j < c; ++j) xi[j] *= ai + b[j];
+  }
 }
 
 // Symmetric path, pass 2: x_ij ← exp(x_ij − mu) · (a_i + b_j), the coefficient of
@@ -521,8 +536,10 @@ void InfoNce::dense(const contra::Embeddings& emb, bool batch_neg, Sums& sums) {
 // coefficients follow. Pass 2 recomputes each tile, forms H_ij = E_ij ·
 // (scale_i + scale_j) and adds H·ẑ_J to rows I and Hᵀ·ẑ_I to rows J. That is
 // two M×M×D products' worth of sgemm instead of three, on tiles that stay in
-// L2. Tiles are spread over the OpenMP team (sgemm runs single-threaded
-// inside it), each thread with its own row sums and dL/dẑ, summed at the end.
+// L2. As many pass-1 tiles as fit in chunk × M floats keep their E for pass
+// 2 (no second product nor exp for them: 1.5 products' worth when 2N <= 2 chunk).
+// Tiles are spread over the OpenMP team (sgemm runs single-threaded inside
+// it), each thread with its own row sums and dL/dẑ, summed at the end.
 void InfoNce::symmetric(Sums& sums) {
   const std::int64_t M = M_, D = D_;
   const float* zh = zhat_.data<float>();
@@ -535,9 +552,13 @@ void InfoNce::symmetric(Sums& sums) {
     for (std::int64_t J = I; J < nt; ++J) tiles.emplace_back(static_cast<std::int32_t>(I), static_cast<std::int32_t>(J));
   const std::int64_t ntiles = static_cast<std::int64_t>(tiles.size());
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(ntiles)));
-  tiles_.ensure({threads, t, t}, contra::DType::f32);
+  // Tiles [0, cached) live in tiles_ from pass 1 to pass 2; the others are
+  // recomputed in one scratch tile per thread after them.
+  const std::int64_t cached = std::min(ntiles, std::max<std::int64_t>(0, std::min(chunk_, M) * M / (t * t) - threads));
+  tiles_.ensure({cached + threads, t, t}, contra::DType::f32);
   thread_sums_.assign(static_cast<std::size_t>(threads * M), 0.0);
   float* tile_base = tiles_.data<float>();
+  auto tile_of = [&](std::int64_t k, int th) { return tile_base + (k < cached ? k : cached + th) * t * t; };
 
   // Same-sample pairs (the diagonal included) are not negatives: −inf.
   auto mask = [&](float* x, std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj) {
@@ -554,12 +575,12 @@ void InfoNce::symmetric(Sums& sums) {
 #pragma omp parallel num_threads(threads)
   {
     const int th = omp_get_thread_num();
-    float* x = tile_base + th * t * t;
     double* rs = thread_sums_.data() + th * M;
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t k = 0; k < ntiles; ++k) {
       const std::int64_t i0 = tiles[k].first * t, j0 = tiles[k].second * t;
       const std::int64_t ni = std::min(t, M - i0), nj = std::min(t, M - j0);
+      float* x = tile_of(k, th);
       contra::sgemm(false, true, ni, nj, D, inv_t_, zh + i0 * D, D, zh + j0 * D, D, 0.0f, x, nj);
       mask(x, i0, ni, j0, nj);
       tile_sums(x, ni, nj, mu, rs + i0, i0 == j0 ? nullptr : rs + j0);
@@ -601,15 +622,19 @@ void InfoNce::symmetric(Sums& sums) {
 #pragma omp parallel num_threads(threads)
   {
     const int th = omp_get_thread_num();
-    float* x = tile_base + th * t * t;
     float* dz = th == 0 ? dzh : thread_dzhat_.data<float>() + (th - 1) * M * D;
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t k = 0; k < ntiles; ++k) {
       const std::int64_t i0 = tiles[k].first * t, j0 = tiles[k].second * t;
       const std::int64_t ni = std::min(t, M - i0), nj = std::min(t, M - j0);
-      contra::sgemm(false, true, ni, nj, D, inv_t_, zh + i0 * D, D, zh + j0 * D, D, 0.0f, x, nj);
-      mask(x, i0, ni, j0, nj);
-      tile_coefficients(x, ni, nj, mu, scale + i0, scale + j0);
+      float* x = tile_of(k, th);
+      if (k < cached) {
+        tile_scale(x, ni, nj, scale + i0, scale + j0);
+      } else {
+        contra::sgemm(false, true, ni, nj, D, inv_t_, zh + i0 * D, D, zh + j0 * D, D, 0.0f, x, nj);
+        mask(x, i0, ni, j0, nj);
+        tile_coefficients(x, ni, nj, mu, scale + i0, scale + j0);
+      }
       contra::sgemm(false, false, ni, D, nj, alpha_, x, nj, zh + j0 * D, D, 1.0f, dz + i0 * D, D);
       if (i0 != j0) contra::sgemm(true, false, nj, D, ni, alpha_, x, nj, zh + i0 * D, D, 1.0f, dz + j0 * D, D);
     }
