@@ -593,23 +593,25 @@ void InfoNce::symmetric(Sums& sums) {
   // Σ_{n ∉ group(i)} ẑ_i·ẑ_n = ẑ_i · (Σ_all ẑ − Σ_group(i) ẑ).
   scale_all_.assign(static_cast<std::size_t>(M), 0.0f);
   const std::int64_t ngroups = static_cast<std::int64_t>(group_start_.size()) - 1;
-  std::vector<double> total(static_cast<std::size_t>(D), 0.0), group_sum(static_cast<std::size_t>(ngroups * D), 0.0);
+  std::vector<double> total(static_cast<std::size_t>(D), 0.0), rest(static_cast<std::size_t>(D));
   for (std::int64_t i = 0; i < M; ++i)
-    for (std::int64_t k = 0; k < D; ++k) {
-      total[k] += zh[i * D + k];
-      group_sum[group_of_[i] * D + k] += zh[i * D + k];
+    for (std::int64_t k = 0; k < D; ++k) total[k] += zh[i * D + k];
+  for (std::int64_t g = 0; g < ngroups; ++g) {
+    rest = total;  // Σ_all ẑ − Σ_group ẑ
+    for (std::int32_t q = group_start_[g]; q < group_start_[g + 1]; ++q)
+      for (std::int64_t k = 0; k < D; ++k) rest[k] -= zh[group_rows_[q] * D + k];
+    for (std::int32_t q = group_start_[g]; q < group_start_[g + 1]; ++q) {
+      const std::int64_t i = group_rows_[q];
+      const std::int64_t p0 = pos_start_[i], P = pos_start_[i + 1] - p0;
+      if (P == 0) continue;
+      sums.loss += finish_row(&pos_s_[p0], &pos_g_[p0], P, mu, thread_sums_[i], &scale_all_[i]);
+      for (std::int64_t k = p0; k < p0 + P; ++k) sums.pos_sum += pos_s_[k];
+      sums.pos_count += P;
+      double d = 0.0;
+      for (std::int64_t k = 0; k < D; ++k) d += zh[i * D + k] * rest[k];
+      sums.neg_sum += d * inv_t_;
+      sums.neg_count += M - (group_start_[g + 1] - group_start_[g]);
     }
-  for (std::int64_t i = 0; i < M; ++i) {
-    const std::int64_t p0 = pos_start_[i], P = pos_start_[i + 1] - p0;
-    if (P == 0) continue;
-    sums.loss += finish_row(&pos_s_[p0], &pos_g_[p0], P, mu, thread_sums_[i], &scale_all_[i]);
-    for (std::int64_t k = p0; k < p0 + P; ++k) sums.pos_sum += pos_s_[k];
-    sums.pos_count += P;
-    const std::int32_t g = group_of_[i];
-    double d = 0.0;
-    for (std::int64_t k = 0; k < D; ++k) d += zh[i * D + k] * (total[k] - group_sum[g * D + k]);
-    sums.neg_sum += d * inv_t_;
-    sums.neg_count += M - (group_start_[g + 1] - group_start_[g]);
   }
 
   // Pass 2: dL/dẑ from the coefficient tiles.

@@ -30,7 +30,9 @@ namespace contra::plugins {
 ///
 /// Similarities are computed `chunk` anchor rows at a time (sgemm), with the
 /// row operations fused in one vectorised pass, so memory stays
-/// O(chunk × (M + K)) floats.
+/// O(chunk × (M + K)) floats; plain NT-Xent (no memory, no keys) runs on
+/// symmetric tiles of S = ẐẐᵀ instead (1.5 to 2 products' worth of sgemm
+/// instead of 3).
 class InfoNce final : public contra::Loss {
  public:
   static contra::Schema schema();
@@ -40,8 +42,9 @@ class InfoNce final : public contra::Loss {
   /// z.memory (optional) keys [K, D]. Writes the value, dL/dz (out.grad,
   /// [M, D]) and the metrics "pos_sim" and "neg_sim" (mean cosine similarity
   /// of the (anchor, positive) and (anchor, negative) pairs that enter the
-  /// loss). Runs row blocks on the calling thread's OpenMP team. Allocates
-  /// only when a size grows.
+  /// loss). Runs row blocks or tiles on the calling thread's OpenMP team.
+  /// Its large buffers (similarities, M × D) are allocated when a size grows
+  /// and reused; per call it allocates only O(M) index lists.
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 
