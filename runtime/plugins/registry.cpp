@@ -38,11 +38,20 @@ bool known_kind(PluginKind k) { return std::strcmp(kind_name(k), "unknown") != 0
 
 }  // namespace
 
+#ifndef CONTRA_INSTALL_PLUGIN_DIR_FROM_BIN
+#define CONTRA_INSTALL_PLUGIN_DIR_FROM_BIN "../lib/contra/plugins"
+#endif
+
 fs::path default_plugin_dir() {
   std::error_code ec;
   fs::path exe = boost::dll::program_location(ec);
   if (ec) return {};
-  return (exe.parent_path() / ".." / "plugins").lexically_normal();
+  const fs::path bin = exe.parent_path();
+  // Installed: <prefix>/bin/contra and <prefix>/lib/contra/plugins.
+  fs::path installed = (bin / CONTRA_INSTALL_PLUGIN_DIR_FROM_BIN).lexically_normal();
+  if (fs::is_directory(installed, ec)) return installed;
+  // Build tree: build/bin/contra and build/plugins.
+  return (bin / ".." / "plugins").lexically_normal();
 }
 
 std::vector<fs::path> env_plugin_dirs() {
@@ -134,6 +143,9 @@ void PluginRegistry::add_library(const fs::path& file) {
     } catch (const std::exception& ex) {
       throw PluginError(name + ": the schema of its " + kind_name(e.kind) + " plugin #" + std::to_string(i) +
                         " is invalid: " + ex.what());
+    } catch (...) {
+      throw PluginError(name + ": the schema of its " + kind_name(e.kind) + " plugin #" + std::to_string(i) +
+                        " is invalid: schema() threw something that is not a std::exception");
     }
     found.push_back({e.kind, schema.name(), std::move(schema), file, &e, lib});
   }

@@ -34,7 +34,9 @@ struct LibraryProblem {
   std::string message;  ///< complete sentence naming the library
 };
 
-/// The plugin directory of a build or install: `<dir of the running program>/../plugins`.
+/// The plugin directory of an install or a build, found from the running
+/// program's folder: `<bin>/../lib/contra/plugins` when it exists (an
+/// installed contra, `cmake --install`), else `<bin>/../plugins` (a build tree).
 std::filesystem::path default_plugin_dir();
 
 /// Directories from CONTRA_PLUGIN_PATH (colon-separated); empty entries skipped.

@@ -8,7 +8,14 @@
 # --no-undefined so that a missing symbol fails the build, not the run.
 # TESTS become the test executable test_<kind>_<name>; TEST_LIBRARIES are
 # linked into it too (e.g. other plugins' object libraries for a short
-# training run).
+# training run). `cmake --install` puts the library into
+# <prefix>/lib/contra/plugins (ContraInstall.cmake).
+#
+# The rules shared with out-of-tree plugins (visibility, --no-undefined, file
+# name) are in ContraPluginTarget.cmake; the installed package's
+# contra_add_plugin() is in ContraAddPlugin.cmake.
+include(${CMAKE_CURRENT_LIST_DIR}/ContraPluginTarget.cmake)
+
 function(contra_add_plugin name)
   cmake_parse_arguments(ARG "" "KIND;MANIFEST" "SOURCES;LIBRARIES;TESTS;TEST_LIBRARIES" ${ARGN})
   if(NOT ARG_KIND OR NOT ARG_MANIFEST)
@@ -31,15 +38,11 @@ function(contra_add_plugin name)
   target_include_directories(${obj} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   set_target_properties(${obj} PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 
-  set(lib contra_${ARG_KIND}_${name})
+  contra_plugin_output_name(lib ${name} KIND ${ARG_KIND})
   add_library(${lib} MODULE ${ARG_MANIFEST})
   target_link_libraries(${lib} PRIVATE ${obj} contra_sdk ${ARG_LIBRARIES})
-  target_link_options(${lib} PRIVATE LINKER:--no-undefined)
-  set_target_properties(${lib} PROPERTIES
-    PREFIX "lib"
-    CXX_VISIBILITY_PRESET hidden
-    VISIBILITY_INLINES_HIDDEN ON
-    LIBRARY_OUTPUT_DIRECTORY ${CONTRA_PLUGIN_OUTPUT_DIRECTORY})
+  contra_plugin_target_properties(${lib} OUTPUT_NAME ${lib})
+  set_target_properties(${lib} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${CONTRA_PLUGIN_OUTPUT_DIRECTORY})
   set_property(GLOBAL APPEND PROPERTY CONTRA_PLUGIN_TARGETS ${lib})
   # tests/CMakeLists.txt turns these into test_<kind>_<name> executables.
   if(ARG_TESTS)

@@ -1,0 +1,67 @@
+# contra_add_plugin() for plugins built outside contra's source tree, against
+# the installed SDK. find_package(contra) includes this file.
+#
+# contra_add_plugin(name SOURCES a.cpp ...
+#                   [KIND kind] [LIBRARIES lib ...]
+#                   [OUTPUT_DIRECTORY dir] [INSTALL_DESTINATION dir | NO_INSTALL])
+#
+# Builds the MODULE library `name` from SOURCES, one of which holds
+# CONTRA_PLUGIN_LIBRARY(...). The file is lib<name>.so, or
+# libcontra_<kind>_<name>.so with KIND (contra's own convention), written to
+# OUTPUT_DIRECTORY (default: <build>/plugins), so that
+#     CONTRA_PLUGIN_PATH=<build>/plugins contra run my.toml
+# finds it. Hidden visibility, --no-undefined, linked to contra::sdk and
+# LIBRARIES.
+#
+# SOURCES are also compiled once into the object library `name_objects`: link
+# it into a test executable to test the plugin's classes directly, e.g.
+#     add_executable(test_x test_x.cpp)
+#     target_link_libraries(test_x PRIVATE x_objects Catch2::Catch2WithMain)
+#
+# `cmake --install` puts the library into INSTALL_DESTINATION (default
+# lib/contra/plugins under the install prefix): installed into the prefix
+# contra itself was installed to, the plugin is found without any setting.
+include_guard(GLOBAL)
+include(${CMAKE_CURRENT_LIST_DIR}/ContraPluginTarget.cmake)
+
+function(contra_add_plugin name)
+  cmake_parse_arguments(ARG "NO_INSTALL" "KIND;OUTPUT_DIRECTORY;INSTALL_DESTINATION" "SOURCES;LIBRARIES" ${ARGN})
+  if(NOT ARG_SOURCES)
+    message(FATAL_ERROR "contra_add_plugin(${name}): SOURCES is required")
+  endif()
+  if(ARG_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "contra_add_plugin(${name}): unknown arguments: ${ARG_UNPARSED_ARGUMENTS}")
+  endif()
+  if(NOT TARGET contra::sdk)
+    message(FATAL_ERROR "contra_add_plugin(${name}): call find_package(contra) first")
+  endif()
+  if(ARG_KIND)
+    contra_plugin_output_name(output ${name} KIND ${ARG_KIND})
+  else()
+    contra_plugin_output_name(output ${name})
+  endif()
+  if(NOT ARG_OUTPUT_DIRECTORY)
+    set(ARG_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/plugins)
+  endif()
+
+  add_library(${name}_objects OBJECT ${ARG_SOURCES})
+  target_link_libraries(${name}_objects PUBLIC contra::sdk ${ARG_LIBRARIES})
+  target_include_directories(${name}_objects PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+  set_target_properties(${name}_objects PROPERTIES
+    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON POSITION_INDEPENDENT_CODE ON)
+
+  add_library(${name} MODULE $<TARGET_OBJECTS:${name}_objects>)
+  target_link_libraries(${name} PRIVATE contra::sdk ${ARG_LIBRARIES})
+  contra_plugin_target_properties(${name} OUTPUT_NAME ${output})
+  set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
+  if(CONTRA_LIBRARY_DIR)
+    # Installed plugins find libcontra_sdk where contra was installed.
+    set_target_properties(${name} PROPERTIES INSTALL_RPATH "${CONTRA_LIBRARY_DIR}")
+  endif()
+  if(NOT ARG_NO_INSTALL)
+    if(NOT ARG_INSTALL_DESTINATION)
+      set(ARG_INSTALL_DESTINATION lib/contra/plugins)
+    endif()
+    install(TARGETS ${name} LIBRARY DESTINATION ${ARG_INSTALL_DESTINATION})
+  endif()
+endfunction()

@@ -1,0 +1,78 @@
+# `cmake --install build --prefix P` lays contra out as:
+#   P/bin/contra                       the CLI (RPATH $ORIGIN/../lib)
+#   P/lib/libcontra_sdk.so[.0.1[.0]]   the SDK library, SONAME libcontra_sdk.so.0.1
+#   P/lib/contra/plugins/*.so          the built-in plugins (RPATH $ORIGIN/../..);
+#                                      the installed contra looks here by itself
+#   P/include/contra/...               the SDK headers
+#   P/lib/cmake/contra/                contraConfig.cmake (+ version): contra::sdk,
+#                                      contra_add_plugin()
+#   P/lib/pkgconfig/contra.pc          for pkg-config users
+# Included at the end of the top-level CMakeLists.txt, once every plugin is
+# known.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(CONTRA_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/contra)
+
+# The SDK's versions, from the header plugins compile against.
+file(STRINGS ${PROJECT_SOURCE_DIR}/sdk/include/contra/version.hpp contra_version_lines
+  REGEX "^#define CONTRA_SDK_(ABI_VERSION|VERSION_STRING) ")
+string(REGEX MATCH "CONTRA_SDK_ABI_VERSION ([0-9]+)" _ "${contra_version_lines}")
+set(CONTRA_SDK_ABI_VERSION ${CMAKE_MATCH_1})
+string(REGEX MATCH "CONTRA_SDK_VERSION_STRING \"([0-9.]+)\"" _ "${contra_version_lines}")
+if(NOT CMAKE_MATCH_1 STREQUAL PROJECT_VERSION)
+  message(FATAL_ERROR "project version ${PROJECT_VERSION} differs from the SDK's (${CMAKE_MATCH_1}, "
+                      "sdk/include/contra/version.hpp): change both together")
+endif()
+
+# The installed contra looks for its plugins here, relative to its own folder
+# (runtime/plugins/registry.cpp, default_plugin_dirs()).
+file(RELATIVE_PATH contra_bin_to_plugins /${CMAKE_INSTALL_BINDIR} /${CMAKE_INSTALL_LIBDIR}/contra/plugins)
+target_compile_definitions(contra_runtime PRIVATE CONTRA_INSTALL_PLUGIN_DIR_FROM_BIN="${contra_bin_to_plugins}")
+
+# The CLI.
+file(RELATIVE_PATH contra_bin_to_lib /${CMAKE_INSTALL_BINDIR} /${CMAKE_INSTALL_LIBDIR})
+set_target_properties(contra PROPERTIES INSTALL_RPATH "\$ORIGIN/${contra_bin_to_lib}")
+install(TARGETS contra RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# The SDK library and headers, exported as contra::sdk.
+install(TARGETS contra_sdk EXPORT contraTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/sdk/include/contra DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+  FILES_MATCHING PATTERN "*.hpp")
+install(EXPORT contraTargets NAMESPACE contra:: FILE contraTargets.cmake DESTINATION ${CONTRA_INSTALL_CMAKEDIR})
+
+# The built-in plugins, beside each other in lib/contra/plugins: they find
+# libcontra_sdk two folders up.
+get_property(contra_plugin_targets GLOBAL PROPERTY CONTRA_PLUGIN_TARGETS)
+foreach(t ${contra_plugin_targets})
+  set_target_properties(${t} PROPERTIES INSTALL_RPATH "\$ORIGIN/../..")
+endforeach()
+install(TARGETS ${contra_plugin_targets} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/contra/plugins)
+
+# The CMake package.
+configure_package_config_file(${PROJECT_SOURCE_DIR}/sdk/cmake/contraConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/package/contraConfig.cmake
+  INSTALL_DESTINATION ${CONTRA_INSTALL_CMAKEDIR}
+  PATH_VARS CMAKE_INSTALL_LIBDIR CMAKE_INSTALL_INCLUDEDIR)
+# 0.x: a minor version may change the ABI, so 0.1 accepts 0.1.* only.
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/package/contraConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+install(FILES
+  ${PROJECT_BINARY_DIR}/package/contraConfig.cmake
+  ${PROJECT_BINARY_DIR}/package/contraConfigVersion.cmake
+  ${PROJECT_SOURCE_DIR}/sdk/cmake/ContraPluginTarget.cmake
+  ${PROJECT_SOURCE_DIR}/sdk/cmake/ContraAddPlugin.cmake
+  DESTINATION ${CONTRA_INSTALL_CMAKEDIR})
+
+# pkg-config, relocatable: the prefix is found from the .pc file's own folder.
+file(RELATIVE_PATH contra_pc_to_prefix /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
+string(REGEX REPLACE "/$" "" contra_pc_to_prefix "${contra_pc_to_prefix}")
+configure_file(${PROJECT_SOURCE_DIR}/sdk/cmake/contra.pc.in ${PROJECT_BINARY_DIR}/package/contra.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/package/contra.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# The guides for plugin authors and the generated plugin reference.
+install(FILES ${PROJECT_SOURCE_DIR}/docs/plugin-authoring.md ${PROJECT_SOURCE_DIR}/docs/abi-policy.md
+  DESTINATION ${CMAKE_INSTALL_DOCDIR} OPTIONAL)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/plugins DESTINATION ${CMAKE_INSTALL_DOCDIR} OPTIONAL)
