@@ -24,11 +24,10 @@ std::int64_t PipelineSpec::total_views() const {
 std::string PluginSpec::label() const {
   std::string s = std::string(kind_name(kind)) + " '" + name + "'";
   std::string at = where.str();
-  if (!section.empty() || !at.empty()) {
-    s += " (" + (section.empty() ? std::string() : "[" + section + "]");
-    if (!at.empty()) s += (section.empty() ? "" : " at ") + at;
-    s += ")";
-  }
+  std::string inside = section.empty() ? std::string() : "[" + section + "]";
+  if (!at.empty()) inside += (section.empty() ? "" : " at ") + at;
+  if (!library.empty()) inside += (inside.empty() ? "library " : ", library ") + library.string();
+  if (!inside.empty()) s += " (" + inside + ")";
   return s;
 }
 
@@ -433,6 +432,7 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
       return;
     }
     ps.params = rec->schema.bind(ps.raw, ps.section, ps.where, out);
+    ps.library = rec->library;
   };
   for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.head, &spec.memory, &spec.miner,
                          &spec.loss, &spec.optimizer})

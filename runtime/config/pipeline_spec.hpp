@@ -23,7 +23,10 @@ struct PluginSpec {
   SourceLocation name_where;  ///< the plugin = "..." line
   std::vector<RawParam> raw;  ///< every other key of the table
   Params params;              ///< typed values, after bind_plugins()
-  /// "loss 'info_nce' (pipeline.toml:31:1)": how errors name this plugin.
+  std::filesystem::path library;  ///< the library providing it, after bind_plugins()
+  /// "loss 'info_nce' ([loss] at pipeline.toml:31:1, library
+  /// /usr/lib/contra/plugins/libcontra_loss_info_nce.so)": how errors name
+  /// this plugin (the library once bind_plugins() has found it).
   std::string label() const;
 };
 

@@ -17,7 +17,24 @@ template <class F> auto guarded(const std::string& label, const char* call, F&& 
     return f();
   } catch (const std::exception& e) {
     throw PluginError(label + ": " + call + " failed: " + e.what());
+  } catch (...) {
+    throw PluginError(label + ": " + call + " failed: it threw something that is not a std::exception");
   }
+}
+
+// Throws naming the plugin, the call and the first bad element when an f32
+// [rows, cols] tensor holds NaN or Inf. Cheap when it does not: one sum.
+void check_finite(const Tensor& t, const std::string& label, const char* what, std::int64_t step) {
+  const float* p = t.data<float>();
+  double sum = 0;
+  for (std::int64_t i = 0; i < t.numel(); ++i) sum += p[i];
+  if (std::isfinite(sum)) return;
+  std::int64_t i = 0;
+  while (i < t.numel() && std::isfinite(p[i])) ++i;
+  const std::int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
+  throw PluginError(label + ": " + what + " holds " + std::to_string(p[i < t.numel() ? i : 0]) + " at row " +
+                    std::to_string(i / cols) + ", column " + std::to_string(i % cols) + " (step " +
+                    std::to_string(step) + ")");
 }
 }  // namespace
 
@@ -89,6 +106,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
     if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d)
       throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
                         y.shape().str() + ", expected f32 " + Shape{x.dim(0), d}.str());
+    check_finite(y, label, "the output of forward()", global_step);
     return y;
   };
   // Encoder (and head) of one group of views.
@@ -125,8 +143,10 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
     throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
                       std::to_string(result_.value) + ") at step " + std::to_string(global_step));
   if (result_.grad.shape() != z.shape() || result_.grad.dtype() != DType::f32)
-    throw PluginError(p_.loss_label + ": compute() returned a gradient of shape " + result_.grad.shape().str() +
+    throw PluginError(p_.loss_label + ": compute() returned a " + dtype_name(result_.grad.dtype()) +
+                      " gradient of shape " + result_.grad.shape().str() +
                       ", expected f32 " + z.shape().str());
+  check_finite(result_.grad, p_.loss_label, "the gradient compute() returned", global_step);
 
   for (Parameter* q : params_) q->grad.zero();
   // Backward group by group, last first: layers keep only their last

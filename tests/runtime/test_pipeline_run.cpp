@@ -128,7 +128,8 @@ TEST_CASE("pipeline: a failing augmentation stops the run naming stage, plugin a
     std::string msg = e.what();
     INFO(msg);
     CHECK_THAT(msg, Catch::StartsWith("augment stage: augmentation 'failing_augment' ([augment.chain[0]] at "));
-    CHECK_THAT(msg, Catch::Contains("p.toml:25:1) failed on sample "));
+    CHECK_THAT(msg, Catch::Contains("p.toml:25:1, library " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) +
+                                    "/failing_augment/libfailing_augment.so) failed on sample "));
     CHECK_THAT(msg, Catch::EndsWith("): failing on purpose"));
   }
 }
