@@ -1,4 +1,5 @@
 #include "commands.hpp"
+#include "plugin_docs.hpp"
 
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
@@ -177,13 +178,15 @@ int validate_command(const std::vector<std::string>& args) {
 int plugins_command(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::printf(
-        "usage: contra plugins [--describe NAME] [--kind KIND] [--path DIR ...] [--sections]\n\n"
+        "usage: contra plugins [--describe NAME] [--kind KIND] [--path DIR ...] [--sections]\n"
+        "                      [--markdown DIR]\n\n"
         "List the plugins found on the plugin path, or describe one plugin's\n"
         "parameters. --path adds a folder (or .so file) to the search.\n"
-        "--sections describes the built-in pipeline sections instead.\n");
+        "--sections describes the built-in pipeline sections instead.\n"
+        "--markdown writes the plugin reference (DIR/README.md, DIR/<kind>/<name>.md).\n");
     return 0;
   }
-  std::string describe, kind;
+  std::string describe, kind, markdown;
   std::vector<std::string> extra;
   for (std::size_t i = 0; i < args.size(); ++i) {
     auto need = [&](const char* opt) -> bool {
@@ -205,6 +208,9 @@ int plugins_command(const std::vector<std::string>& args) {
                                 runtime::plugins_section_schema()})
         std::printf("%s\n", sec.describe().c_str());
       return 0;
+    } else if (args[i] == "--markdown") {
+      if (!need("--markdown")) return 2;
+      markdown = args[++i];
     } else if (args[i] == "--path") {
       if (!need("--path")) return 2;
       extra.push_back(args[++i]);
@@ -223,6 +229,7 @@ int plugins_command(const std::vector<std::string>& args) {
     return 1;
   }
   auto records = registry.all();
+  if (!markdown.empty()) return write_plugin_markdown(records, markdown);
   if (!describe.empty()) {
     std::vector<const runtime::PluginRecord*> hits;
     std::vector<std::string> names;

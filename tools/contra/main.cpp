@@ -1,5 +1,6 @@
 // contra: run, validate and inspect contrastive-learning pipelines.
 #include "commands.hpp"
+#include "new_plugin.hpp"
 
 #include <contra/version.hpp>
 
@@ -15,6 +16,7 @@ const char* usage =
     "  run FILE [--set section.key=value ...]       train the pipeline in FILE\n"
     "  validate FILE [--set section.key=value ...]  check FILE and its plugins' parameters\n"
     "  plugins [--describe NAME] [--kind KIND]      list plugins, or describe one\n"
+    "  new-plugin --kind KIND --name NAME [DIR]     write a ready-to-build plugin project\n"
     "\n"
     "`contra <command> --help` describes a command. Plugins are searched in the\n"
     "build's or install's plugins folder, then CONTRA_PLUGIN_PATH (folders\n"
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
   if (cmd == "run") return contra::cli::run_command(args);
   if (cmd == "validate") return contra::cli::validate_command(args);
   if (cmd == "plugins") return contra::cli::plugins_command(args);
+  if (cmd == "new-plugin") return contra::cli::new_plugin_command(args);
   std::fprintf(stderr, "contra: unknown command '%s'\n\n%s", cmd.c_str(), usage);
   return 2;
 }
