@@ -76,6 +76,7 @@ class InfoNce final : public contra::Loss {
   contra::Tensor norm_;   // [M] row norms
   contra::Tensor sim_;    // [chunk, C] similarities of a block, then exp(s − max) in place
   contra::Tensor dzhat_;  // [M, D] dL/dẑ
+  contra::Tensor dzt_;    // [D, M] the batch candidates' part of dL/dẑ, transposed (general path)
   contra::Tensor work_;   // [chunk, D] scratch of the gradient products
   std::vector<float> row_scale_;  // [chunk] ∂loss_i/∂s_in = row_scale_i · exp(s_in − max_i)
   // Symmetric path: per thread a tile of S, its row/column sums, and dL/dẑ.
