@@ -58,6 +58,8 @@ AugmentStage::AugmentStage(const PipelineSpec& spec, const PluginRegistry& reg, 
         formats.push_back(op.plugin->output_format(formats.back()));
       } catch (const std::exception& e) {
         throw ConfigError(op.spec->label() + ": " + e.what());
+      } catch (...) {
+        throw ConfigError(op.spec->label() + ": output_format() threw something that is not a std::exception");
       }
       parallel_ = parallel_ && op.plugin->concurrency() == Concurrency::parallel;
     }
@@ -134,6 +136,10 @@ void AugmentStage::run(BatchWork& w) const {
         throw PluginError("augment stage: " + chain[op].spec->label() + " failed on sample " +
                           std::to_string(w.indices[i]) + ", view " + std::to_string(v) + " (step " +
                           std::to_string(w.batch.step) + "): " + e.what());
+      } catch (...) {
+        throw PluginError("augment stage: " + chain[op].spec->label() + " failed on sample " +
+                          std::to_string(w.indices[i]) + ", view " + std::to_string(v) + " (step " +
+                          std::to_string(w.batch.step) + "): it threw something that is not a std::exception");
       }
       cur = &out;
       flip ^= 1;

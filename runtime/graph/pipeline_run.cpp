@@ -119,6 +119,9 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     } catch (const std::exception& e) {
       throw PluginError("plan stage: " + spec.sampler.label() + " failed at epoch " + std::to_string(epoch) +
                         ", batch " + std::to_string(b) + ": " + e.what());
+    } catch (...) {
+      throw PluginError("plan stage: " + spec.sampler.label() + " failed at epoch " + std::to_string(epoch) +
+                        ", batch " + std::to_string(b) + ": it threw something that is not a std::exception");
     }
     if (w.indices.empty())
       throw PluginError("plan stage: " + spec.sampler.label() + " planned an empty batch at epoch " +
@@ -152,6 +155,10 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       } catch (const std::exception& e) {
         throw PluginError("load stage: " + spec.source.label() + " failed on sample " +
                           std::to_string(w.indices[i]) + " (step " + std::to_string(w.batch.step) + "): " + e.what());
+      } catch (...) {
+        throw PluginError("load stage: " + spec.source.label() + " failed on sample " +
+                          std::to_string(w.indices[i]) + " (step " + std::to_string(w.batch.step) +
+                          "): it threw something that is not a std::exception");
       }
       if (w.raw[i].dtype() != DType::u8 || w.raw[i].shape() != image_shape)
         throw PluginError("load stage: " + spec.source.label() + " returned a " + dtype_name(w.raw[i].dtype()) +
@@ -190,6 +197,8 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
         sampler->observe(w.batch.step, trainer.last_embeddings());
       } catch (const std::exception& e) {
         throw PluginError(spec.sampler.label() + ": observe() failed: " + e.what());
+      } catch (...) {
+        throw PluginError(spec.sampler.label() + ": observe() failed: it threw something that is not a std::exception");
       }
       w.loss = o.loss;
       w.lr = o.lr;

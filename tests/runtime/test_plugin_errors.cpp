@@ -71,9 +71,10 @@ Failure run_failing(const std::string& text) {
 
 // "encoder 'bad_encoder' ([encoder] at FILE:L:1, library LIB)"
 std::string label(const Failure& f, const std::string& text, const char* kind, const char* name,
-                  const char* section) {
+                  const std::string& section, const std::string& header = "") {
   return std::string(kind) + " '" + name + "' ([" + section + "] at " + f.file + ":" +
-         std::to_string(line_of(text, std::string("[") + section + "]")) + ":1, library " + fixture_lib + ")";
+         std::to_string(line_of(text, header.empty() ? "[" + section + "]" : header)) + ":1, library " +
+         fixture_lib + ")";
 }
 
 }  // namespace
@@ -98,6 +99,28 @@ TEST_CASE("plugin errors: a throw that is not a std::exception is caught and nam
     Failure f = run_failing(text);
     CHECK(f.message == "train stage (step 0): " + label(f, text, "loss", "bad_loss", "loss") +
                            ": compute() failed: it threw something that is not a std::exception");
+  }
+}
+
+TEST_CASE("plugin errors: a source or an augmentation throwing something that is not a std::exception is named",
+          "[runtime][plugin-errors]") {
+  SECTION("source") {
+    std::string text = pipeline(good_encoder, good_miner, good_loss);
+    const std::string synthetic = "plugin = \"synthetic\"\nsize = 64\nheight = 8\nwidth = 8";
+    text.replace(text.find(synthetic), synthetic.size(), "plugin = \"bad_source\"\nfault = \"non_std\"");
+    Failure f = run_failing(text);
+    CHECK_THAT(f.message, Catch::StartsWith("load stage: " + label(f, text, "source", "bad_source", "source") +
+                                            " failed on sample "));
+    CHECK_THAT(f.message, Catch::EndsWith("(step 0): it threw something that is not a std::exception"));
+  }
+  SECTION("augmentation") {
+    std::string text = pipeline(good_encoder, good_miner, good_loss);
+    text.replace(text.find("[encoder]"), 0, "[[augment.chain]]\nplugin = \"bad_augment\"\nfault = \"non_std\"\n\n");
+    Failure f = run_failing(text);
+    CHECK_THAT(f.message, Catch::StartsWith("augment stage: " +
+                                            label(f, text, "augmentation", "bad_augment", "augment.chain[0]", "[[augment.chain]]") +
+                                            " failed on sample "));
+    CHECK_THAT(f.message, Catch::EndsWith("(step 0): it threw something that is not a std::exception"));
   }
 }
 
