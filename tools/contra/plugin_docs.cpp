@@ -48,10 +48,11 @@ std::string allowed(const ParamSpec& p) {
     for (std::size_t i = 0; i < p.choices.size(); ++i) c += (i ? ", `" : "`") + p.choices[i] + "`";
     parts.push_back(c);
   }
+  auto elements = [](std::int64_t n) { return std::to_string(n) + (n == 1 ? " element" : " elements"); };
   if (p.min_length > 0 || p.max_length >= 0) {
-    if (p.min_length == p.max_length) parts.push_back(std::to_string(p.min_length) + " elements");
-    else if (p.max_length < 0) parts.push_back("at least " + std::to_string(p.min_length) + " elements");
-    else parts.push_back(std::to_string(p.min_length) + " to " + std::to_string(p.max_length) + " elements");
+    if (p.min_length == p.max_length) parts.push_back(elements(p.min_length));
+    else if (p.max_length < 0) parts.push_back("at least " + elements(p.min_length));
+    else parts.push_back(std::to_string(p.min_length) + " to " + elements(p.max_length));
   }
   std::string s;
   for (std::size_t i = 0; i < parts.size(); ++i) s += (i ? "; " : "") + parts[i];
