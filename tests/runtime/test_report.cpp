@@ -1,0 +1,289 @@
+// contra report: the JSON reader, run folders, grouping by seed, mean ± std,
+// the Markdown table and the HTML page (checked in headless Chromium when it
+// is installed).
+#include "../../tools/contra/json.hpp"
+#include "../../tools/contra/report.hpp"
+#include "test_support.hpp"
+
+#include <contra/errors.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+
+using namespace contra;
+using namespace contra::cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;
+};
+Result run_shell(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+Result run_cli(const std::string& args, const std::string& redirect = "2>&1") {
+  return run_shell(std::string(CONTRA_BINARY_DIR) + "/bin/contra " + args + " " + redirect);
+}
+
+const std::string fixtures = std::string(CONTRA_FIXTURE_DIR) + "/runs";
+const std::string hcl_runs = fixtures + "/hcl";
+
+std::string json_error(const std::string& text) {
+  try {
+    json::parse(text, "x.json");
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+std::size_t count(const std::string& s, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
+  return n;
+}
+
+// The table the hand-made summaries of tests/fixtures/runs/hcl give:
+//   loss.beta=0:   final loss 1.0, 1.2 (the third run has no summary.json); knn 0.80, 0.82; probe 0.85, 0.87
+//   loss.beta=0.5: final loss 0.9, 1.0, 1.1; knn 0.83, 0.84, 0.85; probe 0.88, 0.90 (the third has none)
+// std is the sample standard deviation: sqrt(2 * 0.1^2 / 1) = 0.1414, sqrt(2 * 0.01^2 / 1) = 0.0141,
+// sqrt(2 * 0.1^2 / 2) = 0.1, sqrt(2 * 0.01^2 / 2) = 0.01.
+const char* expected_table =
+    "| group | runs | final loss | knn.top1_k20_t0.07 | linear_probe.top1 |\n"
+    "|---|---:|---:|---:|---:|\n"
+    "| fixture loss.beta=0 | 2 of 3 | 1.1000 ± 0.1414 | 0.8100 ± 0.0141 | 0.8600 ± 0.0141 |\n"
+    "| fixture loss.beta=0.5 | 3 | 1.0000 ± 0.1000 | 0.8400 ± 0.0100 | 0.8900 ± 0.0141 (n=2) |\n";
+
+}  // namespace
+
+TEST_CASE("report: the JSON reader takes every JSON form and ignores nothing silently", "[report]") {
+  json::Value v = json::parse(
+      R"({"a": [1, -2.5e-1, 0, true, false, null], "s": "q\"\\\/\n\u00e9\ud83d\ude00", "o": {}, "e": [], "a": 3})",
+      "x.json");
+  REQUIRE(v.is_object());
+  CHECK(v.number_at("a") == 3);  // a repeated key: the last wins
+  const json::Value& arr = v.object[0].second;
+  REQUIRE(arr.array.size() == 6);
+  CHECK(arr.array[1].number == -0.25);
+  CHECK(arr.array[3].boolean);
+  CHECK(arr.array[5].is_null());
+  CHECK(std::isnan(arr.array[5].as_number()));
+  CHECK(v.string_at("s") == "q\"\\/\n\xc3\xa9\xf0\x9f\x98\x80");
+  CHECK(v.find("o")->is_object());
+  CHECK(v.find("missing") == nullptr);
+  CHECK(std::isnan(v.number_at("missing")));
+}
+
+TEST_CASE("report: malformed JSON is an error naming the file, line and column", "[report]") {
+  CHECK(json_error(R"({"a": [1, 2,]})") == "x.json:1:13: error: malformed JSON: expected a value, found ']'");
+  CHECK(json_error("{\n  \"a\": 1\n  \"b\": 2\n}") ==
+        "x.json:3:3: error: malformed JSON: expected ',' or '}' in an object, found '\"'");
+  CHECK(json_error("{\"a\": 01}") == "x.json:1:8: error: malformed JSON: expected ',' or '}' in an object, found '1'");
+  CHECK(json_error("{\"a\": \"x") == "x.json:1:9: error: malformed JSON: unterminated string");
+  CHECK(json_error("[1] 2") == "x.json:1:5: error: malformed JSON: unexpected '2' after the JSON value");
+  CHECK(json_error("") == "x.json:1:1: error: malformed JSON: unexpected end of input");
+  CHECK(json_error("{\"a\": nul}") == "x.json:1:7: error: malformed JSON: expected a value, found 'n'");
+
+  // In a run folder, the message names the file and the line of metrics.jsonl.
+  try {
+    read_run(fixtures + "/malformed/bad-metrics");
+    FAIL("no error");
+  } catch (const DataError& e) {
+    CHECK(std::string(e.what()) == fixtures +
+                                       "/malformed/bad-metrics/metrics.jsonl:3:41: error: malformed JSON: expected a "
+                                       "string key, found ','");
+  }
+  try {
+    read_run(fixtures + "/malformed/bad-summary");
+    FAIL("no error");
+  } catch (const DataError& e) {
+    CHECK(std::string(e.what()) == fixtures +
+                                       "/malformed/bad-summary/summary.json:4:3: error: malformed JSON: expected ',' "
+                                       "or '}' in an object, found '\"'");
+  }
+  Result cli = run_cli("report " + fixtures + "/malformed/bad-summary --out /dev/null");
+  CHECK(cli.status == 1);
+  CHECK_THAT(cli.out, Catch::Contains("summary.json:4:3: error: malformed JSON"));
+}
+
+TEST_CASE("report: a run folder's records are read, unknown keys ignored", "[report]") {
+  RunData r = read_run(hcl_runs + "/fixture-loss.beta=0-seed1");
+  CHECK(r.pipeline == "fixture");
+  CHECK(r.seed == 2);
+  CHECK(r.overrides == std::vector<std::string>{"loss.beta=0", "runtime.compute_threads=1", "pipeline.seed=2"});
+  CHECK(r.git_revision == "0123456789ab");
+  CHECK(r.plugins == "source synthetic, encoder mlp, miner all_pairs, loss hcl, optimizer sgd");
+  CHECK(r.finished);
+  CHECK(r.steps == 6);
+  CHECK(r.final_loss == 1.2);
+  CHECK(r.eval == std::vector<std::pair<std::string, double>>{{"knn.top1_k20_t0.07", 0.82}, {"linear_probe.top1", 0.87}});
+  REQUIRE(r.stages.size() == 4);
+  CHECK(r.stages[2].name == "train");
+  CHECK(r.stages[2].idle_s == 0.05);
+  const Curve* loss = r.step_curve("loss");
+  REQUIRE(loss);
+  CHECK(loss->step == std::vector<double>{1, 2, 3, 4, 5, 6});  // steps done: the 0-based step + 1
+  CHECK(loss->value.front() == 1.9);
+  REQUIRE(r.step_curve("mining.false_negative_rate"));
+  const Curve* knn = r.eval_curve("knn.top1_k20_t0.07");
+  REQUIRE(knn);
+  CHECK(knn->step == std::vector<double>{3, 6});
+  CHECK(knn->value == std::vector<double>{0.77, 0.82});
+
+  RunData unfinished = read_run(hcl_runs + "/fixture-loss.beta=0-seed2");
+  CHECK_FALSE(unfinished.finished);
+  CHECK(unfinished.step_curve("loss")->step.size() == 3);
+
+  // A folder of runs stands for the runs in it, sorted.
+  std::vector<fs::path> dirs = expand_run_dirs({hcl_runs});
+  REQUIRE(dirs.size() == 6);
+  CHECK(dirs[0].filename() == "fixture-loss.beta=0-seed0");
+  CHECK(dirs[3].filename() == "fixture-loss.beta=0.5-seed0");
+  CHECK_THROWS_WITH(expand_run_dirs({fixtures + "/nowhere"}), fixtures + "/nowhere: no such folder");
+}
+
+TEST_CASE("report: runs that differ only by seed form a group, with mean ± sample std per figure", "[report]") {
+  std::vector<RunData> runs;
+  for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));
+  std::vector<RunGroup> groups = group_runs(std::move(runs));
+  REQUIRE(groups.size() == 2);
+  CHECK(groups[0].label() == "fixture loss.beta=0");  // runtime.* and pipeline.seed do not split a group
+  CHECK(groups[0].runs.size() == 3);
+  CHECK(groups[1].label() == "fixture loss.beta=0.5");
+  CHECK(groups[1].runs.size() == 3);
+  CHECK(markdown_table(groups) == expected_table);
+
+  Stat s = stat_of({1.0, 2.0, 4.0, NAN});
+  CHECK(s.n == 3);
+  CHECK(s.mean == Approx(7.0 / 3));
+  CHECK(s.std == Approx(std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) +
+                                   (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2)));
+  CHECK(format_stat(stat_of({0.5})) == "0.5000");
+  CHECK(format_stat(stat_of({})) == "—");
+  CHECK(format_stat(stat_of({1, 2}), 2) == "1.50 ± 0.71");
+}
+
+TEST_CASE("report: curves are averaged step by step and cut to at most 500 points", "[report]") {
+  Curve a{{1, 2, 3}, {1.0, 2.0, 3.0}}, b{{1, 2}, {3.0, 4.0}};
+  Band band = average_curves({&a, &b});
+  CHECK(band.step == std::vector<double>{1, 2, 3});
+  CHECK(band.mean == std::vector<double>{2.0, 3.0, 3.0});
+  CHECK(band.std[0] == Approx(std::sqrt(2.0)));
+  CHECK(band.std[2] == 0.0);  // one run has step 3: no band there
+
+  Curve big;
+  for (int i = 1; i <= 20000; ++i) {
+    big.step.push_back(i);
+    big.value.push_back(i % 2);  // alternating 0, 1: buckets of 40 steps average to 0.5
+  }
+  Band cut = average_curves({&big}, 500);
+  REQUIRE(cut.step.size() == 500);
+  CHECK(cut.step.front() == Approx(20.5));
+  CHECK(cut.step.back() == Approx(19980.5));
+  for (double m : cut.mean) CHECK(m == Approx(0.5));
+}
+
+TEST_CASE("report: the HTML page has the table and an inline SVG per chart, nothing external", "[report]") {
+  std::vector<RunData> runs;
+  for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));
+  std::vector<RunGroup> groups = group_runs(std::move(runs));
+  std::string html = html_report(groups, "fixture <report>");
+  CHECK_THAT(html, Catch::StartsWith("<!DOCTYPE html>"));
+  CHECK_THAT(html, Catch::Contains("<title>fixture &lt;report&gt;</title>"));
+  CHECK_THAT(html, Catch::Contains("<table id=\"final-figures\">"));
+  CHECK_THAT(html, Catch::Contains("<td class=\"num\">1.1000 ± 0.1414</td>"));
+  CHECK_THAT(html, Catch::Contains("<td class=\"num\">0.8900 ± 0.0141 (n=2)</td>"));
+  // Charts: loss, lr, two eval figures, four mining figures, the stage bars, and
+  // mining.negatives_per_anchor among the other per-step figures.
+  CHECK(count(html, "<figure class=\"chart\">") == 10);
+  CHECK(count(html, "<svg ") == 10);
+  CHECK(count(html, "</svg>") == 10);
+  for (const char* caption : {"Training loss per step", "knn.top1_k20_t0.07 per evaluation",
+                              "linear_probe.top1 per evaluation", "(mining.neg_sim_mean)", "(mining.neg_sim_p90)",
+                              "(mining.false_negative_rate)", "Busy seconds per stage, and train idle"})
+    CHECK_THAT(html, Catch::Contains(caption));
+  // Two seeds differ in loss at every step: the loss chart has a ±1 std band.
+  CHECK_THAT(html, Catch::Contains("<polygon class=\"band\""));
+  CHECK_THAT(html, Catch::Contains("<table id=\"timings-table\">"));
+  CHECK_THAT(html, Catch::Contains("<th>train idle (s)</th>"));
+  // Self-contained: no script, no fetched resource.
+  CHECK_THAT(html, !Catch::Contains("<script"));
+  CHECK_THAT(html, !Catch::Contains("src="));
+  CHECK_THAT(html, !Catch::Contains("https:"));
+  CHECK(count(html, "http:") == count(html, "xmlns=\"http://www.w3.org/2000/svg\""));
+}
+
+TEST_CASE("report: the CLI prints the Markdown table and writes the page and --markdown", "[report]") {
+  test::TempDir dir("report-cli");
+  const std::string html = dir.file("r.html"), md = dir.file("r.md");
+  Result r = run_cli("report " + hcl_runs + " --out " + html + " --markdown " + md, "2>/dev/null");
+  CHECK(r.status == 0);
+  CHECK(r.out == expected_table);
+  CHECK(test::read_file(md) == expected_table);
+  CHECK_THAT(test::read_file(html), Catch::Contains("<table id=\"final-figures\">"));
+  // Run folders one by one give the same groups.
+  Result one = run_cli("report " + hcl_runs + "/fixture-loss.beta=0.5-seed0 " + hcl_runs +
+                           "/fixture-loss.beta=0.5-seed1 --out " + html,
+                       "2>/dev/null");
+  CHECK(one.status == 0);
+  CHECK_THAT(one.out, Catch::Contains("| fixture loss.beta=0.5 | 2 | 0.9500 ± 0.0707 | 0.8350 ± 0.0071 | 0.8900 ± 0.0141 |"));
+  CHECK(run_cli("report").status == 2);
+  Result unknown = run_cli("report " + hcl_runs + " --frobnicate");
+  CHECK(unknown.status == 2);
+  CHECK(unknown.out == "contra report: unknown option '--frobnicate' (see contra report --help)\n");
+}
+
+TEST_CASE("report: the page loads in headless Chromium with the table and no console errors", "[report][browser]") {
+  if (run_shell("command -v chromium >/dev/null 2>&1").status != 0) {
+    WARN("SKIPPED: chromium not installed (apt-get install chromium)");
+    return;
+  }
+  test::TempDir dir("report-browser");
+  const std::string html = dir.file("report.html");
+  REQUIRE(run_cli("report " + hcl_runs + " --out " + html, ">/dev/null 2>&1").status == 0);
+  auto chromium = [&](const std::string& page, const std::string& err) {
+    return run_shell("timeout 120 chromium --headless --disable-gpu --no-sandbox --no-first-run "
+                     "--user-data-dir=" + dir.file("profile") + " --enable-logging=stderr --v=0 --dump-dom file://" +
+                     page + " 2>" + err);
+  };
+  // Chromium logs every console message of a page as "...:INFO:CONSOLE:<line>] "<text>", source: <url>",
+  // whatever its level (console.log, console.error, an uncaught exception). The
+  // report has no script, so any console message at all counts as an error of the page.
+  auto console_errors = [](const std::string& log) {
+    std::istringstream in(log);
+    std::string out;
+    for (std::string line; std::getline(in, line);)
+      if (line.find("CONSOLE") != std::string::npos) out += line + "\n";
+    return out;
+  };
+  // The check sees a page's console errors: a page that logs one is caught.
+  const std::string bad = dir.file("bad.html");
+  test::write_file(bad, "<!DOCTYPE html><html><body><p>x</p><script>console.error('boom'); undefined_function();"
+                        "</script></body></html>");
+  Result b = chromium(bad, dir.file("bad.err"));
+  REQUIRE(b.status == 0);
+  CHECK_THAT(console_errors(test::read_file(dir.file("bad.err"))), Catch::Contains("boom"));
+
+  Result r = chromium(html, dir.file("report.err"));
+  std::string log = test::read_file(dir.file("report.err"));
+  INFO(log);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("<table id=\"final-figures\">"));
+  CHECK_THAT(r.out, Catch::Contains("1.1000 ± 0.1414"));
+  CHECK(count(r.out, "<svg ") == 10);
+  CHECK(console_errors(log).empty());
+}
