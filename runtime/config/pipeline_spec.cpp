@@ -34,7 +34,7 @@ std::string PluginSpec::label() const {
 namespace {
 
 const std::vector<std::string>& known_sections() {
-  static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "plugins", "data",
+  static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "record", "eval", "plugins", "data",
                                           "augment",  "source",  "sampler", "encoder",  "head",
                                           "memory",   "miner",   "loss",    "optimizer"};
   return s;
@@ -267,7 +267,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       std::string msg = v.is_table() ? "unknown section [" + name + "]" : "unknown top-level key '" + name + "'";
       std::string hint = closest_match(name, sections);
       if (!hint.empty()) msg += "; did you mean [" + hint + "]?";
-      else msg += "; sections are [pipeline], [runtime], [train], [schedule], [plugins], [data], [augment], [source], "
+      else msg += "; sections are [pipeline], [runtime], [train], [schedule], [record], [eval], [plugins], [data], [augment], [source], "
                   "[sampler], [encoder], [head], [memory], [miner], [loss] and [optimizer]";
       r.error(loc, "", msg);
     } else if (!v.is_table()) {
@@ -282,6 +282,48 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
   spec.schedule = bind_section(r, schedule_section_schema(), table("schedule"), "schedule", out);
   spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain", "view"});
   spec.data = bind_section(r, data_section_schema(), table("data"), "data", out);
+  spec.record = bind_section(r, record_section_schema(), table("record"), "record", out);
+
+  // [eval]: the splits to embed, their chain, and the evaluators.
+  const toml::table* ev = table("eval");
+  spec.eval = bind_section(r, eval_section_schema(), ev, "eval", out, {"train", "test", "chain", "evaluator"});
+  if (ev) {
+    spec.has_eval = true;
+    auto plugin_table = [&](const char* key, PluginKind kind, PluginSpec& into, bool required) {
+      const toml::node* n = ev->get(key);
+      const std::string section = std::string("eval.") + key;
+      if (!n) {
+        if (required)
+          r.error(r.at(ev->source()), section,
+                  std::string("missing [") + section + "] (the " + (kind == PluginKind::source ? "source" : "plugin") +
+                      " of the split evaluated: plugin = \"...\")");
+        return;
+      }
+      if (!n->is_table()) {
+        r.error(r.where(section, n->source()), section, "expected a table [" + section + "]");
+        return;
+      }
+      into = r.plugin(*n->as_table(), kind, section);
+    };
+    plugin_table("train", PluginKind::source, spec.eval_train, false);
+    plugin_table("test", PluginKind::source, spec.eval_test, true);
+    auto plugin_array = [&](const char* key, PluginKind kind, std::vector<PluginSpec>& into) {
+      const toml::node* n = ev->get(key);
+      const std::string section = std::string("eval.") + key;
+      if (!n) return;
+      const toml::array* arr = n->as_array();
+      if (!arr || !arr->is_array_of_tables()) {
+        r.error(r.where(section, n->source()), section, "expected [[" + section + "]] tables");
+        return;
+      }
+      for (std::size_t i = 0; i < arr->size(); ++i)
+        into.push_back(r.plugin(*arr->get(i)->as_table(), kind, section + "[" + std::to_string(i) + "]"));
+    };
+    plugin_array("chain", PluginKind::augmentation, spec.eval_chain);
+    plugin_array("evaluator", PluginKind::evaluator, spec.evaluators);
+    if (spec.evaluators.empty())
+      r.error(r.at(ev->source()), "eval.evaluator", "[eval] needs at least one [[eval.evaluator]] (e.g. plugin = \"knn\")");
+  }
   Params plugins = bind_section(r, plugins_section_schema(), table("plugins"), "plugins", out);
 
   // [plugins] paths, relative to the pipeline file.
@@ -439,6 +481,9 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
     bind(*ps);
   for (auto& v : spec.views)
     for (auto& a : v.chain) bind(a);
+  for (PluginSpec* ps : {&spec.eval_train, &spec.eval_test}) bind(*ps);
+  for (auto& a : spec.eval_chain) bind(a);
+  for (auto& e : spec.evaluators) bind(e);
 }
 
 void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry) {

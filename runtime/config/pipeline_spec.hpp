@@ -44,6 +44,13 @@ struct PipelineSpec {
   Params schedule;            ///< [schedule]
   Params augment;             ///< [augment] (views)
   Params data;                ///< [data]: subset, shards, error policy, cache
+  Params record;              ///< [record]: run directory, checkpoints
+  Params eval;                ///< [eval]: when and how to evaluate
+  bool has_eval = false;      ///< the pipeline has an [eval] section
+  PluginSpec eval_train;      ///< [eval.train] source; name empty = the training [source]
+  PluginSpec eval_test;       ///< [eval.test] source
+  std::vector<PluginSpec> eval_chain;  ///< [[eval.chain]]: deterministic transforms of eval images
+  std::vector<PluginSpec> evaluators;  ///< [[eval.evaluator]]
   std::vector<std::filesystem::path> plugin_paths;  ///< [plugins] paths, resolved
   PluginSpec source, sampler, encoder, miner, loss, optimizer;
   PluginSpec head;            ///< optional projection head; name empty when absent
@@ -65,6 +72,8 @@ Schema augment_section_schema();
 Schema plugins_section_schema();
 Schema augment_view_schema();
 Schema data_section_schema();
+Schema record_section_schema();
+Schema eval_section_schema();
 
 /// Read `file`, apply `overrides` ("section.key=value", the value in TOML
 /// syntax or else taken as a string), and validate everything that does not

@@ -68,6 +68,24 @@ Schema data_section_schema() {
       .range(0, 1 << 20);
 }
 
+Schema record_section_schema() {
+  return Schema::section("record", "where a run writes its record: pipeline, metrics, checkpoints")
+      .add<std::string>("dir", "runs", "folder of run folders (relative to the working directory)")
+      .add<std::int64_t>("checkpoint_every", 0, "write a checkpoint every this many steps; 0 = at the end only")
+      .at_least(0)
+      .add<std::int64_t>("keep", 2, "checkpoints kept; older ones are deleted").range(1, 1000000);
+}
+
+Schema eval_section_schema() {
+  return Schema::section("eval",
+                         "evaluation of the encoder's output (before any head): [eval.test] and optional "
+                         "[eval.train] sources, [[eval.chain]] transforms, [[eval.evaluator]] plugins")
+      .add<std::int64_t>("every_epochs", 0, "evaluate after every this many epochs; 0 = only at the end")
+      .at_least(0)
+      .add<std::int64_t>("batch_size", 512, "images per forward pass when embedding a split").range(1, 65536)
+      .add<bool>("save_embeddings", false, "write the test split's embeddings as .npy in the run folder");
+}
+
 Schema plugins_section_schema() {
   return Schema::section("plugins", "where to find plugin libraries besides the built-in ones")
       .add<std::vector<std::string>>("paths", std::vector<std::string>{},

@@ -31,6 +31,7 @@ struct BatchWork {
   double loss = 0.0;
   double lr = 0.0;
   std::vector<std::pair<std::string, double>> metrics;
+  std::vector<std::pair<std::string, double>> eval_figures;  ///< set when an evaluation ran after this step
   bool failed = false;              ///< an earlier stage threw; later stages pass it on
 };
 

@@ -2,6 +2,9 @@
 
 #include "plugins/registry.hpp"
 #include "graph/augment_stage.hpp"
+#include "graph/run_record.hpp"
+#include "train/checkpoint.hpp"
+#include "train/evaluation.hpp"
 #include "graph/source_view.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/trainer.hpp"
@@ -106,10 +109,33 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   summary.data_threads = data_threads;
   summary.compute_threads = compute_threads;
   std::int64_t planned = 0;
+  if (!options.resume_from.empty()) {
+    planned = load_checkpoint(options.resume_from, parts) + 1;
+    summary.first_step = planned;
+  }
+  std::unique_ptr<RunRecord> record;
+  if (!options.run_dir.empty())
+    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, !options.resume_from.empty());
+  std::unique_ptr<Evaluation> evaluation;
+  if (spec.has_eval) evaluation = std::make_unique<Evaluation>(spec, reg);
+  const std::int64_t eval_every = spec.eval.get<std::int64_t>("every_epochs");
+  const std::int64_t checkpoint_every = spec.record.get<std::int64_t>("checkpoint_every");
+  const std::int64_t keep = spec.record.get<std::int64_t>("keep");
+  std::int64_t last_checkpoint_step = -1;
+  auto write_checkpoint = [&](std::int64_t step) {
+    if (!record || step == last_checkpoint_step) return;
+    const std::string path = record->checkpoint_path(step);
+    save_checkpoint(path, parts, step,
+                    {{"pipeline", spec.pipeline.get<std::string>("name")},
+                     {"epoch", std::to_string(step / bpe)}});
+    record->checkpoint_written(path, keep);
+    last_checkpoint_step = step;
+    summary.checkpoint = path;
+  };
 
   ExecutorStages stages;
   stages.plan = [&](BatchWork& w) {
-    if (planned >= total) return false;
+    if (planned >= total || (options.stop && options.stop->load())) return false;
     const std::int64_t epoch = planned / bpe, b = planned % bpe;
     w.batch_in_epoch = b;
     w.batch.epoch = epoch;
@@ -203,6 +229,16 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       w.loss = o.loss;
       w.lr = o.lr;
       w.metrics = std::move(o.metrics);
+      // Between steps, on this serial stage: evaluation reads the encoder and
+      // a checkpoint copies the state while nothing else changes them.
+      const std::int64_t step = w.batch.step;
+      const bool epoch_end = (step + 1) % bpe == 0;
+      w.eval_figures.clear();
+      if (evaluation && (step + 1 == total || (eval_every > 0 && epoch_end && ((step + 1) / bpe) % eval_every == 0))) {
+        const bool save = record && spec.eval.get<bool>("save_embeddings");
+        w.eval_figures = evaluation->run(*parts.encoder, seed, save ? record->embeddings_path(step) : "");
+      }
+      if (checkpoint_every > 0 && (step + 1) % checkpoint_every == 0) write_checkpoint(step);
     } catch (const Error& e) {
       throw PluginError("train stage (step " + std::to_string(w.batch.step) + "): " + e.what());
     }
@@ -230,6 +266,23 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       r.metrics = &w.metrics;
       options.on_step(r);
     }
+    if (record) {
+      StepReport r;
+      r.epoch = w.batch.epoch;
+      r.step = w.batch.step;
+      r.total_steps = total;
+      r.loss = w.loss;
+      r.lr = w.lr;
+      r.elapsed_s = elapsed;
+      r.images_per_s = elapsed > 0 ? summary.images / elapsed : 0.0;
+      r.metrics = &w.metrics;
+      record->step(r);
+    }
+    if (!w.eval_figures.empty()) {
+      summary.eval = w.eval_figures;
+      if (record) record->eval(w.batch.step, w.batch.epoch, w.eval_figures);
+      if (options.on_eval) options.on_eval(w.batch.step, w.eval_figures);
+    }
   };
 
   ExecutorOptions eo;
@@ -239,9 +292,31 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   summary.telemetry = run_graph(stages, eo);
   summary.images_per_s = summary.telemetry.wall_s > 0 ? summary.images / summary.telemetry.wall_s : 0.0;
   summary.skipped_samples = data.skipped();
+  // The final checkpoint: after the last step trained (also when stopped early).
+  if (summary.steps > 0) write_checkpoint(summary.first_step + summary.steps - 1);
+  if (record) record->summary(summary);
   std::string trace = spec.runtime.get<std::string>("trace");
   if (!trace.empty()) write_chrome_trace(summary.telemetry, spec.runtime.path("trace"));
   return summary;
+}
+
+std::vector<std::pair<std::string, double>> evaluate_checkpoint(const PipelineSpec& spec, const PluginRegistry& reg,
+                                                                const std::string& checkpoint) {
+  const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
+  auto source = make<Source>(reg, spec.source);
+  const AugmentStage augment(spec, reg, source->info().shape, seed);
+  auto encoder = make<Encoder>(reg, spec.encoder);
+  const Precision precision =
+      spec.train.get<std::string>("precision") == "bf16" ? Precision::bf16 : Precision::f32;
+  try {
+    encoder->build(EncoderContext{augment.encoder_input(), seed, precision});
+  } catch (const std::exception& e) {
+    throw PluginError(spec.encoder.label() + ": build() failed: " + e.what());
+  }
+  load_encoder(checkpoint, *encoder);
+  omp_set_num_threads(spec.runtime.get<int>("compute_threads") > 0 ? spec.runtime.get<int>("compute_threads") : cores());
+  Evaluation evaluation(spec, reg);
+  return evaluation.run(*encoder, seed);
 }
 
 std::string format_stage_table(const RunSummary& s) {

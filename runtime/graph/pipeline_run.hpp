@@ -4,6 +4,7 @@
 #include "config/pipeline_spec.hpp"
 #include "graph/executor.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -27,6 +28,16 @@ struct StepReport {
 
 struct RunOptions {
   std::function<void(const StepReport&)> on_step;  ///< called from the sink, in step order
+  /// Record the run in this folder (see run_record.hpp); empty = no record.
+  std::string run_dir;
+  std::vector<std::string> overrides;  ///< the --set overrides, for the record
+  /// Continue from this checkpoint (its run folder is `run_dir`).
+  std::string resume_from;
+  /// When it becomes true, no new batch is planned; the run ends after the
+  /// batches in flight, with a final checkpoint (Ctrl-C in the CLI).
+  const std::atomic<bool>* stop = nullptr;
+  /// Called after each evaluation with its figures.
+  std::function<void(std::int64_t step, const std::vector<std::pair<std::string, double>>&)> on_eval;
 };
 
 struct RunSummary {
@@ -37,6 +48,9 @@ struct RunSummary {
   ExecutorReport telemetry;
   int data_threads = 0, compute_threads = 0;
   std::int64_t skipped_samples = 0;  ///< samples that failed to load, with [data] on_error = "skip"
+  std::int64_t first_step = 0;       ///< 0, or the step after the checkpoint resumed from
+  std::vector<std::pair<std::string, double>> eval;  ///< the last evaluation's figures
+  std::string checkpoint;            ///< the last checkpoint written, if any
 };
 
 /// Number of steps the pipeline will run.
@@ -45,6 +59,11 @@ std::int64_t planned_steps(std::int64_t batches_per_epoch, std::int64_t epochs, 
 /// Run a validated pipeline to the end. Throws contra::Error subclasses with
 /// the stage, plugin and pipeline location of whatever failed.
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& registry, const RunOptions& options);
+
+/// Build the pipeline's encoder, load its parameters and statistics from
+/// `checkpoint`, and run [eval] on it.
+std::vector<std::pair<std::string, double>> evaluate_checkpoint(const PipelineSpec& spec, const PluginRegistry& registry,
+                                                                const std::string& checkpoint);
 
 /// The per-stage table printed at the end of a run.
 std::string format_stage_table(const RunSummary& summary);

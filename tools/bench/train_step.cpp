@@ -23,6 +23,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +42,7 @@ struct Options {
   int steps = 5, warmup = 2, threads = 2;
   bool peer = true;
   int curve = 0;
+  int pipeline_steps = 0;
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -234,6 +237,56 @@ int curve(const Options& o) {
   return 0;
 }
 
+// The Fashion-MNIST SimCLR pipeline end to end (loading and augmenting on
+// TBB threads while the step trains) against its train steps alone, and
+// against PyTorch fed by a DataLoader with 2 workers, same model and batch.
+int end_to_end(const Options& o) {
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(CONTRA_SOURCE_DIR "/pipelines/simclr_fashion_mnist.toml",
+                                    {"train.max_steps=" + std::to_string(o.pipeline_steps),
+                                     "sampler.batch_size=" + std::to_string(o.batch)},
+                                    reg);
+  RunSummary s = run_pipeline(spec, reg, RunOptions{});
+  const double train = s.telemetry.stage("train").busy_s;
+  std::printf("contra, %d steps of batch %lld: wall %.1f s, train steps %.1f s: the epoch takes %.3fx its train steps "
+              "(target <= 1.05x); %.0f images/s end to end\n",
+              o.pipeline_steps, static_cast<long long>(o.batch), s.telemetry.wall_s, train, s.telemetry.wall_s / train,
+              s.images_per_s);
+  if (!o.peer) return 0;
+  // Raw images for the DataLoader.
+  auto source = reg.create<Source>(*reg.find(PluginKind::source, "idx"), spec.source.params);
+  const std::string raw = (std::filesystem::temp_directory_path() / "contra-bench-fmnist.u8").string();
+  {
+    std::ofstream f(raw, std::ios::binary);
+    Tensor img;
+    for (std::int64_t i = 0; i < source->info().size; ++i) {
+      source->load(i, img);
+      f.write(static_cast<const char*>(img.raw()), static_cast<std::streamsize>(img.nbytes()));
+    }
+  }
+  std::string cmd = "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 "
+                    "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 " CONTRA_SOURCE_DIR
+                    "/tools/bench/train_step_torch.py --model seed_resnet --batch " + std::to_string(o.batch) +
+                    " --pipeline-steps " + std::to_string(o.pipeline_steps) + " --warmup 2 --workers 2 --images " + raw +
+                    " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  if (!p || pclose(p) != 0 || out.find("wall_s") == std::string::npos) {
+    std::fprintf(stderr, "PyTorch peer failed:\n%s\n", out.c_str());
+    return 1;
+  }
+  const double wall = json_number(out, "wall_s"), tsteps = json_number(out, "train_s"),
+               ips = json_number(out, "images_per_s");
+  std::printf("pytorch, DataLoader with 2 workers: wall %.1f s, train steps %.1f s: %.3fx its train steps; %.0f "
+              "images/s end to end\n",
+              wall, tsteps, wall / tsteps, ips);
+  std::printf("contra / pytorch end to end: %.2fx (target >= 1.4x)\n", s.images_per_s / ips);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -256,6 +309,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") o.threads = std::stoi(next());
     else if (a == "--no-peer") o.peer = false;
     else if (a == "--curve") o.curve = std::stoi(next());
+    else if (a == "--pipeline") o.pipeline_steps = std::stoi(next());
     else {
       std::fprintf(stderr,
                    "usage: train_step [--model seed_resnet|resnet18] [--batch N] [--size S] [--channels C]\n"
@@ -266,6 +320,7 @@ int main(int argc, char** argv) {
   omp_set_num_threads(o.threads);
   try {
     if (o.curve > 0) return curve(o);
+    if (o.pipeline_steps > 0) return end_to_end(o);
     double peak32 = matmul_peak(dnnl::memory::data_type::f32);
     double peak16 = matmul_peak(dnnl::memory::data_type::bf16);
     const double step_flops = 3.0 * model_forward_flops(o) * 2 * o.batch;  // forward + two backward products

@@ -81,6 +81,46 @@ def nt_xent(z, temperature):
     return F.cross_entropy(sim, target)
 
 
+def end_to_end(args, model, opt):
+    """Steps fed by a DataLoader: torchvision SimCLR views made by worker processes."""
+    import numpy as np
+    import torchvision.transforms as T
+    from PIL import Image
+
+    images = np.fromfile(args.images, dtype=np.uint8).reshape(-1, 28, 28)
+    tf = T.Compose([T.RandomResizedCrop(28, scale=(0.2, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize([0.286], [0.353])])
+
+    class Views(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, i):
+            img = Image.fromarray(images[i])
+            return tf(img), tf(img)
+
+    dl = torch.utils.data.DataLoader(Views(), batch_size=args.batch, shuffle=True, drop_last=True,
+                                     num_workers=args.workers, persistent_workers=True)
+    it = iter(dl)
+    train_s, start = 0.0, None
+    for step in range(args.warmup + args.pipeline_steps):
+        if step == args.warmup:
+            start = time.perf_counter()
+        a, b = next(it)
+        t0 = time.perf_counter()
+        x = torch.cat([a, b]).contiguous(memory_format=torch.channels_last)
+        z = model(x)
+        loss = nt_xent(z, 0.5)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step >= args.warmup:
+            train_s += time.perf_counter() - t0
+    wall = time.perf_counter() - start
+    print(json.dumps({"peer": "pytorch " + torch.__version__, "wall_s": wall, "train_s": train_s,
+                      "images_per_s": 2 * args.batch * args.pipeline_steps / wall}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=["seed_resnet", "resnet18"], default="seed_resnet")
@@ -90,6 +130,10 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pipeline-steps", type=int, default=0,
+                    help="end to end: this many steps on Fashion-MNIST through a DataLoader with --workers workers")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--images", default="", help="raw uint8 Fashion-MNIST images (N,28,28,1) for --pipeline-steps")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -104,6 +148,8 @@ def main():
     model = nn.Sequential(encoder, head).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(2 * args.batch, args.channels, args.size, args.size).contiguous(memory_format=torch.channels_last)
+    if args.pipeline_steps > 0:
+        return end_to_end(args, model, opt)
 
     split = {"forward": 0.0, "loss": 0.0, "backward": 0.0, "optimizer": 0.0}
     total = 0.0

@@ -3,6 +3,7 @@
 
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
+#include "graph/run_record.hpp"
 #include "plugins/registry.hpp"
 
 #include <contra/errors.hpp>
@@ -10,6 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -23,6 +27,10 @@ using runtime::PluginRegistry;
 struct PipelineArgs {
   std::string file;
   std::vector<std::string> overrides;
+  std::string run_dir;      // --run-dir
+  std::string resume;       // --resume RUN_DIR
+  std::string pipeline;     // --pipeline FILE (eval)
+  bool no_record = false;   // --no-record
 };
 
 // Parses "FILE [--set k=v ...]"; prints the problem and returns false on a bad line.
@@ -37,6 +45,14 @@ bool parse_pipeline_args(const char* cmd, const std::vector<std::string>& args, 
       out.overrides.push_back(args[++i]);
     } else if (a.rfind("--set=", 0) == 0) {
       out.overrides.push_back(a.substr(6));
+    } else if ((a == "--run-dir" || a == "--resume" || a == "--pipeline") && std::string(cmd) != "validate") {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "contra %s: %s needs a value\n", cmd, a.c_str());
+        return false;
+      }
+      (a == "--run-dir" ? out.run_dir : a == "--resume" ? out.resume : out.pipeline) = args[++i];
+    } else if (a == "--no-record" && std::string(cmd) == "run") {
+      out.no_record = true;
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "contra %s: unknown option '%s' (see contra %s --help)\n", cmd, a.c_str(), cmd);
       return false;
@@ -48,7 +64,7 @@ bool parse_pipeline_args(const char* cmd, const std::vector<std::string>& args, 
       return false;
     }
   }
-  if (out.file.empty()) {
+  if (out.file.empty() && out.resume.empty()) {
     std::fprintf(stderr, "contra %s: no pipeline file given (see contra %s --help)\n", cmd, cmd);
     return false;
   }
@@ -97,29 +113,58 @@ double mean_of(const std::vector<double>& v, std::size_t from, std::size_t to) {
 
 }  // namespace
 
+namespace {
+std::atomic<bool> interrupted{false};
+extern "C" void on_interrupt(int) { interrupted = true; }
+}  // namespace
+
 int run_command(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::printf(
-        "usage: contra run FILE [--set section.key=value ...]\n\n"
+        "usage: contra run FILE [--set section.key=value ...] [--run-dir DIR | --no-record]\n"
+        "       contra run --resume RUN_DIR\n\n"
         "Train the pipeline described in FILE (TOML). --set overrides one key, e.g.\n"
         "  --set train.max_steps=100 --set loss.temperature=0.2\n"
         "values are TOML (numbers, booleans, [lists], \"strings\"); anything else is a string.\n"
+        "The run is recorded in a folder ([record] dir/<name>-<time>, or --run-dir):\n"
+        "pipeline.toml, run.json, metrics.jsonl, summary.json, checkpoints/.\n"
+        "Ctrl-C stops after the batches in flight and writes a checkpoint;\n"
+        "--resume RUN_DIR continues from that folder's latest checkpoint.\n"
         "Progress goes to standard output; per-stage times are printed at the end.\n");
     return 0;
   }
   PipelineArgs pa;
   if (!parse_pipeline_args("run", args, pa)) return 2;
+  if (!pa.resume.empty() && (!pa.file.empty() || !pa.overrides.empty())) {
+    std::fprintf(stderr, "contra run: --resume takes the run folder alone (its pipeline.toml is the pipeline)\n");
+    return 2;
+  }
   try {
+    std::string run_dir = pa.run_dir;
+    std::string resume_from;
+    if (!pa.resume.empty()) {
+      run_dir = pa.resume;
+      pa.file = (std::filesystem::path(pa.resume) / "pipeline.toml").string();
+      resume_from = runtime::RunRecord::latest_checkpoint(pa.resume);
+    }
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
+    if (run_dir.empty() && !pa.no_record) run_dir = runtime::RunRecord::default_dir(spec).string();
     std::string name = spec.pipeline.get<std::string>("name");
     std::printf("contra run %s%s%s\n", pa.file.c_str(), name.empty() ? "" : "  ", name.c_str());
     std::printf("  source %s, encoder %s, miner %s, loss %s, optimizer %s\n", spec.source.name.c_str(),
                 spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
                 spec.optimizer.name.c_str());
+    if (!run_dir.empty())
+      std::printf("  %s %s\n", resume_from.empty() ? "recording in" : "resuming from", resume_from.empty() ? run_dir.c_str() : resume_from.c_str());
     std::fflush(stdout);
     Progress progress(spec.train.get<std::int64_t>("log_every"));
     runtime::RunOptions options;
+    options.run_dir = run_dir;
+    options.overrides = pa.overrides;
+    options.resume_from = resume_from;
+    options.stop = &interrupted;
+    std::signal(SIGINT, on_interrupt);
     // Per-step figures of the last steps, averaged in the summary.
     std::map<std::string, std::vector<double>> recent;
     options.on_step = [&](const runtime::StepReport& r) {
@@ -131,7 +176,15 @@ int run_command(const std::vector<std::string>& args) {
           if (q.size() > 10) q.erase(q.begin());
         }
     };
+    options.on_eval = [&](std::int64_t step, const std::vector<std::pair<std::string, double>>& figures) {
+      std::printf("%seval after step %lld:", isatty(STDOUT_FILENO) ? "\n" : "", static_cast<long long>(step + 1));
+      for (const auto& [k, v] : figures) std::printf(" %s %.4f", k.c_str(), v);
+      std::printf("\n");
+      std::fflush(stdout);
+    };
     runtime::RunSummary s = runtime::run_pipeline(spec, registry, options);
+    std::signal(SIGINT, SIG_DFL);
+    if (interrupted) std::printf("\ninterrupted: stopped after step %lld\n", static_cast<long long>(s.first_step + s.steps));
     std::printf("\n%s", runtime::format_stage_table(s).c_str());
     if (!recent.empty()) {
       std::printf("figures of the loss and the miner, mean of the last %zu steps:\n", recent.begin()->second.size());
@@ -141,12 +194,48 @@ int run_command(const std::vector<std::string>& args) {
     if (k > 0)
       std::printf("loss: mean of the first %zu steps %.4f, of the last %zu steps %.4f\n", k,
                   mean_of(s.losses, 0, k), k, mean_of(s.losses, n - k, n));
+    if (!run_dir.empty())
+      std::printf("run recorded in %s%s%s\n", run_dir.c_str(), s.checkpoint.empty() ? "" : "; last checkpoint ",
+                  s.checkpoint.c_str());
     return 0;
   } catch (const Error& e) {
     print_error(e);
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 1;
+  }
+}
+
+int eval_command(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::printf(
+        "usage: contra eval CHECKPOINT --pipeline FILE [--set section.key=value ...]\n\n"
+        "Run the pipeline's [eval] evaluators on the encoder saved in CHECKPOINT (a\n"
+        "checkpoints/step-*.safetensors file of a run, or a run folder for its latest).\n");
+    return 0;
+  }
+  PipelineArgs pa;
+  if (!parse_pipeline_args("eval", args, pa)) return 2;
+  if (pa.pipeline.empty()) {
+    std::fprintf(stderr, "contra eval: --pipeline FILE is required (the pipeline the checkpoint was trained with)\n");
+    return 2;
+  }
+  try {
+    std::string checkpoint = pa.file;
+    if (std::filesystem::is_directory(checkpoint)) checkpoint = runtime::RunRecord::latest_checkpoint(checkpoint);
+    PluginRegistry registry;
+    runtime::PipelineSpec spec = runtime::load_pipeline(pa.pipeline, pa.overrides, registry);
+    if (!spec.has_eval) {
+      std::fprintf(stderr, "%s: the pipeline has no [eval] section to run\n", pa.pipeline.c_str());
+      return 1;
+    }
+    runtime::RunSummary none;
+    std::vector<std::pair<std::string, double>> figures = runtime::evaluate_checkpoint(spec, registry, checkpoint);
+    for (const auto& [k, v] : figures) std::printf("%s %.4f\n", k.c_str(), v);
+    return 0;
+  } catch (const Error& e) {
+    print_error(e);
     return 1;
   }
 }

@@ -8,6 +8,7 @@
 namespace contra::cli {
 
 int run_command(const std::vector<std::string>& args);
+int eval_command(const std::vector<std::string>& args);
 int validate_command(const std::vector<std::string>& args);
 int plugins_command(const std::vector<std::string>& args);
 

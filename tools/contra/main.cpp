@@ -1,6 +1,8 @@
 // contra: run, validate and inspect contrastive-learning pipelines.
 #include "commands.hpp"
 #include "new_plugin.hpp"
+#include "report.hpp"
+#include "sweep.hpp"
 
 #include <contra/version.hpp>
 
@@ -14,8 +16,12 @@ const char* usage =
     "\n"
     "commands:\n"
     "  run FILE [--set section.key=value ...]       train the pipeline in FILE\n"
+    "  run --resume RUN_DIR                         continue a run from its latest checkpoint\n"
+    "  eval CHECKPOINT --pipeline FILE              run FILE's [eval] on a saved encoder\n"
     "  validate FILE [--set section.key=value ...]  check FILE and its plugins' parameters\n"
     "  plugins [--describe NAME] [--kind KIND]      list plugins, or describe one\n"
+    "  sweep FILE --grid section.key=v1,v2,...      run a grid of overrides x seeds, a run folder each\n"
+    "  report RUN_DIR... [--out report.html]        compare runs: one HTML page, a Markdown table\n"
     "  new-plugin --kind KIND --name NAME [DIR]     write a ready-to-build plugin project\n"
     "\n"
     "`contra <command> --help` describes a command. Plugins are searched in the\n"
@@ -37,7 +43,10 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "run") return contra::cli::run_command(args);
   if (cmd == "validate") return contra::cli::validate_command(args);
+  if (cmd == "eval") return contra::cli::eval_command(args);
   if (cmd == "plugins") return contra::cli::plugins_command(args);
+  if (cmd == "sweep") return contra::cli::sweep_command(args);
+  if (cmd == "report") return contra::cli::report_command(args);
   if (cmd == "new-plugin") return contra::cli::new_plugin_command(args);
   std::fprintf(stderr, "contra: unknown command '%s'\n\n%s", cmd.c_str(), usage);
   return 2;

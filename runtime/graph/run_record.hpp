@@ -1,0 +1,56 @@
+#pragma once
+// A run's record on disk, one folder per run:
+//   pipeline.toml      the resolved pipeline (after --set overrides)
+//   run.json           contra's git revision and build, SDK version, overrides, start time
+//   metrics.jsonl      one JSON object per line: {"type": "step", ...} or {"type": "eval", ...}
+//   summary.json       written at the end: steps, throughput, stage times, last figures
+//   checkpoints/       step-<n>.safetensors and `latest` (the newest file's name)
+//   embeddings/        test-step-<n>.npy (+ -labels.npy) when [eval] save_embeddings
+// docs/run-records.md describes every field.
+
+#include "config/pipeline_spec.hpp"
+#include "graph/pipeline_run.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace contra::runtime {
+
+class RunRecord {
+ public:
+  /// Create `dir` and write pipeline.toml and run.json; when `resuming`, keep
+  /// what is there and append to metrics.jsonl.
+  RunRecord(std::filesystem::path dir, const PipelineSpec& spec, const std::vector<std::string>& overrides,
+            bool resuming);
+  ~RunRecord();
+  RunRecord(const RunRecord&) = delete;
+  RunRecord& operator=(const RunRecord&) = delete;
+
+  const std::filesystem::path& dir() const { return dir_; }
+  void step(const StepReport& r);
+  void eval(std::int64_t step, std::int64_t epoch, const std::vector<std::pair<std::string, double>>& figures);
+  std::string checkpoint_path(std::int64_t step) const;
+  std::string embeddings_path(std::int64_t step) const;
+  /// Point checkpoints/latest at `path` and delete all but the newest `keep`.
+  void checkpoint_written(const std::string& path, std::int64_t keep);
+  void summary(const RunSummary& s);
+
+  /// `[record] dir`/<pipeline name>-<YYYYmmdd-HHMMSS>.
+  static std::filesystem::path default_dir(const PipelineSpec& spec);
+  /// The newest checkpoint of a run folder; throws ConfigError naming the folder when there is none.
+  static std::string latest_checkpoint(const std::filesystem::path& run_dir);
+
+ private:
+  std::filesystem::path dir_;
+  std::FILE* metrics_ = nullptr;
+};
+
+/// A JSON number, or null for NaN and infinities.
+std::string json_number(double v);
+/// A JSON string literal.
+std::string json_quote(const std::string& s);
+
+}  // namespace contra::runtime

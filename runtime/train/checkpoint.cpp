@@ -1,0 +1,86 @@
+#include "checkpoint.hpp"
+
+#include "safetensors.hpp"
+
+#include <contra/errors.hpp>
+#include <contra/version.hpp>
+
+#include <cstring>
+
+namespace contra::runtime {
+
+namespace {
+
+void add_encoder(std::vector<std::pair<std::string, Tensor*>>& out, const std::string& prefix, Encoder* e) {
+  if (!e) return;
+  for (Parameter* p : e->parameters()) out.emplace_back(prefix + p->name, &p->value);
+  for (auto& [name, t] : e->buffers()) out.emplace_back(prefix + name, t);
+}
+
+void restore(const std::string& path, const SafetensorsFile& file,
+             const std::vector<std::pair<std::string, Tensor*>>& state) {
+  for (const auto& [name, t] : state) {
+    auto it = file.tensors.find(name);
+    if (it == file.tensors.end())
+      throw DataError(path + ": checkpoint has no tensor '" + name + "'; was it written by another pipeline?");
+    const Tensor& src = it->second;
+    if (src.shape() != t->shape() || src.dtype() != t->dtype())
+      throw DataError(path + ": tensor '" + name + "' is " + dtype_name(src.dtype()) + " " + src.shape().str() +
+                      " in the checkpoint, " + dtype_name(t->dtype()) + " " + t->shape().str() + " in this pipeline");
+    std::memcpy(t->raw(), src.raw(), src.nbytes());
+  }
+}
+
+std::int64_t step_of(const std::string& path, const SafetensorsFile& file) {
+  auto it = file.metadata.find("step");
+  if (it == file.metadata.end()) throw DataError(path + ": not a contra checkpoint (no 'step' in its metadata)");
+  return std::stoll(it->second);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& parts) {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  add_encoder(out, "encoder.", parts.encoder.get());
+  add_encoder(out, "head.", parts.head.get());
+  add_encoder(out, "momentum_encoder.", parts.momentum_encoder.get());
+  add_encoder(out, "momentum_head.", parts.momentum_head.get());
+  if (parts.optimizer) {
+    std::vector<std::pair<std::string, Tensor*>> s;
+    parts.optimizer->state(s);
+    for (auto& [n, t] : s) out.emplace_back("optimizer." + n, t);
+  }
+  if (parts.memory) {
+    std::vector<std::pair<std::string, Tensor*>> s;
+    parts.memory->state(s);
+    for (auto& [n, t] : s) out.emplace_back("memory." + n, t);
+  }
+  return out;
+}
+
+void save_checkpoint(const std::string& path, const TrainerParts& parts, std::int64_t step,
+                     const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, const Tensor*>> tensors;
+  for (auto& [n, t] : training_state(parts)) tensors.emplace_back(n, t);
+  std::map<std::string, std::string> meta = metadata;
+  meta["step"] = std::to_string(step);
+  meta["format"] = "contra checkpoint";
+  meta["sdk_version"] = sdk_version;
+  write_safetensors(path, tensors, meta);
+}
+
+std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts) {
+  SafetensorsFile file = read_safetensors(path);
+  restore(path, file, training_state(parts));
+  return step_of(path, file);
+}
+
+std::int64_t load_encoder(const std::string& path, Encoder& encoder) {
+  SafetensorsFile file = read_safetensors(path);
+  std::vector<std::pair<std::string, Tensor*>> state;
+  add_encoder(state, "encoder.", &encoder);
+  restore(path, file, state);
+  return step_of(path, file);
+}
+
+}  // namespace contra::runtime

@@ -1,0 +1,133 @@
+#include "evaluation.hpp"
+
+#include "plugins/registry.hpp"
+#include "train/safetensors.hpp"
+
+#include <contra/errors.hpp>
+
+#include <oneapi/tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace contra::runtime {
+
+namespace {
+
+template <class Role> std::shared_ptr<Role> make(const PluginRegistry& reg, const PluginSpec& ps) {
+  const PluginRecord* rec = reg.find(ps.kind, ps.name);
+  if (!rec) throw PluginError(ps.label() + ": plugin not found");
+  try {
+    return reg.create<Role>(*rec, ps.params);
+  } catch (const std::exception& e) {
+    throw PluginError(ps.label() + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+Evaluation::Evaluation(const PipelineSpec& spec, const PluginRegistry& reg)
+    : spec_(spec), batch_size_(spec.eval.get<std::int64_t>("batch_size")) {
+  const PluginSpec& train = spec.eval_train.name.empty() ? spec.source : spec.eval_train;
+  train_ = make<Source>(reg, train);
+  test_ = make<Source>(reg, spec.eval_test);
+  train_label_ = train.label();
+  test_label_ = spec.eval_test.label();
+  for (const auto& a : spec.eval_chain) chain_.push_back(make<Augmentation>(reg, a));
+  for (const auto& e : spec.evaluators) evaluators_.emplace_back(e.name, make<Evaluator>(reg, e));
+}
+
+FeatureSet Evaluation::embed(Encoder& encoder, Source& source, const std::string& label) {
+  const SourceInfo info = source.info();
+  if (info.num_classes <= 0)
+    throw DataError(label + ": evaluation needs labels, and this source has none");
+  std::vector<ImageFormat> formats{ImageFormat{info.shape, DType::u8}};
+  for (std::size_t i = 0; i < chain_.size(); ++i) {
+    try {
+      formats.push_back(chain_[i]->output_format(formats.back()));
+    } catch (const std::exception& e) {
+      throw ConfigError(spec_.eval_chain[i].label() + ": " + e.what());
+    }
+  }
+  const ImageFormat f = formats.back();
+  const std::int64_t c = f.shape.channels, h = f.shape.height, w = f.shape.width, elems = c * h * w;
+  FeatureSet out;
+  out.num_classes = info.num_classes;
+  out.labels.resize(static_cast<std::size_t>(info.size));
+  Tensor images;
+  std::vector<Tensor> raw(static_cast<std::size_t>(batch_size_)), scratch(static_cast<std::size_t>(2 * batch_size_));
+  for (std::int64_t begin = 0; begin < info.size; begin += batch_size_) {
+    const std::int64_t n = std::min(batch_size_, info.size - begin);
+    images.ensure({n, c, h, w}, DType::f32);
+    float* dst = images.data<float>();
+    tbb::parallel_for(std::int64_t(0), n, [&](std::int64_t i) {
+      out.labels[static_cast<std::size_t>(begin + i)] = source.load(begin + i, raw[i]);
+      const Tensor* cur = &raw[i];
+      for (std::size_t op = 0; op < chain_.size(); ++op) {
+        Rng rng(0, 0, static_cast<std::uint64_t>(begin + i), 0, static_cast<std::uint32_t>(op));
+        Tensor& o = scratch[2 * i + (op % 2)];
+        chain_[op]->apply(*cur, o, rng);
+        cur = &o;
+      }
+      float* d = dst + i * elems;
+      if (f.dtype == DType::f32) {
+        std::memcpy(d, cur->data<float>(), static_cast<std::size_t>(elems) * sizeof(float));
+      } else {
+        const std::uint8_t* s = cur->data<std::uint8_t>();
+        for (std::int64_t ch = 0; ch < c; ++ch)
+          for (std::int64_t p = 0; p < h * w; ++p) d[ch * h * w + p] = s[p * c + ch] * (1.0f / 255.0f);
+      }
+    });
+    const Tensor& z = encoder.forward(images, Mode::eval);
+    if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
+    std::memcpy(out.features.data<float>() + begin * z.dim(1), z.data<float>(), z.nbytes());
+  }
+  for (auto l : out.labels)
+    if (l < 0 || l >= info.num_classes)
+      throw DataError(label + ": label " + std::to_string(l) + " outside 0.." + std::to_string(info.num_classes - 1));
+  return out;
+}
+
+std::vector<std::pair<std::string, double>> Evaluation::run(Encoder& encoder, std::uint64_t seed,
+                                                            const std::string& embeddings_path) {
+  FeatureSet train = embed(encoder, *train_, train_label_);
+  FeatureSet test = embed(encoder, *test_, test_label_);
+  if (!embeddings_path.empty()) {
+    write_npy(embeddings_path, test.features);
+    Tensor labels = Tensor::empty({static_cast<std::int64_t>(test.labels.size())}, DType::i64);
+    std::copy(test.labels.begin(), test.labels.end(), labels.data<std::int64_t>());
+    std::string lp = embeddings_path;
+    lp.insert(lp.size() - 4, "-labels");
+    write_npy(lp, labels);
+  }
+  std::vector<std::pair<std::string, double>> figures;
+  for (std::size_t i = 0; i < evaluators_.size(); ++i) {
+    try {
+      for (auto& [k, v] : evaluators_[i].second->evaluate(train, test, seed))
+        figures.emplace_back(evaluators_[i].first + "." + k, v);
+    } catch (const std::exception& e) {
+      throw PluginError(spec_.evaluators[i].label() + ": evaluate() failed: " + e.what());
+    }
+  }
+  return figures;
+}
+
+void write_npy(const std::string& path, const Tensor& t) {
+  std::string shape = "(";
+  for (int d = 0; d < t.rank(); ++d) shape += std::to_string(t.dim(d)) + (t.rank() == 1 || d + 1 < t.rank() ? "," : "");
+  shape += ")";
+  std::string header = std::string("{'descr': '") + (t.dtype() == DType::f32 ? "<f4" : "<i8") +
+                       "', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64) header += ' ';
+  header += '\n';
+  std::string bytes = "\x93NUMPY";
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  bytes.append(static_cast<const char*>(t.raw()), t.nbytes());
+  write_file_atomically(path, bytes);
+}
+
+}  // namespace contra::runtime

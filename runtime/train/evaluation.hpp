@@ -1,0 +1,49 @@
+#pragma once
+// [eval]: embed a labelled train split and a test split with the encoder in
+// eval mode (its output before any projection head), then hand the frozen
+// features to each evaluator (kNN, linear probe, ...). The encoder is only
+// read: nothing here calls backward() or touches a parameter.
+
+#include "config/pipeline_spec.hpp"
+
+#include <contra/roles/augmentation.hpp>
+#include <contra/roles/encoder.hpp>
+#include <contra/roles/evaluator.hpp>
+#include <contra/roles/source.hpp>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace contra::runtime {
+
+class PluginRegistry;
+
+class Evaluation {
+ public:
+  /// Creates the sources, the chain and the evaluators of spec's [eval].
+  Evaluation(const PipelineSpec& spec, const PluginRegistry& registry);
+
+  /// Figures named "<evaluator>.<figure>", e.g. "knn.top1_k200_t0.1". With a
+  /// non-empty `embeddings_path`, the test split's features are also written
+  /// there as .npy (float32 [N, D]) and its labels beside (…-labels.npy).
+  std::vector<std::pair<std::string, double>> run(Encoder& encoder, std::uint64_t seed,
+                                                  const std::string& embeddings_path = "");
+
+  /// Features of one split (exposed for tests).
+  FeatureSet embed(Encoder& encoder, Source& source, const std::string& label);
+
+ private:
+  const PipelineSpec& spec_;
+  std::shared_ptr<Source> train_, test_;
+  std::string train_label_, test_label_;
+  std::vector<std::shared_ptr<Augmentation>> chain_;
+  std::vector<std::pair<std::string, std::shared_ptr<Evaluator>>> evaluators_;
+  std::int64_t batch_size_;
+};
+
+/// Write a float32 [N, D] or int64 [N] tensor as a .npy file.
+void write_npy(const std::string& path, const Tensor& t);
+
+}  // namespace contra::runtime

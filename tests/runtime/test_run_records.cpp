@@ -1,0 +1,189 @@
+// Run records, checkpoints, resume and [eval].
+#include "config/pipeline_spec.hpp"
+#include "graph/pipeline_run.hpp"
+#include "graph/run_record.hpp"
+#include "plugins/registry.hpp"
+#include "train/evaluation.hpp"
+#include "train/safetensors.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace contra;
+using namespace contra::runtime;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* pipeline = R"(
+[pipeline]
+name = "records"
+seed = 5
+[runtime]
+compute_threads = 1
+prefetch = 2
+[train]
+epochs = 3
+[schedule]
+kind = "cosine"
+warmup_epochs = 1.0
+[source]
+plugin = "synthetic"
+size = 128
+height = 8
+width = 8
+[sampler]
+plugin = "random"
+batch_size = 16
+[[augment.chain]]
+plugin = "random_resized_crop"
+size = 8
+scale = [0.5, 1.0]
+[encoder]
+plugin = "seed_resnet"
+width = 4
+output = 8
+[head]
+plugin = "projection_head"
+output = 8
+[memory]
+plugin = "queue"
+size = 64
+momentum = 0.9
+[loss]
+plugin = "info_nce"
+[optimizer]
+plugin = "adam"
+[eval]
+every_epochs = 1
+batch_size = 50
+save_embeddings = true
+[eval.test]
+plugin = "synthetic"
+size = 40
+height = 8
+width = 8
+seed = 9
+[[eval.evaluator]]
+plugin = "knn"
+k = [5]
+temperature = [0.1]
+[[eval.evaluator]]
+plugin = "linear_probe"
+)";
+
+struct Fixture {
+  test::TempDir dir{"records"};
+  std::string file = dir.file("p.toml");
+  Fixture() { test::write_file(file, pipeline); }
+  RunSummary run(const std::string& run_dir, const std::vector<std::string>& overrides = {},
+                 const std::string& resume = "", std::int64_t stop_after = -1) {
+    PluginRegistry reg;
+    PipelineSpec spec = load_pipeline(resume.empty() ? file : (fs::path(run_dir) / "pipeline.toml").string(),
+                                      overrides, reg);
+    RunOptions o;
+    o.run_dir = run_dir;
+    o.overrides = overrides;
+    o.resume_from = resume;
+    std::atomic<bool> stop{false};
+    o.stop = &stop;
+    o.on_step = [&](const StepReport& r) {
+      if (r.step == stop_after) stop = true;
+    };
+    return run_pipeline(spec, reg, o);
+  }
+};
+
+std::vector<std::string> lines(const fs::path& p) {
+  std::ifstream f(p);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(f, l);) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("run records: the folder holds the pipeline, metrics, evaluations and checkpoints", "[runtime][records]") {
+  Fixture fx;
+  const std::string run_dir = fx.dir.file("run");
+  RunSummary s = fx.run(run_dir, {"train.epochs=2"});
+  REQUIRE(s.steps == 16);
+  CHECK_THAT(test::read_file(run_dir + "/pipeline.toml"), Catch::Contains("epochs = 2"));
+  std::string run_json = test::read_file(run_dir + "/run.json");
+  CHECK_THAT(run_json, Catch::Contains("\"overrides\": [\"train.epochs=2\"]"));
+  CHECK_THAT(run_json, Catch::Contains("\"git_revision\": "));
+  CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.1.0;"));
+  auto metrics = lines(run_dir + "/metrics.jsonl");
+  REQUIRE(metrics.size() == 16 + 2);  // 16 steps, an evaluation after each of 2 epochs
+  CHECK_THAT(metrics[0], Catch::StartsWith("{\"type\": \"step\", \"step\": 0, \"epoch\": 0, \"loss\": "));
+  CHECK_THAT(metrics[0], Catch::Contains("\"mining.false_negative_rate\": "));
+  CHECK_THAT(metrics[8], Catch::StartsWith("{\"type\": \"eval\", \"step\": 7, \"epoch\": 0, \"figures\": {\"knn.top1_k5_t0.1\": "));
+  CHECK_THAT(metrics[8], Catch::Contains("\"linear_probe.top1\": "));
+  std::string summary = test::read_file(run_dir + "/summary.json");
+  CHECK_THAT(summary, Catch::Contains("\"steps\": 16"));
+  CHECK_THAT(summary, Catch::Contains("\"knn.top1_k5_t0.1\": "));
+  CHECK(test::read_file(run_dir + "/checkpoints/latest") == "step-00000015.safetensors\n");
+  CHECK(fs::exists(run_dir + "/embeddings/test-step-00000015.npy"));
+  CHECK(fs::exists(run_dir + "/embeddings/test-step-00000015-labels.npy"));
+  // The checkpoint names every piece of state.
+  SafetensorsFile ck = read_safetensors(run_dir + "/checkpoints/step-00000015.safetensors");
+  CHECK(ck.metadata.at("step") == "15");
+  for (const char* name : {"encoder.stem.conv.weight", "encoder.stem.bn.running_mean", "head.fc2.bias",
+                           "momentum_encoder.fc.weight", "optimizer.step", "memory.queue.keys"})
+    CHECK(ck.tensors.count(name) == 1);
+}
+
+TEST_CASE("resume: an interrupted run continues with the same per-step losses", "[runtime][records]") {
+  Fixture fx;
+  RunSummary whole = fx.run(fx.dir.file("whole"));
+  REQUIRE(whole.steps == 24);
+  const std::string run_dir = fx.dir.file("broken");
+  RunSummary first = fx.run(run_dir, {}, "", 9);  // stop planning after step 9
+  REQUIRE(first.steps >= 10);
+  REQUIRE(first.steps < 24);
+  RunSummary rest = fx.run(run_dir, {}, RunRecord::latest_checkpoint(run_dir));
+  CHECK(rest.first_step == first.steps);
+  REQUIRE(first.steps + rest.steps == 24);
+  for (std::int64_t i = 0; i < first.steps; ++i) CHECK(first.losses[i] == whole.losses[i]);
+  for (std::int64_t i = 0; i < rest.steps; ++i) {
+    INFO("step " << first.steps + i);
+    CHECK(rest.losses[i] == whole.losses[first.steps + i]);
+  }
+  CHECK(lines(run_dir + "/metrics.jsonl").size() == lines(fx.dir.file("whole") + "/metrics.jsonl").size());
+}
+
+TEST_CASE("eval: the encoder is frozen while evaluators run", "[runtime][eval]") {
+  Fixture fx;
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(fx.file, {}, reg);
+  auto encoder = reg.create<Encoder>(*reg.find(PluginKind::encoder, "seed_resnet"), spec.encoder.params);
+  encoder->build({Shape{1, 8, 8}, 1});
+  std::vector<Tensor> before;
+  for (auto* p : encoder->parameters()) before.push_back(p->value.clone());
+  Evaluation eval(spec, reg);
+  auto figures = eval.run(*encoder, 0);
+  REQUIRE(figures.size() >= 3);
+  auto params = encoder->parameters();
+  for (std::size_t i = 0; i < params.size(); ++i)
+    for (std::int64_t j = 0; j < params[i]->value.numel(); ++j)
+      REQUIRE(params[i]->value.data<float>()[j] == before[i].data<float>()[j]);
+}
+
+TEST_CASE("checkpoints: a damaged or foreign file is refused with its reason", "[runtime][records]") {
+  test::TempDir dir("ck");
+  Tensor t = Tensor::zeros({3, 2}, DType::f32);
+  write_safetensors(dir.file("a.safetensors"), {{"w", &t}}, {{"step", "4"}});
+  SafetensorsFile f = read_safetensors(dir.file("a.safetensors"));
+  CHECK(f.tensors.at("w").shape() == Shape{3, 2});
+  std::string bytes = test::read_file(dir.file("a.safetensors"));
+  test::write_file(dir.file("cut.safetensors"), bytes.substr(0, bytes.size() - 4));
+  CHECK_THROWS_WITH(read_safetensors(dir.file("cut.safetensors")),
+                    dir.file("cut.safetensors") + ": truncated: tensor 'w' ends at byte " +
+                        std::to_string(bytes.size()) + ", the file has " + std::to_string(bytes.size() - 4));
+  CHECK_THROWS_WITH(RunRecord::latest_checkpoint(dir.path()),
+                    dir.path().string() + ": no checkpoint to resume from (" + dir.file("checkpoints/latest") +
+                        " is missing)");
+}
