@@ -80,8 +80,9 @@ Schema eval_section_schema() {
   return Schema::section("eval",
                          "evaluation of the encoder's output (before any head): [eval.test] and optional "
                          "[eval.train] sources, [[eval.chain]] transforms, [[eval.evaluator]] plugins")
-      .add<std::int64_t>("every_epochs", 0, "evaluate after every this many epochs; 0 = only at the end")
+      .add<std::int64_t>("every_epochs", 0, "evaluate after every this many epochs; 0 = not during training")
       .at_least(0)
+      .add<bool>("at_end", true, "evaluate after the last step")
       .add<std::int64_t>("batch_size", 512, "images per forward pass when embedding a split").range(1, 65536)
       .add<bool>("save_embeddings", false, "write the test split's embeddings as .npy in the run folder");
 }

@@ -119,6 +119,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   std::unique_ptr<Evaluation> evaluation;
   if (spec.has_eval) evaluation = std::make_unique<Evaluation>(spec, reg);
   const std::int64_t eval_every = spec.eval.get<std::int64_t>("every_epochs");
+  const bool eval_at_end = spec.eval.get<bool>("at_end");
   const std::int64_t checkpoint_every = spec.record.get<std::int64_t>("checkpoint_every");
   const std::int64_t keep = spec.record.get<std::int64_t>("keep");
   std::int64_t last_checkpoint_step = -1;
@@ -234,7 +235,8 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       const std::int64_t step = w.batch.step;
       const bool epoch_end = (step + 1) % bpe == 0;
       w.eval_figures.clear();
-      if (evaluation && (step + 1 == total || (eval_every > 0 && epoch_end && ((step + 1) / bpe) % eval_every == 0))) {
+      if (evaluation && ((step + 1 == total && eval_at_end) ||
+                         (eval_every > 0 && epoch_end && ((step + 1) / bpe) % eval_every == 0))) {
         const bool save = record && spec.eval.get<bool>("save_embeddings");
         w.eval_figures = evaluation->run(*parts.encoder, seed, save ? record->embeddings_path(step) : "");
       }

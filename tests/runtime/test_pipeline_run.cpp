@@ -168,7 +168,7 @@ TEST_CASE("pipeline: simclr_fashion_mnist with seed_resnet and a projection head
   PluginRegistry reg;
   PipelineSpec spec = load_pipeline(std::string(CONTRA_SOURCE_DIR) + "/pipelines/simclr_fashion_mnist.toml",
                                     {"sampler.batch_size=64", "train.max_steps=40", "schedule.kind=\"constant\"",
-                                     "schedule.warmup_epochs=0"},
+                                     "schedule.warmup_epochs=0", "eval.at_end=false"},
                                     reg);
   RunSummary s = run_pipeline(spec, reg, RunOptions{});
   REQUIRE(s.steps == 40);

@@ -213,7 +213,7 @@ int curve(const Options& o) {
     PluginRegistry reg;
     PipelineSpec spec = load_pipeline(CONTRA_SOURCE_DIR "/pipelines/simclr_fashion_mnist.toml",
                                       {"train.max_steps=" + std::to_string(o.curve),
-                                       std::string("train.precision=\"") + precision + "\""},
+                                       std::string("train.precision=\"") + precision + "\"", "eval.at_end=false"},
                                       reg);
     auto t = Clock::now();
     RunSummary s = run_pipeline(spec, reg, RunOptions{});
@@ -244,7 +244,7 @@ int end_to_end(const Options& o) {
   PluginRegistry reg;
   PipelineSpec spec = load_pipeline(CONTRA_SOURCE_DIR "/pipelines/simclr_fashion_mnist.toml",
                                     {"train.max_steps=" + std::to_string(o.pipeline_steps),
-                                     "sampler.batch_size=" + std::to_string(o.batch)},
+                                     "sampler.batch_size=" + std::to_string(o.batch), "eval.at_end=false"},
                                     reg);
   RunSummary s = run_pipeline(spec, reg, RunOptions{});
   const double train = s.telemetry.stage("train").busy_s;
