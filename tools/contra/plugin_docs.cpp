@@ -87,9 +87,10 @@ std::string page(const runtime::PluginRecord& r) {
   } else {
     md << "| name | type | default | allowed | meaning |\n|---|---|---|---|---|\n";
     for (const auto& p : s.params()) {
-      md << "| `" << p.name << "` | " << param_type_name(p.type) << " | "
-         << (p.required ? std::string("required") : "`" + cell(value_to_string(*p.default_value)) + "`") << " | "
-         << cell(allowed(p)) << " | " << cell(p.help) << " |\n";
+      md << "| `" << p.name << "` | " << param_type_name(p.type) << " | ";
+      if (p.required) md << "required";
+      else md << '`' << cell(value_to_string(*p.default_value)) << '`';
+      md << " | " << cell(allowed(p)) << " | " << cell(p.help) << " |\n";
     }
     md << "\n";
   }
