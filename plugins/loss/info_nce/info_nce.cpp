@@ -370,6 +370,7 @@ void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
 
   dzhat_.ensure({M, D}, contra::DType::f32);
   dzhat_.zero();
+  extra_dzhat_ = 0;
 
   // 4. Negatives: dense blocks of every candidate, or the listed ones.
   Sums sums;
@@ -378,14 +379,18 @@ void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
   else sparse(emb, pairs, sums);
   add_positive_gradients();
 
-  // 5. Through the normalisation: dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|.
+  // 5. Through the normalisation: dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|, with the
+  //    other threads' parts of g from the symmetric path added first.
   out.grad.ensure(z.shape(), contra::DType::f32);
   float* gz = out.grad.data<float>();
-  const float* dzh = dzhat_.data<float>();
+  float* dzh = dzhat_.data<float>();
+  const int extra = extra_dzhat_;
+  const float* extra_rows = extra > 0 ? thread_dzhat_.data<float>() : nullptr;
 #pragma omp parallel for schedule(static) if (M * D > 65536)
   for (std::int64_t i = 0; i < M; ++i) {
     const float* hi = zh + i * D;
-    const float* gi = dzh + i * D;
+    float* gi = dzh + i * D;
+    for (int th = 0; th < extra; ++th) axpy(1.0f, extra_rows + (th * M + i) * D, gi, D);
     float* oi = gz + i * D;
     if (nrm[i] < norm_eps) {  // clamped norm: ẑ = z / eps is linear in z
       for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] / norm_eps;
@@ -657,12 +662,7 @@ void InfoNce::symmetric(Sums& sums) {
       if (i0 != j0) contra::sgemm(true, false, nj, D, ni, alpha_, x, nj, zh + i0 * D, D, 1.0f, dz + j0 * D, D);
     }
   }
-  if (threads > 1) {
-    const float* extra = thread_dzhat_.data<float>();
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (std::int64_t i = 0; i < M; ++i)
-      for (int th = 1; th < threads; ++th) axpy(1.0f, extra + ((th - 1) * M + i) * D, dzh + i * D, D);
-  }
+  extra_dzhat_ = threads - 1;  // added to dL/dẑ by compute(), in its last pass over the rows
 }
 
 // Explicit negatives: exactly the listed batch rows (Pairs::negative) and

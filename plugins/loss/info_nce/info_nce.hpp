@@ -81,7 +81,8 @@ class InfoNce final : public contra::Loss {
   std::vector<float> row_scale_;  // [chunk] ∂loss_i/∂s_in = row_scale_i · exp(s_in − max_i)
   // Symmetric path: per thread a tile of S, its row/column sums, and dL/dẑ.
   contra::Tensor tiles_;          // [threads, tile, tile]
-  contra::Tensor thread_dzhat_;   // [threads, M, D]
+  contra::Tensor thread_dzhat_;   // [threads - 1, M, D] the other threads' dL/dẑ
+  int extra_dzhat_ = 0;           // how many of them this call filled
   std::vector<double> thread_sums_;  // [threads, M]
   std::vector<float> scale_all_;     // [M]
 
