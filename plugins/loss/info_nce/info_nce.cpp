@@ -13,13 +13,22 @@
 #include <utility>
 #include <vector>
 
-// The row operations are compiled for AVX-512, AVX2+FMA and the baseline, and
-// the loader picks the best this CPU runs (GCC function multi-versioning), so
-// the plugin stays portable while the exp() pass runs 16 floats wide here.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// The row operations are vectorised loops around an inlined polynomial exp.
+// Built for a baseline without AVX2 (plain x86-64), they are compiled for
+// AVX-512, AVX2+FMA and the baseline, and the loader picks the best this CPU
+// runs (GCC function multi-versioning). Built for AVX2 or better already
+// (e.g. -march=native), they are not cloned: GCC does not inline a function
+// of the translation unit's target into a clone of another target, and the
+// exp would become a scalar call per element.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
 #define CONTRA_NCE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CONTRA_NCE_CLONES
+#endif
+#if defined(__GNUC__)
+#define CONTRA_NCE_INLINE inline __attribute__((always_inline))
+#else
+#define CONTRA_NCE_INLINE inline
 #endif
 
 namespace contra::plugins {
@@ -41,7 +50,7 @@ constexpr double min_symmetric_temperature = 0.025;
 // put together in the exponent bits. Relative error about 2e-7 (2 ulp); x <
 // −87.3 flushes to 0 (or to the smallest normal), which is exact enough for
 // terms summed against a largest term of 1.
-inline float exp_nonpositive(float x) {
+CONTRA_NCE_INLINE float exp_nonpositive(float x) {
   x = x < -88.0f ? -88.0f : x;
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2)
   float r = x - n * 0.693359375f;
