@@ -488,16 +488,14 @@ void InfoNce::dense(const contra::Embeddings& emb, bool batch_neg, Sums& sums) {
   float* W = work_.data<float>();
   float* scale = row_scale_.data();
 
-  double loss = 0, pos_sum = 0, neg_sum = 0;
-  std::int64_t pos_count = 0, neg_count = 0;
+  start_rows();
   for (std::int64_t r0 = 0; r0 < M; r0 += B) {
     const std::int64_t b = std::min(B, M - r0);
     const float* zb = zh + r0 * D;
     if (Cb > 0) contra::sgemm(false, true, b, Cb, D, inv_t_, zb, D, cand, D, 0.0f, S, C);
     if (Km > 0) contra::sgemm(false, true, b, Km, D, inv_t_, zb, D, mem_, D, 0.0f, S + Cb, C);
 
-#pragma omp parallel for schedule(static) reduction(+ : loss, pos_sum, neg_sum, pos_count, neg_count) \
-    if (b * C > 32768)
+#pragma omp parallel for schedule(static) if (b * C > 32768)
     for (std::int64_t ii = 0; ii < b; ++ii) {
       const std::int64_t i = r0 + ii;
       float* row = S + ii * C;
@@ -522,11 +520,9 @@ void InfoNce::dense(const contra::Embeddings& emb, bool batch_neg, Sums& sums) {
       double en = 0.0;
       if (count > 0) en = exp_shift_sum(row, C, m);
       else std::fill(row, row + C, 0.0f);
-      loss += finish_row(&pos_s_[p0], &pos_g_[p0], P, count > 0 ? m : neg_inf, en, &scale[ii]);
-      for (std::int64_t k = p0; k < p0 + P; ++k) pos_sum += pos_s_[k];
-      pos_count += P;
-      neg_sum += fsum;
-      neg_count += count;
+      row_loss_[i] = finish_row(&pos_s_[p0], &pos_g_[p0], P, count > 0 ? m : neg_inf, en, &scale[ii]);
+      row_neg_sum_[i] = fsum;
+      row_neg_count_[i] = count;
     }
 
     // dL/dẑ_block += α · diag(scale) · E · candidates (α = 1 / (T · anchors)).
@@ -551,11 +547,7 @@ void InfoNce::dense(const contra::Embeddings& emb, bool batch_neg, Sums& sums) {
         for (std::int64_t i = i0; i < i1; ++i) dzh[i * D + k] += dt[k * M + i];
     }
   }
-  sums.loss += loss;
-  sums.pos_sum += pos_sum;
-  sums.neg_sum += neg_sum;
-  sums.pos_count += pos_count;
-  sums.neg_count += neg_count;
+  sum_rows(sums);
 }
 
 // Pairs::all with batch negatives only and no momentum keys (SimCLR): S is
@@ -568,8 +560,9 @@ void InfoNce::dense(const contra::Embeddings& emb, bool batch_neg, Sums& sums) {
 // two M×M×D products' worth of sgemm instead of three, on tiles that stay in
 // L2. As many pass-1 tiles as fit in chunk × M floats keep their E for pass
 // 2 (no second product nor exp for them: 1.5 products' worth when 2N <= 2 chunk).
-// Tiles are spread over the OpenMP team (sgemm runs single-threaded inside
-// it), each thread with its own row sums and dL/dẑ, summed at the end.
+// Tiles are dealt round-robin to the OpenMP team (sgemm runs single-threaded
+// inside it), each thread with its own row sums and dL/dẑ, summed at the end
+// in thread order: the result depends on the thread count, not on timing.
 void InfoNce::symmetric(Sums& sums) {
   const std::int64_t M = M_, D = D_;
   const float* zh = zhat_.data<float>();
@@ -606,7 +599,7 @@ void InfoNce::symmetric(Sums& sums) {
   {
     const int th = omp_get_thread_num();
     double* rs = thread_sums_.data() + th * M;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static, 1)
     for (std::int64_t k = 0; k < ntiles; ++k) {
       const std::int64_t i0 = tiles[k].first * t, j0 = tiles[k].second * t;
       const std::int64_t ni = std::min(t, M - i0), nj = std::min(t, M - j0);
@@ -655,7 +648,7 @@ void InfoNce::symmetric(Sums& sums) {
   {
     const int th = omp_get_thread_num();
     float* dz = th == 0 ? dzh : thread_dzhat_.data<float>() + (th - 1) * M * D;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static, 1)
     for (std::int64_t k = 0; k < ntiles; ++k) {
       const std::int64_t i0 = tiles[k].first * t, j0 = tiles[k].second * t;
       const std::int64_t ni = std::min(t, M - i0), nj = std::min(t, M - j0);
@@ -711,9 +704,8 @@ void InfoNce::sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, 
   // Memory keys are columns M.. of the candidates.
   auto column = [&](std::int64_t c) { return c < M ? cand + c * D : mem_ + (c - M) * D; };
 
-  double loss = 0, pos_sum = 0, neg_sum = 0;
-  std::int64_t pos_count = 0, neg_count = 0;
-#pragma omp parallel for schedule(dynamic, 16) reduction(+ : loss, pos_sum, neg_sum, pos_count, neg_count)
+  start_rows();
+#pragma omp parallel for schedule(dynamic, 16)
   for (std::int64_t i = 0; i < M; ++i) {
     const std::int64_t p0 = pos_start_[i], P = pos_start_[i + 1] - p0;
     const std::int64_t n0 = neg_start_[i], n = neg_start_[i + 1] - n0;
@@ -729,27 +721,41 @@ void InfoNce::sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, 
     const float m = row_max(e, n, &fsum, &count);
     const double en = n > 0 ? exp_shift_sum(e, n, m) : 0.0;
     float scale;
-    loss += finish_row(&pos_s_[p0], &pos_g_[p0], P, n > 0 ? m : neg_inf, en, &scale);
+    row_loss_[i] = finish_row(&pos_s_[p0], &pos_g_[p0], P, n > 0 ? m : neg_inf, en, &scale);
+    row_neg_sum_[i] = fsum;
+    row_neg_count_[i] = count;
     float* gi = dzh + i * D;
     for (std::int64_t k = 0; k < n; ++k) {
       e[k] *= scale;
       axpy(alpha_ * e[k], column(neg_col_[n0 + k]), gi, D);
     }
-    for (std::int64_t k = p0; k < p0 + P; ++k) pos_sum += pos_s_[k];
-    pos_count += P;
-    neg_sum += fsum;
-    neg_count += count;
   }
   // Batch negatives without momentum keys are rows that get a gradient too.
   if (!keys_)
     for (std::int64_t i = 0; i < M; ++i)
       for (std::int64_t k = neg_start_[i]; k < neg_start_[i + 1]; ++k)
         if (neg_col_[k] < M && neg_g_[k] != 0.0f) axpy(alpha_ * neg_g_[k], zh + i * D, dzh + neg_col_[k] * D, D);
-  sums.loss += loss;
-  sums.pos_sum += pos_sum;
-  sums.neg_sum += neg_sum;
-  sums.pos_count += pos_count;
-  sums.neg_count += neg_count;
+  sum_rows(sums);
+}
+
+// Per-row results are summed in row order, whatever the thread count and
+// schedule, so that a step's loss and metrics are reproducible.
+void InfoNce::start_rows() {
+  row_loss_.assign(static_cast<std::size_t>(M_), 0.0);
+  row_neg_sum_.assign(static_cast<std::size_t>(M_), 0.0);
+  row_neg_count_.assign(static_cast<std::size_t>(M_), 0);
+}
+
+void InfoNce::sum_rows(Sums& sums) const {
+  for (std::int64_t i = 0; i < M_; ++i) {
+    const std::int64_t p0 = pos_start_[i], P = pos_start_[i + 1] - p0;
+    if (P == 0) continue;
+    sums.loss += row_loss_[i];
+    for (std::int64_t k = p0; k < p0 + P; ++k) sums.pos_sum += pos_s_[k];
+    sums.pos_count += P;
+    sums.neg_sum += row_neg_sum_[i];
+    sums.neg_count += row_neg_count_[i];
+  }
 }
 
 // dL/dẑ_i += α g_ip · positive_p, and, when positives are rows (not momentum

@@ -60,6 +60,8 @@ class InfoNce final : public contra::Loss {
   void symmetric(Sums& sums);
   void sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, Sums& sums);
   void add_positive_gradients();
+  void start_rows();
+  void sum_rows(Sums& sums) const;
 
   double temperature_;
   std::int64_t chunk_;
@@ -93,6 +95,10 @@ class InfoNce final : public contra::Loss {
   std::vector<std::int64_t> pos_start_;
   std::vector<std::int32_t> pos_col_;
   std::vector<float> pos_s_, pos_g_;
+  // Per row of the general and explicit paths: loss_i, and the sum and count of
+  // its negatives' similarities (metrics).
+  std::vector<double> row_loss_, row_neg_sum_;
+  std::vector<std::int64_t> row_neg_count_;
   // Memory keys masked for every row (empty slots), and per row (same id; CSR).
   std::vector<std::int32_t> empty_slots_;
   std::vector<std::int64_t> same_id_start_;
