@@ -66,3 +66,22 @@ TEST_CASE("seed_resnet: rejects inputs it was not built for", "[plugins][seed_re
   CHECK_THROWS_WITH(net.forward(test::random_tensor({2, 3, 8, 8}, 1), Mode::train),
                     "seed_resnet: expected images [N, 1, H, W], got [2, 3, 8, 8]");
 }
+
+TEST_CASE("seed_resnet: pool_grid averages the last stage over a grid before the linear layer",
+          "[plugins][seed_resnet]") {
+  SeedResNet net(SeedResNet::schema().bind({{"width", 4}, {"output", 6}, {"pool_grid", 2}}));
+  net.build({Shape{3, 12, 12}, 11});  // 12×12 → max pool → 6×6 → 2×2 cells of 3×3
+  auto ps = net.parameters();
+  CHECK(ps.back()->name == "fc.bias");
+  CHECK(ps[ps.size() - 2]->value.numel() == 8 * 2 * 2 * 6);  // fc weight: (2·width·grid²) × output
+  test::GradCheckOptions o;
+  o.samples = 8;
+  o.eps = 1e-4;
+  o.abs_tol = 5e-3;
+  test::check_encoder_gradients(net, test::random_tensor({16, 3, 12, 12}, 21), o);
+
+  SeedResNet bad(SeedResNet::schema().bind({{"width", 4}, {"pool_grid", 3}}));
+  CHECK_THROWS_WITH(bad.build({Shape{1, 28, 28}, 0}),
+                    "seed_resnet: pool_grid = 3 must divide the 14×14 feature map of inputs [1, 28, 28] "
+                    "(square maps only)");
+}

@@ -17,11 +17,17 @@ contra::Schema SeedResNet::schema() {
       .add<std::int64_t>("width", 64, "channels of the stem and the first stage; the second has twice as many")
       .range(1, 4096)
       .add<std::int64_t>("output", 128, "width of the final linear layer (the embedding)")
-      .range(1, 65536);
+      .range(1, 65536)
+      .add<std::int64_t>("pool_grid", 1,
+                         "average-pool the last stage to a pool_grid × pool_grid grid before the linear "
+                         "layer (1: global average pool)")
+      .range(1, 16);
 }
 
 SeedResNet::SeedResNet(const contra::Params& p)
-    : width_(p.get<std::int64_t>("width")), output_(p.get<std::int64_t>("output")) {}
+    : width_(p.get<std::int64_t>("width")),
+      output_(p.get<std::int64_t>("output")),
+      pool_grid_(p.get<std::int64_t>("pool_grid")) {}
 
 void SeedResNet::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("seed_resnet: build() called twice");
@@ -41,8 +47,22 @@ void SeedResNet::build(const contra::EncoderContext& ctx) {
   conv_bn_relu("layer1.1", w, w);
   conv_bn_relu("layer2.0", w, w2);
   conv_bn_relu("layer2.1", w2, w2);
-  net_.emplace<GlobalAvgPool>();
-  net_.emplace<Linear>("fc", w2, output_, true, init, ctx.precision);
+  if (pool_grid_ == 1) {
+    net_.emplace<GlobalAvgPool>();
+    net_.emplace<Linear>("fc", w2, output_, true, init, ctx.precision);
+  } else {
+    // Aligned images (Fashion-MNIST) carry class evidence in where things are;
+    // a coarse grid keeps some of it that a global average would discard.
+    const std::int64_t h = (ctx.input[1] - 1) / 2 + 1, w_in = (ctx.input[2] - 1) / 2 + 1;  // after the max pool
+    if (h != w_in || h % pool_grid_ != 0)
+      throw contra::ConfigError("seed_resnet: pool_grid = " + std::to_string(pool_grid_) +
+                                " must divide the " + std::to_string(h) + "×" + std::to_string(w_in) +
+                                " feature map of inputs " + ctx.input.str() + " (square maps only)");
+    const int cell = static_cast<int>(h / pool_grid_);
+    net_.emplace<AvgPool2d>(cell, cell);
+    net_.emplace<Flatten>();
+    net_.emplace<Linear>("fc", w2 * pool_grid_ * pool_grid_, output_, true, init, ctx.precision);
+  }
   built_ = true;
 }
 

@@ -21,7 +21,7 @@ class SeedResNet final : public contra::Encoder {
   std::vector<std::pair<std::string, contra::Tensor*>> buffers() override;
 
  private:
-  std::int64_t width_, output_;
+  std::int64_t width_, output_, pool_grid_;
   std::int64_t channels_ = 0;
   contra::nn::Sequential net_;
   contra::Tensor nhwc_, dx_;
