@@ -2,7 +2,7 @@
 # the installed SDK. find_package(contra) includes this file.
 #
 # contra_add_plugin(name SOURCES a.cpp ...
-#                   [KIND kind] [LIBRARIES lib ...]
+#                   [KIND kind] [DEVICE cuda] [LIBRARIES lib ...]
 #                   [OUTPUT_DIRECTORY dir] [INSTALL_DESTINATION dir | NO_INSTALL])
 #
 # Builds the MODULE library `name` from SOURCES, one of which holds
@@ -12,6 +12,11 @@
 #     CONTRA_PLUGIN_PATH=<build>/plugins contra run my.toml
 # finds it. Hidden visibility, --no-undefined, linked to contra::sdk and
 # LIBRARIES.
+#
+# DEVICE cuda: a GPU build of the plugin (its manifest uses the *_CUDA
+# macros); links contra::cuda (contra/cuda.hpp, libcontra_cuda) and appends
+# _cuda to the file name. SOURCES may be .cu files (enable_language(CUDA) in
+# your project). Fails when contra was installed without CUDA.
 #
 # SOURCES are also compiled once into the object library `name_objects`: link
 # it into a test executable to test the plugin's classes directly, e.g.
@@ -25,7 +30,7 @@ include_guard(GLOBAL)
 include(${CMAKE_CURRENT_LIST_DIR}/ContraPluginTarget.cmake)
 
 function(contra_add_plugin name)
-  cmake_parse_arguments(ARG "NO_INSTALL" "KIND;OUTPUT_DIRECTORY;INSTALL_DESTINATION" "SOURCES;LIBRARIES" ${ARGN})
+  cmake_parse_arguments(ARG "NO_INSTALL" "KIND;DEVICE;OUTPUT_DIRECTORY;INSTALL_DESTINATION" "SOURCES;LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCES)
     message(FATAL_ERROR "contra_add_plugin(${name}): SOURCES is required")
   endif()
@@ -39,6 +44,16 @@ function(contra_add_plugin name)
     contra_plugin_output_name(output ${name} KIND ${ARG_KIND})
   else()
     contra_plugin_output_name(output ${name})
+  endif()
+  if(ARG_DEVICE STREQUAL "cuda")
+    if(NOT TARGET contra::cuda)
+      message(FATAL_ERROR "contra_add_plugin(${name}): DEVICE cuda, but this contra was built without "
+                          "CUDA (no contra::cuda)")
+    endif()
+    set(output ${output}_cuda)
+    list(APPEND ARG_LIBRARIES contra::cuda)
+  elseif(ARG_DEVICE AND NOT ARG_DEVICE STREQUAL "cpu")
+    message(FATAL_ERROR "contra_add_plugin(${name}): DEVICE '${ARG_DEVICE}' is not one of: cpu, cuda")
   endif()
   if(NOT ARG_OUTPUT_DIRECTORY)
     set(ARG_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/plugins)

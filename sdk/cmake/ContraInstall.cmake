@@ -1,6 +1,7 @@
 # `cmake --install build --prefix P` lays contra out as:
 #   P/bin/contra                       the CLI (RPATH $ORIGIN/../lib)
 #   P/lib/libcontra_sdk.so[.0.1[.0]]   the SDK library, SONAME libcontra_sdk.so.0.1
+#   P/lib/libcontra_cuda.so[...]       the CUDA runtime of *_cuda plugins (CUDA builds only)
 #   P/lib/contra/plugins/*.so          the built-in plugins (RPATH $ORIGIN/../..);
 #                                      the installed contra looks here by itself
 #   P/include/contra/...               the SDK headers
@@ -42,6 +43,13 @@ install(TARGETS contra_sdk EXPORT contraTargets
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/sdk/include/contra DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")
 install(EXPORT contraTargets NAMESPACE contra:: FILE contraTargets.cmake DESTINATION ${CONTRA_INSTALL_CMAKEDIR})
+# libcontra_cuda (contra::cuda), when this build has CUDA: its own export set,
+# so that the package needs the CUDA toolkit only where it was installed.
+if(CONTRA_HAVE_CUDA)
+  install(TARGETS contra_cuda EXPORT contraCudaTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(EXPORT contraCudaTargets NAMESPACE contra:: FILE contraCudaTargets.cmake
+    DESTINATION ${CONTRA_INSTALL_CMAKEDIR})
+endif()
 
 # The built-in plugins, beside each other in lib/contra/plugins: they find
 # libcontra_sdk two folders up.

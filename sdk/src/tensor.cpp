@@ -1,5 +1,7 @@
+#include <contra/device.hpp>
 #include <contra/tensor.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -66,11 +68,28 @@ std::string Shape::str() const {
   return s + "]";
 }
 
+DeviceAllocator::~DeviceAllocator() = default;
+
 namespace {
+// Device::cuda's allocator; written once by libcontra_cuda, read by every
+// thread that allocates.
+std::atomic<DeviceAllocator*> cuda_allocator{nullptr};
+
+DeviceAllocator* allocator_for(Device d) {
+  DeviceAllocator* a = device_allocator(d);
+  if (!a)
+    throw DeviceError(std::string("no usable GPU: no allocator for device ") + device_name(d) +
+                      " is installed (the CUDA runtime, libcontra_cuda, was not initialised with "
+                      "contra::cuda::require())");
+  return a;
+}
+
 std::shared_ptr<void> allocate(std::size_t bytes, Device device) {
-  if (device != Device::cpu)
-    throw DeviceError(std::string("Tensor::empty: no allocator for device ") + device_name(device) +
-                      " in this build");
+  if (device != Device::cpu) {
+    DeviceAllocator* a = allocator_for(device);
+    void* p = a->allocate(bytes);
+    return std::shared_ptr<void>(p, [a, bytes](void* q) { a->release(q, bytes); });
+  }
   std::size_t rounded = (bytes + Tensor::alignment - 1) / Tensor::alignment * Tensor::alignment;
   if (rounded == 0) rounded = Tensor::alignment;
   void* p = std::aligned_alloc(Tensor::alignment, rounded);
@@ -78,6 +97,21 @@ std::shared_ptr<void> allocate(std::size_t bytes, Device device) {
   return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
 }
 }  // namespace
+
+void set_device_allocator(Device d, DeviceAllocator* a) noexcept {
+  if (d == Device::cuda) cuda_allocator.store(a, std::memory_order_release);
+}
+
+DeviceAllocator* device_allocator(Device d) noexcept {
+  if (d == Device::cuda) return cuda_allocator.load(std::memory_order_acquire);
+  return nullptr;
+}
+
+void expect_host(const Tensor& t, const char* what) {
+  if (t.device() != Device::cpu)
+    throw UsageError(std::string(what) + ": expected a tensor on the cpu, got one on " +
+                     device_name(t.device()) + " (copy it to the host first)");
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
@@ -136,14 +170,39 @@ Tensor Tensor::reshape(const Shape& shape) const {
   return t;
 }
 
+Tensor Tensor::adopt(std::shared_ptr<void> storage, std::size_t capacity, const Shape& shape,
+                     DType dtype, Device device) {
+  std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  if (!storage || capacity < bytes)
+    throw UsageError("Tensor::adopt: " + std::to_string(capacity) + " bytes of storage for a " +
+                     dtype_name(dtype) + " tensor of shape " + shape.str() + " (" +
+                     std::to_string(bytes) + " bytes)");
+  Tensor t;
+  t.data_ = storage.get();
+  t.owner_ = std::move(storage);
+  t.capacity_ = capacity;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  return t;
+}
+
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_, device_);
-  if (nbytes()) std::memcpy(t.data_, data_, nbytes());
+  if (!nbytes()) return t;
+  if (device_ == Device::cpu)
+    std::memcpy(t.data_, data_, nbytes());
+  else
+    allocator_for(device_)->copy(t.data_, data_, nbytes());
   return t;
 }
 
 void Tensor::zero() {
-  if (nbytes()) std::memset(data_, 0, nbytes());
+  if (!nbytes()) return;
+  if (device_ == Device::cpu)
+    std::memset(data_, 0, nbytes());
+  else
+    allocator_for(device_)->zero(data_, nbytes());
 }
 
 void Tensor::expect(const Shape& shape, DType dtype, const char* what) const {

@@ -2,7 +2,9 @@
 /// \file
 /// Tensor: a typed, shaped block of memory on a device. Storage is 64-byte
 /// aligned and shared between a tensor and its views; a view made from
-/// foreign memory does not own it. Row-major, contiguous.
+/// foreign memory does not own it. Row-major, contiguous. Storage on
+/// Device::cuda comes from the allocator libcontra_cuda installs
+/// (contra/device.hpp); host code must not read it through data<T>().
 
 #include <contra/errors.hpp>
 
@@ -61,6 +63,11 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu);
   /// Non-owning view of memory the caller keeps alive.
   static Tensor wrap(void* data, const Shape& shape, DType dtype, Device device = Device::cpu);
+  /// Owning tensor over storage someone else allocated (e.g. page-locked host
+  /// memory): `storage` is released by its deleter when the last tensor
+  /// sharing it goes; `capacity` is its size in bytes, at least the shape's.
+  static Tensor adopt(std::shared_ptr<void> storage, std::size_t capacity, const Shape& shape,
+                      DType dtype, Device device = Device::cpu);
 
   /// False for a default-constructed tensor.
   bool defined() const noexcept { return shape_.rank() > 0; }
@@ -72,6 +79,8 @@ class Tensor {
   DType dtype() const noexcept { return dtype_; }
   Device device() const noexcept { return device_; }
 
+  /// Address of the first element: a host address on Device::cpu, a device
+  /// address otherwise (only device code and copies may dereference it).
   void* raw() noexcept { return data_; }
   const void* raw() const noexcept { return data_; }
 
@@ -95,10 +104,14 @@ class Tensor {
   /// afterwards. This is how hot paths avoid allocating per sample.
   void ensure(const Shape& shape, DType dtype, Device device = Device::cpu);
 
-  /// Deep copy into fresh storage.
+  /// Deep copy into fresh storage on the same device (device copies go
+  /// through the device's allocator, on the current stream).
   Tensor clone() const;
-  /// Set every byte to zero.
+  /// Set every byte to zero (on a device: through its allocator, on the
+  /// current stream).
   void zero();
+  /// Bytes of storage owned from raw() onwards (0 for views and wrapped memory).
+  std::size_t capacity() const noexcept { return capacity_; }
   /// Throws UsageError naming `what` unless shape and dtype match.
   void expect(const Shape& shape, DType dtype, const char* what) const;
 

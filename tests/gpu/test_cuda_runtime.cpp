@@ -1,0 +1,102 @@
+// libcontra_cuda on a real GPU. Every case but the first is [gpu] and skips
+// where no GPU is usable.
+#include <contra/cuda.hpp>
+#include <contra/device.hpp>
+
+#include "gpu_test.hpp"
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+using namespace contra;
+
+TEST_CASE("cuda: without a usable GPU, require() and cuda tensors say why", "[cuda]") {
+  if (cuda::available()) {
+    CHECK(cuda::unavailable_reason().empty());
+    CHECK_FALSE(cuda::device_description().empty());
+    return;
+  }
+  INFO(cuda::unavailable_reason());
+  CHECK_FALSE(cuda::unavailable_reason().empty());
+  CHECK_THROWS_WITH(cuda::require("the test"),
+                    "no usable GPU: " + cuda::unavailable_reason() + " (needed by the test)");
+  CHECK_THROWS_AS(Tensor::empty({4}, DType::f32, Device::cuda), DeviceError);
+}
+
+TEST_CASE("cuda: a tensor copied to the device and back is unchanged", "[cuda][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  Tensor host = Tensor::empty({3, 1000}, DType::f32);
+  for (std::int64_t i = 0; i < host.numel(); ++i) host.data<float>()[i] = 0.25f * static_cast<float>(i) - 7;
+  cuda::Stream stream;
+  Tensor dev;
+  cuda::copy_to_device(dev, host, stream.get());
+  CHECK(dev.device() == Device::cuda);
+  CHECK(dev.shape() == host.shape());
+  Tensor back;
+  cuda::copy_to_host(back, dev, stream.get());
+  cuda::synchronize(stream.get());
+  REQUIRE(back.device() == Device::cpu);
+  REQUIRE(back.shape() == host.shape());
+  CHECK(std::memcmp(back.raw(), host.raw(), host.nbytes()) == 0);
+}
+
+TEST_CASE("cuda: zero() and clone() of a device tensor run on the device", "[cuda][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  Tensor host = Tensor::empty({257}, DType::i32);
+  for (int i = 0; i < 257; ++i) host.data<std::int32_t>()[i] = i + 1;
+  Tensor dev;
+  cuda::copy_to_device(dev, host, cuda::current_stream());
+  Tensor copy = dev.clone();
+  dev.zero();
+  Tensor a, b;
+  cuda::copy_to_host(a, dev, cuda::current_stream());
+  cuda::copy_to_host(b, copy, cuda::current_stream());
+  cuda::synchronize(cuda::current_stream());
+  for (int i = 0; i < 257; ++i) {
+    REQUIRE(a.data<std::int32_t>()[i] == 0);
+    REQUIRE(b.data<std::int32_t>()[i] == i + 1);
+  }
+}
+
+TEST_CASE("cuda: freed device memory is cached and reused", "[cuda][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  cuda::synchronize_device();
+  void* first = nullptr;
+  {
+    Tensor t = Tensor::empty({1 << 20}, DType::f32, Device::cuda);
+    first = t.raw();
+    CHECK(cuda::memory_stats().in_use >= (std::size_t{4} << 20));
+  }
+  auto before = cuda::memory_stats();
+  CHECK(before.cached >= (std::size_t{4} << 20));
+  Tensor again = Tensor::empty({1 << 20}, DType::f32, Device::cuda);
+  CHECK(again.raw() == first);
+  CHECK(cuda::memory_stats().cache_hits == before.cache_hits + 1);
+}
+
+TEST_CASE("cuda: pinned host tensors come back from the pool", "[cuda][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  void* first = nullptr;
+  {
+    Tensor p = cuda::pinned_host_tensor({64, 64}, DType::u8);
+    first = p.raw();
+    std::memset(p.raw(), 7, p.nbytes());
+  }
+  std::size_t pool = cuda::pinned_pool_bytes();
+  Tensor q = cuda::pinned_host_tensor({64, 64}, DType::u8);
+  CHECK(q.raw() == first);
+  CHECK(cuda::pinned_pool_bytes() == pool);
+}
+
+TEST_CASE("cuda: cuBLAS and cuDNN handles follow the current stream", "[cuda][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  void* h = cuda::cublas_handle();
+  CHECK(h != nullptr);
+  CHECK(cuda::cublas_handle() == h);
+  CHECK(cuda::cudnn_handle() != nullptr);
+  cuda::Stream s;
+  cuda::set_current_stream(s.get());
+  CHECK(cuda::cublas_handle() == h);  // same handle, rebound
+  cuda::set_current_stream(nullptr);
+}
