@@ -1,0 +1,248 @@
+#include "info_nce_cuda.hpp"
+
+#include "../loss_cuda.cuh"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+namespace contra::plugins {
+
+namespace {
+
+constexpr const char* who = "info_nce (cuda)";
+constexpr int stat_count = 5;  // per row: loss_i, Σ s_ip, |P(i)|, Σ s_in, |N(i)|
+
+std::string str(std::int64_t v) { return std::to_string(v); }
+
+// One block per anchor row of a chunk. S row ii (global row i = r0 + ii) holds
+// s_ij = ẑ_i·c_j / T for the M batch candidates, then the K memory keys. Column
+// j is a positive (another row of i's sample), a negative (another sample's row
+// with batch negatives on; a memory key that is no empty slot and not of i's
+// id), or neither. Every thread keeps the columns j ≡ threadIdx.x (mod
+// blockDim.x) through all passes, so the row is rewritten in place without
+// races:
+//   1. max m over the negatives, their sum and count, |P(i)|;
+//   2. negatives ← e^{s − m}, others ← 0 except positives, en = Σ e;
+//   3. each positive's term shifted by m_p = max(s_ip, m) (every exponent ≤ 0),
+//      positive ← ∂loss_i/∂s_ip = (σ_ip − 1)/|P|, and c = Σ_p e^{m − m_p}/D_p;
+//   4. negatives ← e · c/|P| = ∂loss_i/∂s_in.
+// A row without positive is no anchor: zero coefficients and statistics.
+__global__ void __launch_bounds__(gpu::row_threads)
+    info_nce_rows_kernel(float* __restrict__ S, std::int64_t ld, std::int64_t r0, std::int64_t M, std::int64_t K,
+                         const std::int64_t* __restrict__ sample, const std::int64_t* __restrict__ row_id,
+                         const std::int64_t* __restrict__ key_id, bool batch_neg, double* __restrict__ stats) {
+  __shared__ double dscratch[32];
+  __shared__ float fscratch[32];
+  const float neg_inf = -INFINITY;
+  const std::int64_t i = r0 + blockIdx.x;
+  float* row = S + static_cast<std::int64_t>(blockIdx.x) * ld;
+  const std::int64_t C = M + K;
+  const std::int64_t si = sample[i];
+  const std::int64_t rid = K > 0 ? row_id[i] : 0;
+  // 0: neither, 1: positive, 2: negative
+  auto kind = [&](std::int64_t j) -> int {
+    if (j < M) return sample[j] == si ? (j == i ? 0 : 1) : (batch_neg ? 2 : 0);
+    const std::int64_t id = key_id[j - M];
+    return id == -1 || id == rid ? 0 : 2;
+  };
+
+  float m = neg_inf;
+  double neg_sum = 0.0, neg_count = 0.0, pos_count = 0.0;
+  for (std::int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+    const int c = kind(j);
+    if (c == 2) {
+      const float v = row[j];
+      m = fmaxf(m, v);
+      neg_sum += v;
+      neg_count += 1.0;
+    } else if (c == 1) {
+      pos_count += 1.0;
+    }
+  }
+  m = gpu::block_reduce(m, gpu::MaxOp{}, neg_inf, fscratch);
+  neg_sum = gpu::block_reduce(neg_sum, gpu::SumOp{}, 0.0, dscratch);
+  neg_count = gpu::block_reduce(neg_count, gpu::SumOp{}, 0.0, dscratch);
+  pos_count = gpu::block_reduce(pos_count, gpu::SumOp{}, 0.0, dscratch);
+  if (pos_count == 0.0) {  // the same for every thread of the block
+    for (std::int64_t j = threadIdx.x; j < C; j += blockDim.x) row[j] = 0.0f;
+    if (threadIdx.x == 0)
+      for (int s = 0; s < stat_count; ++s) stats[s * M + i] = 0.0;
+    return;
+  }
+
+  double en = 0.0;
+  for (std::int64_t j = threadIdx.x; j < C; j += blockDim.x) {
+    const int c = kind(j);
+    if (c == 2) {
+      const float e = expf(row[j] - m);
+      row[j] = e;
+      en += e;
+    } else if (c == 0) {
+      row[j] = 0.0f;
+    }
+  }
+  en = gpu::block_reduce(en, gpu::SumOp{}, 0.0, dscratch);
+
+  const double inv_p = 1.0 / pos_count;
+  const double md = neg_count > 0.0 ? static_cast<double>(m) : -static_cast<double>(INFINITY);
+  double loss = 0.0, coef = 0.0, pos_sum = 0.0;  // coef = Σ_p e^{m − m_p} / D_p
+  for (std::int64_t j = threadIdx.x; j < M; j += blockDim.x) {
+    if (kind(j) != 1) continue;
+    const double a = row[j];
+    double mp, ea, eneg;  // m_p, e^{s_ip − m_p}, e^{m − m_p}
+    if (a >= md) {
+      mp = a;
+      ea = 1.0;
+      eneg = exp(md - a);  // 0 without negatives
+    } else {
+      mp = md;
+      ea = exp(a - md);
+      eneg = 1.0;
+    }
+    const double dp = ea + en * eneg;
+    loss += -a + mp + log(dp);
+    coef += eneg / dp;
+    pos_sum += a;
+    row[j] = static_cast<float>((ea / dp - 1.0) * inv_p);
+  }
+  loss = gpu::block_reduce(loss, gpu::SumOp{}, 0.0, dscratch);
+  coef = gpu::block_reduce(coef, gpu::SumOp{}, 0.0, dscratch);
+  pos_sum = gpu::block_reduce(pos_sum, gpu::SumOp{}, 0.0, dscratch);
+
+  const float scale = static_cast<float>(coef * inv_p);
+  for (std::int64_t j = threadIdx.x; j < C; j += blockDim.x)
+    if (kind(j) == 2) row[j] *= scale;
+  if (threadIdx.x == 0) {
+    stats[0 * M + i] = loss * inv_p;
+    stats[1 * M + i] = pos_sum;
+    stats[2 * M + i] = pos_count;
+    stats[3 * M + i] = neg_sum;
+    stats[4 * M + i] = neg_count;
+  }
+}
+
+}  // namespace
+
+InfoNceCuda::InfoNceCuda(const contra::Params& p)
+    : temperature_(p.get<double>("temperature")), chunk_(p.get<std::int64_t>("chunk")) {
+  const std::string b = p.get<std::string>("batch_negatives");
+  batch_negatives_ = b == "yes" ? 1 : b == "no" ? 2 : 0;
+}
+
+void InfoNceCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
+  if (!pairs.triplets.empty())
+    throw contra::UsageError(
+        "info_nce: triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit "
+        "negatives (Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
+  const bool explicit_negatives = !pairs.negative.empty() || !pairs.memory_negative.empty();
+  if (pairs.all && (explicit_negatives || !pairs.positive.empty()))
+    throw contra::UsageError(
+        "info_nce: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
+  if (!pairs.all && !explicit_negatives)
+    throw contra::UsageError(
+        "info_nce: no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit negatives "
+        "(Pairs::negative, Pairs::memory_negative)");
+  if (!pairs.all)
+    throw contra::UsageError(
+        "info_nce (cuda): explicit negatives (Pairs::negative, Pairs::memory_negative) are not supported by "
+        "the cuda build; use the all_pairs miner, or train with device = \"cpu\"");
+
+  const contra::Tensor& z = emb.z;
+  gpu::expect_device_matrix(who, z, -1, -1, "embeddings");
+  const std::int64_t M = z.dim(0), D = z.dim(1);
+  if (M >= std::numeric_limits<std::int32_t>::max())
+    throw contra::UsageError("info_nce: " + str(M) + " rows is more than it indexes");
+  if (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M)
+    throw contra::UsageError("info_nce: Embeddings::sample must give the sample of each of the " + str(M) +
+                             " rows");
+  const bool keys = emb.keys.defined();
+  if (keys) gpu::expect_matrix(who, emb.keys, M, D, "momentum keys (Embeddings::keys)");
+  std::int64_t K = 0;
+  if (emb.memory && emb.memory->size() > 0) {
+    gpu::expect_matrix(who, emb.memory->keys, -1, D, "memory keys (MemoryView::keys)");
+    K = emb.memory->size();
+    if (emb.memory->ids && static_cast<std::int64_t>(emb.memory->ids->size()) != K)
+      throw contra::UsageError("info_nce: MemoryView::ids has " + str(emb.memory->ids->size()) + " entries for " +
+                               str(K) + " keys");
+    if (!emb.memory->ids)
+      throw contra::UsageError("info_nce: the memory's keys come without ids (MemoryView::ids)");
+    if (!emb.ids || static_cast<std::int64_t>(emb.ids->size()) != M)
+      throw contra::UsageError(
+          "info_nce: with a memory, Embeddings::ids must give the sample id of each of the " + str(M) +
+          " rows (to keep a row's own sample out of its negatives)");
+  }
+  const bool batch_neg = batch_negatives_ == 1 || (batch_negatives_ == 0 && !keys);
+  if (!batch_neg && !emb.memory)
+    throw contra::UsageError(std::string("info_nce: no negatives: batch_negatives = ") +
+                             (batch_negatives_ == 2 ? "\"no\"" : "\"auto\" with momentum keys") +
+                             " takes negatives from a memory only, and the pipeline has none");
+  const std::int64_t anchors = gpu::rows_with_partner(*emb.sample);
+  if (anchors == 0)
+    throw contra::UsageError("info_nce: no row has a positive (another view of its sample) among " + str(M) +
+                             " rows; it needs at least 2 views per sample");
+
+  // Every check is done: from here on work is queued on the stream (and the
+  // pinned staging buffers are written only after the last call's copies).
+  const cudaStream_t s = gpu::stream();
+  const float* key_rows = keys ? gpu::device_matrix(who, emb.keys, keys_copy_, keys_staging_, s) : nullptr;
+  const float* mem =
+      K > 0 ? gpu::device_matrix(who, emb.memory->keys, memory_copy_, memory_staging_, s) : nullptr;
+  const float inv_t = static_cast<float>(1.0 / temperature_);
+  const char* w = who;
+  cublasHandle_t h = gpu::blas(w, s);
+
+  // 1. Normalised rows (and momentum keys); the grouping and ids.
+  float* zh = gpu::device_buffer<float>(zhat_, M * D);
+  float* nrm = gpu::device_buffer<float>(norm_, M);
+  gpu::normalize_rows(w, z.data<float>(), M, D, zh, nrm, s);
+  const float* cand = zh;  // the batch candidates: ẑ, or k̂ with keys
+  if (keys) {
+    float* kh = gpu::device_buffer<float>(khat_, M * D);
+    gpu::normalize_rows(w, key_rows, M, D, kh, nullptr, s);
+    cand = kh;
+  }
+  const std::int64_t* sample = gpu::upload(w, sample_, sample_staging_, emb.sample->data(), M, s);
+  const std::int64_t* row_id = nullptr;
+  const std::int64_t* key_id = nullptr;
+  if (K > 0) {
+    row_id = gpu::upload(w, row_ids_, row_ids_staging_, emb.ids->data(), M, s);
+    key_id = gpu::upload(w, key_ids_, key_ids_staging_, emb.memory->ids->data(), K, s);
+  }
+
+  // 2. Chunks of anchor rows: similarities, fused row pass, gradient products.
+  const std::int64_t C = M + K, B = std::min(chunk_, M);
+  float* S = gpu::device_buffer<float>(sim_, B * C);
+  float* dzh = gpu::device_buffer<float>(dzhat_, M * D);
+  double* stats = gpu::device_buffer<double>(stats_, stat_count * M);
+  CONTRA_CUDA_CHECK(w, cudaMemsetAsync(dzh, 0, sizeof(float) * M * D, s));
+  for (std::int64_t r0 = 0; r0 < M; r0 += B) {
+    const std::int64_t b = std::min(B, M - r0);
+    const float* zb = zh + r0 * D;
+    gpu::gemm(w, h, false, true, b, M, D, inv_t, zb, D, cand, D, 0.0f, S, C);
+    if (K > 0) gpu::gemm(w, h, false, true, b, K, D, inv_t, zb, D, mem, D, 0.0f, S + M, C);
+    info_nce_rows_kernel<<<static_cast<unsigned>(b), gpu::row_threads, 0, s>>>(S, C, r0, M, K, sample, row_id,
+                                                                               key_id, batch_neg, stats);
+    CONTRA_CUDA_LAUNCHED(w, info_nce_rows_kernel);
+    // dL/dẑ_block += G · candidates / T (the memory's part too); without keys
+    // the batch candidates are the rows themselves: dL/dẑ += G_batchᵀ · ẑ_block / T.
+    gpu::gemm(w, h, false, false, b, D, M, inv_t, S, C, cand, D, 1.0f, dzh + r0 * D, D);
+    if (K > 0) gpu::gemm(w, h, false, false, b, D, K, inv_t, S + M, C, mem, D, 1.0f, dzh + r0 * D, D);
+    if (!keys) gpu::gemm(w, h, true, false, M, D, b, inv_t, S, C, zb, D, 1.0f, dzh, D);
+  }
+
+  // 3. Mean over the anchors, through the normalisation; the sums read back.
+  out.grad.ensure(z.shape(), contra::DType::f32, contra::Device::cuda);
+  gpu::normalize_backward(w, zh, nrm, dzh, static_cast<float>(1.0 / static_cast<double>(anchors)), M, D,
+                          out.grad.data<float>(), s);
+  double sums[stat_count];
+  gpu::read_stats(w, stats, M, stat_count, sums_, sums_host_, sums, s);
+
+  out.value = sums[0] / static_cast<double>(anchors);
+  out.metrics.clear();
+  out.metrics.emplace_back("pos_sim", sums[2] > 0 ? sums[1] * temperature_ / sums[2] : 0.0);
+  out.metrics.emplace_back("neg_sim", sums[4] > 0 ? sums[3] * temperature_ / sums[4] : 0.0);
+}
+
+}  // namespace contra::plugins
