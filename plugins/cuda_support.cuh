@@ -67,10 +67,12 @@ inline void check_launch(const char* who, const char* kernel) {
 /// The stream the train step runs on.
 inline cudaStream_t stream() { return static_cast<cudaStream_t>(contra::cuda::current_stream()); }
 
-/// The calling thread's cuBLAS handle, bound to stream `s`.
+/// The calling thread's cuBLAS handle, bound to stream `s`, with alpha and
+/// beta read from host memory (the handle is shared with other plugins).
 inline cublasHandle_t blas(const char* who, cudaStream_t s) {
   auto h = static_cast<cublasHandle_t>(contra::cuda::cublas_handle());
   CONTRA_CUBLAS_CHECK(who, cublasSetStream(h, s));
+  CONTRA_CUBLAS_CHECK(who, cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
   return h;
 }
 
@@ -104,17 +106,19 @@ inline void gemm(const char* who, cublasHandle_t h, bool trans_a, bool trans_b, 
 }
 
 /// Grows `t` to `n` elements of T on the GPU (storage reused when large
-/// enough) and returns its data. Doubles (accumulators, which Tensor has no
-/// dtype for) are stored as i64 of the same size.
+/// enough) and returns its data. Types Tensor has no dtype for (double
+/// accumulators, small structs) are stored as bytes.
 template <class T>
 T* device_buffer(contra::Tensor& t, std::int64_t n) {
-  if constexpr (std::is_same_v<T, double>) {
-    static_assert(sizeof(double) == sizeof(std::int64_t));
-    t.ensure({n > 0 ? n : 1}, contra::DType::i64, contra::Device::cuda);
-    return static_cast<double*>(t.raw());
-  } else {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t> ||
+                std::is_same_v<T, std::uint8_t>) {
     t.ensure({n > 0 ? n : 1}, contra::dtype_of<T>(), contra::Device::cuda);
     return t.data<T>();
+  } else {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const std::int64_t bytes = (n > 0 ? n : 1) * static_cast<std::int64_t>(sizeof(T));
+    t.ensure({bytes}, contra::DType::u8, contra::Device::cuda);
+    return static_cast<T*>(t.raw());
   }
 }
 

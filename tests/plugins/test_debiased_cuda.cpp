@@ -28,17 +28,26 @@ TEST_CASE("debiased cuda: schema is the CPU build's", "[plugins][debiased][cuda]
   CHECK(DebiasedCuda::schema().describe() == Debiased::schema().describe());
 }
 
-TEST_CASE("debiased cuda: refuses explicit negatives with a usage error", "[plugins][debiased][cuda]") {
+TEST_CASE("debiased cuda: refuses CPU embeddings and malformed pair lists with the CPU build's messages",
+          "[plugins][debiased][cuda]") {
+  // Every check comes before any GPU work, so this runs without a GPU too: the
+  // "cuda" embeddings below are host memory labelled cuda, and never read.
   DebiasedCuda loss(params(0.5, 0.1));
   contra::Tensor z = random_matrix(4, 3, 1);
   std::vector<std::int64_t> sample = samples(2, 2);
   contra::Embeddings e{z, &sample};
   contra::LossResult out;
+  CHECK_THROWS_WITH(loss.compute(e, all_pairs(), out),
+                    "debiased (cuda): expected embeddings as an f32 [rows, D] tensor on cuda, got f32 [4, 3] on cpu");
+  contra::Embeddings labelled = e;
+  labelled.z = contra::Tensor::wrap(z.raw(), z.shape(), contra::DType::f32, contra::Device::cuda);
   contra::Pairs listed;
-  listed.memory_negative = {{0, 1}};
-  CHECK_THROWS_WITH(loss.compute(e, listed, out),
-                    "debiased (cuda): explicit negatives (Pairs::negative, Pairs::memory_negative) are not supported "
-                    "by the cuda build; use the all_pairs miner, or train with device = \"cpu\"");
+  listed.negative = {{0, 1}, {3, -1}};
+  CHECK_THROWS_WITH(loss.compute(labelled, listed, out), "debiased: negative pair (3, -1) is outside the 4 rows");
+  listed.negative = {{0, 1}};
+  listed.memory_negative = {{0, 0}};
+  CHECK_THROWS_WITH(loss.compute(labelled, listed, out),
+                    "debiased: Pairs::memory_negative lists memory keys, but the memory is absent");
 }
 
 TEST_CASE("debiased cuda: matches the CPU build over tau+ and temperature", "[plugins][debiased][gpu]") {
@@ -74,3 +83,31 @@ TEST_CASE("debiased cuda: memory keys are negatives, as on the CPU", "[plugins][
   compare_loss(cpu, gpu, e, all_pairs(), 1e-4, 1e-4, false);
   compare_loss(cpu, gpu, e, all_pairs(), 1e-4, 1e-4, true);
 }
+
+TEST_CASE("debiased cuda: explicit negatives and positives match the CPU build", "[plugins][debiased][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  const std::int64_t n = 14, k = 25;
+  contra::Tensor z = random_matrix(2 * n, 20, 31);
+  std::vector<std::int64_t> sample = samples(n, 2), key_ids;
+  for (std::int64_t j = 0; j < k; ++j) key_ids.push_back(j % 4 == 1 ? -1 : 300 + j);
+  contra::MemoryView memory{random_matrix(k, 20, 32), &key_ids};
+  contra::Pairs listed;
+  for (std::int32_t a = 0; a < 2 * n; ++a)
+    for (std::int32_t q = 1; q <= 5; ++q) listed.negative.push_back({a, (a + 2 * q + 1) % static_cast<std::int32_t>(2 * n)});
+  listed.negative.push_back({3, 8});  // listed twice: counts twice
+  for (std::int32_t a = 1; a < 2 * n; a += 3)
+    for (std::int32_t j = 0; j < k; j += 3)
+      if (key_ids[j] >= 0) listed.memory_negative.push_back({a, j});
+  contra::Pairs with_positives = listed;
+  for (std::int32_t a = 0; a + 1 < 2 * n; ++a) with_positives.positive.push_back({a, (a + static_cast<std::int32_t>(n)) % static_cast<std::int32_t>(2 * n)});
+  for (const contra::Pairs* pairs : {&listed, &with_positives})
+    for (bool on_device : {false, true}) {
+      INFO("explicit positives " << (pairs == &with_positives) << ", keys on cuda " << on_device);
+      contra::Embeddings e{z, &sample};
+      e.memory = &memory;
+      Debiased cpu(params(0.5, 0.1));
+      DebiasedCuda gpu(params(0.5, 0.1));
+      compare_loss(cpu, gpu, e, *pairs, 1e-4, 1e-4, on_device);
+    }
+}
+

@@ -60,23 +60,34 @@ TEST_CASE("info_nce cuda: schema is the CPU build's", "[plugins][info_nce][cuda]
   CHECK(InfoNceCuda::schema().describe() == InfoNce::schema().describe());
 }
 
-TEST_CASE("info_nce cuda: refuses explicit negatives and CPU embeddings with usage errors", "[plugins][info_nce][cuda]") {
-  // Both are refused before any GPU work, so this runs without a GPU too.
+TEST_CASE("info_nce cuda: refuses CPU embeddings and malformed pair lists with the CPU build's messages",
+          "[plugins][info_nce][cuda]") {
+  // Every check comes before any GPU work, so this runs without a GPU too: the
+  // "cuda" embeddings below are host memory labelled cuda, and never read.
   InfoNceCuda loss(params(0.5));
   contra::Tensor z = random_matrix(4, 3, 1);
   std::vector<std::int64_t> sample = samples(2, 2);
   contra::Embeddings e{z, &sample};
   contra::LossResult out;
-  contra::Pairs listed;
-  listed.negative = {{0, 1}};
-  CHECK_THROWS_WITH(loss.compute(e, listed, out),
-                    "info_nce (cuda): explicit negatives (Pairs::negative, Pairs::memory_negative) are not supported "
-                    "by the cuda build; use the all_pairs miner, or train with device = \"cpu\"");
   CHECK_THROWS_WITH(loss.compute(e, all_pairs(), out),
                     "info_nce (cuda): expected embeddings as an f32 [rows, D] tensor on cuda, got f32 [4, 3] on cpu");
+  contra::Embeddings labelled = e;
+  labelled.z = contra::Tensor::wrap(z.raw(), z.shape(), contra::DType::f32, contra::Device::cuda);
   contra::Pairs both = all_pairs();
   both.positive = {{0, 2}};
-  CHECK_THROWS_AS(loss.compute(e, both, out), contra::UsageError);
+  CHECK_THROWS_WITH(loss.compute(labelled, both, out),
+                    "info_nce: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the "
+                    "other");
+  contra::Pairs listed;
+  listed.negative = {{0, 1}, {3, 4}};
+  CHECK_THROWS_WITH(loss.compute(labelled, listed, out), "info_nce: negative pair (3, 4) is outside the 4 rows");
+  listed.negative = {{0, 1}};
+  listed.positive = {{0, 7}};
+  CHECK_THROWS_WITH(loss.compute(labelled, listed, out), "info_nce: positive pair (0, 7) is outside the 4 rows");
+  listed.positive.clear();
+  listed.memory_negative = {{0, 0}};
+  CHECK_THROWS_WITH(loss.compute(labelled, listed, out),
+                    "info_nce: Pairs::memory_negative lists memory keys, but the memory is absent");
 }
 
 TEST_CASE("info_nce cuda: plain NT-Xent matches the CPU build", "[plugins][info_nce][gpu]") {
@@ -176,3 +187,31 @@ TEST_CASE("info_nce cuda: TF32 and bf16 products stay close to the CPU build", "
     compare_loss(cpu, gpu, b.embeddings(true), all_pairs(), value_tol, grad_tol, true);
   }
 }
+
+TEST_CASE("info_nce cuda: explicit negatives and positives match the CPU build", "[plugins][info_nce][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  MocoBatch b(15, 2, 24, 33, 17);
+  // Hard negatives listed per anchor (some twice), memory negatives (none an
+  // empty slot), and for some calls explicit positives; row 29 lists
+  // negatives but has no positive in the explicit case.
+  contra::Pairs listed;
+  for (std::int32_t a = 0; a < 30; ++a)
+    for (std::int32_t k = 1; k <= 4; ++k) listed.negative.push_back({a, (a + 3 * k) % 30});
+  listed.negative.push_back({5, 11});
+  for (std::int32_t a = 0; a < 30; a += 2)
+    for (std::int32_t k = 0; k < 33; k += 5)
+      if (b.key_ids[k] != -1) listed.memory_negative.push_back({a, k});
+  contra::Pairs with_positives = listed;
+  for (std::int32_t a = 0; a < 29; ++a) with_positives.positive.push_back({a, (a + 15) % 30});
+  with_positives.positive.push_back({0, 1});
+  for (const contra::Pairs* pairs : {&listed, &with_positives})
+    for (bool keys : {false, true})
+      for (bool on_device : {false, true}) {
+        INFO("explicit positives " << (pairs == &with_positives) << ", momentum keys " << keys << ", keys on cuda "
+                                   << on_device);
+        InfoNce cpu(params(0.2));
+        InfoNceCuda gpu(params(0.2));
+        compare_loss(cpu, gpu, b.embeddings(keys), *pairs, 1e-4, 1e-4, on_device);
+      }
+}
+

@@ -17,8 +17,8 @@ struct DebiasedCudaState;
 
 /// Pairs::all, with the memory's keys as negatives, as the CPU build defines
 /// them; the computation is hcl's (plugins/loss/debiased_hcl_cuda.cuh) with
-/// β = 0. Explicit negatives (Pairs::negative, Pairs::memory_negative) are
-/// refused with a UsageError: the cuda build does not implement them.
+/// β = 0. Explicit negatives (Pairs::negative, Pairs::memory_negative) as the
+/// CPU build takes them (see hcl_cuda.hpp).
 class DebiasedCuda final : public contra::Loss {
  public:
   /// The CPU build's schema: the two builds take the same TOML table.

@@ -20,8 +20,9 @@ struct HclCudaState;
 /// bf16 tensor cores when contra::cuda::math_mode() asks), one fused kernel
 /// per row (mask, max, weights, the debiased estimator, ∂loss/∂s in place),
 /// then the gradient by two or three more products. Explicit negatives
-/// (Pairs::negative, Pairs::memory_negative) are refused with a UsageError:
-/// the cuda build does not implement them.
+/// (Pairs::negative, Pairs::memory_negative) as the CPU build takes them: one
+/// dot product per listed pair, the same row pass over each row's list, the
+/// pairs' gradients added with atomics.
 class HclCuda final : public contra::Loss {
  public:
   /// The CPU build's schema: the two builds take the same TOML table.

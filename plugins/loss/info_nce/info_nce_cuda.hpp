@@ -12,8 +12,11 @@
 #include <contra/tensor.hpp>
 
 #include <cstdint>
+#include <memory>
 
 namespace contra::plugins {
+
+struct InfoNceListedPairs;
 
 /// Pairs::all with batch negatives, momentum keys (Embeddings::keys) and
 /// memory keys as the CPU build defines them. Per block of `chunk` anchor
@@ -21,13 +24,15 @@ namespace contra::plugins {
 /// bf16 tensor cores when contra::cuda::math_mode() asks), one fused kernel
 /// per row (mask, max, exp, the positives' terms, the coefficients ∂loss/∂s
 /// in place), then the gradient by two or three more products. Explicit
-/// negatives (Pairs::negative, Pairs::memory_negative) are refused with a
-/// UsageError: the cuda build does not implement them.
+/// negatives (Pairs::negative, Pairs::memory_negative) as the CPU build takes
+/// them: one dot product per listed pair, the same row pass over each row's
+/// list, the pairs' gradients added with atomics.
 class InfoNceCuda final : public contra::Loss {
  public:
   /// The CPU build's schema: the two builds take the same TOML table.
   static contra::Schema schema() { return InfoNce::schema(); }
   explicit InfoNceCuda(const contra::Params& p);
+  ~InfoNceCuda() override;
 
   /// z.z: [M, D] f32 on cuda; z.keys (optional) [M, D] and the memory's keys
   /// [K, D] on cuda or on the CPU (copied over). Writes the value, dL/dz
@@ -45,6 +50,7 @@ class InfoNceCuda final : public contra::Loss {
   contra::Tensor keys_copy_, memory_copy_, sample_, row_ids_, key_ids_;
   gpu::PinnedBuffer keys_staging_, memory_staging_, sample_staging_, row_ids_staging_, key_ids_staging_,
       sums_host_;
+  std::unique_ptr<InfoNceListedPairs> listed_;  // explicit pairs' lists, host and device
 };
 
 }  // namespace contra::plugins
