@@ -443,15 +443,44 @@ std::optional<PipelineSpec> read_pipeline(const std::string& file,
   return read_pipeline_text(ss.str(), file, overrides, out);
 }
 
+Device pipeline_device(const PipelineSpec& spec) {
+  try {
+    return spec.train.get<std::string>("device") == "cuda" ? Device::cuda : Device::cpu;
+  } catch (const UsageError&) {
+    return Device::cpu;  // [train] did not bind: already reported
+  }
+}
+
+bool built_with_cuda() noexcept {
+#ifdef CONTRA_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+SourceLocation pipeline_device_location(const PipelineSpec& spec) {
+  try {
+    const SourceLocation& at = spec.train.where("device");
+    if (at.file == spec.file) return at;
+  } catch (const UsageError&) {
+  }
+  return SourceLocation{spec.file, 0, 0};
+}
+
 void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostics& out) {
+  const Device device = pipeline_device(spec);
   auto bind = [&](PluginSpec& ps) {
     if (ps.name.empty()) return;  // already reported
     std::string key = ps.section + ".plugin";
     const PluginRecord* rec = nullptr;
     try {
-      rec = registry.find(ps.kind, ps.name);
+      rec = registry.resolve(ps.kind, ps.name, device);
     } catch (const PluginError& e) {
-      out.push_back({ps.name_where, key, e.what()});
+      std::string msg = e.what();
+      if (device != Device::cpu)
+        msg += std::string(" (needed for [train] device = \"") + device_name(device) + "\")";
+      out.push_back({ps.name_where, key, msg});
       return;
     }
     if (!rec) {
@@ -475,6 +504,7 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
     }
     ps.params = rec->schema.bind(ps.raw, ps.section, ps.where, out);
     ps.library = rec->library;
+    ps.device = rec->device;
   };
   for (PluginSpec* ps : {&spec.source, &spec.sampler, &spec.encoder, &spec.head, &spec.memory, &spec.miner,
                          &spec.loss, &spec.optimizer})
@@ -487,6 +517,7 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
 }
 
 void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry) {
+  if (pipeline_device(spec) != Device::cpu) registry.include_device_builds();
   if (auto dir = default_plugin_dir(); !dir.empty() && fs::is_directory(dir)) registry.scan_directory(dir);
   for (const auto& d : env_plugin_dirs()) registry.scan_directory(d);
   for (const auto& p : spec.plugin_paths) {
@@ -505,7 +536,12 @@ PipelineSpec load_pipeline(const std::string& file, const std::vector<std::strin
                            PluginRegistry& registry) {
   Diagnostics d;
   std::optional<PipelineSpec> spec = read_pipeline(file, overrides, d);
-  if (spec) {
+  if (spec && pipeline_device(*spec) == Device::cuda && !built_with_cuda()) {
+    // Said once, instead of "no cuda build" for every plugin.
+    d.push_back({pipeline_device_location(*spec), "train.device",
+                 "\"cuda\", but this build of contra has no CUDA support (built with CONTRA_CUDA=OFF or "
+                 "without a CUDA compiler)"});
+  } else if (spec) {
     scan_plugin_path(*spec, registry);
     bind_plugins(*spec, registry, d);
   }

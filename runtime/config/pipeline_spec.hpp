@@ -4,6 +4,7 @@
 
 #include <contra/roles/plugin.hpp>
 #include <contra/schema.hpp>
+#include <contra/tensor.hpp>
 
 #include <filesystem>
 #include <optional>
@@ -24,6 +25,9 @@ struct PluginSpec {
   std::vector<RawParam> raw;  ///< every other key of the table
   Params params;              ///< typed values, after bind_plugins()
   std::filesystem::path library;  ///< the library providing it, after bind_plugins()
+  /// The build bind_plugins() chose: the pipeline's device, or cpu for a kind
+  /// that runs beside the GPU (PluginRegistry::resolve()).
+  Device device = Device::cpu;
   /// "loss 'info_nce' ([loss] at pipeline.toml:31:1, library
   /// /usr/lib/contra/plugins/libcontra_loss_info_nce.so)": how errors name
   /// this plugin (the library once bind_plugins() has found it).
@@ -86,8 +90,20 @@ std::optional<PipelineSpec> read_pipeline_text(const std::string& text, const st
                                                const std::vector<std::string>& overrides,
                                                Diagnostics& out);
 
+/// [train] device: Device::cuda for "cuda", else Device::cpu.
+Device pipeline_device(const PipelineSpec& spec);
+
+/// Where [train] device was set, for messages about it: its line in the
+/// pipeline file, or the file alone (set with --set, or defaulted).
+SourceLocation pipeline_device_location(const PipelineSpec& spec);
+
+/// False when this build of contra has no CUDA support (CONTRA_CUDA=OFF, or
+/// no CUDA compiler or cuDNN when it was configured).
+bool built_with_cuda() noexcept;
+
 /// Check each plugin table against the registry: the plugin exists with the
-/// right kind, and its parameters fit its schema. Fills PluginSpec::params.
+/// right kind (built for the pipeline's device where the kind needs it), and
+/// its parameters fit its schema. Fills PluginSpec::params, library, device.
 void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostics& out);
 
 /// Everything together: read, scan the plugin search path (the default
@@ -96,7 +112,8 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
 PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
                            PluginRegistry& registry);
 
-/// Scan the plugin search path for `spec` into `registry`.
+/// Scan the plugin search path for `spec` into `registry` (with the GPU
+/// builds, `*_cuda.so`, when the pipeline's device is cuda).
 void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry);
 
 }  // namespace contra::runtime

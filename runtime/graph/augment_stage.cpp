@@ -43,7 +43,7 @@ AugmentStage::AugmentStage(const PipelineSpec& spec, const PluginRegistry& reg, 
   for (const ViewSpec& vs : spec.views) {
     std::vector<Op> chain;
     for (const PluginSpec& ps : vs.chain) {
-      const PluginRecord* rec = reg.find(ps.kind, ps.name);
+      const PluginRecord* rec = reg.find(ps.kind, ps.name, ps.device);
       if (!rec) throw PluginError(ps.label() + ": plugin not found");
       try {
         chain.push_back({reg.create<Augmentation>(*rec, ps.params), &ps});

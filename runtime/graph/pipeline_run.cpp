@@ -2,6 +2,7 @@
 
 #include "plugins/registry.hpp"
 #include "graph/augment_stage.hpp"
+#include "graph/device_runtime.hpp"
 #include "graph/run_record.hpp"
 #include "train/checkpoint.hpp"
 #include "train/evaluation.hpp"
@@ -32,7 +33,7 @@ namespace {
 int cores() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
 
 template <class Role> std::shared_ptr<Role> make(const PluginRegistry& reg, const PluginSpec& ps) {
-  const PluginRecord* rec = reg.find(ps.kind, ps.name);
+  const PluginRecord* rec = reg.find(ps.kind, ps.name, ps.device);
   if (!rec) throw PluginError(ps.label() + ": plugin not found");  // bind_plugins reported it already
   try {
     return reg.create<Role>(*rec, ps.params);
@@ -53,6 +54,7 @@ template <class F> void for_each_item(std::int64_t n, bool parallel, F&& f) {
 }  // namespace
 
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, const RunOptions& options) {
+  require_device(spec);  // before any data is touched
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
   const SourceView data(make<Source>(reg, spec.source), spec.data, spec.source.label(), seed);
   const SourceInfo& info = data.info();

@@ -72,16 +72,34 @@ std::vector<fs::path> env_plugin_dirs() {
 PluginRegistry::PluginRegistry() = default;
 PluginRegistry::~PluginRegistry() = default;
 
+namespace {
+bool is_device_build(const fs::path& file) {
+  const std::string stem = file.stem().string();
+  return stem.size() > 5 && stem.compare(stem.size() - 5, 5, "_cuda") == 0;
+}
+}  // namespace
+
+void PluginRegistry::include_device_builds() { device_builds_ = true; }
+
 void PluginRegistry::scan_directory(const fs::path& dir) {
   std::error_code ec;
   fs::path canon = fs::weakly_canonical(dir, ec);
   if (ec) canon = dir;
-  if (std::find(scanned_.begin(), scanned_.end(), canon) != scanned_.end()) return;
-  scanned_.push_back(canon);
+  auto seen = [](const std::vector<fs::path>& v, const fs::path& p) {
+    return std::find(v.begin(), v.end(), p) != v.end();
+  };
+  bool cpu_done = seen(scanned_, canon);
+  bool device_done = !device_builds_ || seen(scanned_with_device_builds_, canon);
+  if (cpu_done && device_done) return;
+  if (!cpu_done) scanned_.push_back(canon);
+  if (!device_done) scanned_with_device_builds_.push_back(canon);
   std::vector<fs::path> files;
   for (fs::directory_iterator it(canon, ec), end; !ec && it != end; it.increment(ec)) {
     const auto& p = it->path();
-    if (p.extension() == ".so" && it->is_regular_file()) files.push_back(p);
+    if (p.extension() != ".so" || !it->is_regular_file()) continue;
+    bool device = is_device_build(p);
+    if (device ? device_done : cpu_done) continue;
+    files.push_back(p);
   }
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
@@ -147,22 +165,53 @@ void PluginRegistry::add_library(const fs::path& file) {
       throw PluginError(name + ": the schema of its " + kind_name(e.kind) + " plugin #" + std::to_string(i) +
                         " is invalid: schema() threw something that is not a std::exception");
     }
-    found.push_back({e.kind, schema.name(), std::move(schema), file, &e, lib});
+    if (e.device != Device::cpu && e.device != Device::cuda)
+      throw PluginError(name + ": plugin #" + std::to_string(i) + " has an unknown device (" +
+                        std::to_string(static_cast<unsigned>(e.device)) + ")");
+    found.push_back({e.kind, schema.name(), e.device, std::move(schema), file, &e, lib});
   }
   for (auto& r : found) records_.push_back(std::move(r));
 }
 
-const PluginRecord* PluginRegistry::find(PluginKind kind, std::string_view name) const {
+bool device_build_required(PluginKind kind) noexcept {
+  return kind == PluginKind::encoder || kind == PluginKind::loss || kind == PluginKind::optimizer;
+}
+
+const PluginRecord* PluginRegistry::find(PluginKind kind, std::string_view name, Device device) const {
   const PluginRecord* hit = nullptr;
   for (const auto& r : records_) {
-    if (r.kind != kind || r.name != name) continue;
+    if (r.kind != kind || r.name != name || r.device != device) continue;
     if (hit)
-      throw PluginError(std::string(kind_name(kind)) + " plugin '" + std::string(name) +
-                        "' is provided by two libraries: " + hit->library.string() + " and " +
+      throw PluginError(std::string(kind_name(kind)) + " plugin '" + std::string(name) + "'" +
+                        (device == Device::cpu ? "" : std::string(" (") + device_name(device) + " build)") +
+                        " is provided by two libraries: " + hit->library.string() + " and " +
                         r.library.string() + "; remove one from the plugin path");
     hit = &r;
   }
   return hit;
+}
+
+const PluginRecord* PluginRegistry::resolve(PluginKind kind, std::string_view name, Device device) const {
+  if (const PluginRecord* r = find(kind, name, device)) return r;
+  if (device == Device::cpu) return nullptr;
+  const PluginRecord* cpu = find(kind, name, Device::cpu);
+  if (!cpu || !device_build_required(kind)) return cpu;
+  auto have = names_on(kind, device);
+  std::string list;
+  for (const auto& n : have) list += (list.empty() ? "" : ", ") + n;
+  throw PluginError(std::string(kind_name(kind)) + " plugin '" + std::string(name) + "' has no " +
+                    device_name(device) + " build (" + cpu->library.filename().string() +
+                    " is its cpu build); " + kind_name(kind) + " plugins with a " + device_name(device) +
+                    " build: " + (list.empty() ? std::string("none") : list));
+}
+
+std::vector<std::string> PluginRegistry::names_on(PluginKind kind, Device device) const {
+  std::vector<std::string> n;
+  for (const auto& r : records_)
+    if (r.kind == kind && r.device == device) n.push_back(r.name);
+  std::sort(n.begin(), n.end());
+  n.erase(std::unique(n.begin(), n.end()), n.end());
+  return n;
 }
 
 std::vector<PluginKind> PluginRegistry::kinds_of(std::string_view name) const {
@@ -185,7 +234,7 @@ std::vector<const PluginRecord*> PluginRegistry::all() const {
   std::vector<const PluginRecord*> v;
   for (const auto& r : records_) v.push_back(&r);
   std::sort(v.begin(), v.end(), [](auto* a, auto* b) {
-    return std::tie(a->kind, a->name) < std::tie(b->kind, b->name);
+    return std::tie(a->kind, a->name, a->device) < std::tie(b->kind, b->name, b->device);
   });
   return v;
 }

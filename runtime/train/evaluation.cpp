@@ -15,7 +15,7 @@ namespace contra::runtime {
 namespace {
 
 template <class Role> std::shared_ptr<Role> make(const PluginRegistry& reg, const PluginSpec& ps) {
-  const PluginRecord* rec = reg.find(ps.kind, ps.name);
+  const PluginRecord* rec = reg.find(ps.kind, ps.name, ps.device);
   if (!rec) throw PluginError(ps.label() + ": plugin not found");
   try {
     return reg.create<Role>(*rec, ps.params);

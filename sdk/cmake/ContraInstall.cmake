@@ -34,6 +34,8 @@ target_compile_definitions(contra_runtime PRIVATE CONTRA_INSTALL_PLUGIN_DIR_FROM
 # The CLI.
 file(RELATIVE_PATH contra_bin_to_lib /${CMAKE_INSTALL_BINDIR} /${CMAKE_INSTALL_LIBDIR})
 set_target_properties(contra PROPERTIES INSTALL_RPATH "\$ORIGIN/${contra_bin_to_lib}")
+# Where the runtime dlopens libcontra_cuda from (graph/device_runtime.cpp).
+target_compile_definitions(contra_runtime PRIVATE CONTRA_LIBRARY_DIR_FROM_BIN="${contra_bin_to_lib}")
 install(TARGETS contra RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # The SDK library and headers, exported as contra::sdk.
@@ -46,6 +48,10 @@ install(EXPORT contraTargets NAMESPACE contra:: FILE contraTargets.cmake DESTINA
 # libcontra_cuda (contra::cuda), when this build has CUDA: its own export set,
 # so that the package needs the CUDA toolkit only where it was installed.
 if(CONTRA_HAVE_CUDA)
+  # Beside libcontra_sdk; the CUDA libraries where the toolkit has them.
+  get_filename_component(contra_cudnn_dir "${CUDNN_LIBRARY}" DIRECTORY)
+  set_target_properties(contra_cuda PROPERTIES
+    INSTALL_RPATH "\$ORIGIN;${CUDAToolkit_LIBRARY_DIR};${contra_cudnn_dir}")
   install(TARGETS contra_cuda EXPORT contraCudaTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(EXPORT contraCudaTargets NAMESPACE contra:: FILE contraCudaTargets.cmake
     DESTINATION ${CONTRA_INSTALL_CMAKEDIR})

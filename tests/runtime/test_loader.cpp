@@ -1,9 +1,11 @@
 #include "plugins/registry.hpp"
+#include "test_support.hpp"
 
 #include <contra/plugin.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <string>
 
 using namespace contra;
@@ -58,7 +60,7 @@ TEST_CASE("loader: a library built for another SDK ABI is refused with both vers
   std::string path = fixture("other_abi");
   CHECK(error_of(reg, path) == path +
                                    " was built for contra SDK ABI 999 (SDK 9.9.0), but this runtime provides "
-                                   "SDK ABI 1 (SDK 0.1.0); rebuild the plugin against SDK 0.1.0");
+                                   "SDK ABI 2 (SDK 0.2.0); rebuild the plugin against SDK 0.2.0");
 }
 
 TEST_CASE("loader: a library without the entry symbol is refused", "[runtime][loader]") {
@@ -121,4 +123,63 @@ TEST_CASE("loader: scanning records bad libraries as problems and keeps the good
   REQUIRE(reg.problems().size() == 1);
   CHECK(reg.problems()[0].message.find("SDK ABI 999") != std::string::npos);
   CHECK(reg.find(PluginKind::loss, "info_nce") != nullptr);
+}
+
+TEST_CASE("loader: plugins are keyed by kind, name and device", "[runtime][loader][device]") {
+  PluginRegistry reg;
+  std::string path = fixture("cuda_twins");
+  reg.load_library(path);
+  const auto* cpu = reg.find(PluginKind::loss, "twin_loss");
+  const auto* cuda = reg.find(PluginKind::loss, "twin_loss", Device::cuda);
+  REQUIRE(cpu != nullptr);
+  REQUIRE(cuda != nullptr);
+  CHECK(cpu != cuda);
+  CHECK(cpu->device == Device::cpu);
+  CHECK(cuda->device == Device::cuda);
+  CHECK(cuda->schema.summary() == "a loss with a cuda build");
+  CHECK(reg.find(PluginKind::loss, "lonely_loss", Device::cuda) == nullptr);
+  CHECK(reg.find(PluginKind::miner, "twin_miner") == nullptr);
+  CHECK(reg.names(PluginKind::loss) == std::vector<std::string>{"lonely_loss", "twin_loss"});
+  CHECK(reg.names_on(PluginKind::loss, Device::cuda) == std::vector<std::string>{"twin_loss"});
+  auto all = reg.all();
+  REQUIRE(all.size() == 4);
+  CHECK(all[0]->name == "twin_miner");  // miners sort before losses
+  CHECK((all[2]->name == "twin_loss" && all[2]->device == Device::cpu));
+  CHECK((all[3]->name == "twin_loss" && all[3]->device == Device::cuda));
+}
+
+TEST_CASE("loader: resolving for cuda takes the cuda twin, or the cpu build where the kind allows it",
+          "[runtime][loader][device]") {
+  PluginRegistry reg;
+  std::string path = fixture("cuda_twins");
+  reg.load_library(path);
+  reg.load_library(builtin("libcontra_miner_all_pairs.so"));
+  CHECK(reg.resolve(PluginKind::loss, "twin_loss", Device::cuda)->device == Device::cuda);
+  CHECK(reg.resolve(PluginKind::loss, "twin_loss", Device::cpu)->device == Device::cpu);
+  CHECK(reg.resolve(PluginKind::miner, "twin_miner", Device::cuda)->device == Device::cuda);
+  CHECK(reg.resolve(PluginKind::miner, "twin_miner", Device::cpu) == nullptr);
+  // A miner may run on the CPU beside the GPU (on host copies); a loss may not.
+  CHECK(reg.resolve(PluginKind::miner, "all_pairs", Device::cuda)->device == Device::cpu);
+  CHECK_THROWS_MATCHES(reg.resolve(PluginKind::loss, "lonely_loss", Device::cuda), PluginError,
+                       Catch::Message("loss plugin 'lonely_loss' has no cuda build (libcuda_twins.so is its cpu "
+                                      "build); loss plugins with a cuda build: twin_loss"));
+  CHECK(reg.resolve(PluginKind::loss, "nothing_like_it", Device::cuda) == nullptr);
+  CHECK(runtime::device_build_required(PluginKind::encoder));
+  CHECK(runtime::device_build_required(PluginKind::optimizer));
+  CHECK_FALSE(runtime::device_build_required(PluginKind::source));
+  CHECK_FALSE(runtime::device_build_required(PluginKind::memory));
+}
+
+TEST_CASE("loader: scanning skips *_cuda.so libraries unless device builds are asked for",
+          "[runtime][loader][device]") {
+  test::TempDir dir("cuda-scan");
+  std::filesystem::copy_file(fixture("cuda_twins"), dir.file("libcontra_loss_twins_cuda.so"));
+  PluginRegistry reg;
+  reg.scan_directory(dir.path());
+  CHECK(reg.all().empty());
+  CHECK(reg.problems().empty());
+  reg.include_device_builds();
+  reg.scan_directory(dir.path());  // scanned before: now for its device builds
+  CHECK(reg.find(PluginKind::loss, "twin_loss", Device::cuda) != nullptr);
+  CHECK(reg.all().size() == 4);
 }

@@ -2,6 +2,7 @@
 #include "plugin_docs.hpp"
 
 #include "config/pipeline_spec.hpp"
+#include "graph/device_runtime.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
 #include "plugins/registry.hpp"
@@ -147,6 +148,8 @@ int run_command(const std::vector<std::string>& args) {
       pa.file = (std::filesystem::path(pa.resume) / "pipeline.toml").string();
       resume_from = runtime::RunRecord::latest_checkpoint(pa.resume);
     }
+    // A missing GPU is said first, before plugins or data are loaded.
+    runtime::require_pipeline_device(pa.file, pa.overrides);
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
     if (run_dir.empty() && !pa.no_record) run_dir = runtime::RunRecord::default_dir(spec).string();
@@ -309,6 +312,7 @@ int plugins_command(const std::vector<std::string>& args) {
     }
   }
   PluginRegistry registry;
+  registry.include_device_builds();  // GPU builds are listed too, marked with their device
   runtime::PipelineSpec none;
   for (const auto& p : extra) none.plugin_paths.emplace_back(p);
   try {
@@ -333,7 +337,9 @@ int plugins_command(const std::vector<std::string>& args) {
       return 1;
     }
     for (auto* r : hits) {
-      std::printf("%s (%s plugin, %s)\n", r->name.c_str(), kind_name(r->kind), r->library.string().c_str());
+      std::printf("%s (%s plugin%s, %s)\n", r->name.c_str(), kind_name(r->kind),
+                  r->device == Device::cpu ? "" : (std::string(", ") + device_name(r->device) + " build").c_str(),
+                  r->library.string().c_str());
       std::printf("%s", r->schema.describe().c_str());
       std::string header = r->kind == PluginKind::augmentation ? std::string("[[augment.chain]]")
                                                                 : std::string("[") + kind_name(r->kind) + "]";
@@ -351,7 +357,9 @@ int plugins_command(const std::vector<std::string>& args) {
       current = kind_name(r->kind);
       std::printf("%s%s:\n", r == records.front() ? "" : "\n", current);
     }
-    std::printf("  %-22s %s\n", r->name.c_str(), r->schema.summary().c_str());
+    // A GPU twin is listed under its CPU build, marked with its device.
+    std::string label = r->device == Device::cpu ? r->name : r->name + " (" + device_name(r->device) + ")";
+    std::printf("  %-22s %s\n", label.c_str(), r->schema.summary().c_str());
   }
   if (!registry.problems().empty()) {
     std::printf("\nlibraries that could not be loaded:\n");

@@ -4,6 +4,8 @@
 ///
 ///     CONTRA_PLUGIN_LIBRARY(CONTRA_LOSS(MyLoss), CONTRA_MINER(MyMiner))
 ///
+/// (a GPU build of a plugin: CONTRA_PLUGIN_LIBRARY(CONTRA_LOSS_CUDA(MyLossCuda))).
+///
 /// defines the library's one exported entry symbol, `contra_plugin_manifest`
 /// (a Boost.DLL-style alias: a pointer to the manifest). The manifest is
 /// plain constant data, so the runtime reads and checks its ABI version before
@@ -33,6 +35,11 @@ struct PluginEntry {
   Schema (*schema)();                    ///< name, summary and parameters
   Plugin* (*create)(const Params& p);   ///< may throw; p is valid for schema()
   void (*destroy)(Plugin* p) noexcept;  ///< deletes what create() made
+  /// Where the plugin computes: Device::cpu, or Device::cuda for the GPU twin
+  /// of a plugin (same name, built into its own *_cuda library, taking and
+  /// returning tensors on Device::cuda). Set by the CONTRA_* (cpu) and
+  /// CONTRA_*_CUDA (cuda) macros. Since SDK ABI 2.
+  Device device;
 };
 
 inline constexpr std::uint32_t manifest_magic = 0x52544e43u;  // "CNTR"
@@ -42,7 +49,7 @@ inline constexpr std::uint32_t manifest_magic = 0x52544e43u;  // "CNTR"
 struct LibraryManifest {
   std::uint32_t magic;
   std::uint32_t abi_version;
-  const char* sdk_version;        ///< e.g. "0.1.0"
+  const char* sdk_version;        ///< e.g. "0.2.0"
   const char* build_fingerprint;  ///< compiler and standard library ABI
   const PluginEntry* plugins;
   std::size_t plugin_count;
@@ -52,11 +59,11 @@ namespace detail {
 template <class T> Schema schema_of() { return T::schema(); }
 template <class T> Plugin* create_plugin(const Params& p) { return new T(p); }
 template <class T> void destroy_plugin(Plugin* p) noexcept { delete static_cast<T*>(p); }
-template <class T, class Role, PluginKind K> constexpr PluginEntry entry() {
+template <class T, class Role, PluginKind K, Device D = Device::cpu> constexpr PluginEntry entry() {
   static_assert(std::is_base_of_v<Role, T>, "plugin class does not derive from its role");
   static_assert(std::is_constructible_v<T, const Params&>,
                 "plugin class needs a constructor taking const contra::Params&");
-  return PluginEntry{K, &schema_of<T>, &create_plugin<T>, &destroy_plugin<T>};
+  return PluginEntry{K, &schema_of<T>, &create_plugin<T>, &destroy_plugin<T>, D};
 }
 }  // namespace detail
 
@@ -91,6 +98,32 @@ template <class T, class Role, PluginKind K> constexpr PluginEntry entry() {
 #define CONTRA_MEMORY(T) ::contra::detail::entry<T, ::contra::Memory, ::contra::PluginKind::memory>()
 #define CONTRA_OPTIMIZER(T) \
   ::contra::detail::entry<T, ::contra::Optimizer, ::contra::PluginKind::optimizer>()
+
+/// The GPU twin of a plugin: same name and schema as its CPU build, in a
+/// library of its own (libcontra_<kind>_<name>_cuda.so) linked to
+/// libcontra_cuda; the runtime picks it for pipelines with
+/// `[train] device = "cuda"`.
+#define CONTRA_SOURCE_CUDA(T) \
+  ::contra::detail::entry<T, ::contra::Source, ::contra::PluginKind::source, ::contra::Device::cuda>()
+#define CONTRA_AUGMENTATION_CUDA(T)                                                        \
+  ::contra::detail::entry<T, ::contra::Augmentation, ::contra::PluginKind::augmentation, \
+                          ::contra::Device::cuda>()
+#define CONTRA_SAMPLER_CUDA(T) \
+  ::contra::detail::entry<T, ::contra::Sampler, ::contra::PluginKind::sampler, ::contra::Device::cuda>()
+#define CONTRA_ENCODER_CUDA(T) \
+  ::contra::detail::entry<T, ::contra::Encoder, ::contra::PluginKind::encoder, ::contra::Device::cuda>()
+#define CONTRA_MINER_CUDA(T) \
+  ::contra::detail::entry<T, ::contra::Miner, ::contra::PluginKind::miner, ::contra::Device::cuda>()
+#define CONTRA_LOSS_CUDA(T) \
+  ::contra::detail::entry<T, ::contra::Loss, ::contra::PluginKind::loss, ::contra::Device::cuda>()
+#define CONTRA_EVALUATOR_CUDA(T)                                                     \
+  ::contra::detail::entry<T, ::contra::Evaluator, ::contra::PluginKind::evaluator, \
+                          ::contra::Device::cuda>()
+#define CONTRA_MEMORY_CUDA(T) \
+  ::contra::detail::entry<T, ::contra::Memory, ::contra::PluginKind::memory, ::contra::Device::cuda>()
+#define CONTRA_OPTIMIZER_CUDA(T)                                                     \
+  ::contra::detail::entry<T, ::contra::Optimizer, ::contra::PluginKind::optimizer, \
+                          ::contra::Device::cuda>()
 
 /// Name of the exported entry symbol.
 #define CONTRA_MANIFEST_SYMBOL "contra_plugin_manifest"

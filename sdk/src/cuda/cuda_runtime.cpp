@@ -1,5 +1,6 @@
 // libcontra_cuda: probe, device allocator, streams, events, handles, copies.
 #include "caching_allocator.hpp"
+#include "cuda_bridge.hpp"
 
 #include <contra/cuda.hpp>
 #include <contra/device.hpp>
@@ -380,3 +381,59 @@ Tensor pinned_host_tensor(const Shape& shape, DType dtype) {
 std::size_t pinned_pool_bytes() { return pinned_pool().total(); }
 
 }  // namespace contra::cuda
+
+// ---- the runtime's entry (cuda_bridge.hpp) ------------------------------------
+
+namespace contra::cuda {
+namespace {
+
+void* bridge_stream_create() {
+  require_available("cuda stream");
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  return s;
+}
+void bridge_stream_destroy(void* s) noexcept {
+  if (s) cudaStreamDestroy(static_cast<cudaStream_t>(s));
+}
+void* bridge_event_create(bool timing) {
+  require_available("cuda event");
+  cudaEvent_t e = nullptr;
+  check(cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming),
+        "cudaEventCreateWithFlags");
+  return e;
+}
+void bridge_event_destroy(void* e) noexcept {
+  if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+}
+void bridge_event_record(void* e, void* stream) {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(e), static_cast<cudaStream_t>(stream)), "cudaEventRecord");
+}
+void bridge_stream_wait_event(void* stream, void* e) {
+  check(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(e), 0),
+        "cudaStreamWaitEvent");
+}
+void bridge_event_synchronize(void* e) {
+  check(cudaEventSynchronize(static_cast<cudaEvent_t>(e)), "cudaEventSynchronize");
+}
+float bridge_event_elapsed_ms(void* start, void* end) {
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)),
+        "cudaEventElapsedTime");
+  return ms;
+}
+
+const detail::CudaBridge bridge = {
+    detail::bridge_version,   &available,           &unavailable_reason,       &require,
+    &device_description,      &current_stream,      &set_current_stream,       &bridge_stream_create,
+    &bridge_stream_destroy,   &bridge_event_create, &bridge_event_destroy,     &bridge_event_record,
+    &bridge_stream_wait_event, &bridge_event_synchronize, &bridge_event_elapsed_ms, &copy_to_device,
+    &copy_to_host,            &synchronize,         &pinned_host_tensor,
+};
+
+}  // namespace
+}  // namespace contra::cuda
+
+extern "C" __attribute__((visibility("default"))) const contra::cuda::detail::CudaBridge* contra_cuda_bridge() {
+  return &contra::cuda::bridge;
+}

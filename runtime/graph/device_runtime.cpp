@@ -1,0 +1,103 @@
+#include "graph/device_runtime.hpp"
+
+#include "cuda_bridge.hpp"
+
+#include <boost/dll/runtime_symbol_info.hpp>
+
+#include <dlfcn.h>
+
+#include <filesystem>
+#include <mutex>
+
+#ifndef CONTRA_CUDA_LIBRARY_NAME
+#define CONTRA_CUDA_LIBRARY_NAME "libcontra_cuda.so"
+#endif
+#ifndef CONTRA_LIBRARY_DIR_FROM_BIN
+#define CONTRA_LIBRARY_DIR_FROM_BIN "../lib"
+#endif
+
+namespace contra::runtime {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct LoadedBridge {
+  const cuda::detail::CudaBridge* bridge = nullptr;
+  std::string error;
+};
+
+LoadedBridge load_bridge() {
+  LoadedBridge out;
+  if (!built_with_cuda()) {
+    out.error = "this build of contra has no CUDA support (built with CONTRA_CUDA=OFF or without a CUDA compiler)";
+    return out;
+  }
+  // Beside the program (build tree: bin/../lib; install: bin/<to libdir>),
+  // then wherever the dynamic linker looks.
+  std::vector<std::string> candidates;
+  std::error_code ec;
+  fs::path bin = boost::dll::program_location(ec).parent_path();
+  if (!ec) {
+    for (const char* rel : {"../lib", CONTRA_LIBRARY_DIR_FROM_BIN}) {
+      fs::path p = (bin / rel / CONTRA_CUDA_LIBRARY_NAME).lexically_normal();
+      if (fs::exists(p, ec)) candidates.push_back(p.string());
+    }
+  }
+  candidates.push_back(CONTRA_CUDA_LIBRARY_NAME);
+  void* handle = nullptr;
+  std::string why;
+  for (const auto& c : candidates) {
+    handle = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL);  // never closed
+    if (handle) break;
+    const char* e = dlerror();
+    if (why.empty()) why = e ? e : c + ": cannot be loaded";
+  }
+  if (!handle) {
+    out.error = "cannot load " + std::string(CONTRA_CUDA_LIBRARY_NAME) + ": " + why;
+    return out;
+  }
+  using Entry = const cuda::detail::CudaBridge* (*)();
+  auto entry = reinterpret_cast<Entry>(dlsym(handle, CONTRA_CUDA_BRIDGE_SYMBOL));
+  const cuda::detail::CudaBridge* b = entry ? entry() : nullptr;
+  if (!b || b->version != cuda::detail::bridge_version) {
+    out.error = std::string(CONTRA_CUDA_LIBRARY_NAME) + " is not the one this contra was built with (no matching '" +
+                CONTRA_CUDA_BRIDGE_SYMBOL + "')";
+    return out;
+  }
+  out.bridge = b;
+  return out;
+}
+
+}  // namespace
+
+const cuda::detail::CudaBridge* cuda_bridge(std::string* error) {
+  static const LoadedBridge loaded = load_bridge();
+  if (!loaded.bridge && error) *error = loaded.error;
+  return loaded.bridge;
+}
+
+void require_device(const PipelineSpec& spec) {
+  if (pipeline_device(spec) != Device::cuda) return;
+  auto fail = [&](const std::string& why) {
+    throw DeviceError(Diagnostic{pipeline_device_location(spec), "train.device", "\"cuda\", but " + why}.str());
+  };
+  if (!built_with_cuda())
+    fail("this build of contra has no CUDA support (built with CONTRA_CUDA=OFF or without a CUDA compiler)");
+  std::string error;
+  const cuda::detail::CudaBridge* b = cuda_bridge(&error);
+  if (!b) fail("no usable GPU: " + error);
+  if (!b->available()) fail("no usable GPU: " + b->unavailable_reason());
+  try {
+    b->require("[train] device = \"cuda\"");
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+}
+
+void require_pipeline_device(const std::string& file, const std::vector<std::string>& overrides) {
+  Diagnostics ignored;  // load_pipeline() reports them
+  std::optional<PipelineSpec> spec = read_pipeline(file, overrides, ignored);
+  if (spec) require_device(*spec);
+}
+
+}  // namespace contra::runtime

@@ -1,0 +1,159 @@
+// [train] device: validation, plugin resolution for cuda, and the errors of
+// `contra run` where the GPU or the CUDA build is missing. Runs on the CPU in
+// builds with and without CUDA; the expected text depends on which.
+#include "config/pipeline_spec.hpp"
+#include "cuda_bridge.hpp"
+#include "graph/device_runtime.hpp"
+#include "plugins/registry.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+using namespace contra;
+using namespace contra::runtime;
+
+namespace {
+struct Result {
+  int status;
+  std::string out;
+};
+Result run_cli(const std::string& args) {
+  std::string cmd = std::string(CONTRA_BINARY_DIR) + "/bin/contra " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// [train] device on line 2; a source whose data file does not exist, so that
+// an error about it would show that data was loaded.
+const char* cuda_pipeline =
+    "[train]\n"
+    "device = \"cuda\"\n"
+    "max_steps = 1\n"
+    "\n"
+    "[source]\n"
+    "plugin = \"idx\"\n"
+    "images = \"/nonexistent/images-idx3-ubyte\"\n"
+    "\n"
+    "[encoder]\n"
+    "plugin = \"mlp\"\n"
+    "\n"
+    "[loss]\n"
+    "plugin = \"info_nce\"\n"
+    "\n"
+    "[optimizer]\n"
+    "plugin = \"sgd\"\n";
+
+const std::string no_cuda_build =
+    "\"cuda\", but this build of contra has no CUDA support (built with CONTRA_CUDA=OFF or without a CUDA "
+    "compiler)";
+
+// What `contra run` must say about the device here, or "" where a GPU is usable.
+std::string expected_device_error() {
+  if (!built_with_cuda()) return no_cuda_build;
+  std::string error;
+  const cuda::detail::CudaBridge* b = cuda_bridge(&error);
+  if (!b) return "\"cuda\", but no usable GPU: " + error;
+  if (b->available()) return "";
+  return "\"cuda\", but no usable GPU: " + b->unavailable_reason();
+}
+}  // namespace
+
+TEST_CASE("device: [train] device defaults to cpu and takes cpu or cuda", "[runtime][config][device]") {
+  Diagnostics d;
+  auto spec = read_pipeline_text("[source]\nplugin = \"synthetic\"\n", "p.toml", {}, d);
+  REQUIRE(spec);
+  CHECK(pipeline_device(*spec) == Device::cpu);
+  auto cuda = read_pipeline_text("[train]\ndevice = \"cuda\"\n", "p.toml", {}, d);
+  REQUIRE(cuda);
+  CHECK(pipeline_device(*cuda) == Device::cuda);
+  CHECK(pipeline_device_location(*cuda).str() == "p.toml:2:1");
+  auto set = read_pipeline_text("", "p.toml", {"train.device=cuda"}, d);
+  REQUIRE(set);
+  CHECK(pipeline_device(*set) == Device::cuda);
+  CHECK(pipeline_device_location(*set).str() == "p.toml");  // --set: the file alone
+  auto bad = read_pipeline_text("[train]\ndevice = \"gpu\"\n", "p.toml", {}, d);
+  bool reported = false;
+  for (const auto& x : d)
+    if (x.str() == "p.toml:2:1: error: train.device: expected one of \"cpu\" or \"cuda\", found \"gpu\"")
+      reported = true;
+  CHECK(reported);
+}
+
+TEST_CASE("device: a cpu pipeline never loads libcontra_cuda", "[runtime][device]") {
+  Diagnostics d;
+  auto spec = read_pipeline_text("[train]\ndevice = \"cpu\"\n", "p.toml", {}, d);
+  REQUIRE(spec);
+  CHECK_NOTHROW(require_device(*spec));
+}
+
+TEST_CASE("device: contra run with device = cuda fails at start without a usable GPU, naming file and key",
+          "[runtime][cli][device]") {
+  std::string expected = expected_device_error();
+  if (expected.empty()) {
+    WARN("SKIPPED: a GPU is usable here; this checks the error where none is");
+    return;
+  }
+  test::TempDir dir("device");
+  std::string file = dir.file("p.toml");
+  test::write_file(file, cuda_pipeline);
+  Result r = run_cli("run " + file + " --no-record");
+  CHECK(r.status == 1);
+  CHECK(r.out == file + ":2:1: error: train.device: " + expected + "\n");
+
+  // Set from the command line: the pipeline file is named, without a line.
+  std::string cpu_file = dir.file("cpu.toml");
+  test::write_file(cpu_file, "[source]\nplugin = \"idx\"\nimages = \"/nonexistent/x\"\n");
+  Result set = run_cli("run " + cpu_file + " --no-record --set train.device=cuda");
+  CHECK(set.status == 1);
+  CHECK(set.out == cpu_file + ": error: train.device: " + expected + "\n");
+
+  // The library call says the same.
+  Diagnostics d;
+  auto spec = read_pipeline(file, {}, d);
+  REQUIRE(spec);
+  CHECK_THROWS_AS(require_device(*spec), DeviceError);
+  CHECK_THROWS_WITH(require_device(*spec), file + ":2:1: error: train.device: " + expected);
+}
+
+TEST_CASE("device: validate of a cuda pipeline names plugins without a cuda build and those with one",
+          "[runtime][cli][device]") {
+  test::TempDir dir("device");
+  std::string file = dir.file("p.toml");
+  std::string fixture_dir = std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins";
+  test::write_file(file, "[plugins]\npaths = [\"" + fixture_dir +
+                             "\"]\n\n[train]\ndevice = \"cuda\"\n\n[source]\nplugin = \"synthetic\"\n\n"
+                             "[encoder]\nplugin = \"mlp\"\n\n[loss]\nplugin = \"lonely_loss\"\n\n"
+                             "[optimizer]\nplugin = \"sgd\"\n");
+  Result r = run_cli("validate " + file);
+  CHECK(r.status == 1);
+  if (!built_with_cuda()) {
+    // Said once, instead of once per plugin.
+    CHECK(r.out == file + ":5:1: error: train.device: " + no_cuda_build + "\n");
+    return;
+  }
+  CHECK_THAT(r.out, Catch::Contains(file + ":14:10: error: loss.plugin: loss plugin 'lonely_loss' has no cuda build "
+                                           "(libcuda_twins.so is its cpu build); loss plugins with a cuda build: "));
+  CHECK_THAT(r.out, Catch::Contains("twin_loss"));
+  CHECK_THAT(r.out, Catch::Contains(" (needed for [train] device = \"cuda\")"));
+  // The source runs on the CPU beside the GPU: no error about it.
+  CHECK_THAT(r.out, !Catch::Contains("source.plugin"));
+}
+
+TEST_CASE("device: contra plugins marks GPU builds with their device", "[runtime][cli][device]") {
+  Result r = run_cli("plugins --kind loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("  twin_loss              a loss with a cpu build\n"
+                                    "  twin_loss (cuda)       a loss with a cuda build\n"));
+  CHECK_THAT(r.out, Catch::Contains("  lonely_loss            a loss without a cuda build\n"));
+  Result d = run_cli("plugins --describe twin_loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
+  CHECK_THAT(d.out, Catch::Contains("twin_loss (loss plugin, cuda build, "));
+}
