@@ -28,7 +28,10 @@ int max_batches_alive(int prefetch) { return prefetch + 1; }
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr const char* stage_names[] = {"plan", "load", "augment", "train", "sink"};
+// Indices into report_.stages; to_device comes last so that CPU reports keep
+// their five stages in their order.
+constexpr const char* stage_names[] = {"plan", "load", "augment", "train", "sink", "to_device"};
+constexpr int to_device_index = 5;
 
 class Run {
  public:
@@ -38,7 +41,8 @@ class Run {
       pool_.push_back(std::make_unique<BatchWork>());
       free_.push_back(pool_.back().get());
     }
-    for (const char* n : stage_names) report_.stages.push_back({n});
+    for (int i = 0; i < 5; ++i) report_.stages.push_back({stage_names[i]});
+    if (stages.to_device) report_.stages.push_back({stage_names[to_device_index]});
   }
 
   double now() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
@@ -59,7 +63,7 @@ class Run {
   void stage(int index, BatchWork& w, const std::function<void(BatchWork&)>& fn) {
     // After a failure no new work starts; batches in flight drain. A batch
     // that already trained still reaches the sink, so its step is recorded.
-    if (w.failed || (stop_ && index < 4)) {
+    if (w.failed || (stop_ && index != 4)) {
       w.failed = true;
       return;
     }
@@ -155,6 +159,16 @@ class Run {
       stage(3, *w, stages_.train);
       return w;
     });
+    // Serial, fed in step order by `order`: copies are issued in step order.
+    flow::function_node<BatchWork*, BatchWork*> to_device(g, flow::serial, [&](BatchWork* w) {
+      stage(to_device_index, *w, stages_.to_device);
+      return w;
+    });
+    // The copy node's outputs may reach train out of order (as train's reach
+    // the sink, below): train gets them through a sequencer of its own.
+    flow::sequencer_node<BatchWork*> copied(g, [](BatchWork* const& w) -> std::size_t {
+      return static_cast<std::size_t>(w->sequence);
+    });
     // oneTBB may hand a serial node's outputs to the next serial node out of
     // order (the successor task of one step can be spawned while the next
     // step's is bypassed), so the sink has its own sequencer.
@@ -175,7 +189,13 @@ class Run {
     flow::make_edge(limiter, load);
     flow::make_edge(load, augment);
     flow::make_edge(augment, order);
-    flow::make_edge(order, train);
+    if (stages_.to_device) {
+      flow::make_edge(order, to_device);
+      flow::make_edge(to_device, copied);
+      flow::make_edge(copied, train);
+    } else {
+      flow::make_edge(order, train);
+    }
     flow::make_edge(train, reorder);
     flow::make_edge(reorder, sink);
     flow::make_edge(sink, limiter.decrementer());

@@ -2,10 +2,14 @@
 // The flow graph of one run (DESIGN.md §3):
 //
 //   input_node (plan) -> limiter_node (prefetch) -> load -> augment
-//     -> sequencer_node (step order) -> train (serial) -> sink (serial)
-//                                                            |
-//                              limiter.decrementer() <-------+
+//     -> sequencer_node (step order) [-> to_device (serial)] -> train (serial) -> sink (serial)
+//                                                                                   |
+//                                                     limiter.decrementer() <-------+
 //
+// to_device exists only when the run layer gives one ([train] device =
+// "cuda"): it starts the host-to-device copy of batch k+1 on its own stream
+// while the train stage runs step k. Its buffers live in the BatchWork
+// slots, so the prefetch bound counts device buffers too.
 // Stages see BatchWork slots from a fixed pool, so nothing is allocated per
 // batch once the pool is warm. The executor knows nothing of plugins: the
 // run layer gives it one function per stage.
@@ -15,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,6 +38,12 @@ struct BatchWork {
   std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, double>> eval_figures;  ///< set when an evaluation ran after this step
   bool failed = false;              ///< an earlier stage threw; later stages pass it on
+  /// Device runs: the batch with its images on the device (ids, labels and
+  /// counts copied), filled by the to_device stage.
+  Batch device_batch;
+  /// Device runs: state the to_device stage keeps per slot (pinned staging,
+  /// the copy's event); opaque here.
+  std::shared_ptr<void> device_state;
 };
 
 /// Stage functions; all but `plan` may run while other batches are in other
@@ -41,6 +52,9 @@ struct ExecutorStages {
   std::function<bool(BatchWork&)> plan;  ///< fill the next batch's plan; false when done
   std::function<void(BatchWork&)> load;
   std::function<void(BatchWork&)> augment;
+  /// Optional: between the sequencer and train, serial, in step order. Empty
+  /// = the CPU graph, unchanged.
+  std::function<void(BatchWork&)> to_device;
   std::function<void(BatchWork&)> train;
   std::function<void(BatchWork&)> sink;
 };
@@ -66,7 +80,7 @@ struct TraceEvent {
 };
 
 struct ExecutorReport {
-  std::vector<StageStats> stages;  ///< plan, load, augment, train, sink
+  std::vector<StageStats> stages;  ///< plan, load, augment, train, sink (, to_device)
   std::vector<TraceEvent> events;
   int max_in_flight = 0;           ///< most batches alive between plan and sink at once
   double wall_s = 0.0;

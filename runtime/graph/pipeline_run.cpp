@@ -2,7 +2,9 @@
 
 #include "plugins/registry.hpp"
 #include "graph/augment_stage.hpp"
+#include "graph/device_copy.hpp"
 #include "graph/device_runtime.hpp"
+#include "cuda_bridge.hpp"
 #include "graph/run_record.hpp"
 #include "train/checkpoint.hpp"
 #include "train/evaluation.hpp"
@@ -18,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -216,12 +219,37 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
 
   stages.augment = [&](BatchWork& w) { augment.run(w); };
 
+  // [train] device = "cuda": a copy stage between the sequencer and train
+  // (device_copy.hpp), and the train step's own stream.
+  const cuda::detail::CudaBridge* cuda = pipeline_device(spec) == Device::cuda ? cuda_bridge() : nullptr;
+  std::unique_ptr<DeviceCopyStage> to_device;
+  std::unique_ptr<void, std::function<void(void*)>> train_stream;
+  if (cuda) {
+    to_device = std::make_unique<DeviceCopyStage>(*cuda);
+    train_stream = {cuda->stream_create(), [cuda](void* s) {
+                      try {
+                        cuda->synchronize(s);
+                      } catch (...) {
+                      }
+                      cuda->stream_destroy(s);
+                    }};
+    stages.to_device = [&](BatchWork& w) { (*to_device)(w); };
+  }
+
   stages.train = [&](BatchWork& w) {
     // OpenMP's thread count is per calling thread; the train stage may run on
     // any TBB worker, so set it each time.
     omp_set_num_threads(compute_threads);
+    if (cuda) {
+      // Likewise the current stream; the step's work waits for its copy.
+      cuda->set_current_stream(train_stream.get());
+      to_device->wait(w, train_stream.get());
+    }
     try {
-      StepOutcome o = trainer.step(w.batch, w.batch.step, schedule.scale(w.batch.step));
+      const Batch& batch = cuda ? w.device_batch : w.batch;
+      StepOutcome o = trainer.step(batch, w.batch.step, schedule.scale(w.batch.step));
+      // The slot's pinned images may be refilled once it leaves the sink.
+      if (cuda) to_device->release(w);
       try {
         sampler->observe(w.batch.step, trainer.last_embeddings());
       } catch (const std::exception& e) {

@@ -4,13 +4,20 @@
 #include "config/pipeline_spec.hpp"
 #include "cuda_bridge.hpp"
 #include "graph/device_runtime.hpp"
+#include "graph/executor.hpp"
 #include "plugins/registry.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 #include <sys/wait.h>
 
 using namespace contra;
@@ -156,4 +163,66 @@ TEST_CASE("device: contra plugins marks GPU builds with their device", "[runtime
   CHECK_THAT(r.out, Catch::Contains("  lonely_loss            a loss without a cuda build\n"));
   Result d = run_cli("plugins --describe twin_loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
   CHECK_THAT(d.out, Catch::Contains("twin_loss (loss plugin, cuda build, "));
+}
+
+// The to_device stage's place in the graph, without a GPU: plain functions
+// stand in for the copy.
+TEST_CASE("device: a to_device stage runs between the sequencer and train, in step order, overlapping training",
+          "[runtime][executor][device]") {
+  const int batches = 8;
+  int planned = 0;
+  std::mutex m;
+  std::vector<std::int64_t> copied, trained;
+  std::atomic<int> in_train{0}, copies_during_train{0};
+  ExecutorStages s;
+  s.plan = [&](BatchWork& w) {
+    w.batch.step = planned;
+    return planned++ < batches;
+  };
+  s.load = [](BatchWork&) {};
+  // Later batches finish augmenting first: the sequencer must restore order.
+  s.augment = [](BatchWork& w) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(w.sequence % 2 ? 5 : 25));
+  };
+  s.to_device = [&](BatchWork& w) {
+    if (in_train.load()) ++copies_during_train;
+    std::lock_guard<std::mutex> lock(m);
+    copied.push_back(w.sequence);
+    w.device_batch.step = w.batch.step;  // what the copy would fill
+  };
+  s.train = [&](BatchWork& w) {
+    ++in_train;
+    {
+      std::lock_guard<std::mutex> lock(m);
+      // Its copy ran before it.
+      CHECK(std::find(copied.begin(), copied.end(), w.sequence) != copied.end());
+      CHECK(w.device_batch.step == w.batch.step);
+      trained.push_back(w.sequence);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+    --in_train;
+  };
+  s.sink = [](BatchWork&) {};
+  ExecutorReport r = run_graph(s, ExecutorOptions{3, 2, true});
+  CHECK(r.batches == batches);
+  std::vector<std::int64_t> in_order(batches);
+  for (int i = 0; i < batches; ++i) in_order[i] = i;
+  CHECK(copied == in_order);
+  CHECK(trained == in_order);
+  REQUIRE(r.stages.size() == 6);
+  CHECK(r.stage("to_device").calls == batches);
+  CHECK(r.max_in_flight <= max_batches_alive(3));
+  // Copies of the next batches were issued while a step was running.
+  CHECK(copies_during_train.load() > 0);
+}
+
+TEST_CASE("device: without a to_device stage the report keeps the five CPU stages", "[runtime][executor][device]") {
+  int planned = 0;
+  ExecutorStages s;
+  s.plan = [&](BatchWork&) { return planned++ < 3; };
+  s.load = s.augment = s.train = s.sink = [](BatchWork&) {};
+  ExecutorReport r = run_graph(s, ExecutorOptions{2, 1, true});
+  REQUIRE(r.stages.size() == 5);
+  CHECK(r.stages.back().name == "sink");
+  CHECK(r.batches == 3);
 }

@@ -1,0 +1,67 @@
+#pragma once
+// The to_device stage of a [train] device = "cuda" run (executor.hpp): copies
+// each batch's images to the GPU on a stream of its own, so that the copy of
+// batch k+1 overlaps step k on the GPU.
+//
+// Per BatchWork slot it keeps device buffers (BatchWork::device_batch) and an
+// event marking the end of the slot's copy. The first time, a batch's host
+// images are copied into page-locked (pinned) memory, which then becomes the
+// batch's image tensor: the augment stage's ensure() keeps reusing it, so from
+// the second round on augmentation writes straight into pinned memory and the
+// copy to the device is asynchronous with no extra host copy.
+//
+// Ordering: the train stage calls wait() (its stream waits for the copy's
+// event on the GPU; the host does not block) before using device_batch, and
+// release() after the step (the host waits for the copy, normally long done)
+// before the slot goes back to be refilled.
+
+#include "graph/executor.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace contra::cuda::detail {
+struct CudaBridge;
+}
+
+namespace contra::runtime {
+
+class DeviceCopyStage {
+ public:
+  /// `bridge`: libcontra_cuda, require()d. `timing`: also record timed
+  /// events around each copy (copy_window()).
+  explicit DeviceCopyStage(const cuda::detail::CudaBridge& bridge, bool timing = false);
+  /// Waits for copies in flight, then frees the stream. The per-slot events
+  /// go with the BatchWork slots (device_state).
+  ~DeviceCopyStage();
+  DeviceCopyStage(const DeviceCopyStage&) = delete;
+  DeviceCopyStage& operator=(const DeviceCopyStage&) = delete;
+
+  /// The to_device stage: fills w.device_batch and starts its copy.
+  void operator()(BatchWork& w);
+  /// Makes `stream` (the train step's) wait for w's copy, on the device.
+  void wait(const BatchWork& w, void* stream) const;
+  /// Blocks until w's copy has finished.
+  void release(const BatchWork& w) const;
+  /// The copy stream (cudaStream_t).
+  void* stream() const noexcept { return stream_; }
+
+  /// With `timing`: the start and end events of w's last copy (cudaEvent_t),
+  /// for cuda event timestamps; nullptrs otherwise.
+  std::pair<void*, void*> copy_window(const BatchWork& w) const;
+  /// Batches whose images were copied into pinned memory on the host first
+  /// (the first use of each slot, or after the augment stage reallocated).
+  std::int64_t staged_copies() const noexcept { return staged_; }
+
+ private:
+  struct Slot;
+  Slot& slot(BatchWork& w);
+  void copy_tensor(Slot& s, std::size_t j, Tensor& host, Tensor& device);
+
+  const cuda::detail::CudaBridge& cuda_;
+  bool timing_;
+  void* stream_ = nullptr;
+  std::int64_t staged_ = 0;
+};
+
+}  // namespace contra::runtime
