@@ -2,6 +2,7 @@
 
 #include "safetensors.hpp"
 
+#include <contra/device.hpp>
 #include <contra/errors.hpp>
 #include <contra/version.hpp>
 
@@ -27,6 +28,7 @@ void restore(const std::string& path, const SafetensorsFile& file,
     if (src.shape() != t->shape() || src.dtype() != t->dtype())
       throw DataError(path + ": tensor '" + name + "' is " + dtype_name(src.dtype()) + " " + src.shape().str() +
                       " in the checkpoint, " + dtype_name(t->dtype()) + " " + t->shape().str() + " in this pipeline");
+    expect_host(*t, ("checkpoint: restoring tensor '" + name + "' from " + path).c_str());
     std::memcpy(t->raw(), src.raw(), src.nbytes());
   }
 }

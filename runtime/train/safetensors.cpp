@@ -1,5 +1,6 @@
 #include "safetensors.hpp"
 
+#include <contra/device.hpp>
 #include <contra/errors.hpp>
 
 #include <fcntl.h>
@@ -150,6 +151,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     first = false;
   }
   for (const auto& [name, t] : tensors) {
+    // Device tensors (GPU runs) are copied to the host by the caller.
+    expect_host(*t, ("safetensors: tensor '" + name + "' written to " + path).c_str());
     std::string shape = "[";
     for (int d = 0; d < t->rank(); ++d) shape += (d ? "," : "") + std::to_string(t->dim(d));
     shape += "]";

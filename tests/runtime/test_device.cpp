@@ -6,6 +6,7 @@
 #include "graph/device_runtime.hpp"
 #include "graph/executor.hpp"
 #include "plugins/registry.hpp"
+#include "train/safetensors.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -225,4 +226,15 @@ TEST_CASE("device: without a to_device stage the report keeps the five CPU stage
   REQUIRE(r.stages.size() == 5);
   CHECK(r.stages.back().name == "sink");
   CHECK(r.batches == 3);
+}
+
+TEST_CASE("device: checkpoints refuse device tensors instead of reading device memory on the host",
+          "[runtime][device]") {
+  test::TempDir dir("device");
+  float fake[4] = {};
+  Tensor d = Tensor::wrap(fake, {4}, DType::f32, Device::cuda);
+  std::string path = dir.file("x.safetensors");
+  CHECK_THROWS_WITH(write_safetensors(path, {{"w", &d}}, {}),
+                    "safetensors: tensor 'w' written to " + path +
+                        ": expected a tensor on the cpu, got one on cuda (copy it to the host first)");
 }
