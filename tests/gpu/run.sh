@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU checks in one go, for a machine with an NVIDIA GPU (H200, sm_90):
+# configure with CONTRA_CUDA=ON, build, run every test labelled `gpu` (the
+# [gpu] Catch2 cases: libcontra_cuda, the copy stage, each *_cuda plugin
+# against its CPU build), then any GPU benchmark (build/bench/*cuda*),
+# printing its figures. A [gpu] test that skips here is a failure: on this
+# machine the GPU must be usable.
+#
+# Usage: tests/gpu/run.sh [BUILD_DIR]   (default: build-gpu beside this repo's root)
+# Takes a few minutes on 16 cores; the longest part is the build.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build-gpu}
+jobs=$(nproc)
+mkdir -p "$build"
+
+echo "== device"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "(nvidia-smi not available)"
+
+echo "== configure ($build)"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCONTRA_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" >"$build/gpu-configure.log" 2>&1 || {
+  cat "$build/gpu-configure.log"; exit 1; }
+grep "^-- contra:" "$build/gpu-configure.log" || true
+
+echo "== build"
+start=$(date +%s)
+cmake --build "$build" -j "$jobs" >"$build/gpu-build.log" 2>&1 || { tail -50 "$build/gpu-build.log"; exit 1; }
+echo "built in $(( $(date +%s) - start )) s"
+
+echo "== [gpu] tests"
+log=$build/gpu-tests.log
+status=0
+ctest --test-dir "$build" -L gpu -j "$jobs" --timeout 300 --output-on-failure 2>&1 | tee "$log" || status=1
+# ctest reports skipped tests as not run: with a GPU present, none may skip.
+if grep -q "(Skipped)" "$log"; then
+  echo "error: [gpu] tests skipped on a machine that should have a usable GPU:"
+  grep "(Skipped)" "$log"
+  "$build/bin/test_gpu" "cuda: without a usable GPU, require() and cuda tensors say why" -s 2>&1 | grep -i "reason\|GPU" | head -5 || true
+  status=1
+fi
+
+echo "== GPU benchmarks"
+shopt -s nullglob
+benches=("$build"/bench/*cuda* "$build"/bench/*gpu*)
+if (( ${#benches[@]} == 0 )); then
+  echo "(none built)"
+fi
+for b in "${benches[@]}"; do
+  [[ -x $b ]] || continue
+  echo "-- $(basename "$b")"
+  timeout 240 "$b" || { echo "error: $(basename "$b") failed"; status=1; }
+done
+exit $status
