@@ -84,6 +84,20 @@ TEST_CASE("caching allocator: a freed block is reused by the same bin on the sam
   cache.release(r);
 }
 
+TEST_CASE("caching allocator: the most recently freed block of a bin is reused first", "[sdk][cuda]") {
+  FakeBackend backend;
+  CachingAllocator cache(backend);
+  void* a = cache.allocate(4096, stream_a);
+  void* b = cache.allocate(4096, stream_a);
+  cache.release(a);
+  cache.release(b);
+  CHECK(cache.allocate(4096, stream_a) == b);
+  CHECK(cache.allocate(4096, stream_a) == a);
+  CHECK(backend.allocations == 2);
+  cache.release(a);
+  cache.release(b);
+}
+
 TEST_CASE("caching allocator: statistics track in use, cached and peak bytes", "[sdk][cuda]") {
   FakeBackend backend;
   CachingAllocator cache(backend);

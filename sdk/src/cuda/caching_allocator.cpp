@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <iterator>
 #include <string>
 
 namespace contra::cuda::detail {
@@ -33,8 +34,10 @@ void* CachingAllocator::allocate(std::size_t bytes, void* stream) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++stats_.allocations;
   void* p = nullptr;
-  auto it = cached_.find(Key{s, size});
-  if (it != cached_.end()) {
+  // The most recently freed block of the bin: likelier still in the GPU's L2.
+  auto [first, last] = cached_.equal_range(Key{s, size});
+  if (first != last) {
+    auto it = std::prev(last);
     p = it->second;
     cached_.erase(it);
     stats_.cached -= size;
