@@ -69,6 +69,11 @@ function(contra_add_plugin name)
   target_link_libraries(${name} PRIVATE contra::sdk ${ARG_LIBRARIES})
   contra_plugin_target_properties(${name} OUTPUT_NAME ${output})
   set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
+  if(ARG_DEVICE STREQUAL "cuda")
+    # The shared CUDA runtime, as libcontra_cuda's: one runtime in the
+    # process, whose streams and allocations both sides share.
+    set_target_properties(${name}_objects ${name} PROPERTIES CUDA_RUNTIME_LIBRARY Shared)
+  endif()
   if(CONTRA_LIBRARY_DIR)
     # Installed plugins find libcontra_sdk where contra was installed.
     set_target_properties(${name} PROPERTIES INSTALL_RPATH "${CONTRA_LIBRARY_DIR}")
