@@ -9,11 +9,13 @@ namespace contra::runtime {
 struct DeviceCopyStage::Slot {
   const cuda::detail::CudaBridge* cuda = nullptr;
   void* done = nullptr;                 // end of the copy (ordering)
+  void* consumed = nullptr;             // the train stream is done with the device buffers
+  bool consumed_recorded = false;
   void* start = nullptr;                // timing only
   void* end = nullptr;                  // timing only
   std::vector<const void*> pinned;      // host address of each image tensor's pinned storage
   ~Slot() {
-    for (void* e : {done, start, end}) cuda->event_destroy(e);
+    for (void* e : {done, consumed, start, end}) cuda->event_destroy(e);
   }
 };
 
@@ -36,6 +38,7 @@ DeviceCopyStage::Slot& DeviceCopyStage::slot(BatchWork& w) {
     auto s = std::make_shared<Slot>();
     s->cuda = &cuda_;
     s->done = cuda_.event_create(false);
+    s->consumed = cuda_.event_create(false);
     if (timing_) {
       s->start = cuda_.event_create(true);
       s->end = cuda_.event_create(true);
@@ -61,6 +64,18 @@ void DeviceCopyStage::copy_tensor(Slot& s, std::size_t j, Tensor& host, Tensor& 
 
 void DeviceCopyStage::operator()(BatchWork& w) {
   Slot& s = slot(w);
+  // Allocations below are keyed by the copy stream in the caching
+  // allocator; the thread's own current stream is restored after.
+  struct CurrentStream {
+    const cuda::detail::CudaBridge& cuda;
+    void* saved;
+    CurrentStream(const cuda::detail::CudaBridge& c, void* s) : cuda(c), saved(c.current_stream()) {
+      cuda.set_current_stream(s);
+    }
+    ~CurrentStream() { cuda.set_current_stream(saved); }
+  } current(cuda_, stream_);
+  // The previous batch of this slot may still be read by its step.
+  if (s.consumed_recorded) cuda_.stream_wait_event(stream_, s.consumed);
   Batch& d = w.device_batch;
   d.epoch = w.batch.epoch;
   d.step = w.batch.step;
@@ -79,6 +94,13 @@ void DeviceCopyStage::operator()(BatchWork& w) {
 void DeviceCopyStage::wait(const BatchWork& w, void* stream) const {
   auto* s = static_cast<const Slot*>(w.device_state.get());
   if (s) cuda_.stream_wait_event(stream, s->done);
+}
+
+void DeviceCopyStage::consumed(const BatchWork& w, void* stream) const {
+  auto* s = static_cast<Slot*>(w.device_state.get());
+  if (!s) return;
+  cuda_.event_record(s->consumed, stream);
+  s->consumed_recorded = true;
 }
 
 void DeviceCopyStage::release(const BatchWork& w) const {

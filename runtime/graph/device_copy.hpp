@@ -10,10 +10,17 @@
 // the second round on augmentation writes straight into pinned memory and the
 // copy to the device is asynchronous with no extra host copy.
 //
-// Ordering: the train stage calls wait() (its stream waits for the copy's
-// event on the GPU; the host does not block) before using device_batch, and
-// release() after the step (the host waits for the copy, normally long done)
-// before the slot goes back to be refilled.
+// Ordering, all by events:
+//   - the train stage calls wait() before using device_batch: its stream
+//     waits for the copy on the GPU (the host does not block);
+//   - after the step is queued, consumed() marks the point of the train
+//     stream after which the slot's device buffers are free: the slot's next
+//     copy waits for it on the GPU (the step's backward pass may still read
+//     the images when the host moves on);
+//   - release(), also after the step, has the host wait for the copy
+//     (normally long done) before the slot's pinned images are refilled.
+// Device buffers are allocated with the copy stream current, so the caching
+// allocator reuses them only in the copy stream's order.
 
 #include "graph/executor.hpp"
 
@@ -41,6 +48,9 @@ class DeviceCopyStage {
   void operator()(BatchWork& w);
   /// Makes `stream` (the train step's) wait for w's copy, on the device.
   void wait(const BatchWork& w, void* stream) const;
+  /// After the step on `stream` that used w.device_batch was queued: the
+  /// slot's next copy waits (on the GPU) until `stream` gets past this point.
+  void consumed(const BatchWork& w, void* stream) const;
   /// Blocks until w's copy has finished.
   void release(const BatchWork& w) const;
   /// The copy stream (cudaStream_t).

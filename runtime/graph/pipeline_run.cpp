@@ -248,8 +248,12 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     try {
       const Batch& batch = cuda ? w.device_batch : w.batch;
       StepOutcome o = trainer.step(batch, w.batch.step, schedule.scale(w.batch.step));
-      // The slot's pinned images may be refilled once it leaves the sink.
-      if (cuda) to_device->release(w);
+      if (cuda) {
+        // The slot's next copy waits for this step on the GPU; its pinned
+        // images may be refilled once the host has seen this copy finish.
+        to_device->consumed(w, train_stream.get());
+        to_device->release(w);
+      }
       try {
         sampler->observe(w.batch.step, trainer.last_embeddings());
       } catch (const std::exception& e) {

@@ -68,6 +68,7 @@ TEST_CASE("device copy: the copy of batch k+1 overlaps step k on the GPU", "[run
       REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.data<float>(), n, b.data<float>(), n, &zero,
                           c.data<float>(), n) == CUBLAS_STATUS_SUCCESS);
     step_end[k].record(train_stream.get());
+    copy.consumed(w, train_stream.get());
     // As a loss read back to the host would.
     step_end[k].synchronize();
     copy.release(w);
