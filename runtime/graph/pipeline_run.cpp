@@ -58,6 +58,14 @@ template <class F> void for_each_item(std::int64_t n, bool parallel, F&& f) {
 
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, const RunOptions& options) {
   require_device(spec);  // before any data is touched
+  // The copy stage, the device runtime and the cuda plugins are in place, but
+  // Trainer::step still reads the encoder's output, the loss gradient and the
+  // parameters on the host: refuse clearly instead of reading device memory.
+  if (pipeline_device(spec) == Device::cuda)
+    throw ConfigError(Diagnostic{pipeline_device_location(spec), "train.device",
+                                 "\"cuda\": the train step of this version of contra does not run on device "
+                                 "tensors yet; use \"cpu\""}
+                          .str());
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
   const SourceView data(make<Source>(reg, spec.source), spec.data, spec.source.label(), seed);
   const SourceInfo& info = data.info();
