@@ -1,0 +1,83 @@
+// The few element-wise and reduction kernels the GPU layers need beyond
+// cuDNN and cuBLAS: the residual add, and the backward pass of a frozen batch
+// norm (cuDNN's batch norm backward only differentiates through batch
+// statistics).
+#include "nn_util.hpp"
+
+namespace contra::cuda::nn::detail {
+
+namespace {
+
+__global__ void add_kernel(const float* __restrict__ a, const float* __restrict__ b, float* out, std::int64_t n) {
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    out[k] = a[k] + b[k];
+}
+
+constexpr int bn_threads = 256;
+
+// One block per channel (grid-stride over channels); the block's threads
+// stride over the rows and reduce in shared memory, in double so that long
+// rows do not lose the small terms.
+__global__ void bn_frozen_backward_kernel(const float* __restrict__ x, const float* __restrict__ dy,
+                                          const float* __restrict__ gamma, const float* __restrict__ mean,
+                                          const float* __restrict__ var, float eps, std::int64_t rows,
+                                          std::int64_t channels, float* __restrict__ dx, float* dgamma,
+                                          float* dbeta) {
+  __shared__ double s_g[bn_threads], s_b[bn_threads];
+  for (std::int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
+    const float inv = 1.0f / sqrtf(var[c] + eps);
+    const float m = mean[c];
+    const float scale = gamma[c] * inv;
+    double g = 0.0, b = 0.0;
+    for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+      const std::int64_t k = r * channels + c;
+      const float d = dy[k];
+      g += static_cast<double>(d) * ((x[k] - m) * inv);
+      b += d;
+      if (dx) dx[k] = d * scale;
+    }
+    s_g[threadIdx.x] = g;
+    s_b[threadIdx.x] = b;
+    __syncthreads();
+    for (int step = blockDim.x / 2; step > 0; step /= 2) {
+      if (static_cast<int>(threadIdx.x) < step) {
+        s_g[threadIdx.x] += s_g[threadIdx.x + step];
+        s_b[threadIdx.x] += s_b[threadIdx.x + step];
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      dgamma[c] += static_cast<float>(s_g[0]);
+      dbeta[c] += static_cast<float>(s_b[0]);
+    }
+    __syncthreads();  // s_g, s_b are reused by the next channel
+  }
+}
+
+unsigned blocks_for(std::int64_t n, unsigned threads) {
+  std::int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65535) b = 65535;
+  return static_cast<unsigned>(b);
+}
+
+}  // namespace
+
+void launch_add(const float* a, const float* b, float* out, std::int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  add_kernel<<<blocks_for(n, 256), 256, 0, s>>>(a, b, out, n);
+  NN_CUDA("add (cuda)", cudaGetLastError());
+}
+
+void launch_bn_frozen_backward(const float* x, const float* dy, const float* gamma, const float* mean,
+                               const float* var, float eps, std::int64_t rows, std::int64_t channels, float* dx,
+                               float* dgamma, float* dbeta, cudaStream_t s) {
+  if (channels == 0) return;
+  const unsigned blocks = static_cast<unsigned>(channels < 65535 ? channels : 65535);
+  bn_frozen_backward_kernel<<<blocks, bn_threads, 0, s>>>(x, dy, gamma, mean, var, eps, rows, channels, dx, dgamma,
+                                                          dbeta);
+  NN_CUDA("BatchNorm (cuda)", cudaGetLastError());
+}
+
+}  // namespace contra::cuda::nn::detail
