@@ -58,14 +58,35 @@ template <class F> void for_each_item(std::int64_t n, bool parallel, F&& f) {
 
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, const RunOptions& options) {
   require_device(spec);  // before any data is touched
-  // The copy stage, the device runtime and the cuda plugins are in place, but
-  // Trainer::step still reads the encoder's output, the loss gradient and the
-  // parameters on the host: refuse clearly instead of reading device memory.
-  if (pipeline_device(spec) == Device::cuda)
-    throw ConfigError(Diagnostic{pipeline_device_location(spec), "train.device",
-                                 "\"cuda\": the train step of this version of contra does not run on device "
-                                 "tensors yet; use \"cpu\""}
-                          .str());
+  // [train] device = "cuda": the train step's own stream, current on this
+  // thread while the trainer is built, restored, checkpointed and evaluated
+  // here, and on the train stage's thread during each step; a copy stage
+  // between the sequencer and train (device_copy.hpp).
+  const Device device = pipeline_device(spec);
+  const cuda::detail::CudaBridge* cuda = device == Device::cuda ? cuda_bridge() : nullptr;
+  std::unique_ptr<void, std::function<void(void*)>> train_stream;
+  if (cuda)
+    train_stream = {cuda->stream_create(), [cuda](void* s) {
+                      try {
+                        cuda->synchronize(s);
+                      } catch (...) {
+                      }
+                      cuda->stream_destroy(s);
+                    }};
+  // Declared after train_stream, so this thread's stream is put back before
+  // the train stream goes (and after the plugins, which free device memory
+  // on it).
+  struct CurrentStream {
+    const cuda::detail::CudaBridge* cuda;
+    void* saved = nullptr;
+    ~CurrentStream() {
+      if (cuda) cuda->set_current_stream(saved);
+    }
+  } current_stream{cuda};
+  if (cuda) {
+    current_stream.saved = cuda->current_stream();
+    cuda->set_current_stream(train_stream.get());
+  }
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
   const SourceView data(make<Source>(reg, spec.source), spec.data, spec.source.label(), seed);
   const SourceInfo& info = data.info();
@@ -81,6 +102,9 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   parts.miner_label = spec.miner.label();
   parts.loss_label = spec.loss.label();
   parts.optimizer_label = spec.optimizer.label();
+  parts.device = device;
+  parts.miner_device = spec.miner.device;
+  parts.memory_device = spec.memory.name.empty() ? Device::cpu : spec.memory.device;
   if (!spec.head.name.empty()) {
     parts.head = make<Encoder>(reg, spec.head);
     parts.head_label = spec.head.label();
@@ -126,6 +150,9 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     planned = load_checkpoint(options.resume_from, parts) + 1;
     summary.first_step = planned;
   }
+  // Plugins' build() may have used the default stream (cudaMemset and
+  // kernels there do not order with the non-blocking train stream).
+  if (cuda) cuda->synchronize_device();
   std::unique_ptr<RunRecord> record;
   if (!options.run_dir.empty())
     record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, !options.resume_from.empty());
@@ -227,35 +254,51 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
 
   stages.augment = [&](BatchWork& w) { augment.run(w); };
 
-  // [train] device = "cuda": a copy stage between the sequencer and train
-  // (device_copy.hpp), and the train step's own stream.
-  const cuda::detail::CudaBridge* cuda = pipeline_device(spec) == Device::cuda ? cuda_bridge() : nullptr;
   std::unique_ptr<DeviceCopyStage> to_device;
-  std::unique_ptr<void, std::function<void(void*)>> train_stream;
   if (cuda) {
     to_device = std::make_unique<DeviceCopyStage>(*cuda);
-    train_stream = {cuda->stream_create(), [cuda](void* s) {
-                      try {
-                        cuda->synchronize(s);
-                      } catch (...) {
-                      }
-                      cuda->stream_destroy(s);
-                    }};
     stages.to_device = [&](BatchWork& w) { (*to_device)(w); };
   }
+  // time_device_steps: a pair of timed events per step, read once the run
+  // is over (reading them earlier would wait for the GPU).
+  std::vector<std::pair<void*, void*>> step_events;
+  struct StepEvents {
+    const cuda::detail::CudaBridge* cuda;
+    std::vector<std::pair<void*, void*>>& events;
+    ~StepEvents() {
+      for (auto& [a, b] : events) cuda->event_destroy(a), cuda->event_destroy(b);
+    }
+  } step_events_owner{cuda, step_events};
+  const bool time_steps = cuda && options.time_device_steps;
 
   stages.train = [&](BatchWork& w) {
     // OpenMP's thread count is per calling thread; the train stage may run on
     // any TBB worker, so set it each time.
     omp_set_num_threads(compute_threads);
-    if (cuda) {
-      // Likewise the current stream; the step's work waits for its copy.
-      cuda->set_current_stream(train_stream.get());
-      to_device->wait(w, train_stream.get());
-    }
+    // Likewise the current stream, put back when the stage ends (this TBB
+    // worker may run other work later); the step's work waits for its copy.
+    struct CurrentStream {
+      const cuda::detail::CudaBridge* cuda;
+      void* saved = nullptr;
+      CurrentStream(const cuda::detail::CudaBridge* c, void* s) : cuda(c) {
+        if (!cuda) return;
+        saved = cuda->current_stream();
+        cuda->set_current_stream(s);
+      }
+      ~CurrentStream() {
+        if (cuda) cuda->set_current_stream(saved);
+      }
+    } current(cuda, train_stream.get());
+    if (cuda) to_device->wait(w, train_stream.get());
     try {
       const Batch& batch = cuda ? w.device_batch : w.batch;
+      if (time_steps) {
+        step_events.emplace_back(cuda->event_create(true), nullptr);
+        step_events.back().second = cuda->event_create(true);
+        cuda->event_record(step_events.back().first, train_stream.get());
+      }
       StepOutcome o = trainer.step(batch, w.batch.step, schedule.scale(w.batch.step));
+      if (time_steps) cuda->event_record(step_events.back().second, train_stream.get());
       if (cuda) {
         // The slot's next copy waits for this step on the GPU; its pinned
         // images may be refilled once the host has seen this copy finish.
@@ -334,6 +377,10 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   eo.data_threads = data_threads;
   eo.record_events = true;
   summary.telemetry = run_graph(stages, eo);
+  if (time_steps) {
+    cuda->synchronize(train_stream.get());
+    for (auto& [a, b] : step_events) summary.device_step_s.push_back(1e-3 * cuda->event_elapsed_ms(a, b));
+  }
   summary.images_per_s = summary.telemetry.wall_s > 0 ? summary.images / summary.telemetry.wall_s : 0.0;
   summary.skipped_samples = data.skipped();
   // The final checkpoint: after the last step trained (also when stopped early).
@@ -346,6 +393,9 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
 
 std::vector<std::pair<std::string, double>> evaluate_checkpoint(const PipelineSpec& spec, const PluginRegistry& reg,
                                                                 const std::string& checkpoint) {
+  // A cuda pipeline evaluates with the encoder's cuda build, on this thread's
+  // current stream.
+  require_device(spec);
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
   auto source = make<Source>(reg, spec.source);
   const AugmentStage augment(spec, reg, source->info().shape, seed);

@@ -38,6 +38,9 @@ struct RunOptions {
   const std::atomic<bool>* stop = nullptr;
   /// Called after each evaluation with its figures.
   std::function<void(std::int64_t step, const std::vector<std::pair<std::string, double>>&)> on_eval;
+  /// [train] device = "cuda": record timed CUDA events around each step on
+  /// the train stream (RunSummary::device_step_s). Off by default.
+  bool time_device_steps = false;
 };
 
 struct RunSummary {
@@ -51,6 +54,10 @@ struct RunSummary {
   std::int64_t first_step = 0;       ///< 0, or the step after the checkpoint resumed from
   std::vector<std::pair<std::string, double>> eval;  ///< the last evaluation's figures
   std::string checkpoint;            ///< the last checkpoint written, if any
+  /// With RunOptions::time_device_steps: per step, seconds from the train
+  /// stream reaching the step's first work to it finishing the step's last
+  /// (the GPU's span of the step, idle gaps inside it included).
+  std::vector<double> device_step_s;
 };
 
 /// Number of steps the pipeline will run.

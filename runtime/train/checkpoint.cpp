@@ -1,6 +1,7 @@
 #include "checkpoint.hpp"
 
 #include "safetensors.hpp"
+#include "train/device_ops.hpp"
 
 #include <contra/device.hpp>
 #include <contra/errors.hpp>
@@ -28,7 +29,12 @@ void restore(const std::string& path, const SafetensorsFile& file,
     if (src.shape() != t->shape() || src.dtype() != t->dtype())
       throw DataError(path + ": tensor '" + name + "' is " + dtype_name(src.dtype()) + " " + src.shape().str() +
                       " in the checkpoint, " + dtype_name(t->dtype()) + " " + t->shape().str() + " in this pipeline");
-    expect_host(*t, ("checkpoint: restoring tensor '" + name + "' from " + path).c_str());
+    if (t->device() != Device::cpu) {
+      // Into the tensor's own device storage, in place: plugins keep
+      // pointers to it (optimizer state, layers' views).
+      device_ops::copy_into(*t, src);
+      continue;
+    }
     std::memcpy(t->raw(), src.raw(), src.nbytes());
   }
 }
@@ -63,7 +69,19 @@ std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& 
 void save_checkpoint(const std::string& path, const TrainerParts& parts, std::int64_t step,
                      const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, const Tensor*>> tensors;
-  for (auto& [n, t] : training_state(parts)) tensors.emplace_back(n, t);
+  const auto state = training_state(parts);
+  // Device tensors (a [train] device = "cuda" run) are written from host
+  // copies, made on the current stream after the steps queued before.
+  std::vector<Tensor> host_copies;
+  host_copies.reserve(state.size());
+  for (auto& [n, t] : state) {
+    if (t->device() == Device::cpu) {
+      tensors.emplace_back(n, t);
+    } else {
+      host_copies.push_back(device_ops::to_host(*t));
+      tensors.emplace_back(n, &host_copies.back());
+    }
+  }
   std::map<std::string, std::string> meta = metadata;
   meta["step"] = std::to_string(step);
   meta["format"] = "contra checkpoint";

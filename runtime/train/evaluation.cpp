@@ -1,6 +1,7 @@
 #include "evaluation.hpp"
 
 #include "plugins/registry.hpp"
+#include "train/device_ops.hpp"
 #include "train/safetensors.hpp"
 
 #include <contra/errors.hpp>
@@ -54,7 +55,10 @@ FeatureSet Evaluation::embed(Encoder& encoder, Source& source, const std::string
   FeatureSet out;
   out.num_classes = info.num_classes;
   out.labels.resize(static_cast<std::size_t>(info.size));
-  Tensor images;
+  // [train] device = "cuda": the encoder runs on the GPU (current stream);
+  // images go there per batch, features come back for the CPU evaluators.
+  const bool on_device = pipeline_device(spec_) != Device::cpu;
+  Tensor images, device_images, host_features;
   std::vector<Tensor> raw(static_cast<std::size_t>(batch_size_)), scratch(static_cast<std::size_t>(2 * batch_size_));
   for (std::int64_t begin = 0; begin < info.size; begin += batch_size_) {
     const std::int64_t n = std::min(batch_size_, info.size - begin);
@@ -78,6 +82,15 @@ FeatureSet Evaluation::embed(Encoder& encoder, Source& source, const std::string
           for (std::int64_t p = 0; p < h * w; ++p) d[ch * h * w + p] = s[p * c + ch] * (1.0f / 255.0f);
       }
     });
+    if (on_device) {
+      device_ops::to_device_async(device_images, images);
+      const Tensor& z = encoder.forward(device_images, Mode::eval);
+      device_ops::to_host_async(host_features, z);
+      device_ops::finish();
+      if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
+      std::memcpy(out.features.data<float>() + begin * z.dim(1), host_features.raw(), z.nbytes());
+      continue;
+    }
     const Tensor& z = encoder.forward(images, Mode::eval);
     if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
     std::memcpy(out.features.data<float>() + begin * z.dim(1), z.data<float>(), z.nbytes());

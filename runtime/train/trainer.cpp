@@ -1,6 +1,7 @@
 #include "trainer.hpp"
 
 #include "mining_diagnostics.hpp"
+#include "train/device_ops.hpp"
 
 #include <contra/errors.hpp>
 #include <contra/rng.hpp>
@@ -46,6 +47,10 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
           q->grad.dtype() != DType::f32)
         throw PluginError(label + ": parameters() returned a parameter" + (q ? " '" + q->name + "'" : std::string()) +
                           " whose value or gradient is not an f32 tensor of one shape");
+      if (q->value.device() != p_.device || q->grad.device() != p_.device)
+        throw PluginError(label + ": parameters() returned parameter '" + q->name + "' with its value on " +
+                          device_name(q->value.device()) + " and its gradient on " + device_name(q->grad.device()) +
+                          ", expected both on " + device_name(p_.device) + " ([train] device)");
       params_.push_back(q);
     }
   };
@@ -70,17 +75,28 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
     }
     if (momentum_params_.size() != params_.size())
       throw PluginError(p_.encoder_label + ": a second instance has a different number of parameters");
+    // build() may have initialised parameters on the default stream, which
+    // does not order with the (non-blocking) stream the copies below use.
+    if (p_.device != Device::cpu) device_ops::synchronize_device();
     for (std::size_t i = 0; i < params_.size(); ++i) {
       if (momentum_params_[i]->value.shape() != params_[i]->value.shape())
         throw PluginError(p_.encoder_label + ": a second instance has a parameter '" + momentum_params_[i]->name +
                           "' of another shape");
-      std::copy_n(params_[i]->value.data<float>(), params_[i]->value.numel(), momentum_params_[i]->value.data<float>());
+      if (momentum_params_[i]->value.device() != p_.device)
+        throw PluginError(p_.encoder_label + ": a second instance has parameter '" + momentum_params_[i]->name +
+                          "' on " + device_name(momentum_params_[i]->value.device()) + ", expected " +
+                          device_name(p_.device));
+      if (p_.device == Device::cpu)
+        std::copy_n(params_[i]->value.data<float>(), params_[i]->value.numel(), momentum_params_[i]->value.data<float>());
+      else
+        device_ops::copy_into(momentum_params_[i]->value, params_[i]->value);
     }
   }
   guarded(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
 
 StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double lr_scale) {
+  if (p_.device != Device::cpu) return step_on_device(batch, global_step, lr_scale);
   // Drop last step's references to encoder outputs, so that the encoder can
   // reuse its buffers in place.
   emb_ = Embeddings{};
@@ -179,6 +195,150 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
     }
   }
   if (p_.memory) guarded(p_.memory_label, "update()", [&] { p_.memory->update(emb); });
+
+  StepOutcome out;
+  out.loss = result_.value;
+  out.lr = p_.optimizer->learning_rate();
+  out.metrics = result_.metrics;
+  return out;
+}
+
+// The step of step() on the GPU. Encoder, head, loss and optimizer work on
+// device tensors, all queued on the current stream (the train stream);
+// the host waits for the device only where it must read something: the
+// embeddings, copied to the host once for the miner (when it has no cuda
+// build), the mining diagnostics, a host memory and the sampler; the count
+// of non-finite values in the loss gradient and between encoder and head;
+// and the loss value (inside the loss). The backward pass, the optimizer and
+// the momentum update stay queued when step() returns, so the next batch's
+// copy and the host side of the next step overlap them.
+StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step, double lr_scale) {
+  emb_ = Embeddings{};
+  emb_host_ = Embeddings{};  // lets to_host_async() reuse the pinned copies in place
+  // The encoder gets non-owning views of the batch's device images: an
+  // encoder that keeps its input for backward() then holds no reference to
+  // the copy stage's buffers, which are therefore refilled in place, ordered
+  // by the stage's events, instead of being reallocated on the copy stream
+  // while this stream may still read the old ones.
+  input_views_.clear();
+  input_views_.reserve(1 + batch.more_images.size());
+  auto view_of = [&](const Tensor& t) {
+    if (t.device() != p_.device)
+      throw UsageError("train step: batch images on " + std::string(device_name(t.device())) + ", expected " +
+                       device_name(p_.device) + " (the to_device stage copies them)");
+    input_views_.push_back(Tensor::wrap(const_cast<void*>(t.raw()), t.shape(), t.dtype(), t.device()));
+  };
+  view_of(batch.images);
+  for (const Tensor& t : batch.more_images) view_of(t);
+  groups_.clear();
+  for (const Tensor& v : input_views_) groups_.push_back(&v);
+  std::int64_t rows = 0;
+  for (const Tensor* g : groups_) rows += g->dim(0);
+  const std::int64_t n = batch.size();
+  row_sample_.resize(static_cast<std::size_t>(rows));
+  row_id_.resize(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) row_sample_[r] = r % n, row_id_[r] = batch.ids[r % n];
+  const bool labelled = !batch.labels.empty();
+  if (labelled) {
+    row_label_.resize(static_cast<std::size_t>(rows));
+    for (std::int64_t r = 0; r < rows; ++r) row_label_[r] = batch.labels[r % n];
+  }
+
+  // A device tensor with NaN or Inf: counted on the device; only then is it
+  // copied to the host, to name the first bad element.
+  auto check_finite_on_device = [&](const Tensor& t, const std::string& label, const char* what) {
+    if (device_ops::count_nonfinite(t) != 0) check_finite(device_ops::to_host(t), label, what, global_step);
+  };
+  auto forward = [&](Encoder& e, const std::string& label, const Tensor& x, bool check) -> const Tensor& {
+    const Tensor& y = guarded(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
+    const std::int64_t d = e.output_dim();
+    if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d ||
+        y.device() != p_.device)
+      throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
+                        y.shape().str() + " on " + device_name(y.device()) + ", expected f32 " +
+                        Shape{x.dim(0), d}.str() + " on " + device_name(p_.device));
+    if (check) check_finite_on_device(y, label, "the output of forward()");
+    return y;
+  };
+  // The embeddings themselves are checked on their host copy below.
+  auto embed = [&](Encoder& enc, Encoder* head, const Tensor& x) -> const Tensor& {
+    const Tensor& h = forward(enc, p_.encoder_label, x, head != nullptr);
+    return head ? forward(*head, p_.head_label, h, false) : h;
+  };
+  auto embed_all = [&](Encoder& enc, Encoder* head, Tensor& joined) -> Tensor {
+    if (groups_.size() == 1) return embed(enc, head, *groups_[0]);
+    std::int64_t at = 0;
+    for (const Tensor* g : groups_) {
+      const Tensor& y = embed(enc, head, *g);
+      if (at == 0) joined.ensure({rows, y.dim(1)}, DType::f32, p_.device);
+      device_ops::copy_rows(joined, at, y);  // before the next forward() reuses y, in stream order
+      at += g->dim(0);
+    }
+    return joined;
+  };
+
+  const Tensor z = embed_all(*p_.encoder, p_.head.get(), joined_z_);
+  Tensor keys;
+  if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_);
+
+  // One copy of the embeddings to the host per step, one wait.
+  device_ops::to_host_async(z_host_, z);
+  if (keys.defined()) device_ops::to_host_async(keys_host_, keys);
+  device_ops::finish();
+  const std::string& z_label = p_.head ? p_.head_label : p_.encoder_label;
+  check_finite(z_host_, z_label, "the output of forward()", global_step);
+  if (keys.defined()) check_finite(keys_host_, z_label, "the output of forward()", global_step);
+
+  const MemoryView* memory = p_.memory ? &p_.memory->view() : nullptr;
+  emb_ = Embeddings{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory};
+  emb_host_ = Embeddings{z_host_, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_,
+                         keys.defined() ? keys_host_ : Tensor(), memory};
+  pairs_.clear();
+  const Embeddings& for_miner = p_.miner_device == Device::cpu ? emb_host_ : emb_;
+  guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
+  result_.metrics.clear();
+  guarded(p_.loss_label, "compute()", [&] { p_.loss->compute(emb_, pairs_, result_); });
+  diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
+  if (!std::isfinite(result_.value))
+    throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
+                      std::to_string(result_.value) + ") at step " + std::to_string(global_step));
+  if (result_.grad.shape() != z.shape() || result_.grad.dtype() != DType::f32 || result_.grad.device() != p_.device)
+    throw PluginError(p_.loss_label + ": compute() returned a " + dtype_name(result_.grad.dtype()) +
+                      " gradient of shape " + result_.grad.shape().str() + " on " +
+                      device_name(result_.grad.device()) + ", expected f32 " + z.shape().str() + " on " +
+                      device_name(p_.device));
+  check_finite_on_device(result_.grad, p_.loss_label, "the gradient compute() returned");
+
+  for (Parameter* q : params_) q->grad.zero();  // on the current stream
+  std::int64_t end = rows;
+  for (std::size_t g = groups_.size(); g-- > 0;) {
+    const Tensor& x = *groups_[g];
+    const std::int64_t begin = end - x.dim(0);
+    if (g + 1 != groups_.size()) embed(*p_.encoder, p_.head.get(), x);
+    const Tensor dz = groups_.size() == 1 ? result_.grad : result_.grad.rows(begin, end);
+    const Tensor* dh = &dz;
+    if (p_.head) {
+      dh = &guarded(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
+      if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != p_.encoder->output_dim() ||
+          dh->dtype() != DType::f32 || dh->device() != p_.device)
+        throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
+                          " on " + device_name(dh->device()) + ", expected f32 " +
+                          Shape{x.dim(0), p_.encoder->output_dim()}.str() + " on " + device_name(p_.device));
+    }
+    guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
+    end = begin;
+  }
+  guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
+  if (p_.momentum_encoder) {
+    // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo), queued after the optimizer's update.
+    const float m = static_cast<float>(p_.memory->encoder_momentum());
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      device_ops::momentum_update(momentum_params_[i]->value, params_[i]->value, m);
+  }
+  if (p_.memory) {
+    const Embeddings& for_memory = p_.memory_device == Device::cpu ? emb_host_ : emb_;
+    guarded(p_.memory_label, "update()", [&] { p_.memory->update(for_memory); });
+  }
 
   StepOutcome out;
   out.loss = result_.value;

@@ -28,6 +28,11 @@ struct TrainerParts {
   std::shared_ptr<Optimizer> optimizer;
   /// How errors name each part, e.g. "loss 'info_nce' ([loss] at p.toml:20:1)".
   std::string encoder_label, miner_label, loss_label, optimizer_label, head_label, memory_label;
+  /// Where the encoder, head, loss and optimizer compute ([train] device).
+  /// On cuda, batches come with device images, and the miner and memory get
+  /// host copies of the embeddings unless they are cuda builds themselves.
+  Device device = Device::cpu;
+  Device miner_device = Device::cpu, memory_device = Device::cpu;
 };
 
 struct StepOutcome {
@@ -49,16 +54,25 @@ class Trainer {
 
   const std::vector<Parameter*>& parameters() const { return params_; }
   /// The last step's embeddings (ids, keys and memory set), for the sampler's
-  /// feedback edge. Valid until the next step.
-  const Embeddings& last_embeddings() const { return emb_; }
+  /// feedback edge: on the host also when the step ran on the GPU. Valid
+  /// until the next step.
+  const Embeddings& last_embeddings() const { return p_.device == Device::cpu ? emb_ : emb_host_; }
 
  private:
+  // The device path of step() ([train] device = "cuda").
+  StepOutcome step_on_device(const Batch& batch, std::int64_t global_step, double lr_scale);
+
   TrainerParts p_;
   std::vector<Parameter*> params_, momentum_params_;
   std::vector<std::int64_t> row_sample_, row_label_, row_id_;
   std::vector<const Tensor*> groups_;
   Tensor joined_z_, joined_keys_;  // multi-crop: embeddings of all groups in row order
   Embeddings emb_;
+  // Device runs: host copies of z and keys (page-locked, reused), and the
+  // embeddings over them for host-side miners, memories and samplers.
+  Tensor z_host_, keys_host_;
+  std::vector<Tensor> input_views_;  // non-owning views of the batch's device images
+  Embeddings emb_host_;
   Pairs pairs_;
   LossResult result_;
 };

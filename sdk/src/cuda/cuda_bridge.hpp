@@ -7,12 +7,13 @@
 
 #include <contra/tensor.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace contra::cuda::detail {
 
-inline constexpr std::uint32_t bridge_version = 1;
+inline constexpr std::uint32_t bridge_version = 2;
 
 struct CudaBridge {
   std::uint32_t version;  ///< bridge_version of the library
@@ -34,6 +35,12 @@ struct CudaBridge {
   void (*copy_to_host)(Tensor& host_dst, const Tensor& dev_src, void* stream);
   void (*synchronize)(void* stream);
   Tensor (*pinned_host_tensor)(const Shape& shape, DType dtype);
+  // Version 2: the train step on device tensors (train_kernels.hpp).
+  void (*copy_on_device)(Tensor& dst, const Tensor& dev_src, void* stream);
+  void (*copy_bytes)(void* dst, const void* src, std::size_t bytes, void* stream);
+  std::int64_t (*count_nonfinite)(const void* data, std::int64_t n, void* stream);
+  void (*momentum_update)(void* k, const void* q, std::int64_t n, float m, void* stream);
+  void (*synchronize_device)();
 };
 
 }  // namespace contra::cuda::detail

@@ -1,6 +1,7 @@
 // libcontra_cuda: probe, device allocator, streams, events, handles, copies.
 #include "caching_allocator.hpp"
 #include "cuda_bridge.hpp"
+#include "train_kernels.hpp"
 
 #include <contra/cuda.hpp>
 #include <contra/device.hpp>
@@ -429,6 +430,8 @@ const detail::CudaBridge bridge = {
     &bridge_stream_destroy,   &bridge_event_create, &bridge_event_destroy,     &bridge_event_record,
     &bridge_stream_wait_event, &bridge_event_synchronize, &bridge_event_elapsed_ms, &copy_to_device,
     &copy_to_host,            &synchronize,         &pinned_host_tensor,
+    &copy_on_device,          &detail::copy_bytes,  &detail::count_nonfinite, &detail::momentum_update,
+    &synchronize_device,
 };
 
 }  // namespace
