@@ -2,9 +2,11 @@
 # The GPU checks in one go, for a machine with an NVIDIA GPU (H200, sm_90):
 # configure with CONTRA_CUDA=ON, build, run every test labelled `gpu` (the
 # [gpu] Catch2 cases: libcontra_cuda, the copy stage, each *_cuda plugin
-# against its CPU build), then any GPU benchmark (build/bench/*cuda*),
-# printing its figures. A [gpu] test that skips here is a failure: on this
-# machine the GPU must be usable.
+# against its CPU build, the train step on the device), then the GPU
+# benchmarks (build/bench/*cuda*, *gpu*: ntxent_cuda, and gpu_train_step,
+# the SimCLR step and epoch against PyTorch, which runs with $PYTHON or
+# python3), printing their figures. A [gpu] test that skips here is a
+# failure: on this machine the GPU must be usable.
 #
 # Usage: tests/gpu/run.sh [BUILD_DIR]   (default: build-gpu beside this repo's root)
 # Takes a few minutes on 16 cores; the longest part is the build.
