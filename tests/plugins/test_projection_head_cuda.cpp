@@ -1,6 +1,6 @@
 // projection_head's cuda build against its CPU build (the oracle), both built
 // from the same seed: identical initial parameters; outputs, dL/dx and every
-// parameter gradient of two train steps, the running statistics and an
+// parameter gradient of three train steps, the running statistics and an
 // eval-mode output within 1e-4 of the CPU's largest entry in strict f32,
 // 2e-2 with TF32 products and with bf16 precision.
 #include "projection_head.hpp"

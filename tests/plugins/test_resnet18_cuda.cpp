@@ -1,6 +1,6 @@
 // resnet18's cuda build against its CPU build (the oracle), both built from
 // the same seed: identical initial parameters; outputs, dL/dx and every
-// parameter gradient of two train steps, the running statistics and an
+// parameter gradient of three train steps, the running statistics and an
 // eval-mode output within 2e-3 of the CPU's largest entry in strict f32
 // (seventeen convolutions and batch norms deep), 5e-2 with TF32.
 #include "resnet18.hpp"

@@ -1,6 +1,6 @@
 // seed_resnet's cuda build against its CPU build (the oracle), both built from
 // the same seed: identical initial parameters; outputs, dL/dx and every
-// parameter gradient of two train steps, the running statistics and an
+// parameter gradient of three train steps, the running statistics and an
 // eval-mode output within 1e-3 of the CPU's largest entry in strict f32
 // (eleven layers, each within ~1e-5, batch norm dividing by small batch
 // deviations), 3e-2 with TF32 convolutions and products.

@@ -29,6 +29,9 @@ void MlpCuda::build(const contra::EncoderContext& ctx) {
     net_.emplace<Linear>("fc" + std::to_string(l), widths[l], widths[l + 1], true, init);
     if (l + 1 < L) net_.emplace<ReLU>();
   }
+  // The initial values were copied and the gradients zeroed on this thread's
+  // stream; the train step may run on another.
+  contra::cuda::synchronize(contra::cuda::current_stream());
   built_ = true;
 }
 

@@ -26,6 +26,9 @@ void ProjectionHeadCuda::build(const contra::EncoderContext& ctx) {
   if (batch_norm_) net_.emplace<BatchNorm>("bn1", hidden);
   net_.emplace<ReLU>();
   net_.emplace<Linear>("fc2", hidden, output_, true, init, ctx.precision);
+  // The initial values were copied and the gradients zeroed on this thread's
+  // stream; the train step may run on another.
+  contra::cuda::synchronize(contra::cuda::current_stream());
   built_ = true;
 }
 

@@ -73,6 +73,9 @@ void ResNet18Cuda::build(const contra::EncoderContext& ctx) {
     in = out;
   }
   net_.emplace<GlobalAvgPool>();
+  // The initial values were copied and the gradients zeroed on this thread's
+  // stream; the train step may run on another.
+  contra::cuda::synchronize(contra::cuda::current_stream());
   built_ = true;
 }
 

@@ -46,6 +46,9 @@ void SeedResNetCuda::build(const contra::EncoderContext& ctx) {
     net_.emplace<Flatten>();
     net_.emplace<Linear>("fc", w2 * pool_grid_ * pool_grid_, output_, true, init, ctx.precision);
   }
+  // The initial values were copied and the gradients zeroed on this thread's
+  // stream; the train step may run on another.
+  contra::cuda::synchronize(contra::cuda::current_stream());
   built_ = true;
 }
 

@@ -24,8 +24,8 @@ bool tensor_op(cudnnMathType_t m) {
 }
 
 // From cuDNN's heuristic ranking: the first result that succeeded, fits the
-// math mode (no tensor cores in strict mode) and the workspace limit,
-// deterministic ones first.
+// math mode (no tensor cores in strict mode, never a conversion to f16) and
+// the workspace limit, deterministic ones first.
 template <class Perf>
 const Perf& choose(const std::string& who, const char* what, const std::vector<Perf>& perf, int count,
                    bool allow_tensor_ops) {
@@ -34,6 +34,7 @@ const Perf& choose(const std::string& who, const char* what, const std::vector<P
     const Perf& r = perf[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > max_workspace) continue;
     if (!allow_tensor_ops && tensor_op(r.mathType)) continue;
+    if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;  // f16 inputs: coarser than TF32
     if (r.determinism == CUDNN_DETERMINISTIC) return r;
     if (!any) any = &r;
   }

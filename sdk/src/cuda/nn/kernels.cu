@@ -8,7 +8,8 @@ namespace contra::cuda::nn::detail {
 
 namespace {
 
-__global__ void add_kernel(const float* __restrict__ a, const float* __restrict__ b, float* out, std::int64_t n) {
+// out may be a or b (in place): no __restrict__ here.
+__global__ void add_kernel(const float* a, const float* b, float* out, std::int64_t n) {
   for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
        k += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     out[k] = a[k] + b[k];
