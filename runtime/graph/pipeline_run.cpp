@@ -380,6 +380,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   if (time_steps) {
     cuda->synchronize(train_stream.get());
     for (auto& [a, b] : step_events) summary.device_step_s.push_back(1e-3 * cuda->event_elapsed_ms(a, b));
+    summary.device_done_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   summary.images_per_s = summary.telemetry.wall_s > 0 ? summary.images / summary.telemetry.wall_s : 0.0;
   summary.skipped_samples = data.skipped();

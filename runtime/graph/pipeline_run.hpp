@@ -58,6 +58,9 @@ struct RunSummary {
   /// stream reaching the step's first work to it finishing the step's last
   /// (the GPU's span of the step, idle gaps inside it included).
   std::vector<double> device_step_s;
+  /// With RunOptions::time_device_steps: seconds from the run's start (the
+  /// clock of StepReport::elapsed_s) to the GPU finishing the last step.
+  double device_done_s = 0.0;
 };
 
 /// Number of steps the pipeline will run.

@@ -60,3 +60,20 @@ TEST_CASE("momentum encoder: starts as a copy and follows the encoder by EMA", "
   for (auto id : *view.ids) filled += id >= 0;
   CHECK(filled == 4);
 }
+
+TEST_CASE("trainer: on cuda, an encoder whose parameters live on the host is refused naming them",
+          "[runtime][device]") {
+  PluginRegistry reg;
+  reg.scan_directory(CONTRA_PLUGIN_DIR);
+  TrainerParts parts;
+  parts.encoder = make<Encoder>(reg, PluginKind::encoder, "mlp", {{"hidden", std::vector<std::int64_t>{6}}, {"output", 4}});
+  parts.miner = make<Miner>(reg, PluginKind::miner, "all_pairs", {});
+  parts.loss = make<Loss>(reg, PluginKind::loss, "info_nce", {});
+  parts.optimizer = make<Optimizer>(reg, PluginKind::optimizer, "sgd", {});
+  parts.encoder_label = "encoder 'mlp'";
+  parts.device = Device::cuda;
+  // Checked before any device call: runs without a GPU.
+  CHECK_THROWS_WITH(Trainer(parts, EncoderContext{Shape{1, 2, 2}, 3}),
+                    "encoder 'mlp': parameters() returned parameter 'fc0.weight' with its value on cpu and its "
+                    "gradient on cpu, expected both on cuda ([train] device)");
+}

@@ -221,14 +221,20 @@ int epoch(PluginRegistry& reg, const Options& o, const fs::path& tmp) {
     std::vector<double> at;  // wall time at each step's end (sink)
     ro.on_step = [&](const StepReport& r) { at.push_back(r.elapsed_s); };
     RunSummary s = run_pipeline(spec, preg, ro);
+    if (s.device_step_s.size() != at.size() || static_cast<int>(at.size()) <= skip)
+      throw UsageError("the epoch ran " + std::to_string(at.size()) + " steps, " +
+                       std::to_string(s.device_step_s.size()) + " of them timed on the GPU");
+    // Wall time ends when the GPU has finished the last step (as PyTorch's
+    // ends after torch.cuda.synchronize()); "after the first steps" starts
+    // when the host had handed over step skip - 1.
+    const double wall = s.device_done_s;
     const double busy = std::accumulate(s.device_step_s.begin(), s.device_step_s.end(), 0.0);
     const double busy_late = std::accumulate(s.device_step_s.begin() + skip, s.device_step_s.end(), 0.0);
-    const double wall_late = at.back() - at[static_cast<std::size_t>(skip) - 1];
+    const double wall_late = wall - at[static_cast<std::size_t>(skip) - 1];
     contra_ips = static_cast<double>(2 * o.batch * (s.steps - skip)) / wall_late;
     std::printf("contra : wall %.2f s, GPU busy %.2f s (%.0f%%); after %d steps: %.0f%% busy, %.0f images/s "
                 "(%d data threads)\n",
-                s.telemetry.wall_s, busy, 100 * busy / s.telemetry.wall_s, skip, 100 * busy_late / wall_late,
-                contra_ips, s.data_threads);
+                wall, busy, 100 * busy / wall, skip, 100 * busy_late / wall_late, contra_ips, s.data_threads);
     ran = true;
   } catch (const std::exception& e) {
     std::printf("contra : not run: %s\n", e.what());
