@@ -1,8 +1,9 @@
-// The train step on the GPU ([train] device = "cuda"): a short run learns,
-// a run matches the same run on the CPU (the oracle) step by step, and a
-// checkpoint written on the GPU resumes with the same per-step losses.
-// The encoder is the gpu_linear fixture (tests/fixtures/plugins): one
-// Linear layer in cuBLAS, initialised like mlp with hidden = [].
+// The train step on the GPU ([train] device = "cuda"): a short run with
+// seed_resnet's cuda build learns; a run with mlp's cuda build matches the
+// same run on the CPU (the oracle) step by step; and checkpoints written on
+// the GPU resume with the same per-step losses, with the gpu_linear fixture
+// (tests/fixtures/plugins: one Linear layer in cuBLAS, deterministic) and
+// with seed_resnet + projection_head (batch-norm buffers on the device).
 #include "config/pipeline_spec.hpp"
 #include "gpu_test.hpp"
 #include "graph/pipeline_run.hpp"
@@ -31,8 +32,8 @@ std::string plugin_paths() {
 }
 
 // SimCLR on synthetic 16×16 images: 8 steps per epoch.
-std::string simclr_pipeline() {
-  return plugin_paths() + R"(
+std::string simclr_pipeline(const std::string& encoder) {
+  return plugin_paths() + encoder + R"(
 [pipeline]
 seed = 11
 [runtime]
@@ -61,9 +62,6 @@ plugin = "horizontal_flip"
 plugin = "normalize"
 mean = [0.5]
 std = [0.25]
-[encoder]
-plugin = "gpu_linear"
-output = 32
 [loss]
 plugin = "info_nce"
 temperature = 0.5
@@ -75,8 +73,8 @@ lr = 0.01
 
 // MoCo-style: a head, a momentum encoder and head (the EMA on the device), a
 // host-side queue, a cosine schedule, and a kNN evaluation each epoch.
-std::string moco_pipeline() {
-  return plugin_paths() + R"(
+std::string moco_pipeline(const std::string& encoder_and_head) {
+  return plugin_paths() + encoder_and_head + R"(
 [pipeline]
 name = "gpu_records"
 seed = 5
@@ -101,13 +99,6 @@ batch_size = 16
 plugin = "random_resized_crop"
 size = 8
 scale = [0.5, 1.0]
-[encoder]
-plugin = "gpu_linear"
-output = 16
-[head]
-plugin = "gpu_linear"
-output = 8
-prefix = "proj"
 [memory]
 plugin = "queue"
 size = 64
@@ -132,6 +123,29 @@ temperature = [0.1]
 )";
 }
 
+// gpu_linear as encoder and head: cuBLAS only, bit-reproducible.
+const char* linear_parts = R"(
+[encoder]
+plugin = "gpu_linear"
+output = 16
+[head]
+plugin = "gpu_linear"
+output = 8
+prefix = "proj"
+)";
+
+// The CPU resume test's encoder and head, cuda builds: convolutions, batch
+// norm (running statistics are checkpointed buffers), the projection head.
+const char* resnet_parts = R"(
+[encoder]
+plugin = "seed_resnet"
+width = 4
+output = 8
+[head]
+plugin = "projection_head"
+output = 8
+)";
+
 RunSummary run_text(const std::string& text, const std::vector<std::string>& overrides, RunOptions o = {}) {
   test::TempDir dir("gpu_train");
   std::string file = dir.file("p.toml");
@@ -149,7 +163,7 @@ double mean(const std::vector<double>& v, std::size_t a, std::size_t b) {
 
 TEST_CASE("train cuda: a short SimCLR run (info_nce, adam) on the GPU learns", "[gpu][train]") {
   CONTRA_REQUIRE_GPU();
-  RunSummary s = run_text(simclr_pipeline(), {});
+  RunSummary s = run_text(simclr_pipeline("[encoder]\nplugin = \"seed_resnet\"\nwidth = 8\noutput = 32\n"), {});
   REQUIRE(s.steps == 48);
   for (double l : s.losses) REQUIRE(std::isfinite(l));
   INFO("first 8 steps " << mean(s.losses, 0, 8) << ", last 8 " << mean(s.losses, 40, 48));
@@ -160,17 +174,16 @@ TEST_CASE("train cuda: a short SimCLR run (info_nce, adam) on the GPU learns", "
 
 TEST_CASE("train cuda: per-step losses match the same run on the CPU within 1e-3", "[gpu][train]") {
   CONTRA_REQUIRE_GPU();
-  // The oracle: mlp with hidden = [] is gpu_linear's layer, initialised alike;
-  // same batches (same seed), same loss and optimizer, their CPU builds.
-  // strict_f32 math on the GPU; differences are summation order only, so the
-  // losses agree to about 1e-5 at first and drift slowly: 16 steps within
-  // 1e-3 (absolute, losses near ln 63 ≈ 4.1).
-  const std::vector<std::string> common{"train.epochs=2", "optimizer.plugin=sgd", "optimizer.lr=0.05"};
-  RunSummary gpu = run_text(simclr_pipeline(), common);
-  std::vector<std::string> cpu_overrides = common;
-  for (const char* o : {"train.device=cpu", "encoder.plugin=mlp", "encoder.hidden=[]"})
-    cpu_overrides.emplace_back(o);
-  RunSummary cpu = run_text(simclr_pipeline(), cpu_overrides);
+  // The oracle: the same pipeline on the CPU, mlp's two builds (same names,
+  // same initial draws), same batches (same seed), the CPU builds of loss and
+  // optimizer. strict_f32 math on the GPU; differences are summation order
+  // only, so the losses agree to about 1e-5 at first and drift slowly: 16
+  // steps within 1e-3 (absolute, losses near ln 63 ≈ 4.1).
+  const std::string text = simclr_pipeline("[encoder]\nplugin = \"mlp\"\nhidden = [64]\noutput = 32\n");
+  std::vector<std::string> common{"train.epochs=2", "optimizer.plugin=sgd", "optimizer.lr=0.05"};
+  RunSummary gpu = run_text(text, common);
+  common.emplace_back("train.device=cpu");
+  RunSummary cpu = run_text(text, common);
   REQUIRE(gpu.steps == 16);
   REQUIRE(cpu.steps == 16);
   for (std::size_t i = 0; i < 16; ++i) {
@@ -179,11 +192,15 @@ TEST_CASE("train cuda: per-step losses match the same run on the CPU within 1e-3
   }
 }
 
-TEST_CASE("train cuda: a checkpoint written on the GPU resumes with the same per-step losses", "[gpu][train]") {
-  CONTRA_REQUIRE_GPU();
+namespace {
+
+// Runs the MoCo-style pipeline whole, then interrupted after step 9 and
+// resumed from its last checkpoint; the per-step losses must agree within
+// `relative`. Returns the whole run's last checkpoint.
+SafetensorsFile check_resume(const std::string& parts, double relative) {
   test::TempDir dir("gpu_resume");
   const std::string file = dir.file("p.toml");
-  test::write_file(file, moco_pipeline());
+  test::write_file(file, moco_pipeline(parts));
   auto run = [&](const std::string& run_dir, const std::string& resume, std::int64_t stop_after) {
     PluginRegistry reg;
     PipelineSpec spec =
@@ -202,8 +219,30 @@ TEST_CASE("train cuda: a checkpoint written on the GPU resumes with the same per
   REQUIRE(whole.steps == 24);
   for (double l : whole.losses) REQUIRE(std::isfinite(l));
   CHECK(!whole.eval.empty());  // knn's figures, from features computed on the GPU
-  // Device parameters, momentum copies and optimizer state reach the file.
   SafetensorsFile ck = read_safetensors(dir.file("whole") + "/checkpoints/step-00000023.safetensors");
+  const std::string run_dir = dir.file("broken");
+  RunSummary first = run(run_dir, "", 9);
+  REQUIRE(first.steps >= 10);
+  REQUIRE(first.steps < 24);
+  RunSummary rest = run(run_dir, RunRecord::latest_checkpoint(run_dir), -1);
+  CHECK(rest.first_step == first.steps);
+  REQUIRE(first.steps + rest.steps == 24);
+  for (std::int64_t i = 0; i < first.steps; ++i) CHECK(first.losses[i] == Approx(whole.losses[i]).epsilon(relative));
+  for (std::int64_t i = 0; i < rest.steps; ++i) {
+    INFO("step " << first.steps + i);
+    CHECK(rest.losses[i] == Approx(whole.losses[first.steps + i]).epsilon(relative));
+  }
+  return ck;
+}
+
+}  // namespace
+
+TEST_CASE("train cuda: a checkpoint written on the GPU resumes with the same per-step losses", "[gpu][train]") {
+  CONTRA_REQUIRE_GPU();
+  // Same kernels, same order, one stream: bit-identical on one GPU; 1e-6
+  // relative leaves room for a cuBLAS heuristic that differs between runs.
+  SafetensorsFile ck = check_resume(linear_parts, 1e-6);
+  // Device parameters, momentum copies and optimizer state reach the file.
   for (const char* name : {"encoder.fc0.weight", "head.proj.bias", "momentum_encoder.fc0.weight",
                            "momentum_head.proj.weight", "memory.queue.keys", "optimizer.fc0.weight.exp_avg",
                            "optimizer.proj.weight.exp_avg_sq"})
@@ -214,20 +253,15 @@ TEST_CASE("train cuda: a checkpoint written on the GPU resumes with the same per
   double diff = 0;
   for (std::int64_t i = 0; i < q.numel(); ++i) diff += std::abs(q.data<float>()[i] - k.data<float>()[i]);
   CHECK(diff > 0);
+}
 
-  const std::string run_dir = dir.file("broken");
-  RunSummary first = run(run_dir, "", 9);
-  REQUIRE(first.steps >= 10);
-  REQUIRE(first.steps < 24);
-  RunSummary rest = run(run_dir, RunRecord::latest_checkpoint(run_dir), -1);
-  CHECK(rest.first_step == first.steps);
-  REQUIRE(first.steps + rest.steps == 24);
-  // Same kernels, same order, same stream: bit-identical on one GPU; 1e-6
-  // relative leaves room for a cuBLAS heuristic that differs between
-  // processes.
-  for (std::int64_t i = 0; i < first.steps; ++i) CHECK(first.losses[i] == Approx(whole.losses[i]).epsilon(1e-6));
-  for (std::int64_t i = 0; i < rest.steps; ++i) {
-    INFO("step " << first.steps + i);
-    CHECK(rest.losses[i] == Approx(whole.losses[first.steps + i]).epsilon(1e-6));
-  }
+TEST_CASE("train cuda: seed_resnet + projection_head resume from a GPU checkpoint with the same losses",
+          "[gpu][train]") {
+  CONTRA_REQUIRE_GPU();
+  // cuDNN's algorithms are chosen deterministic-first; 1e-5 relative allows
+  // for one that is not, over 14 resumed steps.
+  SafetensorsFile ck = check_resume(resnet_parts, 1e-5);
+  for (const char* name : {"encoder.stem.conv.weight", "encoder.stem.bn.running_mean", "head.fc2.bias",
+                           "momentum_encoder.fc.weight", "optimizer.step", "memory.queue.keys"})
+    CHECK(ck.tensors.count(name) == 1);
 }
