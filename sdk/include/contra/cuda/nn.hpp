@@ -149,8 +149,9 @@ class BatchNorm final : public contra::nn::Layer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// y = max(x, 0) on cuDNN (any shape). backward() uses the saved output, so x
-/// may be overwritten after forward().
+/// y = max(x, 0) on cuDNN (any shape). backward() (a kernel of this library:
+/// dL/dx = dL/dy where y > 0, else 0, the CPU layer's rule) uses the saved
+/// output, so x may be overwritten after forward().
 class ReLU final : public contra::nn::Layer {
  public:
   ReLU();

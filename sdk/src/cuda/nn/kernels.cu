@@ -1,7 +1,8 @@
 // The few element-wise and reduction kernels the GPU layers need beyond
-// cuDNN and cuBLAS: the residual add, and the backward pass of a frozen batch
-// norm (cuDNN's batch norm backward only differentiates through batch
-// statistics).
+// cuDNN and cuBLAS: the residual add; ReLU's backward from its output alone
+// (cuDNN's reads the input, which the CPU layer does not keep, and does not
+// document its choice at 0); the backward pass of a frozen batch norm
+// (cuDNN's batch norm backward only differentiates through batch statistics).
 #include "nn_util.hpp"
 
 namespace contra::cuda::nn::detail {
@@ -13,6 +14,14 @@ __global__ void add_kernel(const float* a, const float* b, float* out, std::int6
   for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
        k += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     out[k] = a[k] + b[k];
+}
+
+// dL/dx = dL/dy where y > 0, else 0: the CPU layer's rule.
+__global__ void relu_backward_kernel(const float* __restrict__ y, const float* __restrict__ dy,
+                                     float* __restrict__ dx, std::int64_t n) {
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    dx[k] = y[k] > 0.0f ? dy[k] : 0.0f;
 }
 
 constexpr int bn_threads = 256;
@@ -69,6 +78,12 @@ void launch_add(const float* a, const float* b, float* out, std::int64_t n, cuda
   if (n == 0) return;
   add_kernel<<<blocks_for(n, 256), 256, 0, s>>>(a, b, out, n);
   NN_CUDA("add (cuda)", cudaGetLastError());
+}
+
+void launch_relu_backward(const float* y, const float* dy, float* dx, std::int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  relu_backward_kernel<<<blocks_for(n, 256), 256, 0, s>>>(y, dy, dx, n);
+  NN_CUDA("ReLU (cuda)", cudaGetLastError());
 }
 
 void launch_bn_frozen_backward(const float* x, const float* dy, const float* gamma, const float* mean,

@@ -148,6 +148,8 @@ struct ActDesc {
 
 // Kernels of this library (kernels.cu), queued on `s`; counts in elements.
 void launch_add(const float* a, const float* b, float* out, std::int64_t n, cudaStream_t s);
+/// dx = dy where y > 0, else 0 (ReLU's backward from its output). dx must not alias y or dy.
+void launch_relu_backward(const float* y, const float* dy, float* dx, std::int64_t n, cudaStream_t s);
 /// Frozen batch norm backward over rows × channels (NHWC or [N, C]):
 /// dx = dy·γ/sqrt(var+eps) (when dx), dγ += Σ dy·(x−mean)/sqrt(var+eps), dβ += Σ dy.
 void launch_bn_frozen_backward(const float* x, const float* dy, const float* gamma, const float* mean,

@@ -184,13 +184,9 @@ const Tensor& ReLU::backward(const Tensor& dy, bool want_input_grad) {
   expect_device_f32(m.who, dy, "the gradient");
   if (!want_input_grad) return m.none;
   m.dx.ensure(m.y.shape(), DType::f32, Device::cuda);
-  if (m.y.numel() > 0) {
-    m.describe(m.y.numel());
-    const float one = 1.0f, zero = 0.0f;
-    // y stands in for x: y > 0 exactly where x > 0, so x need not be kept.
-    NN_CUDNN(m.who, cudnnActivationBackward(dnn(), m.act, &one, m.desc, m.y.raw(), m.desc, dy.raw(), m.desc,
-                                            m.y.raw(), &zero, m.desc, m.dx.raw()));
-  }
+  // From y alone (y > 0 exactly where x > 0), so x need not be kept.
+  launch_relu_backward(static_cast<const float*>(m.y.raw()), static_cast<const float*>(dy.raw()),
+                       static_cast<float*>(m.dx.raw()), m.y.numel(), stream());
   return m.dx;
 }
 
