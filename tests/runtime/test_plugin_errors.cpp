@@ -111,7 +111,8 @@ TEST_CASE("plugin errors: a source or an augmentation throwing something that is
     Failure f = run_failing(text);
     CHECK_THAT(f.message, Catch::StartsWith("load stage: " + label(f, text, "source", "bad_source", "source") +
                                             " failed on sample "));
-    CHECK_THAT(f.message, Catch::EndsWith("(step 0): it threw something that is not a std::exception"));
+    // Loads and augmentations of several steps run at once: any of them may fail first.
+    CHECK_THAT(f.message, Catch::Matches(".*\\(step [0-9]+\\): it threw something that is not a std::exception"));
   }
   SECTION("augmentation") {
     std::string text = pipeline(good_encoder, good_miner, good_loss);
@@ -120,7 +121,8 @@ TEST_CASE("plugin errors: a source or an augmentation throwing something that is
     CHECK_THAT(f.message, Catch::StartsWith("augment stage: " +
                                             label(f, text, "augmentation", "bad_augment", "augment.chain[0]", "[[augment.chain]]") +
                                             " failed on sample "));
-    CHECK_THAT(f.message, Catch::EndsWith("(step 0): it threw something that is not a std::exception"));
+    // Loads and augmentations of several steps run at once: any of them may fail first.
+    CHECK_THAT(f.message, Catch::Matches(".*\\(step [0-9]+\\): it threw something that is not a std::exception"));
   }
 }
 
