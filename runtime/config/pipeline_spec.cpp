@@ -279,6 +279,10 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
   spec.pipeline = bind_section(r, pipeline_section_schema(), table("pipeline"), "pipeline", out);
   spec.runtime = bind_section(r, runtime_section_schema(), table("runtime"), "runtime", out);
   spec.train = bind_section(r, train_section_schema(), table("train"), "train", out);
+  if (train_precision_name(spec) == "tf32" && pipeline_device(spec) == Device::cpu)
+    r.error(spec.train.where("precision"), "train.precision",
+            "\"tf32\" is the GPU's tensor-core arithmetic and needs [train] device = \"cuda\"; on the CPU use "
+            "\"f32\" or \"bf16\"");
   spec.schedule = bind_section(r, schedule_section_schema(), table("schedule"), "schedule", out);
   spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain", "view"});
   spec.data = bind_section(r, data_section_schema(), table("data"), "data", out);
@@ -449,6 +453,18 @@ Device pipeline_device(const PipelineSpec& spec) {
   } catch (const UsageError&) {
     return Device::cpu;  // [train] did not bind: already reported
   }
+}
+
+std::string train_precision_name(const PipelineSpec& spec) {
+  try {
+    return spec.train.get<std::string>("precision");
+  } catch (const UsageError&) {
+    return "f32";  // [train] did not bind: already reported
+  }
+}
+
+Precision train_precision(const PipelineSpec& spec) {
+  return train_precision_name(spec) == "bf16" ? Precision::bf16 : Precision::f32;
 }
 
 bool built_with_cuda() noexcept {

@@ -2,6 +2,7 @@
 // PipelineSpec: a pipeline file read, overridden and validated. This module
 // is the only user of toml++; everything past it sees SDK types only.
 
+#include <contra/roles/encoder.hpp>
 #include <contra/roles/plugin.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -92,6 +93,14 @@ std::optional<PipelineSpec> read_pipeline_text(const std::string& text, const st
 
 /// [train] device: Device::cuda for "cuda", else Device::cpu.
 Device pipeline_device(const PipelineSpec& spec);
+
+/// [train] precision as written: "f32", "tf32" or "bf16" ("f32" when [train]
+/// did not bind). "tf32" is refused by read_pipeline() on the CPU.
+std::string train_precision_name(const PipelineSpec& spec);
+/// The encoders' arithmetic for [train] precision: bf16 for "bf16", else f32
+/// (tf32 keeps f32 storage; the GPU's math mode does the rest, see
+/// require_device()).
+Precision train_precision(const PipelineSpec& spec);
 
 /// Where [train] device was set, for messages about it: its line in the
 /// pipeline file, or the file alone (set with --set, or defaulted).

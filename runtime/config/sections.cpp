@@ -28,8 +28,9 @@ Schema train_section_schema() {
       .add<std::int64_t>("max_steps", 0, "stop after this many steps; 0 = no limit").at_least(0)
       .add<std::int64_t>("log_every", 10, "report progress every this many steps").at_least(1)
       .add<std::string>("precision", "f32",
-                        "arithmetic of convolutions and matrix products; bf16 keeps f32 master weights")
-      .choices({"f32", "bf16"})
+                        "arithmetic of convolutions and matrix products: f32; tf32 (GPU tensor cores, f32 "
+                        "storage); bf16 (f32 master weights)")
+      .choices({"f32", "tf32", "bf16"})
       .add<std::string>("device", "cpu",
                         "where the encoder, loss and optimizer run; cuda uses their *_cuda builds on the GPU")
       .choices({"cpu", "cuda"});

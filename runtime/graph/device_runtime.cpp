@@ -92,6 +92,13 @@ void require_device(const PipelineSpec& spec) {
   } catch (const std::exception& e) {
     fail(e.what());
   }
+  b->set_math_mode(cuda_math_mode(train_precision_name(spec)));
+}
+
+cuda::MathMode cuda_math_mode(const std::string& precision) {
+  if (precision == "tf32") return cuda::MathMode::tf32;
+  if (precision == "bf16") return cuda::MathMode::bf16;
+  return cuda::MathMode::strict_f32;
 }
 
 void require_pipeline_device(const std::string& file, const std::vector<std::string>& overrides) {

@@ -5,6 +5,8 @@
 
 #include "config/pipeline_spec.hpp"
 
+#include <contra/cuda.hpp>
+
 #include <string>
 
 namespace contra::cuda::detail {
@@ -14,12 +16,19 @@ struct CudaBridge;
 namespace contra::runtime {
 
 /// Nothing for a CPU pipeline. For [train] device = "cuda": loads
-/// libcontra_cuda and requires a usable GPU, else throws DeviceError
+/// libcontra_cuda, requires a usable GPU and sets the process's math mode
+/// from [train] precision (cuda_math_mode()); else throws DeviceError
 ///   "<file>:<line>:<col>: error: train.device: \"cuda\", but no usable GPU: <reason>"
 /// or, in a build without CUDA,
 ///   "...: \"cuda\", but this build of contra has no CUDA support (built with
 ///   CONTRA_CUDA=OFF or without a CUDA compiler)".
 void require_device(const PipelineSpec& spec);
+
+/// The GPU math mode of a [train] precision: "f32" -> strict_f32 (results
+/// match the CPU builds), "tf32" -> tf32 (TF32 tensor cores in cuBLAS and
+/// cuDNN), "bf16" -> bf16 (matrix products on bf16 tensor cores; the encoders
+/// also keep bf16 weights, f32 master copies).
+cuda::MathMode cuda_math_mode(const std::string& precision);
 
 /// Reads the pipeline (file and --set overrides) and require_device()s it.
 /// A pipeline that cannot be read is left for load_pipeline() to report.

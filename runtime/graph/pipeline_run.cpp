@@ -130,8 +130,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
                                                                            : cores();
   const int data_threads = spec.runtime.get<int>("data_threads") > 0 ? spec.runtime.get<int>("data_threads") : cores();
   omp_set_num_threads(compute_threads);
-  const Precision precision =
-      spec.train.get<std::string>("precision") == "bf16" ? Precision::bf16 : Precision::f32;
+  const Precision precision = train_precision(spec);
   const std::vector<std::int64_t>& source_labels = data.source_labels();
   Trainer trainer(parts, EncoderContext{augment.encoder_input(), seed, precision},
                   MemoryContext{0, info.size, source_labels.empty() ? nullptr : &source_labels, seed});
@@ -401,8 +400,7 @@ std::vector<std::pair<std::string, double>> evaluate_checkpoint(const PipelineSp
   auto source = make<Source>(reg, spec.source);
   const AugmentStage augment(spec, reg, source->info().shape, seed);
   auto encoder = make<Encoder>(reg, spec.encoder);
-  const Precision precision =
-      spec.train.get<std::string>("precision") == "bf16" ? Precision::bf16 : Precision::f32;
+  const Precision precision = train_precision(spec);
   try {
     encoder->build(EncoderContext{augment.encoder_input(), seed, precision});
   } catch (const std::exception& e) {

@@ -172,6 +172,22 @@ TEST_CASE("train cuda: a short SimCLR run (info_nce, adam) on the GPU learns", "
   CHECK(s.telemetry.stage("train").calls == 48);
 }
 
+TEST_CASE("train cuda: [train] precision tf32 and bf16 set the math mode and still learn", "[gpu][train]") {
+  CONTRA_REQUIRE_GPU();
+  const cuda::MathMode saved = cuda::math_mode();
+  for (auto [precision, mode] : {std::pair{"tf32", cuda::MathMode::tf32}, std::pair{"bf16", cuda::MathMode::bf16},
+                                 std::pair{"f32", cuda::MathMode::strict_f32}}) {
+    INFO("precision " << precision);
+    RunSummary s = run_text(simclr_pipeline("[encoder]\nplugin = \"seed_resnet\"\nwidth = 8\noutput = 32\n"),
+                            {std::string("train.precision=") + precision});
+    CHECK(cuda::math_mode() == mode);
+    REQUIRE(s.steps == 48);
+    for (double l : s.losses) REQUIRE(std::isfinite(l));
+    CHECK(mean(s.losses, 40, 48) < mean(s.losses, 0, 8) - 0.1);
+  }
+  cuda::set_math_mode(saved);
+}
+
 TEST_CASE("train cuda: per-step losses match the same run on the CPU within 1e-3", "[gpu][train]") {
   CONTRA_REQUIRE_GPU();
   // The oracle: the same pipeline on the CPU, mlp's two builds (same names,

@@ -96,6 +96,37 @@ TEST_CASE("device: [train] device defaults to cpu and takes cpu or cuda", "[runt
   CHECK(reported);
 }
 
+TEST_CASE("device: [train] precision tf32 needs the GPU; each precision has its GPU math mode",
+          "[runtime][config][device]") {
+  Diagnostics d;
+  auto spec = read_pipeline_text("[train]\nprecision = \"tf32\"\n", "p.toml", {}, d);
+  REQUIRE(spec);
+  // (Missing sections are reported too; only [train] matters here.)
+  auto about_precision = [](const Diagnostics& all) {
+    std::vector<std::string> out;
+    for (const auto& x : all)
+      if (x.key == "train.precision") out.push_back(x.str());
+    return out;
+  };
+  CHECK(about_precision(d) ==
+        std::vector<std::string>{"p.toml:2:1: error: train.precision: \"tf32\" is the GPU's tensor-core arithmetic "
+                                 "and needs [train] device = \"cuda\"; on the CPU use \"f32\" or \"bf16\""});
+  Diagnostics ok;
+  auto gpu = read_pipeline_text("[train]\nprecision = \"tf32\"\ndevice = \"cuda\"\n", "p.toml", {}, ok);
+  REQUIRE(gpu);
+  CHECK(about_precision(ok).empty());
+  CHECK(train_precision_name(*gpu) == "tf32");
+  CHECK(train_precision(*gpu) == Precision::f32);  // f32 storage, tensor-core products
+  Diagnostics bf;
+  auto bf16 = read_pipeline_text("", "p.toml", {"train.precision=bf16"}, bf);
+  REQUIRE(bf16);
+  CHECK(about_precision(bf).empty());
+  CHECK(train_precision(*bf16) == Precision::bf16);
+  CHECK(cuda_math_mode("f32") == cuda::MathMode::strict_f32);
+  CHECK(cuda_math_mode("tf32") == cuda::MathMode::tf32);
+  CHECK(cuda_math_mode("bf16") == cuda::MathMode::bf16);
+}
+
 TEST_CASE("device: a cpu pipeline never loads libcontra_cuda", "[runtime][device]") {
   Diagnostics d;
   auto spec = read_pipeline_text("[train]\ndevice = \"cpu\"\n", "p.toml", {}, d);

@@ -5,6 +5,7 @@
 // never maps cuBLAS and cuDNN (about 0.4 s per process). Internal to contra:
 // plugins use contra/cuda.hpp.
 
+#include <contra/cuda.hpp>
 #include <contra/tensor.hpp>
 
 #include <cstddef>
@@ -13,7 +14,7 @@
 
 namespace contra::cuda::detail {
 
-inline constexpr std::uint32_t bridge_version = 2;
+inline constexpr std::uint32_t bridge_version = 3;
 
 struct CudaBridge {
   std::uint32_t version;  ///< bridge_version of the library
@@ -41,6 +42,8 @@ struct CudaBridge {
   std::int64_t (*count_nonfinite)(const void* data, std::int64_t n, void* stream);
   void (*momentum_update)(void* k, const void* q, std::int64_t n, float m, void* stream);
   void (*synchronize_device)();
+  // Version 3: [train] precision chooses the process's math mode.
+  void (*set_math_mode)(MathMode mode) noexcept;
 };
 
 }  // namespace contra::cuda::detail

@@ -431,7 +431,7 @@ const detail::CudaBridge bridge = {
     &bridge_stream_wait_event, &bridge_event_synchronize, &bridge_event_elapsed_ms, &copy_to_device,
     &copy_to_host,            &synchronize,         &pinned_host_tensor,
     &copy_on_device,          &detail::copy_bytes,  &detail::count_nonfinite, &detail::momentum_update,
-    &synchronize_device,
+    &synchronize_device,      &set_math_mode,
 };
 
 }  // namespace
