@@ -23,14 +23,14 @@ namespace {
 constexpr std::int64_t block_rows = 256;  // anchor rows per sgemm block
 constexpr float norm_eps = 1e-12f;        // norms below are clamped, as F.normalize does
 
-// Checks the embeddings and returns each row's group: its label with
-// use_labels, else its sample.
-const std::vector<std::int64_t>& row_groups(const contra::Embeddings& e, bool use_labels,
-                                            const char* who) {
+// Checks the embeddings (an f32 [M, D] tensor on `device`) and returns each
+// row's group: its label with use_labels, else its sample.
+const std::vector<std::int64_t>& row_groups(const contra::Embeddings& e, bool use_labels, const char* who,
+                                            contra::Device device = contra::Device::cpu) {
   const contra::Tensor& z = e.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu ||
-      z.dim(1) < 1)
-    throw contra::UsageError(std::string(who) + ": expected embeddings as an f32 [M, D] CPU tensor, got " +
+  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != device || z.dim(1) < 1)
+    throw contra::UsageError(std::string(who) + ": expected embeddings as an f32 [M, D] " +
+                             (device == contra::Device::cpu ? "CPU" : "cuda") + " tensor, got " +
                              contra::dtype_name(z.dtype()) + " " + z.shape().str() + " on " +
                              contra::device_name(z.device()));
   const std::int64_t m = z.dim(0);

@@ -247,7 +247,7 @@ TEST_CASE("color_jitter: reuses the output buffer", "[plugins][color_jitter]") {
   CHECK(out.raw() == first);
 }
 
-TEST_CASE("color_jitter: output format keeps u8 HWC; refuses f32 and 2 or 4 channels", "[plugins][color_jitter]") {
+TEST_CASE("color_jitter: output format keeps u8 HWC, refuses f32 and 2 or 4 channels", "[plugins][color_jitter]") {
   ImageFormat rgb{{28, 28, 3}, DType::u8}, gray{{28, 28, 1}, DType::u8};
   CHECK(make({}).output_format(rgb) == rgb);
   CHECK(make({}).output_format(gray) == gray);

@@ -347,7 +347,7 @@ TEST_CASE("debiased: chunk = 1 gives the value and gradient of one block", "[plu
   }
 }
 
-TEST_CASE("debiased: memory keys of other samples are negatives; own and empty slots are not", "[plugins][debiased]") {
+TEST_CASE("debiased: memory keys of other samples are negatives, own and empty slots are not", "[plugins][debiased]") {
   const std::int64_t n = 3, v = 2, d = 4;
   std::vector<std::int64_t> sample = samples(n, v);
   std::vector<std::int64_t> row_ids{10, 11, 12, 10, 11, 12};

@@ -397,7 +397,7 @@ TEST_CASE("hcl: chunk = 1 gives the value and gradient of one block", "[plugins]
   }
 }
 
-TEST_CASE("hcl: memory keys of other samples are negatives; own and empty slots are not", "[plugins][hcl]") {
+TEST_CASE("hcl: memory keys of other samples are negatives, own and empty slots are not", "[plugins][hcl]") {
   const std::int64_t n = 3, v = 2, d = 4;
   std::vector<std::int64_t> sample = samples(n, v);
   std::vector<std::int64_t> row_ids{10, 11, 12, 10, 11, 12};

@@ -366,7 +366,7 @@ TEST_CASE("image_folder: PNG colour types round trip exactly", "[plugins][image_
   }
 }
 
-TEST_CASE("image_folder: channels converts gray and RGB; 0 takes the first image's", "[plugins][image_folder]") {
+TEST_CASE("image_folder: channels converts gray and RGB, 0 takes the first image's", "[plugins][image_folder]") {
   TempDir dir("imgf");
   mkdir(dir, "a");
   write_png(dir.file("a/1.png"), gray_png(1, 4, 3));

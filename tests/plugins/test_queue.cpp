@@ -152,7 +152,7 @@ TEST_CASE("queue: takes the rows of the last view, with their ids and labels", "
   for (std::int64_t i = 6; i < 24; ++i) CHECK(k[i] == 0.0f);
 }
 
-TEST_CASE("queue: keys are L2-normalised; a zero row stays zero", "[plugins][queue]") {
+TEST_CASE("queue: keys are L2-normalised, a zero row stays zero", "[plugins][queue]") {
   auto q = make(4, 5);
   std::vector<float> rows{1, 2, 3, 4, 5, 0, 0, 0, 0, 0, -0.001f, 0.002f, 0, 0, 0, 100, 0, 0, 0, 1};
   Batch b(1, 4, 5, rows, {0, 1, 2, 3});

@@ -112,7 +112,7 @@ TEST_CASE("random_grayscale: reuses the output buffer", "[plugins][random_graysc
   CHECK(out.raw() == first);
 }
 
-TEST_CASE("random_grayscale: output format keeps u8 HWC; refuses f32 and 2 or 4 channels",
+TEST_CASE("random_grayscale: output format keeps u8 HWC, refuses f32 and 2 or 4 channels",
           "[plugins][random_grayscale]") {
   ImageFormat rgb{{28, 28, 3}, DType::u8}, gray{{28, 28, 1}, DType::u8};
   CHECK(make(0.5).output_format(rgb) == rgb);

@@ -131,7 +131,7 @@ TEST_CASE("semi_hard: fallback when every negative is hard takes the farthest", 
   CHECK(mine_pair({{"use_labels", true}, {"fallback", std::string("skip")}}, xs).empty());
 }
 
-TEST_CASE("semi_hard: a negative exactly at d(a,p) is not farther; ties take the lower row",
+TEST_CASE("semi_hard: a negative exactly at d(a,p) is not farther, ties take the lower row",
           "[plugins][semi_hard]") {
   // Row 2 at -1 is exactly as far from row 0 as the positive; row 3 at 1.5 is easy.
   // From row 1: row 2 at 2, row 3 at 0.5.

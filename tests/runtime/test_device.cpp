@@ -96,7 +96,7 @@ TEST_CASE("device: [train] device defaults to cpu and takes cpu or cuda", "[runt
   CHECK(reported);
 }
 
-TEST_CASE("device: [train] precision tf32 needs the GPU; each precision has its GPU math mode",
+TEST_CASE("device: [train] precision tf32 needs the GPU, each precision has its GPU math mode",
           "[runtime][config][device]") {
   Diagnostics d;
   auto spec = read_pipeline_text("[train]\nprecision = \"tf32\"\n", "p.toml", {}, d);

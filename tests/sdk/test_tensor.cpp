@@ -47,7 +47,7 @@ TEST_CASE("tensor: ensure() reuses storage it owns alone and reallocates otherwi
   CHECK(t.numel() == 1000);
 }
 
-TEST_CASE("tensor: wrap() views foreign memory; clone() copies", "[sdk][tensor]") {
+TEST_CASE("tensor: wrap() views foreign memory, clone() copies", "[sdk][tensor]") {
   float buf[6] = {1, 2, 3, 4, 5, 6};
   Tensor v = Tensor::wrap(buf, {2, 3}, DType::f32);
   Tensor c = v.clone();

@@ -1,0 +1,150 @@
+#pragma once
+// Shared by the cuda builds of the triplet miners (batch_hard, semi_hard):
+// the rows prepared as on the CPU (centred for Euclidean distances,
+// L2-normalised for cosine), a block of anchor rows' distances from one
+// cuBLAS Gram product, (distance, row) reductions that break ties towards the
+// lower row as the CPU builds do, and the positives of each anchor as a
+// compressed row list. Header-only, internal linkage: each plugin library
+// keeps its own copy.
+
+#include "../loss/distance_cuda.cuh"
+#include "triplet_common.hpp"
+
+#include <contra/roles/miner.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace contra::plugins::miner_gpu {
+namespace {
+
+/// Anchor rows per Gram block: [block, M] floats of scratch.
+constexpr std::int64_t gram_block_rows = 1024;
+
+/// A candidate row and its distance; row −1 is "none".
+struct Pick {
+  float dist;
+  std::int32_t row;
+};
+
+/// The nearer of two candidates (the lower row on equal distances); "none" loses.
+struct NearerOp {
+  __device__ Pick operator()(Pick a, Pick b) const {
+    if (a.row < 0) return b;
+    if (b.row < 0) return a;
+    if (b.dist < a.dist || (b.dist == a.dist && b.row < a.row)) return b;
+    return a;
+  }
+};
+/// The farther of two candidates (the lower row on equal distances); "none" loses.
+struct FartherOp {
+  __device__ Pick operator()(Pick a, Pick b) const {
+    if (a.row < 0) return b;
+    if (b.row < 0) return a;
+    if (b.dist > a.dist || (b.dist == a.dist && b.row < a.row)) return b;
+    return a;
+  }
+};
+
+template <class Op>
+__device__ inline Pick warp_reduce_pick(Pick v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) {
+    Pick other{__shfl_xor_sync(0xffffffffu, v.dist, o), __shfl_xor_sync(0xffffffffu, v.row, o)};
+    v = op(v, other);
+  }
+  return v;
+}
+
+/// Reduces v over the block (blockDim.x a multiple of 32, every thread
+/// calling) and returns the result to every thread; `scratch` holds 32 picks.
+/// The result does not depend on the order: the op is a total order on
+/// (distance, row).
+template <class Op>
+__device__ inline Pick block_reduce_pick(Pick v, Op op, Pick* scratch) {
+  v = warp_reduce_pick(v, op);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < warps ? scratch[lane] : Pick{0.0f, -1};
+    v = warp_reduce_pick(v, op);
+    if (lane == 0) scratch[0] = v;
+  }
+  __syncthreads();
+  return scratch[0];
+}
+
+/// Row ii of the block (anchor a = a0 + ii): the Gram entries g[j] become the
+/// distances the CPU builds use, in float: 1 − s (cosine) or
+/// √max(|a|² + |j|² − 2 a·j, 0) (Euclidean, centred rows); d(a, a) = 0.
+__device__ inline void gram_to_distances(float* g, std::int64_t a, std::int64_t m, const float* sq, bool cosine) {
+  for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+    float v;
+    if (j == a) v = 0.0f;
+    else if (cosine) v = 1.0f - g[j];
+    else v = sqrtf(fmaxf(sq[a] + sq[j] - 2.0f * g[j], 0.0f));
+    g[j] = v;
+  }
+  __syncthreads();
+}
+
+/// The embeddings' rows as the distances need them, on the GPU: L2-normalised
+/// (cosine) or centred on their column mean (Euclidean), with squared norms.
+struct PreparedRows {
+  contra::Tensor normalized;
+  gpu::CenteredRows centred;
+  const float* x = nullptr;   // [M, D]
+  const float* sq = nullptr;  // [M], Euclidean only
+
+  void compute(const char* who, const float* z, std::int64_t m, std::int64_t d, bool cosine, cudaStream_t s) {
+    if (cosine) {
+      float* zh = gpu::device_buffer<float>(normalized, m * d);
+      gpu::normalize_rows(who, z, m, d, zh, nullptr, s);
+      x = zh;
+      sq = nullptr;
+    } else {
+      centred.compute(who, z, m, d, s);
+      x = centred.rows();
+      sq = centred.norms2();
+    }
+  }
+};
+
+/// Each row's positives (the other rows of its group, ascending) as a
+/// compressed list: row a's are col[start[a] .. start[a + 1]).
+struct PositiveLists {
+  std::vector<std::int64_t> start, col, order;
+
+  void build(const std::vector<std::int64_t>& group) {
+    const auto m = static_cast<std::int64_t>(group.size());
+    order.resize(static_cast<std::size_t>(m));
+    for (std::int64_t i = 0; i < m; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return group[a] < group[b]; });
+    start.assign(static_cast<std::size_t>(m + 1), 0);
+    for (std::int64_t g0 = 0; g0 < m;) {
+      std::int64_t g1 = g0 + 1;
+      while (g1 < m && group[order[g1]] == group[order[g0]]) ++g1;
+      for (std::int64_t q = g0; q < g1; ++q) start[order[q] + 1] = g1 - g0 - 1;
+      g0 = g1;
+    }
+    for (std::int64_t i = 0; i < m; ++i) start[i + 1] += start[i];
+    col.resize(static_cast<std::size_t>(start[m]));
+    std::vector<std::int64_t> fill(start.begin(), start.end() - 1);
+    // Groups in `order` are ascending within (stable sort): each anchor's list is too.
+    for (std::int64_t g0 = 0; g0 < m;) {
+      std::int64_t g1 = g0 + 1;
+      while (g1 < m && group[order[g1]] == group[order[g0]]) ++g1;
+      for (std::int64_t q = g0; q < g1; ++q)
+        for (std::int64_t r = g0; r < g1; ++r)
+          if (q != r) col[fill[order[q]]++] = order[r];
+      g0 = g1;
+    }
+  }
+};
+
+}  // namespace
+}  // namespace contra::plugins::miner_gpu

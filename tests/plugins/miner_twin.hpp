@@ -1,0 +1,60 @@
+#pragma once
+// Runs a triplet miner's CPU build (the oracle) and its cuda build on the
+// same embeddings (the cuda one on a device copy) and compares the triplets.
+
+#include "cuda_twin.hpp"
+
+#include <contra/roles/miner.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <tuple>
+#include <vector>
+
+namespace cuda_twin {
+
+using Triple = std::tuple<int, int, int>;
+
+template <class Miner>
+std::vector<Triple> mined_triplets(Miner& miner, const contra::Embeddings& e) {
+  contra::Pairs pairs;
+  pairs.clear();
+  miner.mine(e, pairs);
+  CHECK_FALSE(pairs.all);
+  CHECK(pairs.positive.empty());
+  CHECK(pairs.negative.empty());
+  std::vector<Triple> out;
+  for (const auto& t : pairs.triplets) out.emplace_back(t.anchor, t.positive, t.negative);
+  return out;
+}
+
+/// The CPU and cuda builds' triplets for `host`, in that order.
+template <class CpuMiner, class GpuMiner>
+std::pair<std::vector<Triple>, std::vector<Triple>> mine_both(CpuMiner& cpu, GpuMiner& gpu,
+                                                              const contra::Embeddings& host) {
+  contra::Embeddings dev = host;
+  dev.z = to_device(host.z);
+  return {mined_triplets(cpu, host), mined_triplets(gpu, dev)};
+}
+
+/// Euclidean or cosine distance of rows i and j, in double.
+inline double row_distance(const contra::Tensor& z, std::int64_t i, std::int64_t j, bool cosine) {
+  const std::int64_t d = z.dim(1);
+  const float* a = z.data<float>() + i * d;
+  const float* b = z.data<float>() + j * d;
+  double s = 0.0, na = 0.0, nb = 0.0;
+  for (std::int64_t k = 0; k < d; ++k) {
+    if (cosine) {
+      s += static_cast<double>(a[k]) * b[k];
+      na += static_cast<double>(a[k]) * a[k];
+      nb += static_cast<double>(b[k]) * b[k];
+    } else {
+      s += (static_cast<double>(a[k]) - b[k]) * (static_cast<double>(a[k]) - b[k]);
+    }
+  }
+  return cosine ? 1.0 - s / std::sqrt(na * nb) : std::sqrt(s);
+}
+
+}  // namespace cuda_twin
