@@ -114,6 +114,32 @@ struct PreparedRows {
   }
 };
 
+/// Calls launch(G, a0, b) for each block of at most gram_block_rows anchor rows
+/// [a0, a0 + b), G holding the block's rows of the Gram matrix of the prepared
+/// rows ([b, m], by cuBLAS on stream s; the kernel launched overwrites them).
+template <class Launch>
+void for_each_gram_block(const char* who, const PreparedRows& rows, std::int64_t m, std::int64_t d,
+                         contra::Tensor& gram, cudaStream_t s, Launch launch) {
+  cublasHandle_t h = gpu::blas(who, s);
+  const std::int64_t block = std::min(gram_block_rows, m);
+  float* G = gpu::device_buffer<float>(gram, block * m);
+  for (std::int64_t a0 = 0; a0 < m; a0 += block) {
+    const std::int64_t b = std::min(block, m - a0);
+    gpu::gemm(who, h, false, true, b, m, d, 1.0f, rows.x + a0 * d, d, rows.x, d, 0.0f, G, m);
+    launch(G, a0, b);
+  }
+}
+
+/// Copies n int32 choices back through the pinned `host` buffer and waits for
+/// the stream: the one synchronisation of a mine() call.
+inline const std::int32_t* read_choices(const char* who, const std::int32_t* dev, std::int64_t n,
+                                        gpu::PinnedBuffer& host, cudaStream_t s) {
+  auto* h = static_cast<std::int32_t*>(host.ensure(who, sizeof(std::int32_t) * n));
+  CONTRA_CUDA_CHECK(who, cudaMemcpyAsync(h, dev, sizeof(std::int32_t) * n, cudaMemcpyDeviceToHost, s));
+  CONTRA_CUDA_CHECK(who, cudaStreamSynchronize(s));
+  return h;
+}
+
 /// Each row's positives (the other rows of its group, ascending) as a
 /// compressed list: row a's are col[start[a] .. start[a + 1]).
 struct PositiveLists {

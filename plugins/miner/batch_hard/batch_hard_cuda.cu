@@ -60,22 +60,15 @@ void BatchHardCuda::mine(const contra::Embeddings& e, contra::Pairs& out) {
   if (m == 0) return;
   BatchHardCudaState& st = *state_;
   const cudaStream_t s = gpu::stream();
-  cublasHandle_t h = gpu::blas(who, s);
   st.rows.compute(who, e.z.data<float>(), m, d, cosine_, s);
   const std::int64_t* group = gpu::upload(who, st.group, st.group_staging, groups.data(), m, s);
   std::int32_t* choice = gpu::device_buffer<std::int32_t>(st.choice, 2 * m);
-  const std::int64_t B = std::min(miner_gpu::gram_block_rows, m);
-  float* G = gpu::device_buffer<float>(st.gram, B * m);
-  for (std::int64_t a0 = 0; a0 < m; a0 += B) {
-    const std::int64_t b = std::min(B, m - a0);
-    gpu::gemm(who, h, false, true, b, m, d, 1.0f, st.rows.x + a0 * d, d, st.rows.x, d, 0.0f, G, m);
+  miner_gpu::for_each_gram_block(who, st.rows, m, d, st.gram, s, [&](float* G, std::int64_t a0, std::int64_t b) {
     batch_hard_kernel<<<static_cast<unsigned>(b), gpu::row_threads, 0, s>>>(G, a0, m, st.rows.sq, cosine_, group,
                                                                             choice);
     CONTRA_CUDA_LAUNCHED(who, batch_hard_kernel);
-  }
-  auto* host = static_cast<std::int32_t*>(st.choice_host.ensure(who, sizeof(std::int32_t) * 2 * m));
-  CONTRA_CUDA_CHECK(who, cudaMemcpyAsync(host, choice, sizeof(std::int32_t) * 2 * m, cudaMemcpyDeviceToHost, s));
-  CONTRA_CUDA_CHECK(who, cudaStreamSynchronize(s));
+  });
+  const std::int32_t* host = miner_gpu::read_choices(who, choice, 2 * m, st.choice_host, s);
   for (std::int64_t a = 0; a < m; ++a)
     if (host[2 * a] >= 0 && host[2 * a + 1] >= 0)
       out.triplets.push_back({static_cast<std::int32_t>(a), host[2 * a], host[2 * a + 1]});

@@ -84,25 +84,18 @@ void SemiHardCuda::mine(const contra::Embeddings& e, contra::Pairs& out) {
   const auto pairs = static_cast<std::int64_t>(st.positives.col.size());
   if (pairs == 0) return;  // no positive pair: nothing to mine (as on the CPU)
   const cudaStream_t s = gpu::stream();
-  cublasHandle_t h = gpu::blas(who, s);
   st.rows.compute(who, e.z.data<float>(), m, d, cosine_, s);
   const std::int64_t* group = gpu::upload(who, st.group, st.group_staging, groups.data(), m, s);
   const std::int64_t* pos_start =
       gpu::upload(who, st.pos_start, st.pos_start_staging, st.positives.start.data(), m + 1, s);
   const std::int64_t* pos_col = gpu::upload(who, st.pos_col, st.pos_col_staging, st.positives.col.data(), pairs, s);
   std::int32_t* negative = gpu::device_buffer<std::int32_t>(st.negative, pairs);
-  const std::int64_t B = std::min(miner_gpu::gram_block_rows, m);
-  float* G = gpu::device_buffer<float>(st.gram, B * m);
-  for (std::int64_t a0 = 0; a0 < m; a0 += B) {
-    const std::int64_t b = std::min(B, m - a0);
-    gpu::gemm(who, h, false, true, b, m, d, 1.0f, st.rows.x + a0 * d, d, st.rows.x, d, 0.0f, G, m);
+  miner_gpu::for_each_gram_block(who, st.rows, m, d, st.gram, s, [&](float* G, std::int64_t a0, std::int64_t b) {
     semi_hard_kernel<<<static_cast<unsigned>(b), gpu::row_threads, 0, s>>>(
         G, a0, m, st.rows.sq, cosine_, group, pos_start, pos_col, margin_, skip_, negative);
     CONTRA_CUDA_LAUNCHED(who, semi_hard_kernel);
-  }
-  auto* host = static_cast<std::int32_t*>(st.negative_host.ensure(who, sizeof(std::int32_t) * pairs));
-  CONTRA_CUDA_CHECK(who, cudaMemcpyAsync(host, negative, sizeof(std::int32_t) * pairs, cudaMemcpyDeviceToHost, s));
-  CONTRA_CUDA_CHECK(who, cudaStreamSynchronize(s));
+  });
+  const std::int32_t* host = miner_gpu::read_choices(who, negative, pairs, st.negative_host, s);
   for (std::int64_t a = 0; a < m; ++a)
     for (std::int64_t q = st.positives.start[a]; q < st.positives.start[a + 1]; ++q)
       if (host[q] >= 0)
