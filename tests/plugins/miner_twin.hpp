@@ -39,6 +39,16 @@ std::pair<std::vector<Triple>, std::vector<Triple>> mine_both(CpuMiner& cpu, Gpu
   return {mined_triplets(cpu, host), mined_triplets(gpu, dev)};
 }
 
+/// Points (x, 0) on a line: distances between dyadic xs are exact in f32.
+inline contra::Tensor on_line(const std::vector<float>& xs) {
+  contra::Tensor t = contra::Tensor::empty({static_cast<std::int64_t>(xs.size()), 2}, contra::DType::f32);
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    t.data<float>()[2 * i] = xs[i];
+    t.data<float>()[2 * i + 1] = 0.0f;
+  }
+  return t;
+}
+
 /// Euclidean or cosine distance of rows i and j, in double.
 inline double row_distance(const contra::Tensor& z, std::int64_t i, std::int64_t j, bool cosine) {
   const std::int64_t d = z.dim(1);

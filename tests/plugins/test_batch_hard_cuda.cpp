@@ -26,16 +26,6 @@ using Params = std::initializer_list<std::pair<std::string, contra::Value>>;
 
 contra::Params params(Params p) { return BatchHard::schema().bind(p); }
 
-// Points (x, 0) on a line.
-contra::Tensor on_line(const std::vector<float>& xs) {
-  contra::Tensor t = contra::Tensor::empty({static_cast<std::int64_t>(xs.size()), 2}, contra::DType::f32);
-  for (std::size_t i = 0; i < xs.size(); ++i) {
-    t.data<float>()[2 * i] = xs[i];
-    t.data<float>()[2 * i + 1] = 0.0f;
-  }
-  return t;
-}
-
 }  // namespace
 
 TEST_CASE("batch_hard cuda: schema is the CPU build's, CPU embeddings are refused", "[plugins][batch_hard][cuda]") {

@@ -28,15 +28,6 @@ using Params = std::initializer_list<std::pair<std::string, contra::Value>>;
 
 contra::Params params(Params p) { return SemiHard::schema().bind(p); }
 
-contra::Tensor on_line(const std::vector<float>& xs) {
-  contra::Tensor t = contra::Tensor::empty({static_cast<std::int64_t>(xs.size()), 2}, contra::DType::f32);
-  for (std::size_t i = 0; i < xs.size(); ++i) {
-    t.data<float>()[2 * i] = xs[i];
-    t.data<float>()[2 * i + 1] = 0.0f;
-  }
-  return t;
-}
-
 }  // namespace
 
 TEST_CASE("semi_hard cuda: schema is the CPU build's, CPU embeddings are refused", "[plugins][semi_hard][cuda]") {
