@@ -206,8 +206,9 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
 // The step of step() on the GPU. Encoder, head, loss and optimizer work on
 // device tensors, all queued on the current stream (the train stream);
 // the host waits for the device only where it must read something: the
-// embeddings, copied to the host once for the miner (when it has no cuda
-// build), the mining diagnostics, a host memory and the sampler; the count
+// embeddings (and a device memory's keys), copied to the host once for the
+// miner (when it has no cuda build), the mining diagnostics, a host memory
+// and the sampler; the count
 // of non-finite values in the loss gradient and between encoder and head;
 // and the loss value (inside the loss). The backward pass, the optimizer and
 // the momentum update stay queued when step() returns, so the next batch's
@@ -281,6 +282,15 @@ StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step
   Tensor keys;
   if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_);
 
+  // A memory whose keys live on the device (its cuda build): a host copy of
+  // them for a CPU miner and the mining diagnostics, made with the embeddings'.
+  const MemoryView* memory = p_.memory ? &p_.memory->view() : nullptr;
+  const MemoryView* memory_host = memory;
+  if (memory && memory->keys.defined() && memory->keys.device() != Device::cpu) {
+    device_ops::to_host_async(memory_keys_host_, memory->keys);
+    memory_host_ = MemoryView{memory_keys_host_, memory->ids, memory->labels};
+    memory_host = &memory_host_;
+  }
   // One copy of the embeddings to the host per step, one wait.
   device_ops::to_host_async(z_host_, z);
   if (keys.defined()) device_ops::to_host_async(keys_host_, keys);
@@ -289,10 +299,9 @@ StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step
   check_finite(z_host_, z_label, "the output of forward()", global_step);
   if (keys.defined()) check_finite(keys_host_, z_label, "the output of forward()", global_step);
 
-  const MemoryView* memory = p_.memory ? &p_.memory->view() : nullptr;
   emb_ = Embeddings{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory};
   emb_host_ = Embeddings{z_host_, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_,
-                         keys.defined() ? keys_host_ : Tensor(), memory};
+                         keys.defined() ? keys_host_ : Tensor(), memory_host};
   pairs_.clear();
   const Embeddings& for_miner = p_.miner_device == Device::cpu ? emb_host_ : emb_;
   guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });

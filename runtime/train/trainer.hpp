@@ -71,6 +71,8 @@ class Trainer {
   // Device runs: host copies of z and keys (page-locked, reused), and the
   // embeddings over them for host-side miners, memories and samplers.
   Tensor z_host_, keys_host_;
+  Tensor memory_keys_host_;  // a device memory's keys, copied for CPU miners and the diagnostics
+  MemoryView memory_host_;
   std::vector<Tensor> input_views_;  // non-owning views of the batch's device images
   Embeddings emb_host_;
   Pairs pairs_;

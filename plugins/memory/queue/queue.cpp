@@ -22,6 +22,19 @@ std::string num(double v) {
   os << v;
   return os.str();
 }
+
+void write_keys_on_host(const contra::Tensor& src, std::int64_t first_row, std::int64_t count, contra::Tensor& keys,
+                        std::int64_t first_slot) {
+  const std::int64_t size = keys.dim(0), dim = keys.dim(1);
+  for (std::int64_t i = 0; i < count; ++i) {
+    const float* x = src.data<float>() + (first_row + i) * dim;
+    float ss = 0.0f;
+    for (std::int64_t k = 0; k < dim; ++k) ss += x[k] * x[k];
+    const float inv = 1.0f / std::max(std::sqrt(ss), norm_eps);
+    float* slot = keys.data<float>() + ((first_slot + i) % size) * dim;
+    for (std::int64_t k = 0; k < dim; ++k) slot[k] = x[k] * inv;
+  }
+}
 }  // namespace
 
 contra::Schema QueueMemory::schema() {
@@ -31,8 +44,11 @@ contra::Schema QueueMemory::schema() {
       .range(0.0, 1.0);
 }
 
-QueueMemory::QueueMemory(const contra::Params& p)
-    : size_(p.get<std::int64_t>("size")), momentum_(p.get<double>("momentum")) {
+QueueMemory::QueueMemory(const contra::Params& p, contra::Device device, QueueKeyWriter write_keys)
+    : size_(p.get<std::int64_t>("size")),
+      momentum_(p.get<double>("momentum")),
+      device_(device),
+      write_keys_(write_keys ? write_keys : &write_keys_on_host) {
   if (momentum_ >= 1.0)
     throw contra::ConfigError(located(p, "momentum") + key(p, "momentum") +
                               ": expected a value in [0, 1), found " + num(momentum_));
@@ -43,7 +59,7 @@ void QueueMemory::configure(const contra::MemoryContext& ctx) {
     throw contra::ConfigError("queue: the embedding width must be at least 1, got " + std::to_string(ctx.dim));
   dim_ = ctx.dim;
   labelled_ = ctx.labels != nullptr;
-  keys_ = contra::Tensor::zeros({size_, dim_}, contra::DType::f32);
+  keys_ = contra::Tensor::zeros({size_, dim_}, contra::DType::f32, device_);
   ids_.assign(static_cast<std::size_t>(size_), -1);
   labels_.assign(static_cast<std::size_t>(size_), -1);
   ids_t_ = contra::Tensor::wrap(ids_.data(), {size_}, contra::DType::i64);
@@ -54,6 +70,9 @@ void QueueMemory::configure(const contra::MemoryContext& ctx) {
 
 void QueueMemory::adopt_state() const {
   keys_.expect({size_, dim_}, contra::DType::f32, "queue: state tensor queue.keys");
+  if (keys_.device() != device_)
+    throw contra::UsageError(std::string("queue: state tensor queue.keys: expected it on ") +
+                             contra::device_name(device_) + ", got it on " + contra::device_name(keys_.device()));
   auto adopt = [this](contra::Tensor& t, std::vector<std::int64_t>& storage, const char* what) {
     if (t.raw() == static_cast<void*>(storage.data())) return;
     t.expect({size_}, contra::DType::i64, what);
@@ -84,10 +103,10 @@ void QueueMemory::update(const contra::Embeddings& batch) {
   const bool momentum_keys = batch.keys.defined();
   const contra::Tensor& src = momentum_keys ? batch.keys : batch.z;
   const char* name = momentum_keys ? "Embeddings::keys" : "Embeddings::z";
-  if (src.rank() != 2 || src.dtype() != contra::DType::f32 || src.device() != contra::Device::cpu ||
-      src.dim(1) != dim_)
+  if (src.rank() != 2 || src.dtype() != contra::DType::f32 || src.device() != device_ || src.dim(1) != dim_)
     throw contra::UsageError(std::string("queue: expected ") + name + " as an f32 [rows, " +
-                             std::to_string(dim_) + "] CPU tensor, got " + contra::dtype_name(src.dtype()) +
+                             std::to_string(dim_) + "] " + (device_ == contra::Device::cpu ? "CPU" : "cuda") +
+                             " tensor, got " + contra::dtype_name(src.dtype()) +
                              " " + src.shape().str() + " on " + contra::device_name(src.device()));
   const std::int64_t rows = src.dim(0), V = batch.views;
   if (V < 1 || rows % V != 0)
@@ -102,17 +121,10 @@ void QueueMemory::update(const contra::Embeddings& batch) {
 
   const std::int64_t N = rows / V, first = (V - 1) * N;
   const std::int64_t skip = std::max<std::int64_t>(0, N - size_);  // N > K: keep the last K
-  const float* in = src.data<float>();
-  float* keys = keys_.data<float>();
   std::int64_t& pointer = pointer_.data<std::int64_t>()[0];
+  write_keys_(src, first + skip, N - skip, keys_, pointer);
   for (std::int64_t i = skip; i < N; ++i) {
     const std::int64_t r = first + i;
-    const float* x = in + r * dim_;
-    float ss = 0.0f;
-    for (std::int64_t k = 0; k < dim_; ++k) ss += x[k] * x[k];
-    const float inv = 1.0f / std::max(std::sqrt(ss), norm_eps);
-    float* slot = keys + pointer * dim_;
-    for (std::int64_t k = 0; k < dim_; ++k) slot[k] = x[k] * inv;
     ids_[static_cast<std::size_t>(pointer)] = (*batch.ids)[static_cast<std::size_t>(r)];
     labels_[static_cast<std::size_t>(pointer)] = batch.label ? (*batch.label)[static_cast<std::size_t>(r)] : -1;
     pointer = pointer + 1 == size_ ? 0 : pointer + 1;
