@@ -8,6 +8,8 @@
 #include <contra/version.hpp>
 
 #include <cstring>
+#include <map>
+#include <string>
 
 namespace contra::runtime {
 
@@ -56,7 +58,15 @@ std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& 
   if (parts.optimizer) {
     std::vector<std::pair<std::string, Tensor*>> s;
     parts.optimizer->state(s);
-    for (auto& [n, t] : s) out.emplace_back("optimizer." + n, t);
+    // Optimizers name their state after the parameters, and an encoder and a
+    // head may share parameter names (mlp as both): the second and later
+    // occurrences of a name get "@2", "@3", ... (in the optimizer's order,
+    // the same at every save and load).
+    std::map<std::string, int> seen;
+    for (auto& [n, t] : s) {
+      const int k = ++seen[n];
+      out.emplace_back("optimizer." + (k == 1 ? n : n + "@" + std::to_string(k)), t);
+    }
   }
   if (parts.memory) {
     std::vector<std::pair<std::string, Tensor*>> s;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace contra::runtime {
@@ -150,7 +151,11 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     header += "}";
     first = false;
   }
+  std::set<std::string> names;
   for (const auto& [name, t] : tensors) {
+    // A repeated name would leave one tensor unreadable: readers keep one entry per name.
+    if (!names.insert(name).second)
+      throw UsageError("safetensors: two tensors named '" + name + "' written to " + path);
     // Device tensors (GPU runs) are copied to the host by the caller.
     expect_host(*t, ("safetensors: tensor '" + name + "' written to " + path).c_str());
     std::string shape = "[";

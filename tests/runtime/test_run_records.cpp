@@ -78,7 +78,7 @@ plugin = "linear_probe"
 struct Fixture {
   test::TempDir dir{"records"};
   std::string file = dir.file("p.toml");
-  Fixture() { test::write_file(file, pipeline); }
+  explicit Fixture(const std::string& text = pipeline) { test::write_file(file, text); }
   RunSummary run(const std::string& run_dir, const std::vector<std::string>& overrides = {},
                  const std::string& resume = "", std::int64_t stop_after = -1) {
     PluginRegistry reg;
@@ -153,6 +153,43 @@ TEST_CASE("resume: an interrupted run continues with the same per-step losses", 
     CHECK(rest.losses[i] == whole.losses[first.steps + i]);
   }
   CHECK(lines(run_dir + "/metrics.jsonl").size() == lines(fx.dir.file("whole") + "/metrics.jsonl").size());
+}
+
+TEST_CASE("resume: an encoder and a head with the same parameter names keep their own optimizer state",
+          "[runtime][records]") {
+  // mlp as both: both have fc0.weight, fc0.bias, ...; so has the optimizer's state.
+  std::string text = pipeline;
+  const std::string parts = "[encoder]\nplugin = \"seed_resnet\"\nwidth = 4\noutput = 8\n[head]\nplugin = "
+                            "\"projection_head\"\noutput = 8\n";
+  REQUIRE(text.find(parts) != std::string::npos);
+  text.replace(text.find(parts), parts.size(),
+               "[encoder]\nplugin = \"mlp\"\nhidden = [16]\noutput = 8\n[head]\nplugin = \"mlp\"\nhidden = [8]\n"
+               "output = 8\n");
+  Fixture fx(text);
+  RunSummary whole = fx.run(fx.dir.file("whole"));
+  REQUIRE(whole.steps == 24);
+  SafetensorsFile ck = read_safetensors(fx.dir.file("whole") + "/checkpoints/step-00000023.safetensors");
+  for (const char* name : {"optimizer.fc0.weight.exp_avg", "optimizer.fc0.weight.exp_avg@2",
+                           "optimizer.fc1.bias.exp_avg_sq", "optimizer.fc1.bias.exp_avg_sq@2"})
+    CHECK(ck.tensors.count(name) == 1);
+  CHECK(ck.tensors.at("optimizer.fc0.weight.exp_avg").shape() == Shape{16, 64});  // the encoder's: 8x8 pixels in
+  CHECK(ck.tensors.at("optimizer.fc0.weight.exp_avg@2").shape() == Shape{8, 8});  // the head's
+  const std::string run_dir = fx.dir.file("broken");
+  RunSummary first = fx.run(run_dir, {}, "", 9);
+  REQUIRE(first.steps < 24);
+  RunSummary rest = fx.run(run_dir, {}, RunRecord::latest_checkpoint(run_dir));
+  REQUIRE(first.steps + rest.steps == 24);
+  for (std::int64_t i = 0; i < rest.steps; ++i) {
+    INFO("step " << first.steps + i);
+    CHECK(rest.losses[i] == whole.losses[first.steps + i]);
+  }
+}
+
+TEST_CASE("checkpoints: two tensors with one name are refused", "[runtime][records]") {
+  test::TempDir dir("ck");
+  Tensor a = Tensor::zeros({2}, DType::f32), b = Tensor::zeros({3}, DType::f32);
+  CHECK_THROWS_WITH(write_safetensors(dir.file("d.safetensors"), {{"w", &a}, {"w", &b}}, {}),
+                    "safetensors: two tensors named 'w' written to " + dir.file("d.safetensors"));
 }
 
 TEST_CASE("eval: the encoder is frozen while evaluators run", "[runtime][eval]") {
