@@ -1,55 +1,8 @@
 #include "resnet18.hpp"
 
-#include <contra/nn/pooling.hpp>
-#include <contra/nn/residual.hpp>
-
 namespace contra::plugins {
 
 using namespace contra::nn;
-
-BasicBlock::BasicBlock(const std::string& name, std::int64_t in, std::int64_t out, int stride, contra::Rng& init,
-                       contra::Precision precision) {
-  branch_.emplace<Conv2d>(name + ".conv1", in, out, 3, stride, 1, false, init, precision);
-  branch_.emplace<BatchNorm>(name + ".bn1", out);
-  branch_.emplace<ReLU>();
-  branch_.emplace<Conv2d>(name + ".conv2", out, out, 3, 1, 1, false, init, precision);
-  branch_.emplace<BatchNorm>(name + ".bn2", out);
-  if (stride != 1 || in != out) {
-    shortcut_ = std::make_unique<Sequential>();
-    shortcut_->emplace<Conv2d>(name + ".shortcut.conv", in, out, 1, stride, 0, false, init, precision);
-    shortcut_->emplace<BatchNorm>(name + ".shortcut.bn", out);
-  }
-}
-
-const contra::Tensor& BasicBlock::forward(const contra::Tensor& x, contra::Mode mode) {
-  const contra::Tensor& b = branch_.forward(x, mode);
-  add(b, shortcut_ ? shortcut_->forward(x, mode) : x, sum_);
-  return relu_.forward(sum_, mode);
-}
-
-const contra::Tensor& BasicBlock::backward(const contra::Tensor& dy, bool want_input_grad) {
-  const contra::Tensor& dsum = relu_.backward(dy, true);
-  const contra::Tensor& dx_branch = branch_.backward(dsum, want_input_grad);
-  if (shortcut_) {
-    const contra::Tensor& dx_short = shortcut_->backward(dsum, want_input_grad);
-    if (!want_input_grad) return dx_branch;
-    add(dx_branch, dx_short, dx_);
-  } else {
-    if (!want_input_grad) return dx_branch;
-    add(dx_branch, dsum, dx_);
-  }
-  return dx_;
-}
-
-void BasicBlock::parameters(std::vector<contra::Parameter*>& out) {
-  branch_.parameters(out);
-  if (shortcut_) shortcut_->parameters(out);
-}
-
-void BasicBlock::buffers(std::vector<std::pair<std::string, contra::Tensor*>>& out) {
-  branch_.buffers(out);
-  if (shortcut_) shortcut_->buffers(out);
-}
 
 contra::Schema ResNet18::schema() {
   return contra::Schema("resnet18",
@@ -66,20 +19,7 @@ void ResNet18::build(const contra::EncoderContext& ctx) {
   if (ctx.input.rank() != 3)
     throw contra::ConfigError("resnet18: takes images [C, H, W], got inputs of shape " + ctx.input.str());
   channels_ = ctx.input[0];
-  contra::Rng init(ctx.seed, 0, 0, 0, 0);
-  const std::int64_t w = width_;
-  net_.emplace<Conv2d>("stem.conv", channels_, w, 3, 1, 1, false, init, ctx.precision);
-  net_.emplace<BatchNorm>("stem.bn", w);
-  net_.emplace<ReLU>();
-  std::int64_t in = w;
-  for (int stage = 0; stage < 4; ++stage) {
-    const std::int64_t out = w << stage;
-    const std::string name = "layer" + std::to_string(stage + 1);
-    net_.emplace<BasicBlock>(name + ".0", in, out, stage == 0 ? 1 : 2, init, ctx.precision);
-    net_.emplace<BasicBlock>(name + ".1", out, out, 1, init, ctx.precision);
-    in = out;
-  }
-  net_.emplace<GlobalAvgPool>();
+  build_resnet18<CpuLayers>(net_, channels_, width_, ctx);
   built_ = true;
 }
 

@@ -5,30 +5,27 @@
 #include <contra/nn/activation.hpp>
 #include <contra/nn/batch_norm.hpp>
 #include <contra/nn/conv2d.hpp>
+#include <contra/nn/pooling.hpp>
+#include <contra/nn/residual.hpp>
 #include <contra/nn/sequential.hpp>
 #include <contra/plugin.hpp>
+
+#include "resnet18_net.hpp"
 
 #include <memory>
 
 namespace contra::plugins {
 
-/// conv3x3(stride) – BN – ReLU – conv3x3 – BN, plus the identity or a
-/// 1x1 conv – BN projection shortcut, then ReLU of the sum.
-class BasicBlock final : public contra::nn::Layer {
- public:
-  BasicBlock(const std::string& name, std::int64_t in, std::int64_t out, int stride, contra::Rng& init,
-             contra::Precision precision);
-  const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override;
-  const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad = true) override;
-  void parameters(std::vector<contra::Parameter*>& out) override;
-  void buffers(std::vector<std::pair<std::string, contra::Tensor*>>& out) override;
-
- private:
-  contra::nn::Sequential branch_;
-  std::unique_ptr<contra::nn::Sequential> shortcut_;  // null: identity
-  contra::nn::ReLU relu_;
-  contra::Tensor sum_, dx_;
+/// The CPU layer library of contra::nn, for resnet18_net.hpp.
+struct CpuLayers {
+  using Conv2d = contra::nn::Conv2d;
+  using BatchNorm = contra::nn::BatchNorm;
+  using ReLU = contra::nn::ReLU;
+  using GlobalAvgPool = contra::nn::GlobalAvgPool;
+  static void add(const contra::Tensor& a, const contra::Tensor& b, contra::Tensor& out) { contra::nn::add(a, b, out); }
 };
+
+using BasicBlock = BasicBlockOf<CpuLayers>;
 
 class ResNet18 final : public contra::Encoder {
  public:

@@ -13,22 +13,18 @@
 
 namespace contra::plugins {
 
-/// BasicBlock (resnet18.hpp) on the GPU layers.
-class BasicBlockCuda final : public contra::nn::Layer {
- public:
-  BasicBlockCuda(const std::string& name, std::int64_t in, std::int64_t out, int stride, contra::Rng& init,
-                 contra::Precision precision);
-  const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override;
-  const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad = true) override;
-  void parameters(std::vector<contra::Parameter*>& out) override;
-  void buffers(std::vector<std::pair<std::string, contra::Tensor*>>& out) override;
-
- private:
-  contra::nn::Sequential branch_;
-  std::unique_ptr<contra::nn::Sequential> shortcut_;  // null: identity
-  contra::cuda::nn::ReLU relu_;
-  contra::Tensor sum_, dx_;
+/// The GPU layer library of contra::cuda::nn, for resnet18_net.hpp.
+struct CudaLayers {
+  using Conv2d = contra::cuda::nn::Conv2d;
+  using BatchNorm = contra::cuda::nn::BatchNorm;
+  using ReLU = contra::cuda::nn::ReLU;
+  using GlobalAvgPool = contra::cuda::nn::GlobalAvgPool;
+  static void add(const contra::Tensor& a, const contra::Tensor& b, contra::Tensor& out) {
+    contra::cuda::nn::add(a, b, out);
+  }
 };
+
+using BasicBlockCuda = BasicBlockOf<CudaLayers>;
 
 class ResNet18Cuda final : public contra::Encoder {
  public:

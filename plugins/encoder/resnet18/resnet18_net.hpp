@@ -1,0 +1,91 @@
+#pragma once
+// The ResNet-18 network, once for both builds: the BasicBlock and the layer
+// list are templates over the layer library (CpuLayers here, CudaLayers in
+// resnet18_cuda.hpp), so that the CPU and GPU builds have the same layers,
+// names and initial draws by construction.
+
+#include <contra/nn/sequential.hpp>
+#include <contra/plugin.hpp>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace contra::plugins {
+
+/// conv3x3(stride) – BN – ReLU – conv3x3 – BN, plus the identity or a
+/// 1x1 conv – BN projection shortcut, then ReLU of the sum. `L` names the
+/// layer classes (Conv2d, BatchNorm, ReLU, GlobalAvgPool) and add(a, b, out).
+template <class L>
+class BasicBlockOf final : public contra::nn::Layer {
+ public:
+  BasicBlockOf(const std::string& name, std::int64_t in, std::int64_t out, int stride, contra::Rng& init,
+               contra::Precision precision) {
+    branch_.emplace<typename L::Conv2d>(name + ".conv1", in, out, 3, stride, 1, false, init, precision);
+    branch_.emplace<typename L::BatchNorm>(name + ".bn1", out);
+    branch_.emplace<typename L::ReLU>();
+    branch_.emplace<typename L::Conv2d>(name + ".conv2", out, out, 3, 1, 1, false, init, precision);
+    branch_.emplace<typename L::BatchNorm>(name + ".bn2", out);
+    if (stride != 1 || in != out) {
+      shortcut_ = std::make_unique<contra::nn::Sequential>();
+      shortcut_->emplace<typename L::Conv2d>(name + ".shortcut.conv", in, out, 1, stride, 0, false, init, precision);
+      shortcut_->emplace<typename L::BatchNorm>(name + ".shortcut.bn", out);
+    }
+  }
+
+  const contra::Tensor& forward(const contra::Tensor& x, contra::Mode mode) override {
+    const contra::Tensor& b = branch_.forward(x, mode);
+    L::add(b, shortcut_ ? shortcut_->forward(x, mode) : x, sum_);
+    return relu_.forward(sum_, mode);
+  }
+
+  const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad = true) override {
+    const contra::Tensor& dsum = relu_.backward(dy, true);
+    const contra::Tensor& dx_branch = branch_.backward(dsum, want_input_grad);
+    const contra::Tensor* dx_other = &dsum;  // the identity passes dsum through
+    if (shortcut_) dx_other = &shortcut_->backward(dsum, want_input_grad);
+    if (!want_input_grad) return dx_branch;
+    L::add(dx_branch, *dx_other, dx_);
+    return dx_;
+  }
+
+  void parameters(std::vector<contra::Parameter*>& out) override {
+    branch_.parameters(out);
+    if (shortcut_) shortcut_->parameters(out);
+  }
+
+  void buffers(std::vector<std::pair<std::string, contra::Tensor*>>& out) override {
+    branch_.buffers(out);
+    if (shortcut_) shortcut_->buffers(out);
+  }
+
+ private:
+  contra::nn::Sequential branch_;
+  std::unique_ptr<contra::nn::Sequential> shortcut_;  // null: identity
+  typename L::ReLU relu_;
+  contra::Tensor sum_, dx_;
+};
+
+/// Appends the network to `net`: the 3x3 stem (`channels` → `width`), four
+/// stages of two BasicBlocks (width, 2, 4, 8 × width; stride 2 from the
+/// second), the global average pool. Weights drawn from `ctx.seed` in layer order.
+template <class L>
+void build_resnet18(contra::nn::Sequential& net, std::int64_t channels, std::int64_t width,
+                    const contra::EncoderContext& ctx) {
+  contra::Rng init(ctx.seed, 0, 0, 0, 0);
+  net.emplace<typename L::Conv2d>("stem.conv", channels, width, 3, 1, 1, false, init, ctx.precision);
+  net.emplace<typename L::BatchNorm>("stem.bn", width);
+  net.emplace<typename L::ReLU>();
+  std::int64_t in = width;
+  for (int stage = 0; stage < 4; ++stage) {
+    const std::int64_t out = width << stage;
+    const std::string name = "layer" + std::to_string(stage + 1);
+    net.emplace<BasicBlockOf<L>>(name + ".0", in, out, stage == 0 ? 1 : 2, init, ctx.precision);
+    net.emplace<BasicBlockOf<L>>(name + ".1", out, out, 1, init, ctx.precision);
+    in = out;
+  }
+  net.emplace<typename L::GlobalAvgPool>();
+}
+
+}  // namespace contra::plugins
