@@ -1,5 +1,7 @@
 #include "seed_resnet.hpp"
 
+#include "seed_resnet_net.hpp"
+
 #include <contra/nn/activation.hpp>
 #include <contra/nn/batch_norm.hpp>
 #include <contra/nn/conv2d.hpp>
@@ -9,6 +11,20 @@
 namespace contra::plugins {
 
 using namespace contra::nn;
+
+namespace {
+// The CPU layer library, for seed_resnet_net.hpp.
+struct Layers {
+  using Conv2d = contra::nn::Conv2d;
+  using BatchNorm = contra::nn::BatchNorm;
+  using ReLU = contra::nn::ReLU;
+  using MaxPool2d = contra::nn::MaxPool2d;
+  using GlobalAvgPool = contra::nn::GlobalAvgPool;
+  using AvgPool2d = contra::nn::AvgPool2d;
+  using Flatten = contra::nn::Flatten;
+  using Linear = contra::nn::Linear;
+};
+}  // namespace
 
 contra::Schema SeedResNet::schema() {
   return contra::Schema("seed_resnet",
@@ -33,36 +49,9 @@ void SeedResNet::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("seed_resnet: build() called twice");
   if (ctx.input.rank() != 3)
     throw contra::ConfigError("seed_resnet: takes images [C, H, W], got inputs of shape " + ctx.input.str());
+  const int cell = seed_resnet_pool_cell(ctx.input, pool_grid_);
   channels_ = ctx.input[0];
-  const std::int64_t w = width_, w2 = 2 * width_;
-  contra::Rng init(ctx.seed, 0, 0, 0, 0);
-  auto conv_bn_relu = [&](const std::string& name, std::int64_t in, std::int64_t out) {
-    net_.emplace<Conv2d>(name + ".conv", in, out, 3, 1, 1, false, init, ctx.precision);
-    net_.emplace<BatchNorm>(name + ".bn", out);
-    net_.emplace<ReLU>();
-  };
-  conv_bn_relu("stem", channels_, w);
-  net_.emplace<MaxPool2d>(3, 2, 1);
-  conv_bn_relu("layer1.0", w, w);
-  conv_bn_relu("layer1.1", w, w);
-  conv_bn_relu("layer2.0", w, w2);
-  conv_bn_relu("layer2.1", w2, w2);
-  if (pool_grid_ == 1) {
-    net_.emplace<GlobalAvgPool>();
-    net_.emplace<Linear>("fc", w2, output_, true, init, ctx.precision);
-  } else {
-    // Aligned images (Fashion-MNIST) carry class evidence in where things are;
-    // a coarse grid keeps some of it that a global average would discard.
-    const std::int64_t h = (ctx.input[1] - 1) / 2 + 1, w_in = (ctx.input[2] - 1) / 2 + 1;  // after the max pool
-    if (h != w_in || h % pool_grid_ != 0)
-      throw contra::ConfigError("seed_resnet: pool_grid = " + std::to_string(pool_grid_) +
-                                " must divide the " + std::to_string(h) + "×" + std::to_string(w_in) +
-                                " feature map of inputs " + ctx.input.str() + " (square maps only)");
-    const int cell = static_cast<int>(h / pool_grid_);
-    net_.emplace<AvgPool2d>(cell, cell);
-    net_.emplace<Flatten>();
-    net_.emplace<Linear>("fc", w2 * pool_grid_ * pool_grid_, output_, true, init, ctx.precision);
-  }
+  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, ctx);
   built_ = true;
 }
 

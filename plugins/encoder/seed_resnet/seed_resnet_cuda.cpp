@@ -1,11 +1,27 @@
 #include "seed_resnet_cuda.hpp"
 
+#include "seed_resnet_net.hpp"
+
 #include <contra/cuda.hpp>
 #include <contra/cuda/nn.hpp>
 
 namespace contra::plugins {
 
 using namespace contra::cuda::nn;
+
+namespace {
+// The GPU layer library, for seed_resnet_net.hpp.
+struct Layers {
+  using Conv2d = contra::cuda::nn::Conv2d;
+  using BatchNorm = contra::cuda::nn::BatchNorm;
+  using ReLU = contra::cuda::nn::ReLU;
+  using MaxPool2d = contra::cuda::nn::MaxPool2d;
+  using GlobalAvgPool = contra::cuda::nn::GlobalAvgPool;
+  using AvgPool2d = contra::cuda::nn::AvgPool2d;
+  using Flatten = contra::cuda::nn::Flatten;
+  using Linear = contra::cuda::nn::Linear;
+};
+}  // namespace
 
 SeedResNetCuda::SeedResNetCuda(const contra::Params& p)
     : width_(p.get<std::int64_t>("width")),
@@ -16,36 +32,11 @@ void SeedResNetCuda::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("seed_resnet: build() called twice");
   if (ctx.input.rank() != 3)
     throw contra::ConfigError("seed_resnet: takes images [C, H, W], got inputs of shape " + ctx.input.str());
-  const std::int64_t h = (ctx.input[1] - 1) / 2 + 1, w_in = (ctx.input[2] - 1) / 2 + 1;  // after the max pool
-  if (pool_grid_ != 1 && (h != w_in || h % pool_grid_ != 0))
-    throw contra::ConfigError("seed_resnet: pool_grid = " + std::to_string(pool_grid_) + " must divide the " +
-                              std::to_string(h) + "×" + std::to_string(w_in) + " feature map of inputs " +
-                              ctx.input.str() + " (square maps only)");
+  const int cell = seed_resnet_pool_cell(ctx.input, pool_grid_);  // the CPU build's check, before the GPU's
   contra::cuda::require("seed_resnet (cuda)");
   channels_ = ctx.input[0];
-  const std::int64_t w = width_, w2 = 2 * width_;
-  // The CPU build's layers, names and draws, in the same order.
-  contra::Rng init(ctx.seed, 0, 0, 0, 0);
-  auto conv_bn_relu = [&](const std::string& name, std::int64_t in, std::int64_t out) {
-    net_.emplace<Conv2d>(name + ".conv", in, out, 3, 1, 1, false, init, ctx.precision);
-    net_.emplace<BatchNorm>(name + ".bn", out);
-    net_.emplace<ReLU>();
-  };
-  conv_bn_relu("stem", channels_, w);
-  net_.emplace<MaxPool2d>(3, 2, 1);
-  conv_bn_relu("layer1.0", w, w);
-  conv_bn_relu("layer1.1", w, w);
-  conv_bn_relu("layer2.0", w, w2);
-  conv_bn_relu("layer2.1", w2, w2);
-  if (pool_grid_ == 1) {
-    net_.emplace<GlobalAvgPool>();
-    net_.emplace<Linear>("fc", w2, output_, true, init, ctx.precision);
-  } else {
-    const int cell = static_cast<int>(h / pool_grid_);
-    net_.emplace<AvgPool2d>(cell, cell);
-    net_.emplace<Flatten>();
-    net_.emplace<Linear>("fc", w2 * pool_grid_ * pool_grid_, output_, true, init, ctx.precision);
-  }
+  // The CPU build's layers, names and draws (seed_resnet_net.hpp).
+  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, ctx);
   // The initial values were copied and the gradients zeroed on this thread's
   // stream; the train step may run on another.
   contra::cuda::synchronize(contra::cuda::current_stream());
