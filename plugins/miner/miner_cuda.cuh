@@ -144,6 +144,7 @@ inline const std::int32_t* read_choices(const char* who, const std::int32_t* dev
 /// compressed list: row a's are col[start[a] .. start[a + 1]).
 struct PositiveLists {
   std::vector<std::int64_t> start, col, order;
+  std::vector<std::int64_t> fill;  // scratch: the next free entry of each row's list
 
   void build(const std::vector<std::int64_t>& group) {
     const auto m = static_cast<std::int64_t>(group.size());
@@ -159,7 +160,7 @@ struct PositiveLists {
     }
     for (std::int64_t i = 0; i < m; ++i) start[i + 1] += start[i];
     col.resize(static_cast<std::size_t>(start[m]));
-    std::vector<std::int64_t> fill(start.begin(), start.end() - 1);
+    fill.assign(start.begin(), start.end() - 1);
     // Groups in `order` are ascending within (stable sort): each anchor's list is too.
     for (std::int64_t g0 = 0; g0 < m;) {
       std::int64_t g1 = g0 + 1;
