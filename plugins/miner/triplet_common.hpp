@@ -1,5 +1,6 @@
 #pragma once
-// Shared by the triplet miners (batch_all, batch_hard, semi_hard): input
+// Shared by the miners of batch rows (batch_all, batch_hard, semi_hard,
+// multi_similarity, distance_weighted): input
 // checks, each row's group (label or sample), and pairwise distances computed
 // in sgemm blocks. Header-only so that each plugin library stays
 // self-contained.
@@ -25,7 +26,7 @@ constexpr float norm_eps = 1e-12f;        // norms below are clamped, as F.norma
 
 // Checks the embeddings (an f32 [M, D] tensor on `device`) and returns each
 // row's group: its label with use_labels, else its sample.
-const std::vector<std::int64_t>& row_groups(const contra::Embeddings& e, bool use_labels, const char* who,
+[[maybe_unused]] const std::vector<std::int64_t>& row_groups(const contra::Embeddings& e, bool use_labels, const char* who,
                                             contra::Device device = contra::Device::cpu) {
   const contra::Tensor& z = e.z;
   if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != device || z.dim(1) < 1)
@@ -53,7 +54,7 @@ const std::vector<std::int64_t>& row_groups(const contra::Embeddings& e, bool us
 // x ← the rows, L2-normalised (cosine) or centred on their mean (euclidean:
 // distances do not change, and |a|² + |b|² − 2a·b loses less to cancellation);
 // sq ← squared norms of the rows of x.
-void prepare_rows(const float* z, std::int64_t m, std::int64_t d, bool cosine, std::vector<float>& x,
+[[maybe_unused]] void prepare_rows(const float* z, std::int64_t m, std::int64_t d, bool cosine, std::vector<float>& x,
                   std::vector<float>& sq, std::vector<double>& mean) {
   x.resize(static_cast<std::size_t>(m * d));
   sq.resize(static_cast<std::size_t>(m));
@@ -83,7 +84,7 @@ void prepare_rows(const float* z, std::int64_t m, std::int64_t d, bool cosine, s
 
 // dist[(a − a0)·m + j] ← d(a, j) for anchors a in [a0, a1): one sgemm, then
 // 1 − s (cosine) or √max(|a|² + |j|² − 2a·j, 0) (euclidean); d(a, a) = 0.
-void distance_block(const std::vector<float>& x, const std::vector<float>& sq, std::int64_t m,
+[[maybe_unused]] void distance_block(const std::vector<float>& x, const std::vector<float>& sq, std::int64_t m,
                     std::int64_t d, bool cosine, std::int64_t a0, std::int64_t a1, float* dist) {
   contra::sgemm(false, true, a1 - a0, m, d, 1.0f, x.data() + a0 * d, d, x.data(), d, 0.0f, dist, m);
   for (std::int64_t a = a0; a < a1; ++a) {

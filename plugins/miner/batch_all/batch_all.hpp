@@ -10,6 +10,20 @@
 
 namespace contra::plugins {
 
+/// The listing of BatchAll, shared by the CPU and cuda builds.
+class TripletLister {
+ public:
+  /// Appends the triplets of anchor rows [a0, a1) of m rows in (anchor,
+  /// positive, negative) order: all of them when `dist` is null, else those
+  /// with d(a,p) − d(a,n) + margin > 0, `dist` holding the anchors' distance
+  /// rows ([a1 − a0, m], row-major). Allocates only when m grows.
+  void list(const std::vector<std::int64_t>& group, std::int64_t m, std::int64_t a0, std::int64_t a1,
+            const float* dist, double margin, contra::Pairs& out);
+
+ private:
+  std::vector<std::int32_t> pos_, neg_;  // one anchor's positives and negatives
+};
+
 /// Lists every triplet (a, p, n) of the batch: p ≠ a shares a's group, n does
 /// not. The group is the sample (views of one sample are positives), or the
 /// class label with `use_labels`. With `only_violating`, keeps only triplets
@@ -34,7 +48,7 @@ class BatchAll final : public contra::Miner {
   std::vector<float> sq_;     // [M] squared norms of x_ rows (euclidean)
   std::vector<double> mean_;  // [D] column means (euclidean)
   std::vector<float> dist_;   // [block, M] distances of a block of anchor rows
-  std::vector<std::int32_t> pos_, neg_;  // one anchor's positives and negatives
+  TripletLister lister_;
 };
 
 }  // namespace contra::plugins

@@ -11,6 +11,33 @@
 
 namespace contra::plugins {
 
+/// The draws of DistanceWeighted for blocks of anchor rows, given their
+/// cosine similarities; shared by the CPU and cuda builds, so that both draw
+/// the same negatives from the same similarities.
+class DistanceWeightedSampler {
+ public:
+  /// Reads cutoff, nonzero_loss_cutoff, negatives_per_anchor and seed.
+  explicit DistanceWeightedSampler(const contra::Params& p);
+
+  /// The Rng "epoch" of a new mine() call: the number of earlier calls.
+  std::uint64_t next_call() noexcept { return calls_++; }
+
+  /// For anchor rows [a0, a1) with cosine similarities `sim` ([a1 − a0, m],
+  /// row-major) in dimension `dim`: appends their triplets in (anchor,
+  /// positive) order. Allocates only when m grows.
+  void sample(const float* sim, std::int64_t a0, std::int64_t a1, std::int64_t m, std::int64_t dim,
+              const std::vector<std::int64_t>& group, std::uint64_t step, contra::Pairs& out);
+
+ private:
+  double cutoff_;
+  double nonzero_loss_cutoff_;
+  std::int64_t per_pair_;
+  std::uint64_t seed_;
+  std::uint64_t calls_ = 0;         // mine() calls so far
+  std::vector<std::int32_t> cand_;  // one anchor's eligible negatives
+  std::vector<double> cum_;         // their log-weights, then cumulative weights
+};
+
 /// On L2-normalised rows in dimension D, pairwise distances d lie in [0, 2]
 /// and, for uniformly spread points, have density q(d) ∝ d^{D−2}(1 − d²/4)^{(D−3)/2}.
 /// For each positive pair (a, p), samples `negatives_per_anchor` negatives n
@@ -32,16 +59,12 @@ class DistanceWeighted final : public contra::Miner {
   void mine(const contra::Embeddings& z, contra::Pairs& out) override;
 
  private:
-  double cutoff_;
-  double nonzero_loss_cutoff_;
-  std::int64_t per_pair_;
-  std::uint64_t seed_;
+  DistanceWeightedSampler sampler_;
   bool use_labels_;
-  std::uint64_t calls_ = 0;         // mine() calls so far: the Rng's "epoch"
-  std::vector<float> x_;            // [M, D] L2-normalised rows
-  std::vector<float> sim_;          // [block, M] similarities of a block of anchor rows
-  std::vector<std::int32_t> cand_;  // one anchor's eligible negatives
-  std::vector<double> cum_;         // their log-weights, then cumulative weights
+  std::vector<float> x_;      // [M, D] L2-normalised rows
+  std::vector<float> sq_;     // [M] their squared norms (unused)
+  std::vector<double> mean_;  // unused: the rows are normalised, not centred
+  std::vector<float> sim_;    // [block, M] similarities of a block of anchor rows
 };
 
 }  // namespace contra::plugins

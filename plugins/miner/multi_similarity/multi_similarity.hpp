@@ -6,9 +6,17 @@
 #include <contra/roles/miner.hpp>
 #include <contra/schema.hpp>
 
+#include <cstdint>
 #include <vector>
 
 namespace contra::plugins {
+
+/// The selection of MultiSimilarity for anchor rows [a0, a1), given their
+/// cosine similarities `sim` ([a1 − a0, m], row-major) and each row's group:
+/// appends the kept pairs to out.positive and out.negative in (anchor, row)
+/// order. Shared by the CPU and cuda builds.
+void multi_similarity_pairs(const float* sim, std::int64_t a0, std::int64_t a1, std::int64_t m,
+                            const std::vector<std::int64_t>& group, double epsilon, contra::Pairs& out);
 
 /// With S the cosine similarities, for each anchor row a keeps the negative
 /// pairs (a, n) with S_an + ε > min_p S_ap and the positive pairs (a, p) with
@@ -27,8 +35,10 @@ class MultiSimilarity final : public contra::Miner {
  private:
   double epsilon_;
   bool use_labels_;
-  std::vector<float> x_;    // [M, D] L2-normalised rows
-  std::vector<float> sim_;  // [block, M] similarities of a block of anchor rows
+  std::vector<float> x_;      // [M, D] L2-normalised rows
+  std::vector<float> sq_;     // [M] their squared norms (unused)
+  std::vector<double> mean_;  // unused: the rows are normalised, not centred
+  std::vector<float> sim_;    // [block, M] similarities of a block of anchor rows
 };
 
 }  // namespace contra::plugins
