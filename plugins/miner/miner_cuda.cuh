@@ -1,11 +1,12 @@
 #pragma once
-// Shared by the cuda builds of the triplet miners (batch_hard, semi_hard):
-// the rows prepared as on the CPU (centred for Euclidean distances,
-// L2-normalised for cosine), a block of anchor rows' distances from one
-// cuBLAS Gram product, (distance, row) reductions that break ties towards the
-// lower row as the CPU builds do, and the positives of each anchor as a
-// compressed row list. Header-only, internal linkage: each plugin library
-// keeps its own copy.
+// Shared by the cuda builds of the miners of batch rows (batch_hard,
+// semi_hard, batch_all, multi_similarity, distance_weighted): the rows
+// prepared as on the CPU (centred for Euclidean distances, L2-normalised for
+// cosine), a block of anchor rows' distances from one cuBLAS Gram product,
+// (distance, row) reductions that break ties towards the lower row as the CPU
+// builds do, the positives of each anchor as a compressed row list, and Gram
+// blocks read back for miners whose selection runs on the host. Header-only,
+// internal linkage: each plugin library keeps its own copy.
 
 #include "../loss/distance_cuda.cuh"
 #include "triplet_common.hpp"
@@ -128,6 +129,41 @@ void for_each_gram_block(const char* who, const PreparedRows& rows, std::int64_t
     gpu::gemm(who, h, false, true, b, m, d, 1.0f, rows.x + a0 * d, d, rows.x, d, 0.0f, G, m);
     launch(G, a0, b);
   }
+}
+
+/// Turns the b rows of a Gram block into distances (gram_to_distances), one
+/// thread block per row.
+__global__ void __launch_bounds__(gpu::row_threads)
+    gram_to_distances_kernel(float* __restrict__ G, std::int64_t a0, std::int64_t m, const float* __restrict__ sq,
+                             bool cosine) {
+  gram_to_distances(G + static_cast<std::int64_t>(blockIdx.x) * m, a0 + blockIdx.x, m, sq, cosine);
+}
+
+/// What for_each_host_block hands the host: the prepared rows' products
+/// (cosine similarities of normalised rows), or the distances of
+/// gram_to_distances.
+enum class BlockValues { similarities, distances };
+
+/// Calls take(values, a0, b) for each block of anchor rows [a0, a0 + b) with
+/// their rows of the Gram matrix ([b, m], row-major) in host memory: as
+/// computed (similarities), or as distances. For miners whose selection is
+/// host code shared with the CPU build (variable-length output, host random
+/// draws): the GPU does the O(M²D) product, the host the O(M²) selection on
+/// the same values the CPU build would see. One synchronisation per block.
+template <class Take>
+void for_each_host_block(const char* who, const PreparedRows& rows, std::int64_t m, std::int64_t d, BlockValues what,
+                         bool cosine, contra::Tensor& gram, gpu::PinnedBuffer& host, cudaStream_t s, Take take) {
+  for_each_gram_block(who, rows, m, d, gram, s, [&](float* G, std::int64_t a0, std::int64_t b) {
+    if (what == BlockValues::distances) {
+      gram_to_distances_kernel<<<static_cast<unsigned>(b), gpu::row_threads, 0, s>>>(G, a0, m, rows.sq, cosine);
+      CONTRA_CUDA_LAUNCHED(who, gram_to_distances_kernel);
+    }
+    const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(b * m);
+    auto* h = static_cast<float*>(host.ensure(who, bytes));
+    CONTRA_CUDA_CHECK(who, cudaMemcpyAsync(h, G, bytes, cudaMemcpyDeviceToHost, s));
+    CONTRA_CUDA_CHECK(who, cudaStreamSynchronize(s));
+    take(static_cast<const float*>(h), a0, b);
+  });
 }
 
 /// Copies n int32 choices back through the pinned `host` buffer and waits for

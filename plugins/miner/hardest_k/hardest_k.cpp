@@ -33,11 +33,12 @@ contra::Schema HardestK::schema() {
 
 HardestK::HardestK(const contra::Params& p) : k_(p.get<std::int64_t>("k")), chunk_(p.get<std::int64_t>("chunk")) {}
 
-void HardestK::mine(const contra::Embeddings& e, contra::Pairs& out) {
+const contra::MemoryView& hardest_k_inputs(const contra::Embeddings& e, contra::Device device) {
   const contra::Tensor& z = e.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu || z.dim(1) < 1)
-    throw contra::UsageError(std::string("hardest_k: expected embeddings as an f32 [M, D] CPU tensor, got ") +
-                             contra::dtype_name(z.dtype()) + " " + z.shape().str() + " on " +
+  const bool cpu = device == contra::Device::cpu;
+  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != device || z.dim(1) < 1)
+    throw contra::UsageError(std::string("hardest_k: expected embeddings as an f32 [M, D] ") + (cpu ? "CPU" : "cuda") +
+                             " tensor, got " + contra::dtype_name(z.dtype()) + " " + z.shape().str() + " on " +
                              contra::device_name(z.device()));
   const std::int64_t m = z.dim(0), d = z.dim(1);
   if (m > std::numeric_limits<std::int32_t>::max())
@@ -53,25 +54,37 @@ void HardestK::mine(const contra::Embeddings& e, contra::Pairs& out) {
   const contra::MemoryView& mem = *e.memory;
   const contra::Tensor& keys = mem.keys;
   const std::int64_t kk = mem.size();
-  if (keys.rank() != 2 || keys.dtype() != contra::DType::f32 || keys.device() != contra::Device::cpu ||
+  // The cuda build reads keys on either device (a host memory's are copied).
+  if (keys.rank() != 2 || keys.dtype() != contra::DType::f32 || (cpu && keys.device() != contra::Device::cpu) ||
       keys.dim(1) != d)
-    throw contra::UsageError("hardest_k: expected memory keys as an f32 [K, " + std::to_string(d) +
-                             "] CPU tensor, got " + contra::dtype_name(keys.dtype()) + " " + keys.shape().str() +
-                             " on " + contra::device_name(keys.device()));
+    throw contra::UsageError("hardest_k: expected memory keys as an f32 [K, " + std::to_string(d) + "] " +
+                             (cpu ? "CPU " : "") + "tensor, got " + contra::dtype_name(keys.dtype()) + " " +
+                             keys.shape().str() + " on " + contra::device_name(keys.device()));
   if (kk > std::numeric_limits<std::int32_t>::max())
     throw contra::UsageError("hardest_k: " + std::to_string(kk) +
                              " memory keys do not fit the int32 key indices of Pairs");
   if (!mem.ids || static_cast<std::int64_t>(mem.ids->size()) != kk)
     throw contra::UsageError("hardest_k: the memory must give the sample id of each of its " + std::to_string(kk) +
                              " keys (MemoryView::ids)");
-  const std::vector<std::int64_t>& sample = *e.sample;
-  const std::int64_t* key_id = mem.ids->data();
+  return mem;
+}
 
-  // Positives: the other views of each row's sample.
+void add_view_positives(const std::vector<std::int64_t>& sample, contra::Pairs& out) {
+  const auto m = static_cast<std::int64_t>(sample.size());
   for (std::int64_t a = 0; a < m; ++a)
     for (std::int64_t j = 0; j < m; ++j)
       if (j != a && sample[j] == sample[a])
         out.positive.emplace_back(static_cast<std::int32_t>(a), static_cast<std::int32_t>(j));
+}
+
+void HardestK::mine(const contra::Embeddings& e, contra::Pairs& out) {
+  const contra::MemoryView& mem = hardest_k_inputs(e, contra::Device::cpu);
+  const contra::Tensor& z = e.z;
+  const contra::Tensor& keys = mem.keys;
+  const std::int64_t m = z.dim(0), d = z.dim(1), kk = mem.size();
+  const std::vector<std::int64_t>& sample = *e.sample;
+  const std::int64_t* key_id = mem.ids->data();
+  add_view_positives(sample, out);
   if (m == 0) return;
 
   // x = the rows, L2-normalised (the keys already are).

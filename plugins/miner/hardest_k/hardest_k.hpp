@@ -11,6 +11,15 @@
 
 namespace contra::plugins {
 
+/// The checks of HardestK::mine() for embeddings on `device` (a cuda build
+/// takes the memory keys on either device); returns the memory's view.
+/// Shared by the CPU and cuda builds.
+const contra::MemoryView& hardest_k_inputs(const contra::Embeddings& e, contra::Device device);
+
+/// Appends (a, j) to out.positive for every pair of distinct rows of one
+/// sample, in (a, j) order.
+void add_view_positives(const std::vector<std::int64_t>& sample, contra::Pairs& out);
+
 /// For each batch row a (L2-normalised), the `k` memory keys with the largest
 /// cosine similarity among those of another sample (key id ≠ a's id, and not
 /// an empty slot, id −1) go to Pairs::memory_negative, most similar first;

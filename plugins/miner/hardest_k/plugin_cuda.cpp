@@ -1,0 +1,5 @@
+#include "hardest_k_cuda.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_MINER_CUDA(contra::plugins::HardestKCuda))
