@@ -80,11 +80,12 @@ MiningDiagnostics diagnose_mining(const Embeddings& e, const Pairs& p, std::int6
     const std::int64_t views = std::max<std::int64_t>(1, e.views);
     const std::int64_t batch_negs = rows - views;
     std::int64_t mem_valid = 0;
-    std::unordered_map<std::int64_t, std::int64_t> mem_by_label;
+    std::unordered_map<std::int64_t, std::int64_t> mem_by_label, mem_by_id;
     if (mem)
       for (std::int64_t k = 0; k < mem->size(); ++k)
         if ((*mem_ids)[k] >= 0) {
           ++mem_valid;
+          ++mem_by_id[(*mem_ids)[k]];
           if (mem_labels) ++mem_by_label[(*mem_labels)[k]];
         }
     std::unordered_map<std::int64_t, std::int64_t> rows_by_label;
@@ -92,9 +93,13 @@ MiningDiagnostics diagnose_mining(const Embeddings& e, const Pairs& p, std::int6
       for (std::int64_t r = 0; r < rows; ++r) ++rows_by_label[(*label)[r]];
     double negs_total = 0;
     for (std::int64_t a = 0; a < rows; ++a) {
-      std::int64_t mem_same_id = 0;  // the anchor's own sample in the memory is not a negative
-      if (mem)
-        for (std::int64_t k = 0; k < mem->size(); ++k) mem_same_id += (*mem_ids)[k] == row_id(a);
+      // The anchor's own sample in the memory is not a negative (counted by
+      // id once per step: a scan of the K keys per anchor cost M·K).
+      std::int64_t mem_same_id = 0;
+      if (mem) {
+        const auto it = mem_by_id.find(row_id(a));
+        mem_same_id = it == mem_by_id.end() ? 0 : it->second;
+      }
       const std::int64_t negs = batch_negs + mem_valid - mem_same_id;
       negs_total += static_cast<double>(negs);
       if (label) {
