@@ -66,15 +66,6 @@ struct Batch {
         ids.push_back(sample_ids[static_cast<std::size_t>(i)]);
       }
   }
-  contra::Embeddings host() const {
-    contra::Embeddings e;
-    e.z = z;
-    e.keys = keys;
-    e.sample = &sample;
-    e.views = static_cast<std::int64_t>(sample.size()) / (z.dim(0) / static_cast<std::int64_t>(sample.size()) * 0 + 1);
-    e.ids = &ids;
-    return e;
-  }
 };
 
 contra::Embeddings embeddings(const Batch& b, std::int64_t V, bool on_device) {
@@ -158,16 +149,10 @@ TEST_CASE("bank cuda: the same updates give the CPU build's slots, subsets, ids 
     check_views(cpu, gpu);
     // Distinct samples; one repeated twice and one three times (three rounds);
     // more samples than fit in one block of warps; a single sample.
-    const std::vector<std::vector<std::int64_t>> batches = {
-        {3, 17, 25, 8, 39, 0},
-        {5, 9, 5, 21, 9, 5, 30},
-        {},
-        {33}};
-    std::vector<std::vector<std::int64_t>> all = batches;
-    all[2].clear();
-    for (std::int64_t i = 0; i < 20; ++i) all[2].push_back((7 * i + 1) % n);
+    std::vector<std::vector<std::int64_t>> batches = {{3, 17, 25, 8, 39, 0}, {5, 9, 5, 21, 9, 5, 30}, {}, {33}};
+    for (std::int64_t i = 0; i < 20; ++i) batches[2].push_back((7 * i + 1) % n);
     std::uint64_t seed = 1;
-    for (const auto& ids : all) {
+    for (const auto& ids : batches) {
       INFO("batch of " << ids.size() << " samples, first id " << ids[0]);
       const Batch b(c.views, D, ids, c.momentum_keys, seed++);
       cpu.update(embeddings(b, c.views, false));

@@ -25,6 +25,56 @@ std::string num(double v) {
   os << v;
   return os.str();
 }
+
+// The slots on the host: the loops in double.
+class HostBankKernels final : public BankKernels {
+ public:
+  void place(const contra::Tensor& host_slots, contra::Tensor& keys) override { keys = host_slots; }
+
+  void move_slots(const contra::Tensor& src, const std::vector<std::int64_t>& rows, std::int64_t n,
+                  std::int64_t views, const std::vector<std::int64_t>& ids, contra::Tensor& keys,
+                  double momentum) override {
+    const std::int64_t dim = keys.dim(1);
+    zhat_.resize(static_cast<std::size_t>(dim));
+    mix_.resize(static_cast<std::size_t>(dim));
+    const float* in = src.data<float>();
+    const double m = momentum;
+    for (std::size_t j = 0; j < rows.size(); ++j) {
+      const std::int64_t i = rows[j];
+      // z^ = mean over views of the normalised rows.
+      std::fill(zhat_.begin(), zhat_.end(), 0.0);
+      for (std::int64_t v = 0; v < views; ++v) {
+        const float* x = in + (v * n + i) * dim;
+        double ss = 0.0;
+        for (std::int64_t c = 0; c < dim; ++c) ss += double(x[c]) * x[c];
+        const double w = 1.0 / (std::max(std::sqrt(ss), norm_eps) * static_cast<double>(views));
+        for (std::int64_t c = 0; c < dim; ++c) zhat_[static_cast<std::size_t>(c)] += x[c] * w;
+      }
+      float* slot = keys.data<float>() + ids[j] * dim;
+      double ss = 0.0;
+      for (std::int64_t c = 0; c < dim; ++c) {
+        const double y = m * slot[c] + (1.0 - m) * zhat_[static_cast<std::size_t>(c)];
+        mix_[static_cast<std::size_t>(c)] = y;
+        ss += y * y;
+      }
+      const double inv = 1.0 / std::max(std::sqrt(ss), norm_eps);
+      for (std::int64_t c = 0; c < dim; ++c) slot[c] = static_cast<float>(mix_[static_cast<std::size_t>(c)] * inv);
+    }
+  }
+
+  void gather(const contra::Tensor& keys, const std::vector<std::int64_t>& slots, contra::Tensor& out) override {
+    const std::int64_t dim = keys.dim(1), k = static_cast<std::int64_t>(slots.size());
+    out.ensure({k, dim}, contra::DType::f32);
+    const float* from = keys.data<float>();
+    float* to = out.data<float>();
+    for (std::int64_t j = 0; j < k; ++j)
+      std::memcpy(to + j * dim, from + slots[static_cast<std::size_t>(j)] * dim,
+                  static_cast<std::size_t>(dim) * sizeof(float));
+  }
+
+ private:
+  std::vector<double> zhat_, mix_;  // one sample's mean view, its mix with the slot
+};
 }  // namespace
 
 contra::Schema MemoryBank::schema() {
@@ -35,12 +85,17 @@ contra::Schema MemoryBank::schema() {
       .at_least(0);
 }
 
-MemoryBank::MemoryBank(const contra::Params& p)
-    : momentum_(p.get<double>("momentum")), negatives_(p.get<std::int64_t>("negatives")) {
+MemoryBank::MemoryBank(const contra::Params& p, contra::Device device, std::unique_ptr<BankKernels> kernels)
+    : momentum_(p.get<double>("momentum")),
+      negatives_(p.get<std::int64_t>("negatives")),
+      device_(device),
+      kernels_(kernels ? std::move(kernels) : std::make_unique<HostBankKernels>()) {
   if (momentum_ >= 1.0)
     throw contra::ConfigError(located(p, "momentum") + key(p, "momentum") +
                               ": expected a value in [0, 1), found " + num(momentum_));
 }
+
+MemoryBank::~MemoryBank() = default;
 
 void MemoryBank::configure(const contra::MemoryContext& ctx) {
   if (ctx.dataset_size < 1) throw contra::ConfigError("bank: the data set is empty; there is nothing to remember");
@@ -61,12 +116,11 @@ void MemoryBank::configure(const contra::MemoryContext& ctx) {
   labels_ = labelled_ ? *ctx.labels : std::vector<std::int64_t>{};
   all_ids_.resize(static_cast<std::size_t>(size_));
   for (std::int64_t i = 0; i < size_; ++i) all_ids_[static_cast<std::size_t>(i)] = i;
-  zhat_.assign(static_cast<std::size_t>(dim_), 0.0);
-  mix_.assign(static_cast<std::size_t>(dim_), 0.0);
+  seen_.assign(static_cast<std::size_t>(size_), 0);
 
-  // As the paper: random unit vectors, one stream per slot.
-  keys_ = contra::Tensor::empty({size_, dim_}, contra::DType::f32);
-  float* k = keys_.data<float>();
+  // As the paper: random unit vectors, one stream per slot, drawn on the host.
+  contra::Tensor slots = contra::Tensor::empty({size_, dim_}, contra::DType::f32);
+  float* k = slots.data<float>();
   for (std::int64_t i = 0; i < size_; ++i) {
     contra::Rng rng(seed_, 0, static_cast<std::uint64_t>(i), 0, init_op);
     float* row = k + i * dim_;
@@ -79,6 +133,7 @@ void MemoryBank::configure(const contra::MemoryContext& ctx) {
     const double inv = 1.0 / std::max(std::sqrt(ss), norm_eps);
     for (std::int64_t c = 0; c < dim_; ++c) row[c] = static_cast<float>(row[c] * inv);
   }
+  kernels_->place(slots, keys_);
   updates_ = contra::Tensor::zeros({1}, contra::DType::i64);
   subset_for_ = -1;
   marked_.assign(negatives_ > 0 ? static_cast<std::size_t>(size_) : 0, 0);
@@ -86,7 +141,13 @@ void MemoryBank::configure(const contra::MemoryContext& ctx) {
 
 void MemoryBank::check_state() const {
   keys_.expect({size_, dim_}, contra::DType::f32, "bank: state tensor bank.keys");
+  if (keys_.device() != device_)
+    throw contra::UsageError(std::string("bank: state tensor bank.keys: expected it on ") +
+                             contra::device_name(device_) + ", got it on " + contra::device_name(keys_.device()));
   updates_.expect({1}, contra::DType::i64, "bank: state tensor bank.updates");
+  if (updates_.device() != contra::Device::cpu)
+    throw contra::UsageError(std::string("bank: state tensor bank.updates: expected it on cpu, got it on ") +
+                             contra::device_name(updates_.device()));
 }
 
 // Floyd's algorithm: k distinct slots out of n in O(k), then ascending.
@@ -118,12 +179,7 @@ const contra::MemoryView& MemoryBank::view() const {
   }
   const std::int64_t u = updates_.data<std::int64_t>()[0];
   if (u != subset_for_) draw_subset(u);
-  subset_keys_.ensure({negatives_, dim_}, contra::DType::f32);
-  const float* k = keys_.data<float>();
-  float* out = subset_keys_.data<float>();
-  for (std::int64_t j = 0; j < negatives_; ++j)
-    std::memcpy(out + j * dim_, k + subset_[static_cast<std::size_t>(j)] * dim_,
-                static_cast<std::size_t>(dim_) * sizeof(float));
+  kernels_->gather(keys_, subset_, subset_keys_);
   view_.keys = subset_keys_;
   view_.ids = &subset_;
   view_.labels = labelled_ ? &subset_labels_ : nullptr;
@@ -136,11 +192,11 @@ void MemoryBank::update(const contra::Embeddings& batch) {
   const bool momentum_keys = batch.keys.defined();
   const contra::Tensor& src = momentum_keys ? batch.keys : batch.z;
   const char* name = momentum_keys ? "Embeddings::keys" : "Embeddings::z";
-  if (src.rank() != 2 || src.dtype() != contra::DType::f32 || src.device() != contra::Device::cpu ||
-      src.dim(1) != dim_)
+  if (src.rank() != 2 || src.dtype() != contra::DType::f32 || src.device() != device_ || src.dim(1) != dim_)
     throw contra::UsageError(std::string("bank: expected ") + name + " as an f32 [rows, " + std::to_string(dim_) +
-                             "] CPU tensor, got " + contra::dtype_name(src.dtype()) + " " + src.shape().str() +
-                             " on " + contra::device_name(src.device()));
+                             "] " + (device_ == contra::Device::cpu ? "CPU" : "cuda") + " tensor, got " +
+                             contra::dtype_name(src.dtype()) + " " + src.shape().str() + " on " +
+                             contra::device_name(src.device()));
   const std::int64_t rows = src.dim(0), V = batch.views;
   if (V < 1 || rows % V != 0)
     throw contra::UsageError("bank: " + std::to_string(rows) + " rows do not split into " + std::to_string(V) +
@@ -156,29 +212,28 @@ void MemoryBank::update(const contra::Embeddings& batch) {
                                " is outside the bank's slots [0, " + std::to_string(size_) + ")");
   }
 
-  const float* in = src.data<float>();
-  float* keys = keys_.data<float>();
-  const double m = momentum_;
+  // Rounds: round r holds the rows whose id occurred r times before them in
+  // the batch, so a round's ids are distinct and the rounds in turn apply a
+  // repeated sample in row order.
+  std::size_t rounds = 0;
   for (std::int64_t i = 0; i < N; ++i) {
-    // z^ = mean over views of the normalised rows.
-    std::fill(zhat_.begin(), zhat_.end(), 0.0);
-    for (std::int64_t v = 0; v < V; ++v) {
-      const float* x = in + (v * N + i) * dim_;
-      double ss = 0.0;
-      for (std::int64_t c = 0; c < dim_; ++c) ss += double(x[c]) * x[c];
-      const double w = 1.0 / (std::max(std::sqrt(ss), norm_eps) * static_cast<double>(V));
-      for (std::int64_t c = 0; c < dim_; ++c) zhat_[static_cast<std::size_t>(c)] += x[c] * w;
+    const std::int64_t id = (*batch.ids)[static_cast<std::size_t>(i)];
+    const auto r = static_cast<std::size_t>(seen_[static_cast<std::size_t>(id)]++);
+    if (r == rounds) {
+      if (round_rows_.size() == rounds) {
+        round_rows_.emplace_back();
+        round_ids_.emplace_back();
+      }
+      round_rows_[r].clear();
+      round_ids_[r].clear();
+      ++rounds;
     }
-    float* slot = keys + (*batch.ids)[static_cast<std::size_t>(i)] * dim_;
-    double ss = 0.0;
-    for (std::int64_t c = 0; c < dim_; ++c) {
-      const double y = m * slot[c] + (1.0 - m) * zhat_[static_cast<std::size_t>(c)];
-      mix_[static_cast<std::size_t>(c)] = y;
-      ss += y * y;
-    }
-    const double inv = 1.0 / std::max(std::sqrt(ss), norm_eps);
-    for (std::int64_t c = 0; c < dim_; ++c) slot[c] = static_cast<float>(mix_[static_cast<std::size_t>(c)] * inv);
+    round_rows_[r].push_back(i);
+    round_ids_[r].push_back(id);
   }
+  for (std::int64_t i = 0; i < N; ++i) seen_[static_cast<std::size_t>((*batch.ids)[static_cast<std::size_t>(i)])] = 0;
+  for (std::size_t r = 0; r < rounds; ++r)
+    kernels_->move_slots(src, round_rows_[r], N, V, round_ids_[r], keys_, momentum_);
   ++updates_.data<std::int64_t>()[0];
 }
 
