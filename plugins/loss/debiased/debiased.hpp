@@ -8,10 +8,11 @@
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
 
-#include <cstdint>
-#include <vector>
+#include <memory>
 
 namespace contra::plugins {
+
+struct DebiasedState;
 
 /// Rows are L2-normalised inside the loss; s_ij = ẑ_i·ẑ_j / T. For an anchor
 /// row i with positive p (another view of its sample) and N negatives j:
@@ -24,6 +25,7 @@ class Debiased final : public contra::Loss {
  public:
   static contra::Schema schema();
   explicit Debiased(const contra::Params& p);
+  ~Debiased() override;
 
   /// z.z: [M, D] f32 on the CPU, z.sample: M entries; z.memory (optional):
   /// [K, D] keys. With Pairs::all, negatives are the rows of other samples and
@@ -36,18 +38,7 @@ class Debiased final : public contra::Loss {
                contra::LossResult& out) override;
 
  private:
-  double temperature_;
-  double tau_plus_;
-  std::int64_t chunk_;
-  contra::Tensor zhat_;   // [M, D] normalised rows
-  contra::Tensor norm_;   // [M] row norms
-  contra::Tensor sim_;    // [B, M] similarities of a block of anchors, then dL/ds in place
-  contra::Tensor msim_;   // [B, K] the block's similarities to the memory, then dL/ds
-  contra::Tensor dzhat_;  // [M, D] dL/dẑ
-  std::vector<float> ps_, ns_;  // one anchor's positive and negative similarities, then dL/ds
-  // Explicit pairs, by anchor (CSR): positives' rows, negatives' columns
-  // (rows < M, memory key k as M + k).
-  std::vector<std::int64_t> pos_start_, pos_col_, neg_start_, neg_col_, fill_, order_;
+  std::unique_ptr<DebiasedState> state_;  // the estimator shared with hcl (../debiased_hcl.hpp)
 };
 
 }  // namespace contra::plugins
