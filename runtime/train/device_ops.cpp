@@ -62,6 +62,12 @@ void copy_into(Tensor& dst, const Tensor& src) {
   c.synchronize(s);
 }
 
+void copy_async(Tensor& dst, const Tensor& src) {
+  expect_same(dst, src, "copy_async");
+  const auto& c = cuda();
+  c.copy_bytes(dst.raw(), src.raw(), src.nbytes(), c.current_stream());
+}
+
 void copy_rows(Tensor& dst, std::int64_t at, const Tensor& src) {
   if (dst.rank() != 2 || src.rank() != 2 || dst.dim(1) != src.dim(1) || at + src.dim(0) > dst.dim(0) ||
       dst.dtype() != src.dtype())

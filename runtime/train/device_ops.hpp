@@ -25,6 +25,9 @@ void finish();
 /// Copies `src` into the storage of `dst` in place (same shape and dtype;
 /// either on either device). Synchronous: `src` may go right after.
 void copy_into(Tensor& dst, const Tensor& src);
+/// Copies device tensor `src` into the storage of device tensor `dst` in
+/// place (same shape and dtype), asynchronously.
+void copy_async(Tensor& dst, const Tensor& src);
 /// Copies rows of device tensor `src` into `dst` from row `at` on (same
 /// width), asynchronously.
 void copy_rows(Tensor& dst, std::int64_t at, const Tensor& src);

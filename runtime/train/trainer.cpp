@@ -95,6 +95,24 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
   guarded(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
 
+void Trainer::forward_again(const Tensor& x) {
+  const bool on_host = p_.device == Device::cpu;
+  saved_buffers_.clear();
+  for (Encoder* e : {p_.encoder.get(), p_.head.get()})
+    if (e)
+      for (auto& [name, t] : e->buffers()) saved_buffers_.emplace_back(t, t->clone());
+  // The outputs were checked at the group's first forward; this one repeats it.
+  const Tensor& h = guarded(p_.encoder_label, "forward()",
+                            [&]() -> const Tensor& { return p_.encoder->forward(x, Mode::train); });
+  if (p_.head) guarded(p_.head_label, "forward()", [&]() -> const Tensor& { return p_.head->forward(h, Mode::train); });
+  for (auto& [t, saved] : saved_buffers_) {
+    if (on_host)
+      std::copy_n(static_cast<const unsigned char*>(saved.raw()), saved.nbytes(), static_cast<unsigned char*>(t->raw()));
+    else
+      device_ops::copy_async(*t, saved);  // in stream order, after the forward that moved them
+  }
+}
+
 StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double lr_scale) {
   if (p_.device != Device::cpu) return step_on_device(batch, global_step, lr_scale);
   // Drop last step's references to encoder outputs, so that the encoder can
@@ -171,7 +189,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   for (std::size_t g = groups_.size(); g-- > 0;) {
     const Tensor& x = *groups_[g];
     const std::int64_t begin = end - x.dim(0);
-    if (g + 1 != groups_.size()) embed(*p_.encoder, p_.head.get(), x);
+    if (g + 1 != groups_.size()) forward_again(x);
     const Tensor dz = groups_.size() == 1 ? result_.grad : result_.grad.rows(begin, end);
     const Tensor* dh = &dz;
     if (p_.head) {
@@ -323,7 +341,7 @@ StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step
   for (std::size_t g = groups_.size(); g-- > 0;) {
     const Tensor& x = *groups_[g];
     const std::int64_t begin = end - x.dim(0);
-    if (g + 1 != groups_.size()) embed(*p_.encoder, p_.head.get(), x);
+    if (g + 1 != groups_.size()) forward_again(x);
     const Tensor dz = groups_.size() == 1 ? result_.grad : result_.grad.rows(begin, end);
     const Tensor* dh = &dz;
     if (p_.head) {

@@ -62,8 +62,15 @@ class Trainer {
   // The device path of step() ([train] device = "cuda").
   StepOutcome step_on_device(const Batch& batch, std::int64_t global_step, double lr_scale);
 
+  // Forwards multi-crop group x again for its backward pass (layers keep
+  // only their last forward) without updating the encoder's and head's
+  // buffers a second time: batch-norm running statistics would otherwise
+  // count every group but the last twice per step.
+  void forward_again(const Tensor& x);
+
   TrainerParts p_;
   std::vector<Parameter*> params_, momentum_params_;
+  std::vector<std::pair<Tensor*, Tensor>> saved_buffers_;  // forward_again(): each buffer and its copy
   std::vector<std::int64_t> row_sample_, row_label_, row_id_;
   std::vector<const Tensor*> groups_;
   Tensor joined_z_, joined_keys_;  // multi-crop: embeddings of all groups in row order

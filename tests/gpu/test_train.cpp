@@ -281,3 +281,82 @@ TEST_CASE("train cuda: seed_resnet + projection_head resume from a GPU checkpoin
                            "momentum_encoder.fc.weight", "optimizer.step", "memory.queue.keys"})
     CHECK(ck.tensors.count(name) == 1);
 }
+
+TEST_CASE("train cuda: multi-crop with batch norm matches the CPU run, running statistics included",
+          "[gpu][train]") {
+  CONTRA_REQUIRE_GPU();
+  // Two groups of views (16 × 16 and 8 × 8): the first is forwarded again
+  // for its backward pass, on the device as on the CPU, without counting its
+  // batch statistics twice. Same seed, same batches; strict_f32 math, so the
+  // losses differ by summation order only (4 steps within 2e-3 absolute) and
+  // the running statistics by as little (1e-3 relative to their scale).
+  const std::string text = plugin_paths() + R"(
+[pipeline]
+seed = 3
+[runtime]
+compute_threads = 1
+[train]
+epochs = 1
+device = "cuda"
+precision = "f32"
+[source]
+plugin = "synthetic"
+size = 64
+height = 16
+width = 16
+[sampler]
+plugin = "random"
+batch_size = 16
+[[augment.view]]
+count = 2
+[[augment.view.chain]]
+plugin = "random_resized_crop"
+size = 16
+scale = [0.4, 1.0]
+[[augment.view]]
+count = 2
+[[augment.view.chain]]
+plugin = "random_resized_crop"
+size = 8
+scale = [0.1, 0.4]
+[encoder]
+plugin = "seed_resnet"
+width = 4
+output = 8
+[loss]
+plugin = "info_nce"
+[optimizer]
+plugin = "sgd"
+lr = 0.05
+)";
+  test::TempDir dir("gpu_multicrop");
+  RunOptions on_gpu, on_cpu;
+  on_gpu.run_dir = dir.file("gpu");
+  on_cpu.run_dir = dir.file("cpu");
+  RunSummary gpu = run_text(text, {}, on_gpu);
+  RunSummary cpu = run_text(text, {"train.device=cpu"}, on_cpu);
+  REQUIRE(gpu.steps == 4);
+  REQUIRE(cpu.steps == 4);
+  for (std::size_t i = 0; i < 4; ++i) {
+    INFO("step " << i << ": cuda " << gpu.losses[i] << ", cpu " << cpu.losses[i]);
+    CHECK(std::abs(gpu.losses[i] - cpu.losses[i]) < 2e-3);
+  }
+  const SafetensorsFile g = read_safetensors(RunRecord::latest_checkpoint(on_gpu.run_dir));
+  const SafetensorsFile c = read_safetensors(RunRecord::latest_checkpoint(on_cpu.run_dir));
+  int compared = 0;
+  for (const auto& [name, want] : c.tensors) {
+    if (name.find("running") == std::string::npos) continue;
+    INFO(name);
+    REQUIRE(g.tensors.count(name) == 1);
+    const Tensor& got = g.tensors.at(name);
+    REQUIRE(got.numel() == want.numel());
+    double diff = 0, scale = 1e-6;
+    for (std::int64_t i = 0; i < want.numel(); ++i) {
+      diff = std::max(diff, static_cast<double>(std::abs(got.data<float>()[i] - want.data<float>()[i])));
+      scale = std::max(scale, static_cast<double>(std::abs(want.data<float>()[i])));
+    }
+    CHECK(diff <= 1e-3 * scale);
+    ++compared;
+  }
+  CHECK(compared > 0);
+}

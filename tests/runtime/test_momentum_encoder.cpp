@@ -77,3 +77,40 @@ TEST_CASE("trainer: on cuda, an encoder whose parameters live on the host is ref
                     "encoder 'mlp': parameters() returned parameter 'fc0.weight' with its value on cpu and its "
                     "gradient on cpu, expected both on cuda ([train] device)");
 }
+
+TEST_CASE("trainer: multi-crop updates batch-norm running statistics once per group",
+          "[runtime][views]") {
+  // Every group but the last is forwarded again for its backward pass; that
+  // second forward must leave the running statistics as the first left them.
+  PluginRegistry reg;
+  reg.scan_directory(CONTRA_PLUGIN_DIR);
+  auto encoder = [&] { return make<Encoder>(reg, PluginKind::encoder, "seed_resnet", {{"width", 4}}); };
+  TrainerParts parts;
+  parts.encoder = encoder();
+  parts.miner = make<Miner>(reg, PluginKind::miner, "all_pairs", {});
+  parts.loss = make<Loss>(reg, PluginKind::loss, "info_nce", {});
+  parts.optimizer = make<Optimizer>(reg, PluginKind::optimizer, "sgd", {{"lr", 0.1}});
+  const EncoderContext ctx{Shape{3, 16, 16}, 5};
+  Trainer trainer(parts, ctx);
+  std::shared_ptr<Encoder> twin = encoder();
+  twin->build(ctx);
+
+  Batch b;
+  b.ids = {0, 1, 2, 3};
+  b.views = 4;
+  b.images = test::random_tensor({8, 3, 16, 16}, 6);           // 2 views of 16 x 16
+  b.more_images.push_back(test::random_tensor({8, 3, 8, 8}, 7));  // 2 views of 8 x 8
+  trainer.step(b, 0);
+  twin->forward(b.images, Mode::train);
+  twin->forward(b.more_images[0], Mode::train);
+
+  auto got = parts.encoder->buffers(), want = twin->buffers();
+  REQUIRE(got.size() == want.size());
+  REQUIRE_FALSE(got.empty());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO(got[i].first);
+    REQUIRE(got[i].second->numel() == want[i].second->numel());
+    for (std::int64_t j = 0; j < got[i].second->numel(); ++j)
+      REQUIRE(got[i].second->data<float>()[j] == want[i].second->data<float>()[j]);
+  }
+}
