@@ -98,6 +98,19 @@ inline void gemm(const char* who, cublasHandle_t h, bool trans_a, bool trans_b, 
   if (m > int_max || n > int_max || k > int_max || lda > int_max || ldb > int_max || ldc > int_max)
     throw contra::UsageError(std::string(who) + ": a matrix product of " + std::to_string(m) + " x " +
                              std::to_string(n) + " x " + std::to_string(k) + " exceeds cuBLAS's int sizes");
+  if (k == 0) {  // an empty sum: C = beta · C (cuBLAS refuses leading dimensions of 0)
+    cudaStream_t s = nullptr;
+    CONTRA_CUBLAS_CHECK(who, cublasGetStream(h, &s));
+    if (beta == 0.0f) {  // C is not read, as cuBLAS does not read it with beta = 0
+      CONTRA_CUDA_CHECK(who, cudaMemset2DAsync(c, sizeof(float) * ldc, 0, sizeof(float) * n, m, s));
+      return;
+    }
+    const float zero = 0.0f;
+    CONTRA_CUBLAS_CHECK(who, cublasSgeam(h, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m), &beta,
+                                         c, static_cast<int>(ldc), &zero, c, static_cast<int>(ldc), c,
+                                         static_cast<int>(ldc)));
+    return;
+  }
   CONTRA_CUBLAS_CHECK(who, cublasGemmEx(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                         static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
                                         CUDA_R_32F, static_cast<int>(ldb), a, CUDA_R_32F, static_cast<int>(lda),

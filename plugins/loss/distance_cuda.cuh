@@ -57,6 +57,19 @@ __device__ inline double exact_distance2(const float* __restrict__ xi, const flo
   return s;
 }
 
+/// dx_i += c (x_i − x_j), dx_j −= c (x_i − x_j) by one thread, atomically:
+/// the gradient of a near pair, added directly rather than through the Gram
+/// form (rare: only pairs closer than near_share allows).
+__device__ inline void add_pair_gradient(const float* __restrict__ xi, const float* __restrict__ xj, std::int64_t d,
+                                         float c, float* dxi, float* dxj) {
+  if (c == 0.0f) return;
+  for (std::int64_t k = 0; k < d; ++k) {
+    const float t = c * (xi[k] - xj[k]);
+    atomicAdd(dxi + k, t);
+    atomicAdd(dxj + k, -t);
+  }
+}
+
 /// colsum[j] += Σ_r C[r, j] over the b rows of a block, one thread per column
 /// (rows in order: reproducible).
 __global__ void column_sum_kernel(const float* __restrict__ c, std::int64_t b, std::int64_t m,

@@ -87,7 +87,10 @@ __device__ inline void gram_to_distances(float* g, std::int64_t a, std::int64_t 
     float v;
     if (j == a) v = 0.0f;
     else if (cosine) v = 1.0f - g[j];
-    else v = sqrtf(fmaxf(sq[a] + sq[j] - 2.0f * g[j], 0.0f));
+    else {
+      const float d2 = sq[a] + sq[j] - 2.0f * g[j];
+      v = sqrtf(d2 < 0.0f ? 0.0f : d2);  // NaN stays NaN, as std::max(d2, 0) on the CPU
+    }
     g[j] = v;
   }
   __syncthreads();

@@ -233,7 +233,12 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
 // copy and the host side of the next step overlap them.
 StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step, double lr_scale) {
   emb_ = Embeddings{};
-  emb_host_ = Embeddings{};  // lets to_host_async() reuse the pinned copies in place
+  // Drops the references to last step's host copies, so that
+  // to_host_async() reuses those pinned tensors in place instead of
+  // replacing them (a shared tensor would be copied into new pageable
+  // memory, synchronously).
+  emb_host_ = Embeddings{};
+  memory_host_ = MemoryView{};
   // The encoder gets non-owning views of the batch's device images: an
   // encoder that keeps its input for backward() then holds no reference to
   // the copy stage's buffers, which are therefore refilled in place, ordered

@@ -51,6 +51,29 @@ inline double relative_difference(const contra::Tensor& a, const contra::Tensor&
 /// |a − b| / max(|a|, 1).
 inline double value_difference(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(a), 1.0); }
 
+/// Rows of `n` samples × `views`, where each odd sample lies `gap` (times a
+/// random unit of noise) from the sample before it, and the views of
+/// a sample lie `view_gap` apart: pairs so close that the Gram form
+/// |x_i|² + |x_j|² − 2 x_i·x_j cancels to noise, the case the losses treat
+/// apart (exact distance, gradient added directly).
+inline contra::Tensor near_rows(std::int64_t n, std::int64_t views, std::int64_t d, double gap, double view_gap,
+                                std::uint64_t seed) {
+  contra::Tensor base = random_matrix(n, d, seed);
+  contra::Tensor noise = random_matrix(n * views, d, seed + 1);
+  for (std::int64_t i = 1; i < n; i += 2)
+    for (std::int64_t k = 0; k < d; ++k)
+      base.data<float>()[i * d + k] = base.data<float>()[(i - 1) * d + k] +
+                                      static_cast<float>(gap * noise.data<float>()[i * d + k]);
+  contra::Tensor z = contra::Tensor::empty({n * views, d}, contra::DType::f32);
+  for (std::int64_t v = 0; v < views; ++v)
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t k = 0; k < d; ++k)
+        z.data<float>()[(v * n + i) * d + k] =
+            base.data<float>()[i * d + k] +
+            (v == 0 ? 0.0f : static_cast<float>(view_gap * noise.data<float>()[(v * n + i) * d + k]));
+  return z;
+}
+
 /// Restores the math mode when a test leaves.
 struct MathModeGuard {
   contra::cuda::MathMode saved = contra::cuda::math_mode();

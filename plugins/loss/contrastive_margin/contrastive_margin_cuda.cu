@@ -78,7 +78,11 @@ __global__ void pairs_kernel(const std::int64_t* __restrict__ first, const std::
 // the Gram entries of the centred rows xc with squared norms sq): every pair
 // (i, j > i) once, positive when both are views of one sample. Each thread
 // turns its columns into the coefficients in place (0 for j ≤ i); then dx_i +=
-// rowsum · xc_i.
+// rowsum · xc_i. A pair near enough for the Gram form to lose its digits
+// (near_share) gets its exact distance and, as on the CPU, its gradient
+// c (x_i − x_j) added directly (its coefficient left out of G): through
+// rowsum · xc_i − C xc it would cancel just as badly. Those additions reach
+// other blocks' rows, so every addition to dx here is atomic.
 __global__ void __launch_bounds__(gpu::row_threads)
     margin_rows_kernel(float* __restrict__ G, std::int64_t r0, std::int64_t M, std::int64_t D,
                        const float* __restrict__ xc, const float* __restrict__ sq, const float* __restrict__ x,
@@ -97,11 +101,17 @@ __global__ void __launch_bounds__(gpu::row_threads)
     }
     const float scale = sq[i] + sq[j];
     const float d2f = scale - 2.0f * g[j];
-    const double d2 = d2f < gpu::near_share * scale ? gpu::exact_distance2(x + i * D, x + j * D, D)
-                                                    : static_cast<double>(fmaxf(d2f, 0.0f));
+    const bool near = d2f < gpu::near_share * scale;
+    const double d2 = near ? gpu::exact_distance2(x + i * D, x + j * D, D)
+                           : static_cast<double>(d2f < 0.0f ? 0.0f : d2f);  // NaN stays NaN, as on the CPU
     const double c = pair_term(d2, sample[j] == si, margin, s);
-    g[j] = static_cast<float>(c);
-    rowsum += c;
+    if (near) {
+      gpu::add_pair_gradient(x + i * D, x + j * D, D, static_cast<float>(c), dx + i * D, dx + j * D);
+      g[j] = 0.0f;
+    } else {
+      g[j] = static_cast<float>(c);
+      rowsum += c;
+    }
   }
   rowsum = gpu::block_reduce(rowsum, gpu::SumOp{}, 0.0, scratch);
   s.loss = gpu::block_reduce(s.loss, gpu::SumOp{}, 0.0, scratch);
@@ -111,7 +121,7 @@ __global__ void __launch_bounds__(gpu::row_threads)
   s.n_neg = gpu::block_reduce(s.n_neg, gpu::SumOp{}, 0.0, scratch);
   s.active = gpu::block_reduce(s.active, gpu::SumOp{}, 0.0, scratch);
   const float rs = static_cast<float>(rowsum);
-  for (std::int64_t k = threadIdx.x; k < D; k += blockDim.x) dx[i * D + k] += rs * xc[i * D + k];
+  for (std::int64_t k = threadIdx.x; k < D; k += blockDim.x) atomicAdd(dx + i * D + k, rs * xc[i * D + k]);
   if (threadIdx.x == 0) {
     stats[0 * M + i] = s.loss;
     stats[1 * M + i] = s.pos_d;

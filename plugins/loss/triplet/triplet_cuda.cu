@@ -120,21 +120,28 @@ __global__ void triplets_kernel(const contra::Triplet* __restrict__ t, std::int6
 //      gives Cf_p = coef(d(i,p), Σ_j dl/dd);
 //   3. Cf_j ← coef(d(i,j), Cf_j) for the negatives; dx_i += rowsum(Cf) xg_i
 //      (Euclidean).
+// A pair near enough for the Gram form to lose its digits (near_share,
+// marked in `near` [b, M]) gets its exact distance in 1 and, in 3, its
+// gradient Cf_j (x_i − x_j) added directly with Cf_j left out, as on the
+// CPU: through rowsum · xg_i − Cf xg it would cancel just as badly. Those
+// additions reach other blocks' rows, so every addition to dx here is atomic.
 __global__ void __launch_bounds__(gpu::row_threads)
     triplet_rows_kernel(float* __restrict__ G, float* __restrict__ Cf, std::int64_t r0, std::int64_t M,
                         std::int64_t D, const float* __restrict__ xg, const float* __restrict__ sq,
                         const float* __restrict__ x, const std::int64_t* __restrict__ sample,
                         const std::int64_t* __restrict__ pos_start, const std::int64_t* __restrict__ pos_col, Form form,
-                        float* __restrict__ dx, double* __restrict__ stats) {
+                        std::uint8_t* __restrict__ near_rows, float* __restrict__ dx, double* __restrict__ stats) {
   __shared__ double scratch[32];
   const std::int64_t i = r0 + blockIdx.x;
   float* g = G + static_cast<std::int64_t>(blockIdx.x) * M;
   float* c = Cf + static_cast<std::int64_t>(blockIdx.x) * M;
+  std::uint8_t* near = near_rows + static_cast<std::int64_t>(blockIdx.x) * M;
   const std::int64_t si = sample[i];
 
   double neg_count = 0.0, neg_dist = 0.0;
   for (std::int64_t j = threadIdx.x; j < M; j += blockDim.x) {
     c[j] = 0.0f;
+    near[j] = 0;
     if (j == i) continue;
     double dist;
     if (form.cosine) {
@@ -142,8 +149,9 @@ __global__ void __launch_bounds__(gpu::row_threads)
     } else {
       const float scale = sq[i] + sq[j];
       const float d2 = scale - 2.0f * g[j];
-      dist = d2 < gpu::near_share * scale ? form.exact(x + i * D, x + j * D, D)
-                                          : (form.squared ? static_cast<double>(d2) : sqrt(static_cast<double>(d2)));
+      near[j] = d2 < gpu::near_share * scale;
+      dist = near[j] ? form.exact(x + i * D, x + j * D, D)
+                     : (form.squared ? static_cast<double>(d2) : sqrt(static_cast<double>(d2)));
     }
     g[j] = static_cast<float>(dist);
     if (sample[j] != si) {
@@ -177,6 +185,10 @@ __global__ void __launch_bounds__(gpu::row_threads)
   double rowsum = 0.0;
   for (std::int64_t j = threadIdx.x; j < M; j += blockDim.x) {
     if (j != i && sample[j] != si) c[j] = static_cast<float>(form.coef(g[j], c[j]));
+    if (near[j]) {
+      gpu::add_pair_gradient(x + i * D, x + j * D, D, c[j], dx + i * D, dx + j * D);
+      c[j] = 0.0f;
+    }
     rowsum += c[j];
   }
   rowsum = gpu::block_reduce(rowsum, gpu::SumOp{}, 0.0, scratch);
@@ -184,7 +196,7 @@ __global__ void __launch_bounds__(gpu::row_threads)
   active = gpu::block_reduce(active, gpu::SumOp{}, 0.0, scratch);
   if (!form.cosine) {
     const float rs = static_cast<float>(rowsum);
-    for (std::int64_t k = threadIdx.x; k < D; k += blockDim.x) dx[i * D + k] += rs * xg[i * D + k];
+    for (std::int64_t k = threadIdx.x; k < D; k += blockDim.x) atomicAdd(dx + i * D + k, rs * xg[i * D + k]);
   }
   if (threadIdx.x == 0) {
     stats[0 * M + i] = loss;
@@ -198,7 +210,7 @@ __global__ void __launch_bounds__(gpu::row_threads)
 }  // namespace
 
 struct TripletCudaState {
-  contra::Tensor zhat, norm, gram, coef, dx, colsum, stats, sums, sample, pos_start, pos_col, triplets;
+  contra::Tensor zhat, norm, gram, coef, near, dx, colsum, stats, sums, sample, pos_start, pos_col, triplets;
   gpu::CenteredRows centred;
   gpu::PinnedBuffer sample_staging, pos_start_staging, pos_col_staging, triplets_staging, sums_host;
   std::vector<std::int64_t> pos_start_h, pos_col_h, order;
@@ -330,12 +342,13 @@ void TripletCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pa
     const std::int64_t B = std::min(chunk_, M);
     float* G = gpu::device_buffer<float>(st.gram, B * M);
     float* Cf = gpu::device_buffer<float>(st.coef, B * M);
+    std::uint8_t* near = gpu::device_buffer<std::uint8_t>(st.near, B * M);
     for (std::int64_t r0 = 0; r0 < M; r0 += B) {
       const std::int64_t b = std::min(B, M - r0);
       const float* gb = xg + r0 * D;
       gpu::gemm(who, h, false, true, b, M, D, 1.0f, gb, D, xg, D, 0.0f, G, M);
       triplet_rows_kernel<<<static_cast<unsigned>(b), gpu::row_threads, 0, s>>>(
-          G, Cf, r0, M, D, xg, sq, x, sample, pos_start, pos_col, form, dx, stats);
+          G, Cf, r0, M, D, xg, sq, x, sample, pos_start, pos_col, form, near, dx, stats);
       CONTRA_CUDA_LAUNCHED(who, triplet_rows_kernel);
       // Euclidean: − Cf xg and − Cfᵀ xg_block (with the row and column sums);
       // cosine: the same two products are the whole gradient.

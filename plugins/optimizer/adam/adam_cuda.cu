@@ -48,6 +48,9 @@ void AdamCuda::configure(const std::vector<contra::Parameter*>& params) {
     m_[i] = contra::Tensor::zeros(params_[i]->value.shape(), contra::DType::f32, contra::Device::cuda);
     v_[i] = contra::Tensor::zeros(params_[i]->value.shape(), contra::DType::f32, contra::Device::cuda);
   }
+  // The moments' memsets are queued on this thread's stream: done before a
+  // step() on another stream can read them (as the encoders and lars do).
+  CONTRA_CUDA_CHECK(who, cudaStreamSynchronize(gpu::stream()));
   configured_ = true;
   t_.data<std::int64_t>()[0] = 0;
 }

@@ -45,8 +45,10 @@ struct BatchNorm::Impl {
   void describe(const Shape& s) {
     if (s == desc_shape) return;
     // Channels last, NHWC or [N, C], is row-major [M, C] with M values per
-    // channel: cuDNN's plainest case, [M, C, 1, 1] NCHW, spatial mode.
-    x_desc.set(who, CUDNN_TENSOR_NCHW, s.numel() / channels, channels, 1, 1);
+    // channel. Described as NHWC [1, C, M, 1] (the same bytes), not as NCHW
+    // [M, C, 1, 1]: cuDNN's batch-norm kernels cap the batch dimension
+    // (65535 in inference), which M = N·H·W passes at batch 64 of 32 × 32.
+    x_desc.set(who, CUDNN_TENSOR_NHWC, 1, channels, s.numel() / channels, 1);
     NN_CUDNN(who, cudnnDeriveBNTensorDescriptor(stats_desc, x_desc, CUDNN_BATCHNORM_SPATIAL));
     desc_shape = s;
   }

@@ -48,7 +48,7 @@ struct Pool {
     } else {
       o = Shape{n, (h + 2 * padding - kernel) / stride + 1, (w + 2 * padding - kernel) / stride + 1, c};
     }
-    NN_CUDNN(who, cudnnSetPooling2dDescriptor(pool, alg, CUDNN_NOT_PROPAGATE_NAN, kh, kw, pd, pd, st, st));
+    NN_CUDNN(who, cudnnSetPooling2dDescriptor(pool, alg, CUDNN_PROPAGATE_NAN, kh, kw, pd, pd, st, st));
     x_desc.set(who, CUDNN_TENSOR_NHWC, n, c, h, w);
     const std::int64_t oh = global ? 1 : o[1], ow = global ? 1 : o[2];
     y_desc.set(who, CUDNN_TENSOR_NHWC, n, c, oh, ow);  // for global: the same bytes as [N, C]
@@ -157,7 +157,7 @@ struct ReLU::Impl {
 ReLU::ReLU() {
   contra::cuda::require("ReLU (cuda)");
   impl_ = std::make_unique<Impl>();
-  NN_CUDNN(impl_->who, cudnnSetActivationDescriptor(impl_->act, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+  NN_CUDNN(impl_->who, cudnnSetActivationDescriptor(impl_->act, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
 }
 ReLU::~ReLU() = default;
 
