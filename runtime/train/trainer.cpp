@@ -226,11 +226,12 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
 // the host waits for the device only where it must read something: the
 // embeddings (and a device memory's keys), copied to the host once for the
 // miner (when it has no cuda build), the mining diagnostics, a host memory
-// and the sampler; the count
-// of non-finite values in the loss gradient and between encoder and head;
-// and the loss value (inside the loss). The backward pass, the optimizer and
-// the momentum update stay queued when step() returns, so the next batch's
-// copy and the host side of the next step overlap them.
+// and the sampler; the count of non-finite values in the loss gradient and
+// between encoder and head; and the loss value (inside the loss). The
+// mining diagnostics run on the host once the backward pass and the update
+// are queued, so the GPU works through them meanwhile; those stay queued
+// when step() returns, so the next batch's copy and the host side of the
+// next step overlap them.
 StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step, double lr_scale) {
   emb_ = Embeddings{};
   // Drops the references to last step's host copies, so that
@@ -330,7 +331,6 @@ StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step
   guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
   result_.metrics.clear();
   guarded(p_.loss_label, "compute()", [&] { p_.loss->compute(emb_, pairs_, result_); });
-  diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
   if (!std::isfinite(result_.value))
     throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
                       std::to_string(result_.value) + ") at step " + std::to_string(global_step));
@@ -367,6 +367,10 @@ StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step
     for (std::size_t i = 0; i < params_.size(); ++i)
       device_ops::momentum_update(momentum_params_[i]->value, params_[i]->value, m);
   }
+  // The mining diagnostics (host work on the host copies) while the GPU runs
+  // the backward pass and the update just queued, not while it waits for
+  // them; before the memory's update, which may change a host memory's keys.
+  diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
   if (p_.memory) {
     const Embeddings& for_memory = p_.memory_device == Device::cpu ? emb_host_ : emb_;
     guarded(p_.memory_label, "update()", [&] { p_.memory->update(for_memory); });
