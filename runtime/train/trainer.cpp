@@ -96,21 +96,33 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
 }
 
 void Trainer::forward_again(const Tensor& x) {
-  const bool on_host = p_.device == Device::cpu;
-  saved_buffers_.clear();
+  // dst ← src, same shape and dtype; on the GPU in stream order.
+  auto copy = [&](Tensor& dst, const Tensor& src) {
+    if (p_.device == Device::cpu)
+      std::copy_n(static_cast<const unsigned char*>(src.raw()), src.nbytes(), static_cast<unsigned char*>(dst.raw()));
+    else
+      device_ops::copy_async(dst, src);
+  };
+  // The copies are kept between steps: allocated at the first re-forward.
+  std::size_t k = 0;
   for (Encoder* e : {p_.encoder.get(), p_.head.get()})
     if (e)
-      for (auto& [name, t] : e->buffers()) saved_buffers_.emplace_back(t, t->clone());
+      for (auto& [name, t] : e->buffers()) {
+        if (k == saved_buffers_.size()) saved_buffers_.emplace_back(nullptr, Tensor());
+        auto& [buffer, saved] = saved_buffers_[k++];
+        if (buffer != t || saved.shape() != t->shape() || saved.dtype() != t->dtype()) {
+          buffer = t;
+          saved = t->clone();
+        } else {
+          copy(saved, *t);
+        }
+      }
+  saved_buffers_.resize(k);
   // The outputs were checked at the group's first forward; this one repeats it.
   const Tensor& h = guarded(p_.encoder_label, "forward()",
                             [&]() -> const Tensor& { return p_.encoder->forward(x, Mode::train); });
   if (p_.head) guarded(p_.head_label, "forward()", [&]() -> const Tensor& { return p_.head->forward(h, Mode::train); });
-  for (auto& [t, saved] : saved_buffers_) {
-    if (on_host)
-      std::copy_n(static_cast<const unsigned char*>(saved.raw()), saved.nbytes(), static_cast<unsigned char*>(t->raw()));
-    else
-      device_ops::copy_async(*t, saved);  // in stream order, after the forward that moved them
-  }
+  for (auto& [buffer, saved] : saved_buffers_) copy(*buffer, saved);
 }
 
 StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double lr_scale) {

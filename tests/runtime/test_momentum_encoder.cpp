@@ -100,17 +100,32 @@ TEST_CASE("trainer: multi-crop updates batch-norm running statistics once per gr
   b.views = 4;
   b.images = test::random_tensor({8, 3, 16, 16}, 6);           // 2 views of 16 x 16
   b.more_images.push_back(test::random_tensor({8, 3, 8, 8}, 7));  // 2 views of 8 x 8
+  auto same_buffers = [&] {
+    auto got = parts.encoder->buffers(), want = twin->buffers();
+    REQUIRE(got.size() == want.size());
+    REQUIRE_FALSE(got.empty());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      INFO(got[i].first);
+      REQUIRE(got[i].second->numel() == want[i].second->numel());
+      for (std::int64_t j = 0; j < got[i].second->numel(); ++j)
+        REQUIRE(got[i].second->data<float>()[j] == want[i].second->data<float>()[j]);
+    }
+  };
   trainer.step(b, 0);
   twin->forward(b.images, Mode::train);
   twin->forward(b.more_images[0], Mode::train);
+  same_buffers();
 
-  auto got = parts.encoder->buffers(), want = twin->buffers();
-  REQUIRE(got.size() == want.size());
-  REQUIRE_FALSE(got.empty());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO(got[i].first);
-    REQUIRE(got[i].second->numel() == want[i].second->numel());
-    for (std::int64_t j = 0; j < got[i].second->numel(); ++j)
-      REQUIRE(got[i].second->data<float>()[j] == want[i].second->data<float>()[j]);
-  }
+  // A second step (the saved copies reused): the twin takes the updated
+  // weights and forwards the new batch's groups once each.
+  auto q = parts.encoder->parameters(), t = twin->parameters();
+  REQUIRE(q.size() == t.size());
+  for (std::size_t i = 0; i < q.size(); ++i)
+    std::copy_n(q[i]->value.data<float>(), q[i]->value.numel(), t[i]->value.data<float>());
+  b.images = test::random_tensor({8, 3, 16, 16}, 8);
+  b.more_images[0] = test::random_tensor({8, 3, 8, 8}, 9);
+  trainer.step(b, 1);
+  twin->forward(b.images, Mode::train);
+  twin->forward(b.more_images[0], Mode::train);
+  same_buffers();
 }
