@@ -111,7 +111,9 @@ struct HardestKCudaState {
 };
 
 HardestKCuda::HardestKCuda(const contra::Params& p)
-    : k_(p.get<std::int64_t>("k")), chunk_(p.get<std::int64_t>("chunk")), state_(std::make_unique<HardestKCudaState>()) {}
+    : k_(p.get<std::int64_t>("k")),
+      chunk_(p.get<std::int64_t>("chunk")),
+      state_(std::make_unique<HardestKCudaState>()) {}
 
 HardestKCuda::~HardestKCuda() = default;
 
