@@ -47,10 +47,12 @@ std::string device_description();
 void* current_stream() noexcept;
 void set_current_stream(void* stream) noexcept;
 
-/// cublasHandle_t of this thread, created lazily, bound to current_stream()
-/// and to math_mode() each time it is returned.
+/// cublasHandle_t of current_stream() (one per stream, created lazily; one
+/// per thread for the null stream), bound to that stream and to math_mode()
+/// each time it is returned. A stream's work must come from one thread at a
+/// time, as the train stage's does.
 void* cublas_handle();
-/// cudnnHandle_t of this thread, created lazily, bound to current_stream().
+/// cudnnHandle_t of current_stream(), kept as cublas_handle()'s.
 void* cudnn_handle();
 
 /// Copies `host_src` (Device::cpu) into `dst`, which is ensured as a tensor of

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #ifndef CONTRA_CUDA_MIN_ARCH
@@ -178,15 +179,52 @@ PinnedPool& pinned_pool() {
 std::atomic<int> global_math_mode{static_cast<int>(MathMode::strict_f32)};
 thread_local void* thread_stream = nullptr;
 
-struct ThreadHandles {
+struct Handles {
   cublasHandle_t cublas = nullptr;
   cudnnHandle_t cudnn = nullptr;
-  ~ThreadHandles() {
+  Handles() = default;
+  Handles(const Handles&) = delete;
+  Handles& operator=(const Handles&) = delete;
+  ~Handles() {
     if (cublas) cublasDestroy(cublas);
     if (cudnn) cudnnDestroy(cudnn);
   }
 };
-thread_local ThreadHandles thread_handles;
+
+// Handles are kept per stream: the work of one stream is serial (the train
+// stage runs one step at a time), but a TBB stage may run on any worker, and
+// per-thread handles would be created again on every worker it lands on, each
+// cudnnCreate costing time and device memory mid-run. cuBLAS and cuDNN allow
+// a handle to move between threads that do not use it at once. The null
+// stream keeps per-thread handles: threads without a stream of their own may
+// run at the same time. A stream's handles go when the stream is destroyed.
+thread_local Handles null_stream_handles;
+std::mutex stream_handles_mutex;
+std::unordered_map<void*, std::unique_ptr<Handles>>& stream_handles() {
+  static auto* m = new std::unordered_map<void*, std::unique_ptr<Handles>>;  // never destroyed, like the allocator
+  return *m;
+}
+
+Handles& handles_for(void* stream) {
+  if (!stream) return null_stream_handles;
+  std::lock_guard<std::mutex> lock(stream_handles_mutex);
+  std::unique_ptr<Handles>& h = stream_handles()[stream];
+  if (!h) h = std::make_unique<Handles>();
+  return *h;
+}
+
+// Before a stream is destroyed (its work finished): its handles go with it.
+void forget_stream_handles(void* stream) noexcept {
+  if (!stream) return;
+  std::unique_ptr<Handles> gone;
+  {
+    std::lock_guard<std::mutex> lock(stream_handles_mutex);
+    auto it = stream_handles().find(stream);
+    if (it == stream_handles().end()) return;
+    gone = std::move(it->second);
+    stream_handles().erase(it);
+  }
+}
 
 void require_available(const char* what) {
   if (!available()) throw DeviceError(std::string("no usable GPU: ") + unavailable_reason() +
@@ -228,7 +266,7 @@ void* current_stream() noexcept { return thread_stream; }
 void set_current_stream(void* stream) noexcept { thread_stream = stream; }
 
 void* cublas_handle() {
-  ThreadHandles& h = thread_handles;
+  Handles& h = handles_for(current_stream());
   if (!h.cublas) {
     require("cublas_handle");
     check_cublas(cublasCreate(&h.cublas), "cublasCreate");
@@ -241,7 +279,7 @@ void* cublas_handle() {
 }
 
 void* cudnn_handle() {
-  ThreadHandles& h = thread_handles;
+  Handles& h = handles_for(current_stream());
   if (!h.cudnn) {
     require("cudnn_handle");
     check_cudnn(cudnnCreate(&h.cudnn), "cudnnCreate");
@@ -303,11 +341,13 @@ Stream::Stream() {
 }
 
 Stream::~Stream() {
+  forget_stream_handles(stream_);
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
 
 Stream& Stream::operator=(Stream&& o) noexcept {
   if (this != &o) {
+    forget_stream_handles(stream_);
     if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
     stream_ = o.stream_;
     o.stream_ = nullptr;
@@ -395,6 +435,7 @@ void* bridge_stream_create() {
   return s;
 }
 void bridge_stream_destroy(void* s) noexcept {
+  forget_stream_handles(s);
   if (s) cudaStreamDestroy(static_cast<cudaStream_t>(s));
 }
 void* bridge_event_create(bool timing) {

@@ -15,7 +15,7 @@
 ///   Device::cuda. Image activations are NHWC, as on the CPU; cuDNN runs on
 ///   NHWC descriptors directly, so nothing is transposed between layers.
 /// - Every call is queued on contra::cuda::current_stream() (cuDNN and cuBLAS
-///   through the per-thread handles bound to it) and returns without
+///   through that stream's handles) and returns without
 ///   synchronising; results are valid in stream order.
 /// - Matrix products and convolutions follow contra::cuda::math_mode() at the
 ///   time of the call: strict_f32 uses FMA kernels only (no tensor cores),
