@@ -139,3 +139,36 @@ TEST_CASE("caching allocator: out of memory frees the cache and retries, then th
                     "CUDA out of memory: allocating 2097152 bytes (2 MiB) with 2 MiB in use by tensors");
   cache.release(b);
 }
+
+TEST_CASE("caching allocator: a retired stream's blocks go back to the backend", "[sdk][cuda]") {
+  FakeBackend backend;
+  CachingAllocator cache(backend);
+  void* a1 = cache.allocate(1000, stream_a);
+  void* a2 = cache.allocate(5000, stream_a);
+  void* live = cache.allocate(3000, stream_a);  // still in use when the stream goes
+  void* b = cache.allocate(1000, stream_b);
+  cache.release(a1);
+  cache.release(a2);
+  cache.release(b);
+  REQUIRE(cache.stats().cached == 1024 + 5120 + 1024);
+  cache.retire_stream(stream_a);
+  // Stream a's cached blocks are freed; stream b's stay cached.
+  CHECK(backend.frees == 2);
+  CHECK(backend.live.count(a1) == 0);
+  CHECK(backend.live.count(a2) == 0);
+  CHECK(cache.stats().cached == 1024);
+  CHECK(cache.allocate(1000, stream_b) == b);
+  // A block of the retired stream released later is freed, not cached.
+  cache.release(live);
+  CHECK(backend.frees == 3);
+  CHECK(cache.stats().in_use == 1024);
+  CHECK(cache.stats().cached == 0);  // b is in use again
+  CHECK(cache.stats().reserved == 1024);
+  // A new stream with the retired one's handle caches as usual.
+  void* again = cache.allocate(1000, stream_a);
+  cache.release(again);
+  CHECK(cache.stats().cached == 1024);
+  CHECK(cache.allocate(1000, stream_a) == again);
+  cache.release(again);
+  cache.release(b);
+}

@@ -32,6 +32,7 @@ void* CachingAllocator::allocate(std::size_t bytes, void* stream) {
   std::size_t size = bin_size(bytes);
   auto s = reinterpret_cast<std::uintptr_t>(stream);
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!retired_.empty()) retired_.erase(s);  // a new stream with a retired one's handle
   ++stats_.allocations;
   void* p = nullptr;
   // The most recently freed block of the bin: likelier still in the GPU's L2.
@@ -66,6 +67,11 @@ void CachingAllocator::release(void* p) noexcept {
   Block b = it->second;
   live_.erase(it);
   stats_.in_use -= b.size;
+  if (retired_.count(b.stream)) {  // its stream is gone: nothing would reuse it
+    backend_.free(p);
+    stats_.reserved = stats_.in_use + stats_.cached;
+    return;
+  }
   try {
     cached_.emplace(Key{b.stream, b.size}, p);
     stats_.cached += b.size;
@@ -82,6 +88,22 @@ void CachingAllocator::free_cached_locked() {
   cached_.clear();
   stats_.cached = 0;
   stats_.reserved = stats_.in_use;
+}
+
+void CachingAllocator::retire_stream(void* stream) noexcept {
+  const auto s = reinterpret_cast<std::uintptr_t>(stream);
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = cached_.lower_bound(Key{s, 0}); it != cached_.end() && it->first.first == s;) {
+    backend_.free(it->second);
+    stats_.cached -= it->first.second;
+    it = cached_.erase(it);
+  }
+  stats_.reserved = stats_.in_use + stats_.cached;
+  try {
+    retired_.insert(s);
+  } catch (...) {
+    // Without the note its live blocks are cached when released: kept, not lost.
+  }
 }
 
 void CachingAllocator::empty_cache() {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -56,6 +57,11 @@ class CachingAllocator {
   void release(void* p) noexcept;
   /// Gives every cached block back to the backend (after synchronize()).
   void empty_cache();
+  /// `stream` is being destroyed, its work done: its cached blocks go back to
+  /// the backend (no other stream would ever be handed them), and so do its
+  /// blocks still in use when they are released, until a new stream with the
+  /// same handle allocates.
+  void retire_stream(void* stream) noexcept;
 
   MemoryStats stats() const;
   void reset_peak();
@@ -72,6 +78,7 @@ class CachingAllocator {
   mutable std::mutex mutex_;
   std::unordered_map<void*, Block> live_;
   std::multimap<Key, void*> cached_;
+  std::set<std::uintptr_t> retired_;  // streams destroyed since they last allocated
   MemoryStats stats_;
 };
 

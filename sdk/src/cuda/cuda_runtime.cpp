@@ -226,6 +226,14 @@ void forget_stream_handles(void* stream) noexcept {
   }
 }
 
+// Before a stream is destroyed (its work finished): its handles and the
+// device memory cached for it go.
+void forget_stream(void* stream) noexcept {
+  if (!stream) return;
+  forget_stream_handles(stream);
+  device_alloc().cache.retire_stream(stream);
+}
+
 void require_available(const char* what) {
   if (!available()) throw DeviceError(std::string("no usable GPU: ") + unavailable_reason() +
                                       " (needed by " + what + ")");
@@ -341,13 +349,13 @@ Stream::Stream() {
 }
 
 Stream::~Stream() {
-  forget_stream_handles(stream_);
+  forget_stream(stream_);
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
 
 Stream& Stream::operator=(Stream&& o) noexcept {
   if (this != &o) {
-    forget_stream_handles(stream_);
+    forget_stream(stream_);
     if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
     stream_ = o.stream_;
     o.stream_ = nullptr;
@@ -435,7 +443,7 @@ void* bridge_stream_create() {
   return s;
 }
 void bridge_stream_destroy(void* s) noexcept {
-  forget_stream_handles(s);
+  forget_stream(s);
   if (s) cudaStreamDestroy(static_cast<cudaStream_t>(s));
 }
 void* bridge_event_create(bool timing) {
