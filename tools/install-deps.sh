@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages contra needs to build, test and run its
 # default pipeline. Run as root. Skips apt entirely when all are present.
+#   tools/install-deps.sh          build and run
+#   tools/install-deps.sh --test   also what the test suite needs: PyTorch
+#                                  (python3-torch), the autograd oracle the
+#                                  layer and encoder tests compare against
 set -euo pipefail
 
 packages=(
@@ -9,6 +13,11 @@ packages=(
   catch2 zlib1g-dev libpng-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
 )
+case "${1:-}" in
+  --test) packages+=(python3 python3-numpy python3-torch) ;;
+  "") ;;
+  *) echo "usage: tools/install-deps.sh [--test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,7 @@
 #include "pipeline_spec.hpp"
 
+#include <contra/cpu.hpp>
+
 #include "../plugins/registry.hpp"
 
 #include <toml++/toml.h>
@@ -279,10 +281,17 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
   spec.pipeline = bind_section(r, pipeline_section_schema(), table("pipeline"), "pipeline", out);
   spec.runtime = bind_section(r, runtime_section_schema(), table("runtime"), "runtime", out);
   spec.train = bind_section(r, train_section_schema(), table("train"), "train", out);
-  if (train_precision_name(spec) == "tf32" && pipeline_device(spec) == Device::cpu)
-    r.error(spec.train.where("precision"), "train.precision",
-            "\"tf32\" is the GPU's tensor-core arithmetic and needs [train] device = \"cuda\"; on the CPU use "
-            "\"f32\" or \"bf16\"");
+  if (pipeline_device(spec) == Device::cpu) {
+    const std::string precision = train_precision_setting(spec);
+    if (precision == "tf32")
+      r.error(spec.train.where("precision"), "train.precision",
+              "\"tf32\" is the GPU's tensor-core arithmetic and needs [train] device = \"cuda\"; on the CPU use "
+              "\"f32\", \"bf16\" or \"auto\"");
+    else if (precision == "bf16" && !cpu_capabilities().bf16)
+      r.error(spec.train.where("precision"), "train.precision",
+              "\"bf16\" cannot run on this CPU: " + bf16_unavailable_reason() +
+                  "; use --set train.precision=f32, or \"auto\" (bf16 where the CPU has bf16 instructions, else f32)");
+  }
   spec.schedule = bind_section(r, schedule_section_schema(), table("schedule"), "schedule", out);
   spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain", "view"});
   spec.data = bind_section(r, data_section_schema(), table("data"), "data", out);
@@ -455,12 +464,21 @@ Device pipeline_device(const PipelineSpec& spec) {
   }
 }
 
-std::string train_precision_name(const PipelineSpec& spec) {
+std::string train_precision_setting(const PipelineSpec& spec) {
   try {
     return spec.train.get<std::string>("precision");
   } catch (const UsageError&) {
     return "f32";  // [train] did not bind: already reported
   }
+}
+
+std::string train_precision_name(const PipelineSpec& spec) {
+  const std::string setting = train_precision_setting(spec);
+  if (setting != "auto") return setting;
+  // Every GPU that runs contra's CUDA build (sm_90 and later) has bf16 tensor cores.
+  if (pipeline_device(spec) == Device::cuda) return "bf16";
+  // Emulated bf16 (AVX-512 without bf16 instructions) is rarely faster than f32.
+  return cpu_capabilities().bf16_native ? "bf16" : "f32";
 }
 
 Precision train_precision(const PipelineSpec& spec) {

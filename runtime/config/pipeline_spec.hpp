@@ -94,8 +94,13 @@ std::optional<PipelineSpec> read_pipeline_text(const std::string& text, const st
 /// [train] device: Device::cuda for "cuda", else Device::cpu.
 Device pipeline_device(const PipelineSpec& spec);
 
-/// [train] precision as written: "f32", "tf32" or "bf16" ("f32" when [train]
-/// did not bind). "tf32" is refused by read_pipeline() on the CPU.
+/// [train] precision as written: "f32", "tf32", "bf16" or "auto" ("f32" when
+/// [train] did not bind). On the CPU, read_pipeline() refuses "tf32", and
+/// "bf16" where oneDNN cannot run it (contra::cpu_capabilities()).
+std::string train_precision_setting(const PipelineSpec& spec);
+/// The precision a run uses: the setting, with "auto" resolved to "bf16" where
+/// the device runs it fast (a GPU; a CPU with bf16 instructions,
+/// CpuCapabilities::bf16_native), else "f32".
 std::string train_precision_name(const PipelineSpec& spec);
 /// The encoders' arithmetic for [train] precision: bf16 for "bf16", else f32
 /// (tf32 keeps f32 storage; the GPU's math mode does the rest, see

@@ -29,8 +29,9 @@ Schema train_section_schema() {
       .add<std::int64_t>("log_every", 10, "report progress every this many steps").at_least(1)
       .add<std::string>("precision", "f32",
                         "arithmetic of convolutions and matrix products: f32; tf32 (GPU tensor cores, f32 "
-                        "storage); bf16 (f32 master weights)")
-      .choices({"f32", "tf32", "bf16"})
+                        "storage); bf16 (f32 master weights; on the CPU needs AVX-512); auto (bf16 on a GPU or a "
+                        "CPU with bf16 instructions, else f32)")
+      .choices({"f32", "tf32", "bf16", "auto"})
       .add<std::string>("device", "cpu",
                         "where the encoder, loss and optimizer run; cuda uses their *_cuda builds on the GPU")
       .choices({"cpu", "cuda"});

@@ -2,6 +2,7 @@
 
 #include "train/safetensors.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/errors.hpp>
 #include <contra/plugin.hpp>
 #include <contra/version.hpp>
@@ -105,6 +106,9 @@ RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<s
     std::string run = "{\n  \"pipeline\": " + json_quote(spec.pipeline.get<std::string>("name")) +
                       ",\n  \"file\": " + json_quote(spec.file) + ",\n  \"overrides\": " + o +
                       ",\n  \"seed\": " + std::to_string(spec.pipeline.get<std::int64_t>("seed")) +
+                      ",\n  \"precision\": " + json_quote(train_precision_name(spec)) +
+                      ",\n  \"precision_setting\": " + json_quote(train_precision_setting(spec)) +
+                      ",\n  \"cpu\": " + json_quote(cpu_capabilities().summary()) +
                       ",\n  \"git_revision\": " + json_quote(CONTRA_GIT_REVISION) +
                       ",\n  \"build\": " + json_quote(CONTRA_BUILD_FINGERPRINT) +
                       ",\n  \"sdk_version\": " + json_quote(sdk_version) +

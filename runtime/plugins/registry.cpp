@@ -1,5 +1,7 @@
 #include "registry.hpp"
 
+#include <contra/cpu.hpp>
+
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
@@ -147,6 +149,14 @@ void PluginRegistry::add_library(const fs::path& file) {
   if (fingerprint_field(their_fp, "cxx11abi") != fingerprint_field(our_fp, "cxx11abi"))
     throw PluginError(name + " was built with another C++ standard library ABI (" + their_fp +
                       ") than this runtime (" + our_fp + "); rebuild it with the same compiler settings");
+  // Code built for extensions this CPU lacks dies of an illegal instruction at
+  // some later call; libraries older than SDK 0.2.1 carry no "isa" field.
+  const std::string missing = missing_cpu_features(fingerprint_field(their_fp, "isa"));
+  if (!missing.empty())
+    throw PluginError(name + " was compiled for CPU extensions this CPU lacks (" + missing +
+                      "), as its fingerprint says (" + their_fp +
+                      "): it was built with -march=native (or contra_add_plugin's ARCH) on another machine; "
+                      "rebuild it on this one, or for a baseline this CPU has");
 
   std::vector<PluginRecord> found;
   for (std::size_t i = 0; i < m.plugin_count; ++i) {

@@ -21,7 +21,7 @@ grep -q "^info_nce (loss plugin, $prefix/lib/contra/plugins/libcontra_loss_info_
   echo "the installed contra did not find its own plugins:"; echo "$described"; exit 1; }
 if command -v pkg-config > /dev/null; then
   version=$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --modversion contra)
-  [[ $version == $(cd "$prefix" && bin/contra --version | awk '{print $2}') ]] || {
+  [[ $version == $(cd "$prefix" && bin/contra --version | head -n1 | awk '{print $2}') ]] || {
     echo "contra.pc says $version"; exit 1; }
 fi
 echo "installed to $prefix"

@@ -1,12 +1,11 @@
 // seed_resnet and resnet18 against PyTorch autograd in float64: the same
 // parameters and input, the forward output, dL/dx and every parameter's
-// gradient. Finite differences cannot check deep ReLU/max-pool networks this
-// tightly in float32 (kinks within any usable step); autograd can. Skips when
-// Debian's python3-torch is not installed.
+// gradient (torch_oracle.hpp).
 #include "resnet18.hpp"
 #include "seed_resnet.hpp"
 
 #include "layer_check.hpp"
+#include "torch_oracle.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -18,18 +17,8 @@ using namespace contra;
 
 namespace {
 
-bool torch_available() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
-
-void dump(const test::TempDir& dir, const std::string& name, const Tensor& t) {
-  std::ofstream f(dir.file(name + ".bin"), std::ios::binary);
-  f.write(static_cast<const char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
-}
-
-std::string shape_json(const Shape& s) {
-  std::string j = "[";
-  for (int i = 0; i < s.rank(); ++i) j += (i ? ", " : "") + std::to_string(s[i]);
-  return j + "]";
-}
+using test::dump_tensor;
+using test::shape_json;
 
 double field(const std::string& json, const std::string& key) {
   auto pos = json.find("\"" + key + "\":");
@@ -47,37 +36,24 @@ std::string compare(Encoder& net, const std::string& model, const Shape& input) 
   auto params = net.parameters();
   for (auto* p : params) p->grad.zero();
   Tensor dx = net.backward(w, true).clone();
-  dump(dir, "x", x);
-  dump(dir, "y", y);
-  dump(dir, "w", w);
-  dump(dir, "dx", dx);
+  dump_tensor(dir, "x", x);
+  dump_tensor(dir, "y", y);
+  dump_tensor(dir, "w", w);
+  dump_tensor(dir, "dx", dx);
   std::string meta = "{\"x\": " + shape_json(input) + ", \"params\": {";
   for (std::size_t i = 0; i < params.size(); ++i) {
-    dump(dir, "p_" + params[i]->name, params[i]->value);
-    dump(dir, "g_" + params[i]->name, params[i]->grad);
+    dump_tensor(dir, "p_" + params[i]->name, params[i]->value);
+    dump_tensor(dir, "g_" + params[i]->name, params[i]->grad);
     meta += (i ? ", \"" : "\"") + params[i]->name + "\": " + shape_json(params[i]->value.shape());
   }
   test::write_file(dir.file("meta.json"), meta + "}}");
-  std::string cmd = "/usr/bin/python3 " CONTRA_SOURCE_DIR "/tests/plugins/encoders_vs_torch.py " +
-                    dir.path().string() + " " + model + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int rc = pclose(p);
-  INFO(out);
-  REQUIRE(rc == 0);
-  return out;
+  return test::run_oracle("tests/plugins/encoders_vs_torch.py", dir.path().string() + " " + model);
 }
 
 }  // namespace
 
 TEST_CASE("encoders: seed_resnet and resnet18 match PyTorch autograd in float64", "[plugins][seed_resnet][resnet18]") {
-  if (!torch_available()) {
-    WARN("SKIPPED: python3-torch not installed (apt-get install python3-torch)");
-    return;
-  }
+  if (!test::torch_oracle_ready()) return;
   SECTION("seed_resnet") {
     plugins::SeedResNet net(plugins::SeedResNet::schema().bind({{"width", 4}, {"output", 6}}));
     net.build({Shape{3, 9, 7}, 11});

@@ -9,6 +9,8 @@
 #include "train/safetensors.hpp"
 #include "test_support.hpp"
 
+#include <contra/cpu.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -110,7 +112,7 @@ TEST_CASE("device: [train] precision tf32 needs the GPU, each precision has its 
   };
   CHECK(about_precision(d) ==
         std::vector<std::string>{"p.toml:2:1: error: train.precision: \"tf32\" is the GPU's tensor-core arithmetic "
-                                 "and needs [train] device = \"cuda\"; on the CPU use \"f32\" or \"bf16\""});
+                                 "and needs [train] device = \"cuda\"; on the CPU use \"f32\", \"bf16\" or \"auto\""});
   Diagnostics ok;
   auto gpu = read_pipeline_text("[train]\nprecision = \"tf32\"\ndevice = \"cuda\"\n", "p.toml", {}, ok);
   REQUIRE(gpu);
@@ -120,11 +122,47 @@ TEST_CASE("device: [train] precision tf32 needs the GPU, each precision has its 
   Diagnostics bf;
   auto bf16 = read_pipeline_text("", "p.toml", {"train.precision=bf16"}, bf);
   REQUIRE(bf16);
-  CHECK(about_precision(bf).empty());
+  if (cpu_capabilities().bf16) {
+    CHECK(about_precision(bf).empty());
+  } else {
+    // Refused where it is set (the --set, or the file's line), naming what is missing and the fix.
+    const std::string why = "error: train.precision: \"bf16\" cannot run on this CPU: " + bf16_unavailable_reason() +
+                            "; use --set train.precision=f32, or \"auto\" (bf16 where the CPU has bf16 "
+                            "instructions, else f32)";
+    CHECK(about_precision(bf) == std::vector<std::string>{"--set train.precision=bf16: " + why});
+    Diagnostics in_file;
+    REQUIRE(read_pipeline_text("[train]\nepochs = 1\nprecision = \"bf16\"\n", "p.toml", {}, in_file));
+    CHECK(about_precision(in_file) == std::vector<std::string>{"p.toml:3:1: " + why});
+  }
   CHECK(train_precision(*bf16) == Precision::bf16);
+  Diagnostics gpu_bf;
+  auto gpu_bf16 = read_pipeline_text("[train]\nprecision = \"bf16\"\ndevice = \"cuda\"\n", "p.toml", {}, gpu_bf);
+  REQUIRE(gpu_bf16);
+  CHECK(about_precision(gpu_bf).empty());  // the CPU's capabilities do not matter on the GPU
   CHECK(cuda_math_mode("f32") == cuda::MathMode::strict_f32);
   CHECK(cuda_math_mode("tf32") == cuda::MathMode::tf32);
   CHECK(cuda_math_mode("bf16") == cuda::MathMode::bf16);
+}
+
+TEST_CASE("device: [train] precision auto is bf16 on a GPU or a CPU with bf16 instructions, else f32",
+          "[runtime][config][device]") {
+  Diagnostics d;
+  auto cpu = read_pipeline_text("[train]\nprecision = \"auto\"\n", "p.toml", {}, d);
+  REQUIRE(cpu);
+  for (const auto& x : d) CHECK(x.key != "train.precision");
+  CHECK(train_precision_setting(*cpu) == "auto");
+  const bool native = cpu_capabilities().bf16_native;
+  INFO(cpu_capabilities().summary());
+  CHECK(train_precision_name(*cpu) == (native ? "bf16" : "f32"));
+  CHECK(train_precision(*cpu) == (native ? Precision::bf16 : Precision::f32));
+  auto gpu = read_pipeline_text("[train]\nprecision = \"auto\"\ndevice = \"cuda\"\n", "p.toml", {}, d);
+  REQUIRE(gpu);
+  CHECK(train_precision_name(*gpu) == "bf16");
+  CHECK(cuda_math_mode(train_precision_name(*gpu)) == cuda::MathMode::bf16);
+  auto plain = read_pipeline_text("", "p.toml", {}, d);
+  REQUIRE(plain);
+  CHECK(train_precision_setting(*plain) == "f32");
+  CHECK(train_precision_name(*plain) == "f32");
 }
 
 TEST_CASE("device: a cpu pipeline never loads libcontra_cuda", "[runtime][device]") {

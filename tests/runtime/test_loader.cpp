@@ -60,7 +60,20 @@ TEST_CASE("loader: a library built for another SDK ABI is refused with both vers
   std::string path = fixture("other_abi");
   CHECK(error_of(reg, path) == path +
                                    " was built for contra SDK ABI 999 (SDK 9.9.0), but this runtime provides "
-                                   "SDK ABI 2 (SDK 0.2.0); rebuild the plugin against SDK 0.2.0");
+                                   "SDK ABI 2 (SDK 0.2.1); rebuild the plugin against SDK 0.2.1");
+}
+
+TEST_CASE("loader: a library compiled for CPU extensions this CPU lacks is refused, naming them",
+          "[runtime][loader]") {
+  PluginRegistry reg;
+  std::string path = fixture("other_cpu");
+  const std::string fp = "sdk=" CONTRA_SDK_VERSION_STRING ";compiler=gcc-12;cxx11abi=" CONTRA_STRINGIFY(
+      _GLIBCXX_USE_CXX11_ABI) ";isa=x86-64,sse3,avx512_future_extension";
+  CHECK(error_of(reg, path) == path +
+                                   " was compiled for CPU extensions this CPU lacks (avx512_future_extension), as "
+                                   "its fingerprint says (" + fp +
+                                   "): it was built with -march=native (or contra_add_plugin's ARCH) on another "
+                                   "machine; rebuild it on this one, or for a baseline this CPU has");
 }
 
 TEST_CASE("loader: a library without the entry symbol is refused", "[runtime][loader]") {

@@ -115,7 +115,7 @@ TEST_CASE("run records: the folder holds the pipeline, metrics, evaluations and 
   std::string run_json = test::read_file(run_dir + "/run.json");
   CHECK_THAT(run_json, Catch::Contains("\"overrides\": [\"train.epochs=2\"]"));
   CHECK_THAT(run_json, Catch::Contains("\"git_revision\": "));
-  CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.2.0;"));
+  CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.2.1;"));
   auto metrics = lines(run_dir + "/metrics.jsonl");
   REQUIRE(metrics.size() == 16 + 2);  // 16 steps, an evaluation after each of 2 epochs
   CHECK_THAT(metrics[0], Catch::StartsWith("{\"type\": \"step\", \"step\": 0, \"epoch\": 0, \"loss\": "));

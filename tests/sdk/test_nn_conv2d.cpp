@@ -1,3 +1,4 @@
+#include <contra/cpu.hpp>
 #include <contra/nn/conv2d.hpp>
 
 #include "layer_check.hpp"
@@ -183,6 +184,10 @@ TEST_CASE("conv2d: backward adds into the parameters' grads", "[sdk][nn][conv2d]
 }
 
 TEST_CASE("conv2d: bf16 forward and gradients stay close to f32", "[sdk][nn][conv2d]") {
+  if (!contra::cpu_capabilities().bf16) {
+    WARN("SKIPPED: " << contra::bf16_unavailable_reason());
+    return;
+  }
   const ConvCase cases[] = {{3, 1, 1, 2, 6, 7, 16, 32, true}, {3, 2, 1, 2, 9, 7, 3, 8, true},
                             {1, 1, 0, 2, 5, 5, 8, 4, false}};
   int id = 0;

@@ -1,3 +1,4 @@
+#include <contra/cpu.hpp>
 #include <contra/nn/linear.hpp>
 
 #include "layer_check.hpp"
@@ -143,9 +144,20 @@ TEST_CASE("linear: backward adds into the parameters' grads", "[sdk][nn][linear]
   fc.backward(dy);
   Tensor dx = fc.backward(dy).clone();
   CHECK(relative_distance(dx, once[0]) == 0.0);
+  // The weight's product accumulates into grad (a sum post-op), so its terms
+  // are added in another order than once + once: equal up to float rounding,
+  // not bit for bit (kernels differ by ISA). The bias gradient is a plain sum.
   for (int k = 0; k < 2; ++k) {
+    INFO((k == 0 ? "weight" : "bias") << " gradient after two backward passes");
     const Tensor& g = k == 0 ? fc.weight().grad : fc.bias()->grad;
-    for (std::int64_t i = 0; i < g.numel(); ++i) REQUIRE(g.data<float>()[i] == 2 * once[1 + k].data<float>()[i]);
+    const float* one = once[1 + k].data<float>();
+    double scale = 0;
+    for (std::int64_t i = 0; i < g.numel(); ++i) scale = std::max(scale, std::fabs(static_cast<double>(one[i])));
+    REQUIRE(scale > 0.1);
+    for (std::int64_t i = 0; i < g.numel(); ++i) {
+      INFO("element " << i << ": " << g.data<float>()[i] << " vs 2 x " << one[i]);
+      REQUIRE(std::fabs(g.data<float>()[i] - 2.0 * one[i]) <= 1e-6 * scale);
+    }
   }
   const Tensor& none = fc.backward(dy, false);
   CHECK_FALSE(none.defined());
@@ -154,6 +166,10 @@ TEST_CASE("linear: backward adds into the parameters' grads", "[sdk][nn][linear]
 }
 
 TEST_CASE("linear: bf16 forward and gradients stay close to f32", "[sdk][nn][linear]") {
+  if (!contra::cpu_capabilities().bf16) {
+    WARN("SKIPPED: " << contra::bf16_unavailable_reason());
+    return;
+  }
   struct Case {
     std::int64_t n, in, out;
   };

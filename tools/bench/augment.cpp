@@ -12,6 +12,7 @@
 #include "graph/augment_stage.hpp"
 #include "plugins/registry.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/plugin.hpp>
 
 #include <oneapi/tbb/global_control.h>
@@ -150,6 +151,7 @@ int main(int argc, char** argv) {
                     "[source]\nplugin = \"synthetic\"\nsize = 10000\nheight = 32\nwidth = 32\nchannels = 3\n", 3});
   std::printf("augment: SimCLR two views (random resized crop 0.2-1, flip, color jitter 0.4/0.4/0.4/0.1 p 0.8,\n"
               "grayscale p 0.2, normalize); torchvision peers with 2 DataLoader workers / 2 threads\n");
+  std::printf("cpu: %s\n", contra::cpu_capabilities().summary().c_str());
   try {
     for (const Setup& s : setups) {
       const std::string dir = std::filesystem::temp_directory_path() / "contra-bench-augment";

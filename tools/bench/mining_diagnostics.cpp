@@ -6,6 +6,7 @@
 //   build/bench/mining_diagnostics [--rows M] [--dim D] [--reps R]
 #include "train/mining_diagnostics.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/rng.hpp>
 #include <contra/tensor.hpp>
 
@@ -52,8 +53,9 @@ int main(int argc, char** argv) {
     if (d.negative_pairs <= 0) return 1;
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("mining diagnostics, all pairs, M = %lld rows, D = %lld: median %.2f ms per step (%lld runs)\n",
+  std::printf("mining diagnostics, all pairs, M = %lld rows, D = %lld: median %.2f ms per step (%lld runs)\n"
+              "cpu: %s\n",
               static_cast<long long>(rows), static_cast<long long>(dim), ms[ms.size() / 2],
-              static_cast<long long>(reps));
+              static_cast<long long>(reps), contra::cpu_capabilities().summary().c_str());
   return 0;
 }

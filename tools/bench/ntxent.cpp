@@ -12,6 +12,7 @@
 
 #include "plugins/registry.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/blas.hpp>
 #include <contra/plugin.hpp>
 #include <contra/rng.hpp>
@@ -117,6 +118,7 @@ Result time_contra(const std::shared_ptr<Loss>& loss, const Tensor& z, const Opt
   Result r;
   r.seconds = best_time([&] { loss->compute(Embeddings{z, &sample, nullptr, 2}, pairs, out); }, o.reps, o.warmup,
                         o.min_time);
+    std::printf("cpu: %s\n", contra::cpu_capabilities().summary().c_str());
   r.loss = out.value;
   return r;
 }

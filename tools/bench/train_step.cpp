@@ -13,6 +13,7 @@
 #include "graph/pipeline_run.hpp"
 #include "plugins/registry.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/plugin.hpp>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -208,6 +209,11 @@ void print_row(const Timing& t, double step_flops, double peak) {
 }
 
 int curve(const Options& o) {
+  std::printf("cpu: %s\n", cpu_capabilities().summary().c_str());
+  if (!cpu_capabilities().bf16) {
+    std::printf("train_step --curve: skipped, it compares bf16 with f32 and %s\n", bf16_unavailable_reason().c_str());
+    return 0;
+  }
   std::vector<std::vector<double>> losses;
   for (const char* precision : {"f32", "bf16"}) {
     PluginRegistry reg;
@@ -321,28 +327,37 @@ int main(int argc, char** argv) {
   try {
     if (o.curve > 0) return curve(o);
     if (o.pipeline_steps > 0) return end_to_end(o);
+    const CpuCapabilities& cpu = cpu_capabilities();
     double peak32 = matmul_peak(dnnl::memory::data_type::f32);
-    double peak16 = matmul_peak(dnnl::memory::data_type::bf16);
+    double peak16 = cpu.bf16 ? matmul_peak(dnnl::memory::data_type::bf16) : NAN;
     const double step_flops = 3.0 * model_forward_flops(o) * 2 * o.batch;  // forward + two backward products
     std::printf("train_step: %s + projection_head, NT-Xent, Adam; batch %lld (%lld views of %lldx%lldx%lld), %d threads\n",
                 o.model.c_str(), static_cast<long long>(o.batch), static_cast<long long>(2 * o.batch),
                 static_cast<long long>(o.size), static_cast<long long>(o.size), static_cast<long long>(o.channels),
                 o.threads);
-    std::printf("oneDNN matmul 2048^3 on this machine: fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s; model %.1f GFLOP/step\n\n",
-                peak32, peak16, step_flops / 1e9);
+    std::printf("cpu: %s\n", cpu.summary().c_str());
+    std::printf("oneDNN matmul 2048^3 on this machine: fp32 %.0f GFLOP/s, bf16 %s; model %.1f GFLOP/step\n\n",
+                peak32, cpu.bf16 ? (std::to_string(static_cast<long>(peak16)) + " GFLOP/s").c_str() : "not available",
+                step_flops / 1e9);
     std::printf("%-14s %9s %10s %9s %7s %9s %9s %9s %9s\n", "", "images/s", "step (ms)", "fwd (ms)", "loss",
                 "bwd (ms)", "opt (ms)", "GFLOP/s", "of fp32 peak");
     PluginRegistry reg;
     reg.scan_directory(default_plugin_dir());
     Timing f32 = time_contra(reg, o, Precision::f32);
     print_row(f32, step_flops, peak32);
-    Timing b16 = time_contra(reg, o, Precision::bf16);
-    print_row(b16, step_flops, peak32);
+    Timing b16;
+    if (cpu.bf16) {
+      b16 = time_contra(reg, o, Precision::bf16);
+      print_row(b16, step_flops, peak32);
+    } else {
+      std::printf("%-14s skipped: %s\n", "contra bf16", bf16_unavailable_reason().c_str());
+    }
     Timing torch;
     if (o.peer && time_pytorch(o, torch)) {
       print_row(torch, step_flops, peak32);
       std::printf("\nratio contra fp32 / pytorch fp32: %.2fx (target >= 1.1x)\n", f32.images_per_s / torch.images_per_s);
-      std::printf("ratio contra bf16 / pytorch fp32: %.2fx (target >= 1.8x)\n", b16.images_per_s / torch.images_per_s);
+      if (cpu.bf16)
+        std::printf("ratio contra bf16 / pytorch fp32: %.2fx (target >= 1.8x)\n", b16.images_per_s / torch.images_per_s);
     }
     return 0;
   } catch (const std::exception& e) {

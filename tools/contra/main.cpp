@@ -4,6 +4,7 @@
 #include "report.hpp"
 #include "sweep.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/version.hpp>
 
 #include <cstdio>
@@ -36,7 +37,8 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") {
-    std::printf("contra %s (SDK ABI %u)\n", contra::sdk_version, contra::sdk_abi_version);
+    std::printf("contra %s (SDK ABI %u)\ncpu: %s\n", contra::sdk_version, contra::sdk_abi_version,
+                contra::cpu_capabilities().summary().c_str());
     return 0;
   }
   std::string cmd = args[0];

@@ -1,10 +1,9 @@
 #include "mlp.hpp"
 
-#include <contra/blas.hpp>
+#include <contra/nn/activation.hpp>
+#include <contra/nn/linear.hpp>
 #include <contra/rng.hpp>
 
-#include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -25,52 +24,28 @@ Mlp::Mlp(const contra::Params& p)
 
 void Mlp::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("mlp: build() called twice");
-  if (ctx.precision != contra::Precision::f32)
-    throw contra::ConfigError("mlp: only f32 precision is supported");
-  const contra::Shape& input = ctx.input;
-  const std::uint64_t seed = ctx.seed;
-  if (input.rank() == 0 || input.numel() == 0)
-    throw contra::ConfigError("mlp: cannot take inputs of shape " + input.str() +
+  if (ctx.input.rank() == 0 || ctx.input.numel() == 0)
+    throw contra::ConfigError("mlp: cannot take inputs of shape " + ctx.input.str() +
                               "; expected [C, H, W] or [D] with no zero dimension");
-  input_ = input;
-  in_dim_ = input.numel();
+  input_ = ctx.input;
+  in_dim_ = ctx.input.numel();
   std::vector<std::int64_t> widths{in_dim_};
   widths.insert(widths.end(), hidden_.begin(), hidden_.end());
   widths.push_back(output_);
-
   const std::size_t L = widths.size() - 1;
-  layers_.clear();
-  layers_.resize(L);  // never resized again: parameters() hands out pointers into it
   for (std::size_t l = 0; l < L; ++l) {
-    Layer& layer = layers_[l];
-    layer.in = widths[l];
-    layer.out = widths[l + 1];
-    const std::string name = "fc" + std::to_string(l);
-    layer.weight = {name + ".weight", contra::Tensor::empty({layer.out, layer.in}, contra::DType::f32),
-                    contra::Tensor::zeros({layer.out, layer.in}, contra::DType::f32), true};
-    layer.bias = {name + ".bias", contra::Tensor::empty({layer.out}, contra::DType::f32),
-                  contra::Tensor::zeros({layer.out}, contra::DType::f32), false};
-    // nn.Linear's default: kaiming_uniform(a = sqrt(5)) for the weight, which is
-    // uniform(±1/sqrt(fan_in)), and the same bound for the bias.
-    const double bound = 1.0 / std::sqrt(static_cast<double>(layer.in));
-    contra::Rng rng(seed, 0, l, 0, 0);
-    float* w = layer.weight.value.data<float>();
-    for (std::int64_t k = 0; k < layer.out * layer.in; ++k)
-      w[k] = static_cast<float>(rng.uniform(-bound, bound));
-    float* b = layer.bias.value.data<float>();
-    for (std::int64_t k = 0; k < layer.out; ++k) b[k] = static_cast<float>(rng.uniform(-bound, bound));
+    // Layer l draws its weight, then its bias, from its own stream (nn.Linear's
+    // default, uniform(±1/sqrt(fan_in))): the cuda build draws the same.
+    contra::Rng init(ctx.seed, 0, l, 0, 0);
+    net_.emplace<contra::nn::Linear>("fc" + std::to_string(l), widths[l], widths[l + 1], true, init, ctx.precision);
+    if (l + 1 < L) net_.emplace<contra::nn::ReLU>();
   }
-  acts_.assign(L + 1, contra::Tensor());
-  grads_.assign(L, contra::Tensor());
   built_ = true;
 }
 
 std::vector<contra::Parameter*> Mlp::parameters() {
   std::vector<contra::Parameter*> out;
-  for (Layer& layer : layers_) {
-    out.push_back(&layer.weight);
-    out.push_back(&layer.bias);
-  }
+  net_.parameters(out);
   return out;
 }
 
@@ -84,33 +59,19 @@ const contra::Tensor& Mlp::forward(const contra::Tensor& x, contra::Mode mode) {
                              " values per row (built for " + input_.str() + "), got " +
                              contra::dtype_name(x.dtype()) + " " + x.shape().str() + " on " +
                              contra::device_name(x.device()));
-  const std::int64_t N = x.dim(0);
   const bool train = mode == contra::Mode::train;
-  // Eval reads x in place; train copies it, since backward() needs it later.
-  const float* a = x.data<float>();
-  if (train) {
-    acts_[0].ensure({N, in_dim_}, contra::DType::f32);
-    if (N) std::memcpy(acts_[0].raw(), a, x.nbytes());
-    a = acts_[0].data<float>();
-    x_shape_ = x.shape();
+  if (!train) {
+    backward_ready_ = false;
+    return net_.forward(x.reshape({x.dim(0), in_dim_}), mode);
   }
-  const std::size_t L = layers_.size();
-  for (std::size_t l = 0; l < L; ++l) {
-    const Layer& layer = layers_[l];
-    contra::Tensor& y = acts_[l + 1];
-    y.ensure({N, layer.out}, contra::DType::f32);
-    float* yp = y.data<float>();
-    // y = b (broadcast), then y += a · Wᵀ, then ReLU on hidden layers.
-    const float* b = layer.bias.value.data<float>();
-    for (std::int64_t i = 0; i < N; ++i) std::memcpy(yp + i * layer.out, b, layer.out * sizeof(float));
-    contra::sgemm(false, true, N, layer.out, layer.in, 1.0f, a, layer.in,
-                  layer.weight.value.data<float>(), layer.in, 1.0f, yp, layer.out);
-    if (l + 1 < L)
-      for (std::int64_t k = 0; k < N * layer.out; ++k) yp[k] = std::max(yp[k], 0.0f);
-    a = yp;
-  }
-  backward_ready_ = train;
-  return acts_[L];
+  // Train copies x: the first layer's backward reads its input, and the
+  // caller may reuse x's buffer before backward().
+  rows_.ensure({x.dim(0), in_dim_}, contra::DType::f32);
+  if (x.numel()) std::memcpy(rows_.raw(), x.raw(), x.nbytes());
+  x_shape_ = x.shape();
+  const contra::Tensor& y = net_.forward(rows_, mode);
+  backward_ready_ = true;
+  return y;
 }
 
 const contra::Tensor& Mlp::backward(const contra::Tensor& dy, bool want_input_grad) {
@@ -118,35 +79,12 @@ const contra::Tensor& Mlp::backward(const contra::Tensor& dy, bool want_input_gr
     throw contra::UsageError(
         "mlp: backward() needs a train-mode forward() first (none since the last backward() "
         "or eval-mode forward())");
-  const std::int64_t N = acts_[0].dim(0);
-  dy.expect({N, output_}, contra::DType::f32, "mlp: backward() dy");
-  dx_ = contra::Tensor();  // drop the view so that grads_[0] can be reused
-  const float* g = dy.data<float>();
-  for (std::size_t l = layers_.size(); l-- > 0;) {
-    Layer& layer = layers_[l];
-    const float* a = acts_[l].data<float>();
-    // dW += gᵀ · a; db += column sums of g.
-    contra::sgemm(true, false, layer.out, layer.in, N, 1.0f, g, layer.out, a, layer.in, 1.0f,
-                  layer.weight.grad.data<float>(), layer.in);
-    float* db = layer.bias.grad.data<float>();
-    for (std::int64_t i = 0; i < N; ++i) {
-      const float* gi = g + i * layer.out;
-      for (std::int64_t k = 0; k < layer.out; ++k) db[k] += gi[k];
-    }
-    if (l == 0 && !want_input_grad) break;
-    // da = g · W, then through the ReLU that produced a (a > 0 iff its input > 0).
-    contra::Tensor& da = grads_[l];
-    da.ensure({N, layer.in}, contra::DType::f32);
-    float* dap = da.data<float>();
-    contra::sgemm(false, false, N, layer.in, layer.out, 1.0f, g, layer.out,
-                  layer.weight.value.data<float>(), layer.in, 0.0f, dap, layer.in);
-    if (l > 0)
-      for (std::int64_t k = 0; k < N * layer.in; ++k) dap[k] = a[k] > 0.0f ? dap[k] : 0.0f;
-    g = dap;
-  }
+  dy.expect({x_shape_[0], output_}, contra::DType::f32, "mlp: backward() dy");
+  dx_ = contra::Tensor();  // drop the view, so that the first layer reuses its dL/dx buffer
+  const contra::Tensor& dx = net_.backward(dy, want_input_grad);
   backward_ready_ = false;
   if (!want_input_grad) return none_;
-  dx_ = grads_[0].reshape(x_shape_);
+  dx_ = dx.reshape(x_shape_);
   return dx_;
 }
 

@@ -2,6 +2,7 @@
 /// \file
 /// mlp: a multilayer perceptron encoder, Linear → ReLU → ... → Linear.
 
+#include <contra/nn/sequential.hpp>
 #include <contra/roles/encoder.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -15,13 +16,15 @@ namespace contra::plugins {
 /// `hidden.size() + 1` fully connected layers, with ReLU after all but the
 /// last. Layer l has parameters "fc<l>.weight" [out, in] and "fc<l>.bias"
 /// [out] (decay = false), initialised like PyTorch's nn.Linear:
-/// uniform(±1/sqrt(in)), drawn from Rng(seed, 0, l, 0, 0).
+/// uniform(±1/sqrt(in)), drawn from Rng(seed, 0, l, 0, 0). The layers are
+/// contra::nn::Linear, so bf16 precision works where the CPU runs bf16.
 class Mlp final : public contra::Encoder {
  public:
   static contra::Schema schema();
   explicit Mlp(const contra::Params& p);
 
-  /// Throws ConfigError for an empty input shape, UsageError when built twice.
+  /// Throws ConfigError for an empty input shape, UsageError when built twice
+  /// (and, from the first forward(), for bf16 on a CPU without it).
   void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return output_; }
   std::vector<contra::Parameter*> parameters() override;
@@ -34,22 +37,16 @@ class Mlp final : public contra::Encoder {
   const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad) override;
 
  private:
-  struct Layer {
-    std::int64_t in = 0, out = 0;
-    contra::Parameter weight, bias;
-  };
-
   std::vector<std::int64_t> hidden_;
   std::int64_t output_;
   bool built_ = false;
   contra::Shape input_;       // per-row input shape given to build()
   std::int64_t in_dim_ = 0;   // its element count
-  std::vector<Layer> layers_;
-  std::vector<contra::Tensor> acts_;   // [0]: input copy (train); [l+1]: output of layer l
-  std::vector<contra::Tensor> grads_;  // [l]: dL/d(input of layer l)
-  contra::Tensor dx_;                  // grads_[0] viewed with the input's shape
-  contra::Tensor none_;                // returned when no input gradient is wanted
-  contra::Shape x_shape_;              // shape of the last train-mode input
+  contra::nn::Sequential net_;
+  contra::Tensor rows_;       // train: a copy of the input, [N, in_dim_]
+  contra::Tensor dx_;         // dL/dx viewed with the input's shape
+  contra::Tensor none_;       // returned when no input gradient is wanted
+  contra::Shape x_shape_;     // shape of the last train-mode input
   bool backward_ready_ = false;
 };
 

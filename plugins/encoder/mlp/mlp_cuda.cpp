@@ -12,7 +12,6 @@ MlpCuda::MlpCuda(const contra::Params& p)
 
 void MlpCuda::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("mlp: build() called twice");
-  if (ctx.precision != contra::Precision::f32) throw contra::ConfigError("mlp: only f32 precision is supported");
   if (ctx.input.rank() == 0 || ctx.input.numel() == 0)
     throw contra::ConfigError("mlp: cannot take inputs of shape " + ctx.input.str() +
                               "; expected [C, H, W] or [D] with no zero dimension");
@@ -26,7 +25,7 @@ void MlpCuda::build(const contra::EncoderContext& ctx) {
   for (std::size_t l = 0; l < L; ++l) {
     // The CPU build's draws: layer l's weight, then its bias, from its own stream.
     contra::Rng init(ctx.seed, 0, l, 0, 0);
-    net_.emplace<Linear>("fc" + std::to_string(l), widths[l], widths[l + 1], true, init);
+    net_.emplace<Linear>("fc" + std::to_string(l), widths[l], widths[l + 1], true, init, ctx.precision);
     if (l + 1 < L) net_.emplace<ReLU>();
   }
   // The initial values were copied and the gradients zeroed on this thread's

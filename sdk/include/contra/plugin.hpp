@@ -11,6 +11,7 @@
 /// plain constant data, so the runtime reads and checks its ABI version before
 /// any code of the library runs.
 
+#include <contra/build_isa.hpp>
 #include <contra/roles/augmentation.hpp>
 #include <contra/roles/encoder.hpp>
 #include <contra/roles/evaluator.hpp>
@@ -72,11 +73,14 @@ template <class T, class Role, PluginKind K, Device D = Device::cpu> constexpr P
 #define CONTRA_STRINGIFY_IMPL(x) #x
 #define CONTRA_STRINGIFY(x) CONTRA_STRINGIFY_IMPL(x)
 
-/// Compiler and standard-library ABI a library was built with. Libraries whose
-/// fingerprints differ in the standard-library ABI cannot share std types.
+/// Compiler, standard-library ABI and instruction-set extensions a library
+/// was built with. Libraries whose fingerprints differ in the standard-library
+/// ABI cannot share std types; a library built for extensions the CPU lacks
+/// (contra/build_isa.hpp) cannot run on it. Readers take fields by name and
+/// ignore the ones they do not know ("isa" is new in SDK 0.2.1).
 #define CONTRA_BUILD_FINGERPRINT                                               \
   "sdk=" CONTRA_SDK_VERSION_STRING ";compiler=" CONTRA_COMPILER_ID             \
-  ";cxx11abi=" CONTRA_STRINGIFY(_GLIBCXX_USE_CXX11_ABI)
+  ";cxx11abi=" CONTRA_STRINGIFY(_GLIBCXX_USE_CXX11_ABI) ";isa=" CONTRA_BUILD_ISA
 
 #if defined(__clang__)
 #define CONTRA_COMPILER_ID "clang-" CONTRA_STRINGIFY(__clang_major__)

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -79,6 +80,23 @@ dnnl::reorder accumulating_reorder(const memory& from, const memory& to) {
   return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from.get_desc(), engine(), to.get_desc(), a));
 }
 
+// oneDNN 2.6's 1x1 backward-weights kernels (`jit_1x1:<isa>`) go wrong on a
+// strided NHWC convolution whose input channels are fewer than the kernel's
+// channel block (8 on AVX2, 16 on AVX-512): the strided source is copied into
+// a workspace they overrun, giving weight gradients off by tens of percent
+// with two or more threads, heap corruption or a hang (oneDNN issue #6035,
+// still open). The forward and backward-data kernels are right. Such layers
+// (a narrow network's strided shortcut) take oneDNN's next implementation,
+// the direct JIT kernel: same results as the reference, a few such layers.
+constexpr std::int64_t max_1x1_channel_block = 16;
+
+void skip_1x1_kernels(dnnl::convolution_backward_weights::primitive_desc& pd) {
+  while (std::string(pd.impl_info_str()).find("1x1") != std::string::npos)
+    if (!pd.next_impl())
+      throw UsageError("oneDNN offers only 1x1 kernels for a strided 1x1 weight gradient with few input channels, "
+                       "which it computes wrongly (oneDNN issue #6035)");
+}
+
 }  // namespace
 
 struct Conv2d::Impl {
@@ -136,6 +154,7 @@ Conv2d::Conv2d(std::string name, std::int64_t in_channels, std::int64_t out_chan
                      "': in_channels, out_channels, kernel and stride must be positive and padding non-negative "
                      "(got " + std::to_string(in_) + ", " + std::to_string(out_) + ", " + std::to_string(kernel_) +
                      ", " + std::to_string(stride_) + ", " + std::to_string(padding_) + ")");
+  require_precision("conv2d '" + name_ + "'", precision_);
   // PyTorch's default for nn.Conv2d (reset_parameters): kaiming_uniform_ with
   // a = sqrt(5), which is U(±1/sqrt(fan_in)), and the same bound for the bias.
   // Chosen over Kaiming-for-ReLU so that results compare with PyTorch's.
@@ -290,6 +309,7 @@ const Tensor& Conv2d::backward(const Tensor& dy, bool want_input_grad) {
                           : dnnl::convolution_backward_weights::desc(alg, f.pd.src_desc(), wei_any, dst_ct, strides,
                                                                       pad, pad);
       dnnl::convolution_backward_weights::primitive_desc wpd(wd, user_scratchpad(), engine(), f.pd);
+      if (kernel_ == 1 && stride_ > 1 && in_ < max_1x1_channel_block) skip_1x1_kernels(wpd);
       if (!(wpd.src_desc() == f.src.used.get_desc()) || !(wpd.diff_dst_desc() == p.dy.used.get_desc()))
         throw UsageError("conv2d '" + name_ + "': oneDNN chose unexpected layouts for the weight gradient");
       p.dw = scratch(p.dw_buf, wpd.diff_weights_desc());

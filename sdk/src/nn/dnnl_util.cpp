@@ -1,5 +1,6 @@
 #include "dnnl_util.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/nn/layer.hpp>
 
 #include <cmath>
@@ -56,6 +57,12 @@ dnnl::memory as_desc(const dnnl::memory& src, const dnnl::memory::desc& want, Te
   dnnl::memory dst = scratch(buf, want);
   reorder(src, dst);
   return dst;
+}
+
+void require_precision(const std::string& who, Precision p) {
+  if (p != Precision::bf16) return;
+  const std::string why = bf16_unavailable_reason();
+  if (!why.empty()) throw DeviceError(who + ": " + why + "; use f32 precision");
 }
 
 [[noreturn]] void rethrow(const std::string& where, const dnnl::error& e) {

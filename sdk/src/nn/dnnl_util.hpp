@@ -50,6 +50,11 @@ dnnl::memory as_desc(const dnnl::memory& src, const dnnl::memory::desc& want, Te
 /// oneDNN data type of a precision's matrix arithmetic.
 inline dt compute_type(Precision p) { return p == Precision::bf16 ? dt::bf16 : dt::f32; }
 
+/// Throws DeviceError naming `who` when this CPU cannot run `p` (bf16 on a
+/// CPU without AVX-512), instead of oneDNN's "could not create a primitive
+/// descriptor iterator" at the first call.
+void require_precision(const std::string& who, Precision p);
+
 /// Rethrow a dnnl::error as contra::UsageError naming the layer and call.
 [[noreturn]] void rethrow(const std::string& where, const dnnl::error& e);
 

@@ -131,6 +131,7 @@ Linear::Linear(std::string name, std::int64_t in_features, std::int64_t out_feat
   if (in_ <= 0 || out_ <= 0)
     throw UsageError("linear '" + name_ + "': in_features and out_features must be positive (got " +
                      std::to_string(in_) + ", " + std::to_string(out_) + ")");
+  require_precision("linear '" + name_ + "'", precision_);
   // PyTorch's default for nn.Linear (reset_parameters): kaiming_uniform_ with
   // a = sqrt(5), which is U(±1/sqrt(in)), and the same bound for the bias.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_));
