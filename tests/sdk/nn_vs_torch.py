@@ -65,6 +65,8 @@ for line in open(f"{folder}/cases.txt"):
         if not train:
             rm, rv = load(f"{cid}_b_bn.running_mean", [c]), load(f"{cid}_b_bn.running_var", [c])
         y = nhwc(F.batch_norm(nchw(x), rm, rv, P["bn.weight"], P["bn.bias"], training=train, eps=1e-5))
+    elif kind == "batch_norm_relu":
+        y = F.relu(nhwc(F.batch_norm(nchw(x), None, None, P["bn.weight"], P["bn.bias"], training=True, eps=1e-5)))
     elif kind == "max_pool":
         k, s, p = args
         y = nhwc(F.max_pool2d(nchw(x), k, s, p))

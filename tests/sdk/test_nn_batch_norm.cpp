@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -245,4 +246,61 @@ TEST_CASE("batch_norm: errors name the layer, what was found and what was expect
   CHECK_THROWS_WITH(nn::BatchNorm("b", 0), "BatchNorm 'b': channels must be >= 1, got 0");
   CHECK_THROWS_WITH(nn::BatchNorm("b", 2, 1.5), "BatchNorm 'b': momentum must be in [0, 1], got 1.5");
   CHECK_THROWS_WITH(nn::BatchNorm("b", 2, 0.1, 0.0), "BatchNorm 'b': eps must be > 0, got 0");
+}
+
+TEST_CASE("batch_norm_relu: equals BatchNorm then ReLU, train and eval, forward and backward",
+          "[sdk][nn][batch_norm]") {
+  for (Shape s : {Shape{4, 5, 3, 8}, Shape{6, 17}, Shape{2, 7, 7, 33}}) {
+    INFO("input " << s.str());
+    const std::int64_t c = s[s.rank() - 1];
+    nn::BatchNormReLU fused("bn", c);
+    nn::BatchNorm bn("bn", c);
+    randomise_affine(bn, 110);
+    randomise_affine(fused.batch_norm(), 110);
+    for (Mode mode : {Mode::train, Mode::eval, Mode::train}) {
+      INFO((mode == Mode::train ? "train" : "eval"));
+      Tensor x = random_tensor(s, 111 + s.numel()), dy = random_tensor(s, 112);
+      const Tensor& y_fused = fused.forward(x, mode);
+      Tensor y = bn.forward(x, mode).clone();
+      for (std::int64_t i = 0; i < y.numel(); ++i) y.data<float>()[i] = std::max(y.data<float>()[i], 0.0f);
+      std::int64_t zeros = 0;
+      for (std::int64_t i = 0; i < y.numel(); ++i) {
+        REQUIRE(y_fused.data<float>()[i] == Approx(y.data<float>()[i]).margin(1e-6));
+        zeros += y.data<float>()[i] == 0;
+      }
+      CHECK(zeros > y.numel() / 5);  // the ReLU cuts something
+      CHECK(zeros < y.numel() * 4 / 5);
+      Tensor dx_fused = fused.backward(dy).clone();
+      // ReLU's backward by hand: nn::ReLU differentiates train-mode calls only.
+      Tensor masked = dy.clone();
+      for (std::int64_t i = 0; i < y.numel(); ++i)
+        if (!(y.data<float>()[i] > 0)) masked.data<float>()[i] = 0;
+      const Tensor& dx = bn.backward(masked);
+      for (std::int64_t i = 0; i < dx.numel(); ++i)
+        REQUIRE(dx_fused.data<float>()[i] == Approx(dx.data<float>()[i]).margin(1e-5));
+      for (int k = 0; k < 2; ++k) {
+        const Parameter& a = k == 0 ? fused.batch_norm().weight() : fused.batch_norm().bias();
+        const Parameter& b = k == 0 ? bn.weight() : bn.bias();
+        for (std::int64_t i = 0; i < c; ++i) REQUIRE(a.grad.data<float>()[i] == Approx(b.grad.data<float>()[i]).margin(1e-4));
+      }
+    }
+    // Same statistics, parameter and buffer names as BatchNorm: checkpoints interchange.
+    std::vector<Parameter*> pf, pb;
+    fused.parameters(pf);
+    bn.parameters(pb);
+    REQUIRE(pf.size() == pb.size());
+    for (std::size_t i = 0; i < pf.size(); ++i) CHECK(pf[i]->name == pb[i]->name);
+    std::vector<std::pair<std::string, Tensor*>> bf, bb;
+    fused.buffers(bf);
+    bn.buffers(bb);
+    REQUIRE(bf.size() == 2);
+    for (std::size_t i = 0; i < bf.size(); ++i) {
+      CHECK(bf[i].first == bb[i].first);
+      for (std::int64_t k = 0; k < c; ++k)
+        CHECK(bf[i].second->data<float>()[k] == Approx(bb[i].second->data<float>()[k]).margin(1e-6));
+    }
+  }
+  nn::BatchNormReLU named("enc.bn1", 4);
+  CHECK_THROWS_WITH(named.backward(random_tensor({2, 4}, 1)),
+                    "BatchNormReLU 'enc.bn1': backward() called without a forward() to differentiate");
 }

@@ -177,7 +177,7 @@ TEST_CASE("nn vs torch: linear over feature counts and batches", "[sdk][nn][line
   sweep.check(1e-5, 1e-4);
 }
 
-TEST_CASE("nn vs torch: batch norm, NHWC and [N, C], train and eval", "[sdk][nn][batch_norm][torch]") {
+TEST_CASE("nn vs torch: batch norm (and fused with ReLU), NHWC and [N, C], train and eval", "[sdk][nn][batch_norm][torch]") {
   if (!test::torch_oracle_ready()) return;
   Threads threads(4);
   Sweep sweep;
@@ -198,6 +198,15 @@ TEST_CASE("nn vs torch: batch norm, NHWC and [N, C], train and eval", "[sdk][nn]
       auto bn1 = std::make_unique<nn::BatchNorm>("bn", c);
       for (Parameter* p : {&bn1->weight(), &bn1->bias()})
         for (std::int64_t k = 0; k < c; ++k) p->value.data<float>()[k] = static_cast<float>(r.uniform(-1.5, 1.5));
+      if (mode == Mode::train) {
+        auto fused = std::make_unique<nn::BatchNormReLU>("bn", c);
+        for (int k = 0; k < 2; ++k) {
+          Parameter& to = k == 0 ? fused->batch_norm().weight() : fused->batch_norm().bias();
+          const Parameter& from = k == 0 ? bn->weight() : bn->bias();
+          for (std::int64_t j = 0; j < c; ++j) to.value.data<float>()[j] = from.value.data<float>()[j];
+        }
+        sweep.add("batch_norm_relu " + std::to_string(c), std::move(fused), Shape{n, size + 1, size, c}, mode);
+      }
       sweep.add("batch_norm " + std::to_string(c), std::move(bn), Shape{n, size, size + 1, c}, mode);
       if (mode == Mode::train) sweep.add("batch_norm " + std::to_string(c), std::move(bn1), Shape{n + 1, c}, mode);
     }

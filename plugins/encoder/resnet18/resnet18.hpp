@@ -20,6 +20,7 @@ namespace contra::plugins {
 struct CpuLayers {
   using Conv2d = contra::nn::Conv2d;
   using BatchNorm = contra::nn::BatchNorm;
+  using BatchNormReLU = contra::nn::BatchNormReLU;  // fused in oneDNN
   using ReLU = contra::nn::ReLU;
   using GlobalAvgPool = contra::nn::GlobalAvgPool;
   static void add(const contra::Tensor& a, const contra::Tensor& b, contra::Tensor& out) { contra::nn::add(a, b, out); }

@@ -16,15 +16,15 @@ namespace contra::plugins {
 
 /// conv3x3(stride) – BN – ReLU – conv3x3 – BN, plus the identity or a
 /// 1x1 conv – BN projection shortcut, then ReLU of the sum. `L` names the
-/// layer classes (Conv2d, BatchNorm, ReLU, GlobalAvgPool) and add(a, b, out).
+/// layer classes (Conv2d, BatchNorm, BatchNormReLU, ReLU, GlobalAvgPool) and
+/// add(a, b, out).
 template <class L>
 class BasicBlockOf final : public contra::nn::Layer {
  public:
   BasicBlockOf(const std::string& name, std::int64_t in, std::int64_t out, int stride, contra::Rng& init,
                contra::Precision precision) {
     branch_.emplace<typename L::Conv2d>(name + ".conv1", in, out, 3, stride, 1, false, init, precision);
-    branch_.emplace<typename L::BatchNorm>(name + ".bn1", out);
-    branch_.emplace<typename L::ReLU>();
+    branch_.emplace<typename L::BatchNormReLU>(name + ".bn1", out);
     branch_.emplace<typename L::Conv2d>(name + ".conv2", out, out, 3, 1, 1, false, init, precision);
     branch_.emplace<typename L::BatchNorm>(name + ".bn2", out);
     if (stride != 1 || in != out) {
@@ -75,8 +75,7 @@ void build_resnet18(contra::nn::Sequential& net, std::int64_t channels, std::int
                     const contra::EncoderContext& ctx) {
   contra::Rng init(ctx.seed, 0, 0, 0, 0);
   net.emplace<typename L::Conv2d>("stem.conv", channels, width, 3, 1, 1, false, init, ctx.precision);
-  net.emplace<typename L::BatchNorm>("stem.bn", width);
-  net.emplace<typename L::ReLU>();
+  net.emplace<typename L::BatchNormReLU>("stem.bn", width);
   std::int64_t in = width;
   for (int stage = 0; stage < 4; ++stage) {
     const std::int64_t out = width << stage;

@@ -16,8 +16,7 @@ namespace {
 // The CPU layer library, for seed_resnet_net.hpp.
 struct Layers {
   using Conv2d = contra::nn::Conv2d;
-  using BatchNorm = contra::nn::BatchNorm;
-  using ReLU = contra::nn::ReLU;
+  using BatchNormReLU = contra::nn::BatchNormReLU;  // fused in oneDNN
   using MaxPool2d = contra::nn::MaxPool2d;
   using GlobalAvgPool = contra::nn::GlobalAvgPool;
   using AvgPool2d = contra::nn::AvgPool2d;

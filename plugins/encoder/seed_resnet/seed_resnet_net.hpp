@@ -30,7 +30,7 @@ inline int seed_resnet_pool_cell(const contra::Shape& input, std::int64_t pool_g
 /// max pool 3/2, two conv-BN-ReLU at `width`, two at 2·`width`, then a
 /// global average pool, or (cell > 0, from seed_resnet_pool_cell()) an
 /// average pool of cell × cell flattened, and the linear layer to `output`.
-/// `L` names the layer classes (Conv2d, BatchNorm, ReLU, MaxPool2d,
+/// `L` names the layer classes (Conv2d, BatchNormReLU, MaxPool2d,
 /// GlobalAvgPool, AvgPool2d, Flatten, Linear). Weights drawn from `ctx.seed`
 /// in layer order.
 template <class L>
@@ -40,8 +40,7 @@ void build_seed_resnet(contra::nn::Sequential& net, std::int64_t channels, std::
   contra::Rng init(ctx.seed, 0, 0, 0, 0);
   auto conv_bn_relu = [&](const std::string& name, std::int64_t in, std::int64_t out) {
     net.emplace<typename L::Conv2d>(name + ".conv", in, out, 3, 1, 1, false, init, ctx.precision);
-    net.emplace<typename L::BatchNorm>(name + ".bn", out);
-    net.emplace<typename L::ReLU>();
+    net.emplace<typename L::BatchNormReLU>(name + ".bn", out);
   };
   conv_bn_relu("stem", channels, w);
   net.emplace<typename L::MaxPool2d>(3, 2, 1);

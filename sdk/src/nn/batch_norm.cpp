@@ -43,6 +43,7 @@ struct Prim {
 
 struct BatchNorm::Impl {
   std::string name;
+  bool relu = false;  // BatchNormReLU: max(·, 0) fused into the primitives
   std::int64_t channels;
   double momentum;
   double eps;
@@ -62,12 +63,14 @@ struct BatchNorm::Impl {
     Shape shape;
     dnnl::memory::desc data_md;
     dnnl::memory src, dst, diff_dst, diff_src, mean, var, scale, shift, diff_scale, diff_shift;
+    dnnl::memory workspace;  // the fused ReLU's mask, written by forward, read by backward
+    Tensor workspace_buf;
     dnnl::batch_normalization_forward::primitive_desc fwd_train_pd, fwd_global_pd;
     std::optional<Prim> fwd_train, fwd_global, bwd_train, bwd_global;
   };
   std::map<ShapeKey, Entry> cache;
 
-  std::string who() const { return "BatchNorm '" + name + "'"; }
+  std::string who() const { return (relu ? "BatchNormReLU '" : "BatchNorm '") + name + "'"; }
 
   static dnnl::primitive_attr attr() {
     dnnl::primitive_attr a;
@@ -99,6 +102,7 @@ struct BatchNorm::Impl {
 
   dnnl::normalization_flags flags(bool global) const {
     auto f = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+    if (relu) f |= dnnl::normalization_flags::fuse_norm_relu;
     return global ? f | dnnl::normalization_flags::use_global_stats : f;
   }
 
@@ -112,13 +116,19 @@ struct BatchNorm::Impl {
   Prim& forward_prim(Entry& e, bool global) {
     std::optional<Prim>& slot = global ? e.fwd_global : e.fwd_train;
     if (slot) return *slot;
-    auto prop = global ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training;
+    // With the fused ReLU even an eval-mode forward keeps its mask (forward
+    // training with the running statistics), for a backward through it.
+    auto prop = global && !relu ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training;
     dnnl::batch_normalization_forward::desc d(prop, e.data_md, static_cast<float>(eps), flags(global));
     dnnl::batch_normalization_forward::primitive_desc pd(d, attr(), engine());
     (global ? e.fwd_global_pd : e.fwd_train_pd) = pd;
     slot = finish(pd, dnnl::batch_normalization_forward(pd));
     slot->args.insert({{DNNL_ARG_SRC, e.src}, {DNNL_ARG_DST, e.dst}, {DNNL_ARG_MEAN, e.mean},
                        {DNNL_ARG_VARIANCE, e.var}, {DNNL_ARG_SCALE, e.scale}, {DNNL_ARG_SHIFT, e.shift}});
+    if (relu) {
+      if (!e.workspace) e.workspace = scratch(e.workspace_buf, pd.workspace_desc());
+      slot->args.insert({DNNL_ARG_WORKSPACE, e.workspace});
+    }
     return *slot;
   }
 
@@ -135,6 +145,7 @@ struct BatchNorm::Impl {
                        {DNNL_ARG_DIFF_DST, e.diff_dst}, {DNNL_ARG_SCALE, e.scale},
                        {DNNL_ARG_SHIFT, e.shift}, {DNNL_ARG_DIFF_SRC, e.diff_src},
                        {DNNL_ARG_DIFF_SCALE, e.diff_scale}, {DNNL_ARG_DIFF_SHIFT, e.diff_shift}});
+    if (relu) slot->args.insert({DNNL_ARG_WORKSPACE, e.workspace});
     return *slot;
   }
 
@@ -273,6 +284,20 @@ void BatchNorm::buffers(std::vector<std::pair<std::string, Tensor*>>& out) {
   out.emplace_back(prefix + "running_mean", &impl_->running_mean);
   out.emplace_back(prefix + "running_var", &impl_->running_var);
 }
+
+BatchNormReLU::BatchNormReLU(std::string name, std::int64_t channels, double momentum, double eps)
+    : bn_(std::move(name), channels, momentum, eps) {
+  bn_.impl_->relu = true;
+}
+
+BatchNormReLU::~BatchNormReLU() = default;
+
+const Tensor& BatchNormReLU::forward(const Tensor& x, Mode mode) { return bn_.forward(x, mode); }
+const Tensor& BatchNormReLU::backward(const Tensor& dy, bool want_input_grad) {
+  return bn_.backward(dy, want_input_grad);
+}
+void BatchNormReLU::parameters(std::vector<Parameter*>& out) { bn_.parameters(out); }
+void BatchNormReLU::buffers(std::vector<std::pair<std::string, Tensor*>>& out) { bn_.buffers(out); }
 
 std::int64_t BatchNorm::channels() const noexcept { return impl_->channels; }
 double BatchNorm::momentum() const noexcept { return impl_->momentum; }
