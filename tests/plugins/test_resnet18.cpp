@@ -29,5 +29,9 @@ TEST_CASE("resnet18: a tiny one matches finite differences end to end", "[plugin
   o.abs_tol = 5e-3;
   o.samples = 6;
   o.min_agreement = 0.9;  // twenty float32 layers: see GradCheckOptions
+  // Width 2 puts batch norms over 1×1 maps in the last stage: about a quarter
+  // of the sampled coordinates sit next to a kink. The exact check is against
+  // autograd in float64 (test_encoders_vs_torch.cpp).
+  o.max_skipped = 0.35;
   test::check_encoder_gradients(net, test::random_tensor({16, 3, 8, 8}, 8), o);
 }

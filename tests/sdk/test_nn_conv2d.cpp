@@ -264,3 +264,58 @@ TEST_CASE("conv2d: misuse is reported with the layer's name", "[sdk][nn][conv2d]
                     "conv2d 'bad': in_channels, out_channels, kernel and stride must be positive and padding "
                     "non-negative (got 3, 4, 0, 1, 0)");
 }
+
+TEST_CASE("conv2d: Winograd is taken where it applies and pays, and refused where it does not",
+          "[sdk][nn][conv2d][winograd]") {
+  using nn::ConvAlgorithm;
+  CHECK(make({3, 1, 1, 4, 8, 8, 16, 16, false}).uses_winograd());
+  CHECK(make({3, 1, 0, 4, 8, 8, 32, 64, true}).uses_winograd());
+  CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 8, 16, false}).uses_winograd());  // too few channels to pay
+  CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 16, 15, false}).uses_winograd());
+  CHECK_FALSE(make({3, 2, 1, 4, 8, 8, 16, 16, false}).uses_winograd());  // strided
+  CHECK_FALSE(make({1, 1, 0, 4, 8, 8, 16, 16, false}).uses_winograd());  // 1x1
+  nn::Conv2d narrow = make({3, 1, 2, 4, 8, 8, 3, 5, false});
+  narrow.set_algorithm(ConvAlgorithm::winograd);
+  CHECK(narrow.uses_winograd());
+  nn::Conv2d wide = make({3, 1, 1, 4, 8, 8, 32, 32, false});
+  wide.set_algorithm(ConvAlgorithm::direct);
+  CHECK_FALSE(wide.uses_winograd());
+  nn::Conv2d strided = make({3, 2, 1, 4, 8, 8, 16, 16, false});
+  CHECK_THROWS_WITH(strided.set_algorithm(ConvAlgorithm::winograd),
+                    "conv2d 'conv': Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, padding <= 2 and f32 "
+                    "precision (got kernel 3, stride 2, padding 1, f32)");
+  nn::Conv2d five = make({5, 1, 2, 4, 8, 8, 16, 16, false});
+  CHECK_THROWS_WITH(five.set_algorithm(ConvAlgorithm::winograd),
+                    "conv2d 'conv': Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, padding <= 2 and f32 "
+                    "precision (got kernel 5, stride 1, padding 2, f32)");
+  if (cpu_capabilities().bf16) CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 16, 16, false}, Precision::bf16).uses_winograd());
+}
+
+TEST_CASE("conv2d: Winograd matches the direct kernels, and its backward adds into the grads",
+          "[sdk][nn][conv2d][winograd]") {
+  using nn::ConvAlgorithm;
+  for (const ConvCase& c : {ConvCase{3, 1, 1, 5, 9, 7, 16, 24, true}, ConvCase{3, 1, 0, 3, 6, 6, 20, 16, false},
+                            ConvCase{3, 1, 2, 2, 5, 4, 17, 16, true}}) {
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.cin << ", padding " << c.padding);
+    nn::Conv2d wino = make(c), direct = make(c);
+    direct.set_algorithm(ConvAlgorithm::direct);
+    REQUIRE(wino.uses_winograd());
+    Tensor x = random_tensor({c.n, c.h, c.w, c.cin}, 31), dy = random_tensor(wino.output_shape(x.shape()), 32);
+    CHECK(worst_error(wino.forward(x, Mode::eval),
+                      reference_conv(x, wino.weight().value, c.bias ? &wino.bias()->value : nullptr, 3, 1, c.padding)) < 1e-5);
+    std::vector<Tensor> a = run_step(wino, x, dy), b = run_step(direct, x, dy);
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      INFO("gradient " << k << " (dx, weight, bias)");
+      CHECK(relative_distance(a[k], b[k]) < 1e-5);
+    }
+    // A second backward of the same forward adds the same again; no dL/dx
+    // when not asked, parameter grads still accumulate.
+    wino.backward(dy);
+    CHECK(relative_distance(wino.weight().grad, b[1]) == Approx(1.0).margin(1e-5));
+    const Tensor& none = wino.backward(dy, false);
+    CHECK_FALSE(none.defined());
+    Tensor three = b[1].clone();
+    for (std::int64_t i = 0; i < three.numel(); ++i) three.data<float>()[i] *= 3;
+    CHECK(relative_distance(wino.weight().grad, three) < 1e-5);
+  }
+}

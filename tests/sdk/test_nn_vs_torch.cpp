@@ -160,6 +160,38 @@ TEST_CASE("nn vs torch: conv2d over kernels, strides, channel counts, sizes and 
   sweep.check(1e-5, 1e-4);
 }
 
+TEST_CASE("nn vs torch: conv2d by Winograd F(2x2, 3x3) and by oneDNN's direct kernels",
+          "[sdk][nn][conv2d][winograd][torch]") {
+  if (!test::torch_oracle_ready()) return;
+  Threads threads(4);
+  Sweep sweep;
+  Rng init(5, 0, 0, 0, 0);
+  // Every channel count, padding 0-2, odd and even sizes (a last tile cut in
+  // half), bias or not, batches spanning several of Winograd's image chunks.
+  const int channels[] = {1, 3, 8, 16, 17, 40};
+  const int sizes[] = {3, 4, 5, 7, 8, 13};
+  int i = 0;
+  using nn::ConvAlgorithm;
+  for (ConvAlgorithm algorithm : {ConvAlgorithm::winograd, ConvAlgorithm::direct})
+    for (int in : channels)
+      for (int out : {2, 16, 33}) {
+        const int pad = i % 3, size = sizes[i % 6], n = std::vector<int>{1, 3, 40}[i % 3];
+        const bool bias = i % 2 == 0;
+        ++i;
+        auto conv = std::make_unique<nn::Conv2d>("conv", in, out, 3, 1, pad, bias, init);
+        conv->set_algorithm(algorithm);
+        REQUIRE(conv->uses_winograd() == (algorithm == ConvAlgorithm::winograd));
+        char spec[128];
+        std::snprintf(spec, sizeof spec, "conv2d %d %d 3 1 %d %d", in, out, pad, bias ? 1 : 0);
+        sweep.add(spec, std::move(conv), Shape{n, size, size + 1, in});
+      }
+  // A 14×14 map at a batch with several chunks (1024 tiles each: 20 images).
+  auto big = std::make_unique<nn::Conv2d>("conv", 32, 32, 3, 1, 1, false, init);
+  REQUIRE(big->uses_winograd());
+  sweep.add("conv2d 32 32 3 1 1 0", std::move(big), Shape{45, 14, 14, 32});
+  sweep.check(1e-5, 1e-4);
+}
+
 TEST_CASE("nn vs torch: linear over feature counts and batches", "[sdk][nn][linear][torch]") {
   if (!test::torch_oracle_ready()) return;
   Threads threads(4);

@@ -36,7 +36,7 @@ double check_gradients(Forward forward, Backward backward, const std::vector<Par
   }
   INFO(rep.skipped << " of " << (rep.checked + rep.skipped) << " coordinates skipped as next to a kink, "
                    << rep.disagreed << " of " << rep.checked << " disagreed");
-  CHECK(rep.skipped * 4 <= rep.checked + rep.skipped);
+  CHECK(rep.skipped <= o.max_skipped * (rep.checked + rep.skipped));
   CHECK(rep.checked - rep.disagreed >= o.min_agreement * rep.checked);
   return rep.worst;
 }

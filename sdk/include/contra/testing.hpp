@@ -599,6 +599,9 @@ struct GradientOptions {
   /// ReLU/max-pool networks in float32, where some step crosses a kink that
   /// the one-sided test misses; a wiring bug fails most coordinates.
   double min_agreement = 1.0;
+  /// Largest share of sampled coordinates that may be skipped as next to a
+  /// kink (the check fails above it: too little was compared).
+  double max_skipped = 0.25;
 };
 
 /// One compared coordinate.
@@ -660,7 +663,8 @@ inline void finish(GradientReport& rep, const GradientOptions& o) {
                              " coordinates skipped as next to a kink, " + std::to_string(rep.disagreed) + " of " +
                              std::to_string(rep.checked) + " disagreed";
   rep.note(counts);
-  if (rep.skipped * 4 > rep.checked + rep.skipped) rep.fail("too many coordinates next to a kink: " + counts);
+  if (rep.skipped > o.max_skipped * (rep.checked + rep.skipped))
+    rep.fail("too many coordinates next to a kink: " + counts);
   if (rep.checked - rep.disagreed < o.min_agreement * rep.checked && o.min_agreement < 1.0)
     rep.fail("too few coordinates agree: " + counts);
 }

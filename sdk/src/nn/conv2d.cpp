@@ -1,6 +1,7 @@
 #include <contra/nn/conv2d.hpp>
 
 #include "dnnl_util.hpp"
+#include "winograd.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -111,6 +112,8 @@ struct Conv2d::Impl {
   struct Plan {
     Shape in, out;
     std::uint64_t used = 0;
+    std::unique_ptr<Winograd3x3> winograd;  // set: this shape runs by Winograd, not oneDNN
+    const float* x = nullptr;               // Winograd: the last train-mode input
     Fwd fwd[2];  // [0] train, [1] eval
 
     bool bwd_built = false;
@@ -126,6 +129,7 @@ struct Conv2d::Impl {
   };
 
   std::vector<std::unique_ptr<Plan>> plans;
+  ConvAlgorithm algorithm = ConvAlgorithm::automatic;
   std::uint64_t clock = 0;
   Plan* train = nullptr;  // plan of the last train-mode forward
   Tensor pad;             // scratchpad shared by every primitive of the layer
@@ -182,6 +186,32 @@ void Conv2d::parameters(std::vector<Parameter*>& out) {
 
 std::size_t Conv2d::cached_shapes() const noexcept { return impl_->plans.size(); }
 
+bool Conv2d::winograd_applies() const noexcept {
+  return kernel_ == 3 && stride_ == 1 && padding_ <= 2 && precision_ == Precision::f32;
+}
+
+bool Conv2d::uses_winograd() const noexcept {
+  switch (impl_->algorithm) {
+    case ConvAlgorithm::direct: return false;
+    case ConvAlgorithm::winograd: return true;
+    case ConvAlgorithm::automatic: break;
+  }
+  // Below 16 channels on either side the transforms cost more than they save.
+  return winograd_applies() && in_ >= 16 && out_ >= 16;
+}
+
+void Conv2d::set_algorithm(ConvAlgorithm a) {
+  if (a == ConvAlgorithm::winograd && !winograd_applies())
+    throw UsageError("conv2d '" + name_ + "': Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, padding <= 2 and "
+                     "f32 precision (got kernel " + std::to_string(kernel_) + ", stride " + std::to_string(stride_) +
+                     ", padding " + std::to_string(padding_) + ", " +
+                     (precision_ == Precision::f32 ? "f32" : "bf16") + ")");
+  if (a == impl_->algorithm) return;
+  impl_->algorithm = a;
+  impl_->plans.clear();  // built for the other algorithm
+  impl_->train = nullptr;
+}
+
 Shape Conv2d::output_shape(const Shape& s) const {
   const std::string who = "conv2d '" + name_ + "': ";
   const std::string want = "[N, H, W, " + std::to_string(in_) + "]";
@@ -227,6 +257,19 @@ const Tensor& Conv2d::forward(const Tensor& x, Mode mode) {
       p->out = out;
     }
     p->used = ++m.clock;
+
+    if (uses_winograd()) {
+      if (!p->winograd)
+        p->winograd = std::make_unique<Winograd3x3>(p->in[0], p->in[1], p->in[2], in_, out_, padding_);
+      m.y.ensure(p->out, DType::f32);
+      p->winograd->forward(x.data<float>(), weight_.value.data<float>(), has_bias_ ? bias_.value.data<float>() : nullptr,
+                           m.y.data<float>());
+      if (mode == Mode::train) {
+        p->x = x.data<float>();
+        m.train = p;
+      }
+      return m.y;
+    }
 
     Impl::Fwd& f = p->fwd[mode == Mode::train ? 0 : 1];
     if (!f.built) {
@@ -281,6 +324,16 @@ const Tensor& Conv2d::backward(const Tensor& dy, bool want_input_grad) {
   const memory::desc oihw({out_, in_, kernel_, kernel_}, dt::f32, tag::oihw);
   const memory::desc bias_md({out_}, dt::f32, tag::a);
   Impl::Fwd& f = p.fwd[0];
+
+  if (p.winograd) {
+    if (want_input_grad) {
+      m.dx.ensure(p.in, DType::f32);
+      p.winograd->backward_data(dy.data<float>(), weight_.value.data<float>(), m.dx.data<float>());
+    }
+    p.winograd->backward_weights(p.x, dy.data<float>(), weight_.grad.data<float>(),
+                                 has_bias_ ? bias_.grad.data<float>() : nullptr);
+    return want_input_grad ? m.dx : m.none;
+  }
 
   try {
     if (!p.bwd_built) {

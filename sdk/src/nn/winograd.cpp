@@ -1,0 +1,229 @@
+#include "winograd.hpp"
+
+#include <contra/blas.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+namespace contra::nn::detail {
+
+namespace {
+
+constexpr std::int64_t target_tiles = 1024;  // rows of each chunk's matrix products
+
+// G, the filter transform (4×3): U = G·f·Gᵀ.
+constexpr float G[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+
+// u[ξν][i][o] = (G f Gᵀ)[ξ][ν] for the 3×3 filter f of input channel i and
+// output channel o; `flip` takes f[r][s] = w[o'][i'][2 − r][2 − s] with the
+// roles of weight's two channel axes swapped (the backward-data filter).
+void transform_filters(const float* w, std::int64_t k, std::int64_t c, bool flip, float* u) {
+  const std::int64_t ci = flip ? k : c, co = flip ? c : k;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < ci; ++i)
+    for (std::int64_t o = 0; o < co; ++o) {
+      const float* f = flip ? w + (i * c + o) * 9 : w + (o * c + i) * 9;
+      float g[3][3];
+      for (int r = 0; r < 3; ++r)
+        for (int s = 0; s < 3; ++s) g[r][s] = flip ? f[(2 - r) * 3 + (2 - s)] : f[r * 3 + s];
+      float t[4][3];
+      for (int a = 0; a < 4; ++a)
+        for (int s = 0; s < 3; ++s) t[a][s] = G[a][0] * g[0][s] + G[a][1] * g[1][s] + G[a][2] * g[2][s];
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b)
+          u[((a * 4 + b) * ci + i) * co + o] = t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2];
+    }
+}
+
+// The 4×4 rows of channels of one tile's input patch (the zero row outside).
+void patch_rows(const float* img, std::int64_t ih, std::int64_t iw, std::int64_t ci, std::int64_t r0, std::int64_t q0,
+                const float* zeros, const float* rows[16]) {
+  for (int r = 0; r < 4; ++r)
+    for (int q = 0; q < 4; ++q) {
+      const std::int64_t y = r0 + r, x = q0 + q;
+      rows[r * 4 + q] = (y < 0 || y >= ih || x < 0 || x >= iw) ? zeros : img + (y * iw + x) * ci;
+    }
+}
+
+// v[ξν][t][·] = (Bᵀ d B)[ξ][ν] for the patch rows d, channel by channel.
+void transform_input(const float* const d[16], std::int64_t ci, std::int64_t tiles, std::int64_t t, float* v) {
+  float* o[16];
+  for (int i = 0; i < 16; ++i) o[i] = v + (i * tiles + t) * ci;
+  for (std::int64_t k = 0; k < ci; ++k) {
+    float b[4][4];  // Bᵀ d: rows
+    for (int q = 0; q < 4; ++q) {
+      const float d0 = d[q][k], d1 = d[4 + q][k], d2 = d[8 + q][k], d3 = d[12 + q][k];
+      b[0][q] = d0 - d2;
+      b[1][q] = d1 + d2;
+      b[2][q] = d2 - d1;
+      b[3][q] = d1 - d3;
+    }
+    for (int r = 0; r < 4; ++r) {  // (Bᵀ d) B: columns
+      o[r * 4 + 0][k] = b[r][0] - b[r][2];
+      o[r * 4 + 1][k] = b[r][1] + b[r][2];
+      o[r * 4 + 2][k] = b[r][2] - b[r][1];
+      o[r * 4 + 3][k] = b[r][1] - b[r][3];
+    }
+  }
+}
+
+}  // namespace
+
+Winograd3x3::Geometry Winograd3x3::geometry(std::int64_t ih, std::int64_t iw, std::int64_t ci, std::int64_t co,
+                                            int pad) {
+  Geometry g;
+  g.ih = ih, g.iw = iw, g.ci = ci, g.co = co, g.pad = pad;
+  g.oh = ih + 2 * pad - 2;
+  g.ow = iw + 2 * pad - 2;
+  g.th = (g.oh + 1) / 2;
+  g.tw = (g.ow + 1) / 2;
+  g.chunk = std::max<std::int64_t>(1, target_tiles / (g.th * g.tw));
+  return g;
+}
+
+Winograd3x3::Winograd3x3(std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c, std::int64_t k, int p)
+    : n_(n), k_(k) {
+  fwd_ = geometry(h, w, c, k, p);
+  // dL/dx is the correlation of dL/dy with the flipped filter, padded by 2 − p.
+  bwd_ = geometry(fwd_.oh, fwd_.ow, k, c, 2 - p);
+  zeros_.assign(static_cast<std::size_t>(std::max(c, k)), 0.0f);
+}
+
+void Winograd3x3::correlate(const Geometry& g, const float* in, const float* u, const float* bias, float* out) {
+  const std::int64_t per_image = g.th * g.tw;
+  const std::int64_t most = std::min(g.chunk, n_) * per_image;
+  v_.resize(static_cast<std::size_t>(16 * most * g.ci));
+  m_.resize(static_cast<std::size_t>(16 * most * g.co));
+  for (std::int64_t n0 = 0; n0 < n_; n0 += g.chunk) {
+    const std::int64_t images = std::min(g.chunk, n_ - n0), tiles = images * per_image;
+    float* v = v_.data();
+    float* m = m_.data();
+#pragma omp parallel for schedule(static)
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
+      const float* rows[16];
+      patch_rows(in + img * g.ih * g.iw * g.ci, g.ih, g.iw, g.ci, 2 * i - g.pad, 2 * j - g.pad, zeros_.data(), rows);
+      transform_input(rows, g.ci, tiles, t, v);
+    }
+    // The 16 products over channels: m[ξν] = v[ξν] · u[ξν].
+    for (int e = 0; e < 16; ++e)
+      sgemm(false, false, tiles, g.co, g.ci, 1.0f, v + e * tiles * g.ci, g.ci, u + e * g.ci * g.co, g.co, 0.0f,
+            m + e * tiles * g.co, g.co);
+#pragma omp parallel for schedule(static)
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
+      const float* s[16];
+      for (int e = 0; e < 16; ++e) s[e] = m + (e * tiles + t) * g.co;
+      float* o = out + img * g.oh * g.ow * g.co;
+      const bool down = 2 * i + 1 < g.oh, right = 2 * j + 1 < g.ow;  // odd sizes: the last tile is cut
+      float* y00 = o + ((2 * i) * g.ow + 2 * j) * g.co;
+      float* y01 = y00 + g.co;
+      float* y10 = y00 + g.ow * g.co;
+      float* y11 = y10 + g.co;
+      for (std::int64_t k = 0; k < g.co; ++k) {
+        float a[2][4];  // Aᵀ m
+        for (int q = 0; q < 4; ++q) {
+          a[0][q] = s[q][k] + s[4 + q][k] + s[8 + q][k];
+          a[1][q] = s[4 + q][k] - s[8 + q][k] - s[12 + q][k];
+        }
+        const float b = bias ? bias[k] : 0.0f;
+        y00[k] = a[0][0] + a[0][1] + a[0][2] + b;
+        if (right) y01[k] = a[0][1] - a[0][2] - a[0][3] + b;
+        if (down) {
+          y10[k] = a[1][0] + a[1][1] + a[1][2] + b;
+          if (right) y11[k] = a[1][1] - a[1][2] - a[1][3] + b;
+        }
+      }
+    }
+  }
+}
+
+void Winograd3x3::forward(const float* x, const float* weight, const float* bias, float* y) {
+  u_.resize(static_cast<std::size_t>(16 * fwd_.ci * fwd_.co));
+  transform_filters(weight, k_, fwd_.ci, false, u_.data());
+  correlate(fwd_, x, u_.data(), bias, y);
+}
+
+void Winograd3x3::backward_data(const float* dy, const float* weight, float* dx) {
+  u_.resize(static_cast<std::size_t>(16 * bwd_.ci * bwd_.co));
+  transform_filters(weight, k_, bwd_.co, true, u_.data());
+  correlate(bwd_, dy, u_.data(), nullptr, dx);
+}
+
+void Winograd3x3::backward_weights(const float* x, const float* dy, float* weight_grad, float* bias_grad) {
+  // y = Aᵀ[(G w Gᵀ) ⊙ (Bᵀ d B)]A per tile, so dL/dU = Σ_tiles (A dY Aᵀ) ⊙ V and
+  // dL/dw = Gᵀ (dL/dU) G.
+  const Geometry& g = fwd_;
+  const std::int64_t c = g.ci, k = g.co, per_image = g.th * g.tw;
+  const std::int64_t most = std::min(g.chunk, n_) * per_image;
+  v_.resize(static_cast<std::size_t>(16 * most * c));
+  z_.resize(static_cast<std::size_t>(16 * most * k));
+  du_.assign(static_cast<std::size_t>(16 * c * k), 0.0f);
+  for (std::int64_t n0 = 0; n0 < n_; n0 += g.chunk) {
+    const std::int64_t images = std::min(g.chunk, n_ - n0), tiles = images * per_image;
+    float* v = v_.data();
+    float* z = z_.data();
+#pragma omp parallel for schedule(static)
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
+      const float* rows[16];
+      patch_rows(x + img * g.ih * g.iw * c, g.ih, g.iw, c, 2 * i - g.pad, 2 * j - g.pad, zeros_.data(), rows);
+      transform_input(rows, c, tiles, t, v);
+      // Z = A dY Aᵀ, dY the tile's 2×2 outputs (zero past an odd edge).
+      const float* o = dy + img * g.oh * g.ow * k;
+      const float* d00 = o + ((2 * i) * g.ow + 2 * j) * k;
+      const bool down = 2 * i + 1 < g.oh, right = 2 * j + 1 < g.ow;
+      const float* d01 = right ? d00 + k : zeros_.data();
+      const float* d10 = down ? d00 + g.ow * k : zeros_.data();
+      const float* d11 = down && right ? d00 + (g.ow + 1) * k : zeros_.data();
+      float* zr[16];
+      for (int e = 0; e < 16; ++e) zr[e] = z + (e * tiles + t) * k;
+      for (std::int64_t q = 0; q < k; ++q) {
+        const float a0[2] = {d00[q], d01[q]}, a1[2] = {d10[q], d11[q]};
+        float r[4][2];  // A dY
+        for (int b = 0; b < 2; ++b) {
+          r[0][b] = a0[b];
+          r[1][b] = a0[b] + a1[b];
+          r[2][b] = a0[b] - a1[b];
+          r[3][b] = -a1[b];
+        }
+        for (int a = 0; a < 4; ++a) {  // (A dY) Aᵀ
+          zr[a * 4 + 0][q] = r[a][0];
+          zr[a * 4 + 1][q] = r[a][0] + r[a][1];
+          zr[a * 4 + 2][q] = r[a][0] - r[a][1];
+          zr[a * 4 + 3][q] = -r[a][1];
+        }
+      }
+    }
+    // dU[ξν] += V[ξν]ᵀ · Z[ξν]: [c × tiles] · [tiles × k].
+    for (int e = 0; e < 16; ++e)
+      sgemm(true, false, c, k, tiles, 1.0f, v + e * tiles * c, c, z + e * tiles * k, k, 1.0f,
+            du_.data() + e * c * k, k);
+  }
+  // dL/dw[o][i] = Gᵀ dU[·][i][o] G.
+  const float* du = du_.data();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t o = 0; o < k; ++o)
+    for (std::int64_t i = 0; i < c; ++i) {
+      float t[3][4];  // Gᵀ dU
+      for (int r = 0; r < 3; ++r)
+        for (int b = 0; b < 4; ++b) {
+          float sum = 0;
+          for (int a = 0; a < 4; ++a) sum += G[a][r] * du[((a * 4 + b) * c + i) * k + o];
+          t[r][b] = sum;
+        }
+      float* dw = weight_grad + (o * c + i) * 9;
+      for (int r = 0; r < 3; ++r)
+        for (int s = 0; s < 3; ++s) dw[r * 3 + s] += t[r][0] * G[0][s] + t[r][1] * G[1][s] + t[r][2] * G[2][s] + t[r][3] * G[3][s];
+    }
+  if (bias_grad) {
+    // dL/db = Σ dL/dy over every position, in double.
+    const std::int64_t rows = n_ * g.oh * g.ow;
+    std::vector<double> sum(static_cast<std::size_t>(k), 0.0);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t q = 0; q < k; ++q) sum[q] += dy[r * k + q];
+    for (std::int64_t q = 0; q < k; ++q) bias_grad[q] += static_cast<float>(sum[q]);
+  }
+}
+
+}  // namespace contra::nn::detail
