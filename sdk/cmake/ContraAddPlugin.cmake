@@ -3,6 +3,7 @@
 #
 # contra_add_plugin(name SOURCES a.cpp ...
 #                   [KIND kind] [DEVICE cuda] [LIBRARIES lib ...]
+#                   [ARCH cpu] [OPENMP]
 #                   [OUTPUT_DIRECTORY dir] [INSTALL_DESTINATION dir | NO_INSTALL])
 #
 # Builds the MODULE library `name` from SOURCES, one of which holds
@@ -18,6 +19,19 @@
 # _cuda to the file name. SOURCES may be .cu files (enable_language(CUDA) in
 # your project). Fails when contra was installed without CUDA.
 #
+# ARCH cpu: compiles SOURCES with -march=<cpu> (`native`, `x86-64-v3` for
+# AVX2 and FMA, `skylake-avx512`, ...) for the plugin's own loops; without it
+# they get the compiler's default, the x86-64 baseline that runs anywhere.
+# The library then runs only on CPUs with those extensions: its manifest
+# records them (CONTRA_BUILD_ISA) and contra refuses the library elsewhere,
+# naming the missing ones, instead of dying of an illegal instruction. Share
+# such a build only with machines like the one it targets.
+#
+# OPENMP: compiles and links with OpenMP (find_package(OpenMP)). A parallel
+# region in the plugin runs on the calling thread's team, the libgomp team
+# oneDNN uses, which contra sizes with [runtime] compute_threads on the
+# thread that runs encoders, losses and optimizers.
+#
 # SOURCES are also compiled once into the object library `name_objects`: link
 # it into a test executable to test the plugin's classes directly, e.g.
 #     add_executable(test_x test_x.cpp)
@@ -30,7 +44,8 @@ include_guard(GLOBAL)
 include(${CMAKE_CURRENT_LIST_DIR}/ContraPluginTarget.cmake)
 
 function(contra_add_plugin name)
-  cmake_parse_arguments(ARG "NO_INSTALL" "KIND;DEVICE;OUTPUT_DIRECTORY;INSTALL_DESTINATION" "SOURCES;LIBRARIES" ${ARGN})
+  cmake_parse_arguments(ARG "NO_INSTALL;OPENMP" "KIND;DEVICE;ARCH;OUTPUT_DIRECTORY;INSTALL_DESTINATION"
+                        "SOURCES;LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCES)
     message(FATAL_ERROR "contra_add_plugin(${name}): SOURCES is required")
   endif()
@@ -59,8 +74,16 @@ function(contra_add_plugin name)
     set(ARG_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/plugins)
   endif()
 
+  if(ARG_OPENMP)
+    find_package(OpenMP REQUIRED COMPONENTS CXX)
+    list(APPEND ARG_LIBRARIES OpenMP::OpenMP_CXX)
+  endif()
+
   add_library(${name}_objects OBJECT ${ARG_SOURCES})
   target_link_libraries(${name}_objects PUBLIC contra::sdk ${ARG_LIBRARIES})
+  if(ARG_ARCH)
+    target_compile_options(${name}_objects PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=${ARG_ARCH}>)
+  endif()
   target_include_directories(${name}_objects PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   set_target_properties(${name}_objects PROPERTIES
     CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON POSITION_INDEPENDENT_CODE ON)
