@@ -24,6 +24,10 @@ namespace contra::nn {
 ///   gradient is summed from the f32 dL/dy).
 /// - Primitives and their buffers are built once per batch size (a few are
 ///   kept) and reused: a steady-state step allocates nothing.
+/// - backward() adds dL/dW into the weight's grad inside the matrix product
+///   (a sum post-op), so grad + dL/dW is exact up to float rounding, not bit
+///   for bit equal to adding a separately computed dL/dW: the kernel, chosen
+///   by the CPU, decides the order of the additions.
 class Linear final : public Layer {
  public:
   /// Throws UsageError for a non-positive feature count.
