@@ -89,3 +89,39 @@ TEST_CASE("seed_resnet: pool_grid averages the last stage over a grid before the
                     "seed_resnet: pool_grid = 3 must divide the 14×14 feature map of inputs [1, 28, 28] "
                     "(square maps only)");
 }
+
+TEST_CASE("seed_resnet: conv_algorithm direct, winograd and auto compute the same network", "[plugins][seed_resnet]") {
+  auto build = [](const char* algorithm) {
+    auto net = std::make_unique<SeedResNet>(
+        SeedResNet::schema().bind({{"width", 16}, {"output", 8}, {"conv_algorithm", std::string(algorithm)}}));
+    net->build({Shape{1, 12, 12}, 3});
+    return net;
+  };
+  auto direct = build("direct"), winograd = build("winograd"), automatic = build("auto");
+  Tensor x = test::random_tensor({6, 1, 12, 12}, 9), dy = test::random_tensor({6, 8}, 10);
+  std::vector<Tensor> out;
+  std::vector<std::vector<Tensor>> grads;
+  for (SeedResNet* net : {direct.get(), winograd.get(), automatic.get()}) {
+    out.push_back(net->forward(x, Mode::train).clone());
+    net->backward(dy, false);
+    std::vector<Tensor> g;
+    for (Parameter* p : net->parameters()) g.push_back(p->grad.clone());
+    grads.push_back(std::move(g));
+  }
+  for (int k = 1; k < 3; ++k) {
+    INFO((k == 1 ? "winograd" : "auto") << " against direct");
+    for (std::int64_t i = 0; i < out[0].numel(); ++i)
+      CHECK(out[k].data<float>()[i] == Approx(out[0].data<float>()[i]).margin(1e-4));
+    for (std::size_t p = 0; p < grads[0].size(); ++p) {
+      double worst = 0, scale = 0;
+      for (std::int64_t i = 0; i < grads[0][p].numel(); ++i) {
+        worst = std::max(worst, std::fabs(static_cast<double>(grads[k][p].data<float>()[i]) - grads[0][p].data<float>()[i]));
+        scale = std::max(scale, std::fabs(static_cast<double>(grads[0][p].data<float>()[i])));
+      }
+      INFO("parameter " << p);
+      CHECK(worst <= 1e-4 * std::max(scale, 1.0));
+    }
+  }
+  CHECK_THROWS_WITH(SeedResNet::schema().bind({{"conv_algorithm", std::string("fft")}}),
+                    Catch::Contains("conv_algorithm") && Catch::Contains("\"auto\", \"direct\" or \"winograd\""));
+}

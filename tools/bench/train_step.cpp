@@ -42,6 +42,7 @@ struct Options {
   std::int64_t batch = 256, size = 28, channels = 1;
   int steps = 5, warmup = 2, threads = 2;
   int rounds = 3;  // contra, then the peer, this many times: the ratio is the median of the rounds' ratios
+  std::string conv = "auto";  // the encoder's conv_algorithm: auto, direct or winograd
   bool peer = true;
   int curve = 0;
   int pipeline_steps = 0;
@@ -118,7 +119,7 @@ template <class Role> std::shared_ptr<Role> make(PluginRegistry& reg, PluginKind
 }
 
 Timing time_contra(PluginRegistry& reg, const Options& o, Precision precision) {
-  auto encoder = make<Encoder>(reg, PluginKind::encoder, o.model, {});
+  auto encoder = make<Encoder>(reg, PluginKind::encoder, o.model, {{"conv_algorithm", o.conv}});
   auto head = make<Encoder>(reg, PluginKind::encoder, "projection_head", {});
   auto loss = make<Loss>(reg, PluginKind::loss, "info_nce", {{"temperature", 0.5}});
   auto opt = make<Optimizer>(reg, PluginKind::optimizer, "adam", {{"lr", 1e-3}});
@@ -319,6 +320,7 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = std::stoi(next());
     else if (a == "--threads") o.threads = std::stoi(next());
     else if (a == "--rounds") o.rounds = std::max(1, std::stoi(next()));
+    else if (a == "--conv") o.conv = next();
     else if (a == "--no-peer") o.peer = false;
     else if (a == "--curve") o.curve = std::stoi(next());
     else if (a == "--pipeline") o.pipeline_steps = std::stoi(next());
@@ -326,6 +328,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: train_step [--model seed_resnet|resnet18] [--batch N] [--size S] [--channels C]\n"
                    "                  [--steps N] [--warmup N] [--threads T] [--rounds R] [--no-peer]\n"
+                   "                  [--conv auto|direct|winograd]\n"
                    "                  [--curve STEPS] [--pipeline STEPS]\n");
       return 2;
     }
@@ -338,8 +341,9 @@ int main(int argc, char** argv) {
     double peak32 = matmul_peak(dnnl::memory::data_type::f32);
     double peak16 = cpu.bf16 ? matmul_peak(dnnl::memory::data_type::bf16) : NAN;
     const double step_flops = 3.0 * model_forward_flops(o) * 2 * o.batch;  // forward + two backward products
-    std::printf("train_step: %s + projection_head, NT-Xent, Adam; batch %lld (%lld views of %lldx%lldx%lld), %d threads\n",
-                o.model.c_str(), static_cast<long long>(o.batch), static_cast<long long>(2 * o.batch),
+    std::printf("train_step: %s (conv_algorithm %s) + projection_head, NT-Xent, Adam; batch %lld (%lld views of "
+                "%lldx%lldx%lld), %d threads\n",
+                o.model.c_str(), o.conv.c_str(), static_cast<long long>(o.batch), static_cast<long long>(2 * o.batch),
                 static_cast<long long>(o.size), static_cast<long long>(o.size), static_cast<long long>(o.channels),
                 o.threads);
     std::printf("cpu: %s\n", cpu.summary().c_str());

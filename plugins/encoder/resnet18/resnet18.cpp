@@ -5,21 +5,24 @@ namespace contra::plugins {
 using namespace contra::nn;
 
 contra::Schema ResNet18::schema() {
-  return contra::Schema("resnet18",
-                        "ResNet-18, CIFAR variant: 3x3 stem, no max pool, 4 stages of 2 BasicBlocks, "
-                        "global average pool; output width 8 x width")
-      .add<std::int64_t>("width", 64, "channels of the stem and first stage; stages double it")
-      .range(1, 1024);
+  contra::Schema s = contra::Schema("resnet18",
+                                    "ResNet-18, CIFAR variant: 3x3 stem, no max pool, 4 stages of 2 BasicBlocks, "
+                                    "global average pool; output width 8 x width")
+                        .add<std::int64_t>("width", 64, "channels of the stem and first stage; stages double it")
+                        .range(1, 1024);
+  add_conv_algorithm(s);
+  return s;
 }
 
-ResNet18::ResNet18(const contra::Params& p) : width_(p.get<std::int64_t>("width")) {}
+ResNet18::ResNet18(const contra::Params& p)
+    : width_(p.get<std::int64_t>("width")), conv_algorithm_(conv_algorithm_of(p)) {}
 
 void ResNet18::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("resnet18: build() called twice");
   if (ctx.input.rank() != 3)
     throw contra::ConfigError("resnet18: takes images [C, H, W], got inputs of shape " + ctx.input.str());
   channels_ = ctx.input[0];
-  build_resnet18<CpuLayers>(net_, channels_, width_, ctx);
+  build_resnet18<CpuLayers>(net_, channels_, width_, conv_algorithm_, ctx);
   built_ = true;
 }
 

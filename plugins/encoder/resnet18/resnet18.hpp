@@ -11,6 +11,7 @@
 #include <contra/plugin.hpp>
 
 #include "resnet18_net.hpp"
+#include "../conv_algorithm.hpp"
 
 #include <memory>
 
@@ -24,6 +25,7 @@ struct CpuLayers {
   using ReLU = contra::nn::ReLU;
   using GlobalAvgPool = contra::nn::GlobalAvgPool;
   static void add(const contra::Tensor& a, const contra::Tensor& b, contra::Tensor& out) { contra::nn::add(a, b, out); }
+  static void configure(Conv2d& conv, contra::nn::ConvAlgorithm a) { apply_conv_algorithm(conv, a); }
 };
 
 using BasicBlock = BasicBlockOf<CpuLayers>;
@@ -42,6 +44,7 @@ class ResNet18 final : public contra::Encoder {
 
  private:
   std::int64_t width_;
+  contra::nn::ConvAlgorithm conv_algorithm_;
   std::int64_t channels_ = 0;
   contra::nn::Sequential net_;
   contra::Tensor nhwc_, dx_;

@@ -15,7 +15,7 @@ void ResNet18Cuda::build(const contra::EncoderContext& ctx) {
   contra::cuda::require("resnet18 (cuda)");
   channels_ = ctx.input[0];
   // The CPU build's layers, names and draws (resnet18_net.hpp).
-  build_resnet18<CudaLayers>(net_, channels_, width_, ctx);
+  build_resnet18<CudaLayers>(net_, channels_, width_, contra::nn::ConvAlgorithm::automatic, ctx);
   // The initial values were copied and the gradients zeroed on this thread's
   // stream; the train step may run on another.
   contra::cuda::synchronize(contra::cuda::current_stream());

@@ -24,6 +24,7 @@ struct CudaLayers {
   static void add(const contra::Tensor& a, const contra::Tensor& b, contra::Tensor& out) {
     contra::cuda::nn::add(a, b, out);
   }
+  static void configure(Conv2d&, contra::nn::ConvAlgorithm) {}  // cuDNN chooses
 };
 
 using BasicBlockCuda = BasicBlockOf<CudaLayers>;

@@ -4,6 +4,7 @@
 // resnet18_cuda.hpp), so that the CPU and GPU builds have the same layers,
 // names and initial draws by construction.
 
+#include <contra/nn/conv2d.hpp>
 #include <contra/nn/sequential.hpp>
 #include <contra/plugin.hpp>
 
@@ -16,16 +17,18 @@ namespace contra::plugins {
 
 /// conv3x3(stride) – BN – ReLU – conv3x3 – BN, plus the identity or a
 /// 1x1 conv – BN projection shortcut, then ReLU of the sum. `L` names the
-/// layer classes (Conv2d, BatchNorm, BatchNormReLU, ReLU, GlobalAvgPool) and
-/// add(a, b, out).
+/// layer classes (Conv2d, BatchNorm, BatchNormReLU, ReLU, GlobalAvgPool),
+/// add(a, b, out) and configure(conv, algorithm).
 template <class L>
 class BasicBlockOf final : public contra::nn::Layer {
  public:
   BasicBlockOf(const std::string& name, std::int64_t in, std::int64_t out, int stride, contra::Rng& init,
-               contra::Precision precision) {
-    branch_.emplace<typename L::Conv2d>(name + ".conv1", in, out, 3, stride, 1, false, init, precision);
+               contra::Precision precision, contra::nn::ConvAlgorithm conv_algorithm) {
+    L::configure(branch_.emplace<typename L::Conv2d>(name + ".conv1", in, out, 3, stride, 1, false, init, precision),
+                 conv_algorithm);
     branch_.emplace<typename L::BatchNormReLU>(name + ".bn1", out);
-    branch_.emplace<typename L::Conv2d>(name + ".conv2", out, out, 3, 1, 1, false, init, precision);
+    L::configure(branch_.emplace<typename L::Conv2d>(name + ".conv2", out, out, 3, 1, 1, false, init, precision),
+                 conv_algorithm);
     branch_.emplace<typename L::BatchNorm>(name + ".bn2", out);
     if (stride != 1 || in != out) {
       shortcut_ = std::make_unique<contra::nn::Sequential>();
@@ -72,16 +75,17 @@ class BasicBlockOf final : public contra::nn::Layer {
 /// second), the global average pool. Weights drawn from `ctx.seed` in layer order.
 template <class L>
 void build_resnet18(contra::nn::Sequential& net, std::int64_t channels, std::int64_t width,
-                    const contra::EncoderContext& ctx) {
+                    contra::nn::ConvAlgorithm conv_algorithm, const contra::EncoderContext& ctx) {
   contra::Rng init(ctx.seed, 0, 0, 0, 0);
-  net.emplace<typename L::Conv2d>("stem.conv", channels, width, 3, 1, 1, false, init, ctx.precision);
+  L::configure(net.emplace<typename L::Conv2d>("stem.conv", channels, width, 3, 1, 1, false, init, ctx.precision),
+               conv_algorithm);
   net.emplace<typename L::BatchNormReLU>("stem.bn", width);
   std::int64_t in = width;
   for (int stage = 0; stage < 4; ++stage) {
     const std::int64_t out = width << stage;
     const std::string name = "layer" + std::to_string(stage + 1);
-    net.emplace<BasicBlockOf<L>>(name + ".0", in, out, stage == 0 ? 1 : 2, init, ctx.precision);
-    net.emplace<BasicBlockOf<L>>(name + ".1", out, out, 1, init, ctx.precision);
+    net.emplace<BasicBlockOf<L>>(name + ".0", in, out, stage == 0 ? 1 : 2, init, ctx.precision, conv_algorithm);
+    net.emplace<BasicBlockOf<L>>(name + ".1", out, out, 1, init, ctx.precision, conv_algorithm);
     in = out;
   }
   net.emplace<typename L::GlobalAvgPool>();

@@ -1,6 +1,7 @@
 #include "seed_resnet.hpp"
 
 #include "seed_resnet_net.hpp"
+#include "../conv_algorithm.hpp"
 
 #include <contra/nn/activation.hpp>
 #include <contra/nn/batch_norm.hpp>
@@ -22,11 +23,12 @@ struct Layers {
   using AvgPool2d = contra::nn::AvgPool2d;
   using Flatten = contra::nn::Flatten;
   using Linear = contra::nn::Linear;
+  static void configure(Conv2d& conv, ConvAlgorithm a) { apply_conv_algorithm(conv, a); }
 };
 }  // namespace
 
 contra::Schema SeedResNet::schema() {
-  return contra::Schema("seed_resnet",
+  contra::Schema s = contra::Schema("seed_resnet",
                         "conv-BN-ReLU stem with max pool, two stages of two conv-BN-ReLU, global "
                         "average pool, linear (the classic contrastive tutorial's ResNetEncoder)")
       .add<std::int64_t>("width", 64, "channels of the stem and the first stage; the second has twice as many")
@@ -37,12 +39,15 @@ contra::Schema SeedResNet::schema() {
                          "average-pool the last stage to a pool_grid × pool_grid grid before the linear "
                          "layer (1: global average pool)")
       .range(1, 16);
+  add_conv_algorithm(s);
+  return s;
 }
 
 SeedResNet::SeedResNet(const contra::Params& p)
     : width_(p.get<std::int64_t>("width")),
       output_(p.get<std::int64_t>("output")),
-      pool_grid_(p.get<std::int64_t>("pool_grid")) {}
+      pool_grid_(p.get<std::int64_t>("pool_grid")),
+      conv_algorithm_(conv_algorithm_of(p)) {}
 
 void SeedResNet::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("seed_resnet: build() called twice");
@@ -50,7 +55,7 @@ void SeedResNet::build(const contra::EncoderContext& ctx) {
     throw contra::ConfigError("seed_resnet: takes images [C, H, W], got inputs of shape " + ctx.input.str());
   const int cell = seed_resnet_pool_cell(ctx.input, pool_grid_);
   channels_ = ctx.input[0];
-  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, ctx);
+  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, conv_algorithm_, ctx);
   built_ = true;
 }
 

@@ -2,6 +2,7 @@
 // seed_resnet: the ResNetEncoder of the classic contrastive-learning tutorial,
 // layer for layer (see README.md), on the SDK's oneDNN layers.
 
+#include <contra/nn/conv2d.hpp>
 #include <contra/nn/sequential.hpp>
 #include <contra/plugin.hpp>
 
@@ -22,6 +23,7 @@ class SeedResNet final : public contra::Encoder {
 
  private:
   std::int64_t width_, output_, pool_grid_;
+  contra::nn::ConvAlgorithm conv_algorithm_;
   std::int64_t channels_ = 0;
   contra::nn::Sequential net_;
   contra::Tensor nhwc_, dx_;

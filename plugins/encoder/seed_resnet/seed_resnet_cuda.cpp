@@ -20,6 +20,7 @@ struct Layers {
   using AvgPool2d = contra::cuda::nn::AvgPool2d;
   using Flatten = contra::cuda::nn::Flatten;
   using Linear = contra::cuda::nn::Linear;
+  static void configure(Conv2d&, contra::nn::ConvAlgorithm) {}  // cuDNN chooses
 };
 }  // namespace
 
@@ -36,7 +37,8 @@ void SeedResNetCuda::build(const contra::EncoderContext& ctx) {
   contra::cuda::require("seed_resnet (cuda)");
   channels_ = ctx.input[0];
   // The CPU build's layers, names and draws (seed_resnet_net.hpp).
-  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, ctx);
+  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, contra::nn::ConvAlgorithm::automatic,
+                            ctx);
   // The initial values were copied and the gradients zeroed on this thread's
   // stream; the train step may run on another.
   contra::cuda::synchronize(contra::cuda::current_stream());

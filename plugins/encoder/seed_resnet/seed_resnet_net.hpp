@@ -5,6 +5,7 @@
 // construction.
 
 #include <contra/errors.hpp>
+#include <contra/nn/conv2d.hpp>
 #include <contra/nn/sequential.hpp>
 #include <contra/plugin.hpp>
 
@@ -31,15 +32,17 @@ inline int seed_resnet_pool_cell(const contra::Shape& input, std::int64_t pool_g
 /// global average pool, or (cell > 0, from seed_resnet_pool_cell()) an
 /// average pool of cell × cell flattened, and the linear layer to `output`.
 /// `L` names the layer classes (Conv2d, BatchNormReLU, MaxPool2d,
-/// GlobalAvgPool, AvgPool2d, Flatten, Linear). Weights drawn from `ctx.seed`
-/// in layer order.
+/// GlobalAvgPool, AvgPool2d, Flatten, Linear) and configure(conv, algorithm).
+/// Weights drawn from `ctx.seed` in layer order.
 template <class L>
 void build_seed_resnet(contra::nn::Sequential& net, std::int64_t channels, std::int64_t width, std::int64_t output,
-                       std::int64_t pool_grid, int cell, const contra::EncoderContext& ctx) {
+                       std::int64_t pool_grid, int cell, contra::nn::ConvAlgorithm conv_algorithm,
+                       const contra::EncoderContext& ctx) {
   const std::int64_t w = width, w2 = 2 * width;
   contra::Rng init(ctx.seed, 0, 0, 0, 0);
   auto conv_bn_relu = [&](const std::string& name, std::int64_t in, std::int64_t out) {
-    net.emplace<typename L::Conv2d>(name + ".conv", in, out, 3, 1, 1, false, init, ctx.precision);
+    L::configure(net.emplace<typename L::Conv2d>(name + ".conv", in, out, 3, 1, 1, false, init, ctx.precision),
+                 conv_algorithm);
     net.emplace<typename L::BatchNormReLU>(name + ".bn", out);
   };
   conv_bn_relu("stem", channels, w);

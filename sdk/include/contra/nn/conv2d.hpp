@@ -75,9 +75,11 @@ class Conv2d final : public Layer {
   void set_algorithm(ConvAlgorithm a);
   /// True when forward() runs by Winograd with the current setting.
   bool uses_winograd() const noexcept;
+  /// True when Winograd can compute this layer: 3×3 kernel, stride 1,
+  /// padding ≤ 2, f32.
+  bool winograd_applies() const noexcept;
 
  private:
-  bool winograd_applies() const noexcept;
   struct Impl;
   std::string name_;
   std::int64_t in_, out_;
