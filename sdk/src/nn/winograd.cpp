@@ -11,6 +11,24 @@ namespace {
 
 constexpr std::int64_t target_tiles = 1024;  // rows of each chunk's matrix products
 
+// Working memory of one call, kept per thread and shared by every layer (a
+// call needs nothing of it afterwards): transformed filters [16][ci][co],
+// inputs [16][tiles][ci], products [16][tiles][co], dL/dy [16][tiles][k],
+// dL/dU [16][c][k]. A network's largest layer sets its size, not their sum.
+struct Scratch {
+  std::vector<float> u, v, m, z, du;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Grows `buf` to hold `n` floats and returns it (never shrinks).
+float* room(std::vector<float>& buf, std::int64_t n) {
+  if (buf.size() < static_cast<std::size_t>(n)) buf.resize(static_cast<std::size_t>(n));
+  return buf.data();
+}
+
 // G, the filter transform (4×3): U = G·f·Gᵀ.
 constexpr float G[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
 
@@ -89,22 +107,25 @@ Winograd3x3::Winograd3x3(std::int64_t n, std::int64_t h, std::int64_t w, std::in
   zeros_.assign(static_cast<std::size_t>(std::max(c, k)), 0.0f);
 }
 
+void Winograd3x3::transform_inputs(const Geometry& g, const float* in, std::int64_t n0, std::int64_t tiles, float* v) {
+  const std::int64_t per_image = g.th * g.tw;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t t = 0; t < tiles; ++t) {
+    const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
+    const float* rows[16];
+    patch_rows(in + img * g.ih * g.iw * g.ci, g.ih, g.iw, g.ci, 2 * i - g.pad, 2 * j - g.pad, zeros_.data(), rows);
+    transform_input(rows, g.ci, tiles, t, v);
+  }
+}
+
 void Winograd3x3::correlate(const Geometry& g, const float* in, const float* u, const float* bias, float* out) {
   const std::int64_t per_image = g.th * g.tw;
   const std::int64_t most = std::min(g.chunk, n_) * per_image;
-  v_.resize(static_cast<std::size_t>(16 * most * g.ci));
-  m_.resize(static_cast<std::size_t>(16 * most * g.co));
+  float* v = room(scratch().v, 16 * most * g.ci);
+  float* m = room(scratch().m, 16 * most * g.co);
   for (std::int64_t n0 = 0; n0 < n_; n0 += g.chunk) {
     const std::int64_t images = std::min(g.chunk, n_ - n0), tiles = images * per_image;
-    float* v = v_.data();
-    float* m = m_.data();
-#pragma omp parallel for schedule(static)
-    for (std::int64_t t = 0; t < tiles; ++t) {
-      const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
-      const float* rows[16];
-      patch_rows(in + img * g.ih * g.iw * g.ci, g.ih, g.iw, g.ci, 2 * i - g.pad, 2 * j - g.pad, zeros_.data(), rows);
-      transform_input(rows, g.ci, tiles, t, v);
-    }
+    transform_inputs(g, in, n0, tiles, v);
     // The 16 products over channels: m[ξν] = v[ξν] · u[ξν].
     for (int e = 0; e < 16; ++e)
       sgemm(false, false, tiles, g.co, g.ci, 1.0f, v + e * tiles * g.ci, g.ci, u + e * g.ci * g.co, g.co, 0.0f,
@@ -139,15 +160,15 @@ void Winograd3x3::correlate(const Geometry& g, const float* in, const float* u, 
 }
 
 void Winograd3x3::forward(const float* x, const float* weight, const float* bias, float* y) {
-  u_.resize(static_cast<std::size_t>(16 * fwd_.ci * fwd_.co));
-  transform_filters(weight, k_, fwd_.ci, false, u_.data());
-  correlate(fwd_, x, u_.data(), bias, y);
+  float* u = room(scratch().u, 16 * fwd_.ci * fwd_.co);
+  transform_filters(weight, k_, fwd_.ci, false, u);
+  correlate(fwd_, x, u, bias, y);
 }
 
 void Winograd3x3::backward_data(const float* dy, const float* weight, float* dx) {
-  u_.resize(static_cast<std::size_t>(16 * bwd_.ci * bwd_.co));
-  transform_filters(weight, k_, bwd_.co, true, u_.data());
-  correlate(bwd_, dy, u_.data(), nullptr, dx);
+  float* u = room(scratch().u, 16 * bwd_.ci * bwd_.co);
+  transform_filters(weight, k_, bwd_.co, true, u);
+  correlate(bwd_, dy, u, nullptr, dx);
 }
 
 void Winograd3x3::backward_weights(const float* x, const float* dy, float* weight_grad, float* bias_grad) {
@@ -156,19 +177,16 @@ void Winograd3x3::backward_weights(const float* x, const float* dy, float* weigh
   const Geometry& g = fwd_;
   const std::int64_t c = g.ci, k = g.co, per_image = g.th * g.tw;
   const std::int64_t most = std::min(g.chunk, n_) * per_image;
-  v_.resize(static_cast<std::size_t>(16 * most * c));
-  z_.resize(static_cast<std::size_t>(16 * most * k));
-  du_.assign(static_cast<std::size_t>(16 * c * k), 0.0f);
+  float* v = room(scratch().v, 16 * most * c);
+  float* z = room(scratch().z, 16 * most * k);
+  float* du = room(scratch().du, 16 * c * k);
+  std::fill(du, du + 16 * c * k, 0.0f);
   for (std::int64_t n0 = 0; n0 < n_; n0 += g.chunk) {
     const std::int64_t images = std::min(g.chunk, n_ - n0), tiles = images * per_image;
-    float* v = v_.data();
-    float* z = z_.data();
+    transform_inputs(g, x, n0, tiles, v);
 #pragma omp parallel for schedule(static)
     for (std::int64_t t = 0; t < tiles; ++t) {
       const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
-      const float* rows[16];
-      patch_rows(x + img * g.ih * g.iw * c, g.ih, g.iw, c, 2 * i - g.pad, 2 * j - g.pad, zeros_.data(), rows);
-      transform_input(rows, c, tiles, t, v);
       // Z = A dY Aᵀ, dY the tile's 2×2 outputs (zero past an odd edge).
       const float* o = dy + img * g.oh * g.ow * k;
       const float* d00 = o + ((2 * i) * g.ow + 2 * j) * k;
@@ -197,11 +215,9 @@ void Winograd3x3::backward_weights(const float* x, const float* dy, float* weigh
     }
     // dU[ξν] += V[ξν]ᵀ · Z[ξν]: [c × tiles] · [tiles × k].
     for (int e = 0; e < 16; ++e)
-      sgemm(true, false, c, k, tiles, 1.0f, v + e * tiles * c, c, z + e * tiles * k, k, 1.0f,
-            du_.data() + e * c * k, k);
+      sgemm(true, false, c, k, tiles, 1.0f, v + e * tiles * c, c, z + e * tiles * k, k, 1.0f, du + e * c * k, k);
   }
   // dL/dw[o][i] = Gᵀ dU[·][i][o] G.
-  const float* du = du_.data();
 #pragma omp parallel for schedule(static)
   for (std::int64_t o = 0; o < k; ++o)
     for (std::int64_t i = 0; i < c; ++i) {

@@ -38,14 +38,13 @@ class Winograd3x3 {
   };
   static Geometry geometry(std::int64_t ih, std::int64_t iw, std::int64_t ci, std::int64_t co, int pad);
 
+  // v[16][tiles][ci]: the transformed patches of images n0, n0 + 1, ...
+  void transform_inputs(const Geometry& g, const float* in, std::int64_t n0, std::int64_t tiles, float* v);
   // out = in ⋆ filter for filters transformed into u [16][ci][co].
   void correlate(const Geometry& g, const float* in, const float* u, const float* bias, float* out);
 
   std::int64_t n_, k_;
   Geometry fwd_, bwd_;  // x → y, and dL/dy → dL/dx
-  // Transformed filters [16][ci][co], inputs [16][tiles][ci], products
-  // [16][tiles][co], dL/dy [16][tiles][k]; dL/dU [16][c][k].
-  std::vector<float> u_, v_, m_, z_, du_;
   std::vector<float> zeros_;  // a row of max(c, k) zeros: the padding
 };
 
