@@ -2,6 +2,7 @@
 
 #include "test_support.hpp"
 
+#include <contra/cpu.hpp>
 #include <contra/rng.hpp>
 
 #include <catch2/catch.hpp>
@@ -284,4 +285,39 @@ TEST_CASE("mlp: trained with info_nce and sgd, the loss of a two-view problem fa
   // other samples orthogonal) is log(1 + 30 e^-5) = 0.18; 50 steps reach about 0.23.
   CHECK(history.front() > 1.0);
   CHECK(history.back() < 0.5 * history.front());
+}
+
+TEST_CASE("mlp: bf16 precision stays close to f32 (where the CPU runs bf16)", "[plugins][mlp]") {
+  if (!contra::cpu_capabilities().bf16) {
+    WARN("SKIPPED: " << contra::bf16_unavailable_reason());
+    Mlp m = make({32}, 8);
+    // The layers refuse it at build, naming the CPU: validate refuses the pipeline before that.
+    CHECK_THROWS_WITH(m.build({{64}, 1, contra::Precision::bf16}),
+                      "linear 'fc0': " + contra::bf16_unavailable_reason() + "; use f32 precision");
+    return;
+  }
+  Mlp f32 = make({64}, 16), bf16 = make({64}, 16);
+  f32.build({{48}, 7});
+  bf16.build({{48}, 7, contra::Precision::bf16});
+  contra::Tensor x = random_tensor({12, 48}, 3), dy = random_tensor({12, 16}, 4);
+  contra::Tensor y32 = f32.forward(x, contra::Mode::train).clone();
+  const contra::Tensor& y16 = bf16.forward(x, contra::Mode::train);
+  double num = 0, den = 0;
+  for (std::int64_t i = 0; i < y32.numel(); ++i) {
+    num += std::pow(y16.data<float>()[i] - y32.data<float>()[i], 2);
+    den += std::pow(y32.data<float>()[i], 2);
+  }
+  CHECK(std::sqrt(num / den) < 1e-2);
+  f32.backward(dy, false);
+  bf16.backward(dy, false);
+  auto p32 = f32.parameters(), p16 = bf16.parameters();
+  for (std::size_t k = 0; k < p32.size(); ++k) {
+    num = den = 0;
+    for (std::int64_t i = 0; i < p32[k]->grad.numel(); ++i) {
+      num += std::pow(p16[k]->grad.data<float>()[i] - p32[k]->grad.data<float>()[i], 2);
+      den += std::pow(p32[k]->grad.data<float>()[i], 2);
+    }
+    INFO(p32[k]->name);
+    CHECK(std::sqrt(num / den) < 2e-2);
+  }
 }
