@@ -1,6 +1,6 @@
 #include "winograd.hpp"
 
-#include <contra/blas.hpp>
+#include "dnnl_util.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -9,14 +9,16 @@ namespace contra::nn::detail {
 
 namespace {
 
-constexpr std::int64_t target_tiles = 1024;  // rows of each chunk's matrix products
+constexpr std::int64_t target_tiles = 256;  // rows of each chunk's matrix products
 
 // Working memory of one call, kept per thread and shared by every layer (a
 // call needs nothing of it afterwards): transformed filters [16][ci][co],
 // inputs [16][tiles][ci], products [16][tiles][co], dL/dy [16][tiles][k],
 // dL/dU [16][c][k]. A network's largest layer sets its size, not their sum.
+// Tensors, for their 64-byte alignment: the products and the vector loops
+// over channels then start on cache lines.
 struct Scratch {
-  std::vector<float> u, v, m, z, du;
+  Tensor u, v, m, z, du;
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -24,9 +26,9 @@ Scratch& scratch() {
 }
 
 // Grows `buf` to hold `n` floats and returns it (never shrinks).
-float* room(std::vector<float>& buf, std::int64_t n) {
-  if (buf.size() < static_cast<std::size_t>(n)) buf.resize(static_cast<std::size_t>(n));
-  return buf.data();
+float* room(Tensor& buf, std::int64_t n) {
+  if (!buf.defined() || buf.numel() < n) buf = Tensor::empty({n}, DType::f32);
+  return buf.data<float>();
 }
 
 // G, the filter transform (4×3): U = G·f·Gᵀ.
@@ -107,6 +109,45 @@ Winograd3x3::Winograd3x3(std::int64_t n, std::int64_t h, std::int64_t w, std::in
   zeros_.assign(static_cast<std::size_t>(std::max(c, k)), 0.0f);
 }
 
+Winograd3x3::Product& Winograd3x3::spatial_product(std::vector<Product>& cache, std::int64_t tiles,
+                                                   std::int64_t ci, std::int64_t co) {
+  for (Product& p : cache)
+    if (p.tiles == tiles) return p;
+  using dnnl::memory;
+  const memory::desc a({16, tiles, ci}, dt::f32, tag::abc), b({16, ci, co}, dt::f32, tag::abc),
+      c({16, tiles, co}, dt::f32, tag::abc);
+  Product p;
+  p.tiles = tiles;
+  p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine()));
+  p.a = memory(a, engine(), DNNL_MEMORY_NONE);
+  p.b = memory(b, engine(), DNNL_MEMORY_NONE);
+  p.c = memory(c, engine(), DNNL_MEMORY_NONE);
+  cache.push_back(std::move(p));
+  return cache.back();
+}
+
+Winograd3x3::Product& Winograd3x3::filter_product(std::int64_t tiles) {
+  for (Product& p : filter_products_)
+    if (p.tiles == tiles) return p;
+  using dnnl::memory;
+  const std::int64_t c = fwd_.ci, k = fwd_.co;
+  // v read transposed: [16][c][tiles] with the strides of [16][tiles][c].
+  const memory::desc a({16, c, tiles}, dt::f32, memory::dims{tiles * c, 1, c}), b({16, tiles, k}, dt::f32, tag::abc),
+      d({16, c, k}, dt::f32, tag::abc);
+  dnnl::post_ops sum;
+  sum.append_sum(1.0f);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(sum);
+  Product p;
+  p.tiles = tiles;
+  p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, d), attr, engine()));
+  p.a = memory(a, engine(), DNNL_MEMORY_NONE);
+  p.b = memory(b, engine(), DNNL_MEMORY_NONE);
+  p.c = memory(d, engine(), DNNL_MEMORY_NONE);
+  filter_products_.push_back(std::move(p));
+  return filter_products_.back();
+}
+
 void Winograd3x3::transform_inputs(const Geometry& g, const float* in, std::int64_t n0, std::int64_t tiles, float* v) {
   const std::int64_t per_image = g.th * g.tw;
 #pragma omp parallel for schedule(static)
@@ -118,7 +159,8 @@ void Winograd3x3::transform_inputs(const Geometry& g, const float* in, std::int6
   }
 }
 
-void Winograd3x3::correlate(const Geometry& g, const float* in, const float* u, const float* bias, float* out) {
+void Winograd3x3::correlate(const Geometry& g, std::vector<Product>& products, const float* in, const float* u,
+                            const float* bias, float* out) {
   const std::int64_t per_image = g.th * g.tw;
   const std::int64_t most = std::min(g.chunk, n_) * per_image;
   float* v = room(scratch().v, 16 * most * g.ci);
@@ -127,9 +169,12 @@ void Winograd3x3::correlate(const Geometry& g, const float* in, const float* u, 
     const std::int64_t images = std::min(g.chunk, n_ - n0), tiles = images * per_image;
     transform_inputs(g, in, n0, tiles, v);
     // The 16 products over channels: m[ξν] = v[ξν] · u[ξν].
-    for (int e = 0; e < 16; ++e)
-      sgemm(false, false, tiles, g.co, g.ci, 1.0f, v + e * tiles * g.ci, g.ci, u + e * g.ci * g.co, g.co, 0.0f,
-            m + e * tiles * g.co, g.co);
+    Product& p = spatial_product(products, tiles, g.ci, g.co);
+    p.a.set_data_handle(v);
+    p.b.set_data_handle(const_cast<float*>(u));
+    p.c.set_data_handle(m);
+    p.prim.execute(stream(), {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
+    stream().wait();
 #pragma omp parallel for schedule(static)
     for (std::int64_t t = 0; t < tiles; ++t) {
       const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
@@ -162,13 +207,13 @@ void Winograd3x3::correlate(const Geometry& g, const float* in, const float* u, 
 void Winograd3x3::forward(const float* x, const float* weight, const float* bias, float* y) {
   float* u = room(scratch().u, 16 * fwd_.ci * fwd_.co);
   transform_filters(weight, k_, fwd_.ci, false, u);
-  correlate(fwd_, x, u, bias, y);
+  correlate(fwd_, fwd_products_, x, u, bias, y);
 }
 
 void Winograd3x3::backward_data(const float* dy, const float* weight, float* dx) {
   float* u = room(scratch().u, 16 * bwd_.ci * bwd_.co);
   transform_filters(weight, k_, bwd_.co, true, u);
-  correlate(bwd_, dy, u, nullptr, dx);
+  correlate(bwd_, bwd_products_, dy, u, nullptr, dx);
 }
 
 void Winograd3x3::backward_weights(const float* x, const float* dy, float* weight_grad, float* bias_grad) {
@@ -214,8 +259,12 @@ void Winograd3x3::backward_weights(const float* x, const float* dy, float* weigh
       }
     }
     // dU[ξν] += V[ξν]ᵀ · Z[ξν]: [c × tiles] · [tiles × k].
-    for (int e = 0; e < 16; ++e)
-      sgemm(true, false, c, k, tiles, 1.0f, v + e * tiles * c, c, z + e * tiles * k, k, 1.0f, du + e * c * k, k);
+    Product& p = filter_product(tiles);
+    p.a.set_data_handle(v);
+    p.b.set_data_handle(z);
+    p.c.set_data_handle(du);
+    p.prim.execute(stream(), {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
+    stream().wait();
   }
   // dL/dw[o][i] = Gᵀ dU[·][i][o] G.
 #pragma omp parallel for schedule(static)

@@ -4,12 +4,14 @@
 // Networks", 2016): each 2×2 block of outputs from a 4×4 input patch with 16
 // multiplications per channel pair instead of 36. The input patches and the
 // filters are transformed, the 16 products become 16 matrix products over
-// channels (oneDNN's sgemm), and the results are transformed back. Forward,
+// channels (one batched oneDNN matmul per chunk of tiles), and the results are transformed back. Forward,
 // backward-data (the same correlation of dL/dy with the flipped, transposed
 // filter) and backward-weights (the transposed maps) run this way. Internal to
 // libcontra_sdk (Conv2d uses it; see conv2d.cpp for when).
 
 #include <contra/tensor.hpp>
+
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include <cstdint>
 #include <vector>
@@ -38,13 +40,27 @@ class Winograd3x3 {
   };
   static Geometry geometry(std::int64_t ih, std::int64_t iw, std::int64_t ci, std::int64_t co, int pad);
 
+  // The 16 products of one chunk as one batched matmul, c = a · b (with
+  // `accumulate`, c += a · b), built once per shape.
+  struct Product {
+    std::int64_t tiles = 0;
+    dnnl::matmul prim;
+    dnnl::memory a, b, c;
+  };
+  // m[16][tiles][co] = v[16][tiles][ci] · u[16][ci][co]
+  Product& spatial_product(std::vector<Product>& cache, std::int64_t tiles, std::int64_t ci, std::int64_t co);
+  // du[16][c][k] += v[16][tiles][c]ᵀ · z[16][tiles][k]
+  Product& filter_product(std::int64_t tiles);
+
   // v[16][tiles][ci]: the transformed patches of images n0, n0 + 1, ...
   void transform_inputs(const Geometry& g, const float* in, std::int64_t n0, std::int64_t tiles, float* v);
   // out = in ⋆ filter for filters transformed into u [16][ci][co].
-  void correlate(const Geometry& g, const float* in, const float* u, const float* bias, float* out);
+  void correlate(const Geometry& g, std::vector<Product>& products, const float* in, const float* u,
+                 const float* bias, float* out);
 
   std::int64_t n_, k_;
   Geometry fwd_, bwd_;  // x → y, and dL/dy → dL/dx
+  std::vector<Product> fwd_products_, bwd_products_, filter_products_;  // full and last chunks
   std::vector<float> zeros_;  // a row of max(c, k) zeros: the padding
 };
 
