@@ -268,10 +268,12 @@ TEST_CASE("conv2d: misuse is reported with the layer's name", "[sdk][nn][conv2d]
 TEST_CASE("conv2d: Winograd is taken where it applies and pays, and refused where it does not",
           "[sdk][nn][conv2d][winograd]") {
   using nn::ConvAlgorithm;
-  CHECK(make({3, 1, 1, 4, 8, 8, 16, 16, false}).uses_winograd());
+  CHECK(make({3, 1, 1, 4, 8, 8, 32, 32, false}).uses_winograd());
   CHECK(make({3, 1, 0, 4, 8, 8, 32, 64, true}).uses_winograd());
-  CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 8, 16, false}).uses_winograd());  // too few channels to pay
-  CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 16, 15, false}).uses_winograd());
+  CHECK(make({3, 1, 1, 4, 8, 8, 16, 64, false}).uses_winograd());
+  CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 16, 16, false}).uses_winograd());  // too few channel pairs to pay
+  CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 24, 24, false}).uses_winograd());
+  CHECK_FALSE(make({3, 1, 1, 4, 8, 8, 8, 256, false}).uses_winograd());  // too few channels on one side
   CHECK_FALSE(make({3, 2, 1, 4, 8, 8, 16, 16, false}).uses_winograd());  // strided
   CHECK_FALSE(make({1, 1, 0, 4, 8, 8, 16, 16, false}).uses_winograd());  // 1x1
   nn::Conv2d narrow = make({3, 1, 2, 4, 8, 8, 3, 5, false});
@@ -298,6 +300,7 @@ TEST_CASE("conv2d: Winograd matches the direct kernels, and its backward adds in
                             ConvCase{3, 1, 2, 2, 5, 4, 17, 16, true}}) {
     INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.cin << ", padding " << c.padding);
     nn::Conv2d wino = make(c), direct = make(c);
+    wino.set_algorithm(ConvAlgorithm::winograd);
     direct.set_algorithm(ConvAlgorithm::direct);
     REQUIRE(wino.uses_winograd());
     Tensor x = random_tensor({c.n, c.h, c.w, c.cin}, 31), dy = random_tensor(wino.output_shape(x.shape()), 32);

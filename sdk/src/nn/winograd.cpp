@@ -65,26 +65,73 @@ void patch_rows(const float* img, std::int64_t ih, std::int64_t iw, std::int64_t
     }
 }
 
-// v[ξν][t][·] = (Bᵀ d B)[ξ][ν] for the patch rows d, channel by channel.
+// The transforms work on 8 channels at a time (GCC vector types: AVX or SSE
+// as the build targets; plain loops over 16 row pointers do not vectorise,
+// the compiler cannot rule out their aliasing), then on the last c % 8 one by
+// one: T is f32x8 or float.
+using f32x8 = float __attribute__((vector_size(32)));
+
+template <class T> T load(const float* p) {
+  T v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T> void store(float* p, T v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// o[ξν][k..] = (Bᵀ d B)[ξ][ν] for the patch rows d.
+template <class T> void input_tile(const float* const d[16], float* const o[16], std::int64_t k) {
+  T b[4][4];  // Bᵀ d: rows
+  for (int q = 0; q < 4; ++q) {
+    const T d0 = load<T>(d[q] + k), d1 = load<T>(d[4 + q] + k), d2 = load<T>(d[8 + q] + k),
+            d3 = load<T>(d[12 + q] + k);
+    b[0][q] = d0 - d2;
+    b[1][q] = d1 + d2;
+    b[2][q] = d2 - d1;
+    b[3][q] = d1 - d3;
+  }
+  for (int r = 0; r < 4; ++r) {  // (Bᵀ d) B: columns
+    store<T>(o[r * 4 + 0] + k, b[r][0] - b[r][2]);
+    store<T>(o[r * 4 + 1] + k, b[r][1] + b[r][2]);
+    store<T>(o[r * 4 + 2] + k, b[r][2] - b[r][1]);
+    store<T>(o[r * 4 + 3] + k, b[r][1] - b[r][3]);
+  }
+}
+
+// y[·][k..] = (Aᵀ m A) + bias for the tile's 2×2 outputs (the ones inside).
+template <class T>
+void output_tile(const float* const m[16], float* const y[4], const bool inside[4], const float* bias, std::int64_t k) {
+  T a[2][4];  // Aᵀ m
+  for (int q = 0; q < 4; ++q) {
+    const T m1 = load<T>(m[4 + q] + k), m2 = load<T>(m[8 + q] + k);
+    a[0][q] = load<T>(m[q] + k) + m1 + m2;
+    a[1][q] = m1 - m2 - load<T>(m[12 + q] + k);
+  }
+  const T b = bias ? load<T>(bias + k) : T{};
+  const T out[4] = {a[0][0] + a[0][1] + a[0][2] + b, a[0][1] - a[0][2] - a[0][3] + b,
+                    a[1][0] + a[1][1] + a[1][2] + b, a[1][1] - a[1][2] - a[1][3] + b};
+  for (int e = 0; e < 4; ++e)
+    if (inside[e]) store<T>(y[e] + k, out[e]);
+}
+
+// z[ξν][k..] = (A dY Aᵀ)[ξ][ν] for the tile's 2×2 values of dL/dy.
+template <class T> void gradient_tile(const float* const dy[4], float* const z[16], std::int64_t k) {
+  const T a00 = load<T>(dy[0] + k), a01 = load<T>(dy[1] + k), a10 = load<T>(dy[2] + k), a11 = load<T>(dy[3] + k);
+  const T r[4][2] = {{a00, a01}, {a00 + a10, a01 + a11}, {a00 - a10, a01 - a11}, {-a10, -a11}};  // A dY
+  for (int a = 0; a < 4; ++a) {  // (A dY) Aᵀ
+    store<T>(z[a * 4 + 0] + k, r[a][0]);
+    store<T>(z[a * 4 + 1] + k, r[a][0] + r[a][1]);
+    store<T>(z[a * 4 + 2] + k, r[a][0] - r[a][1]);
+    store<T>(z[a * 4 + 3] + k, -r[a][1]);
+  }
+}
+
+// v[ξν][t][·] = (Bᵀ d B)[ξ][ν] for the patch rows d.
 void transform_input(const float* const d[16], std::int64_t ci, std::int64_t tiles, std::int64_t t, float* v) {
   float* o[16];
   for (int i = 0; i < 16; ++i) o[i] = v + (i * tiles + t) * ci;
-  for (std::int64_t k = 0; k < ci; ++k) {
-    float b[4][4];  // Bᵀ d: rows
-    for (int q = 0; q < 4; ++q) {
-      const float d0 = d[q][k], d1 = d[4 + q][k], d2 = d[8 + q][k], d3 = d[12 + q][k];
-      b[0][q] = d0 - d2;
-      b[1][q] = d1 + d2;
-      b[2][q] = d2 - d1;
-      b[3][q] = d1 - d3;
-    }
-    for (int r = 0; r < 4; ++r) {  // (Bᵀ d) B: columns
-      o[r * 4 + 0][k] = b[r][0] - b[r][2];
-      o[r * 4 + 1][k] = b[r][1] + b[r][2];
-      o[r * 4 + 2][k] = b[r][2] - b[r][1];
-      o[r * 4 + 3][k] = b[r][1] - b[r][3];
-    }
-  }
+  std::int64_t k = 0;
+  for (; k + 8 <= ci; k += 8) input_tile<f32x8>(d, o, k);
+  for (; k < ci; ++k) input_tile<float>(d, o, k);
 }
 
 }  // namespace
@@ -180,26 +227,13 @@ void Winograd3x3::correlate(const Geometry& g, std::vector<Product>& products, c
       const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
       const float* s[16];
       for (int e = 0; e < 16; ++e) s[e] = m + (e * tiles + t) * g.co;
-      float* o = out + img * g.oh * g.ow * g.co;
       const bool down = 2 * i + 1 < g.oh, right = 2 * j + 1 < g.ow;  // odd sizes: the last tile is cut
-      float* y00 = o + ((2 * i) * g.ow + 2 * j) * g.co;
-      float* y01 = y00 + g.co;
-      float* y10 = y00 + g.ow * g.co;
-      float* y11 = y10 + g.co;
-      for (std::int64_t k = 0; k < g.co; ++k) {
-        float a[2][4];  // Aᵀ m
-        for (int q = 0; q < 4; ++q) {
-          a[0][q] = s[q][k] + s[4 + q][k] + s[8 + q][k];
-          a[1][q] = s[4 + q][k] - s[8 + q][k] - s[12 + q][k];
-        }
-        const float b = bias ? bias[k] : 0.0f;
-        y00[k] = a[0][0] + a[0][1] + a[0][2] + b;
-        if (right) y01[k] = a[0][1] - a[0][2] - a[0][3] + b;
-        if (down) {
-          y10[k] = a[1][0] + a[1][1] + a[1][2] + b;
-          if (right) y11[k] = a[1][1] - a[1][2] - a[1][3] + b;
-        }
-      }
+      const bool inside[4] = {true, right, down, down && right};
+      float* y00 = out + img * g.oh * g.ow * g.co + ((2 * i) * g.ow + 2 * j) * g.co;
+      float* const y[4] = {y00, y00 + g.co, y00 + g.ow * g.co, y00 + (g.ow + 1) * g.co};  // only `inside` ones written
+      std::int64_t k = 0;
+      for (; k + 8 <= g.co; k += 8) output_tile<f32x8>(s, y, inside, bias, k);
+      for (; k < g.co; ++k) output_tile<float>(s, y, inside, bias, k);
     }
   }
 }
@@ -236,27 +270,13 @@ void Winograd3x3::backward_weights(const float* x, const float* dy, float* weigh
       const float* o = dy + img * g.oh * g.ow * k;
       const float* d00 = o + ((2 * i) * g.ow + 2 * j) * k;
       const bool down = 2 * i + 1 < g.oh, right = 2 * j + 1 < g.ow;
-      const float* d01 = right ? d00 + k : zeros_.data();
-      const float* d10 = down ? d00 + g.ow * k : zeros_.data();
-      const float* d11 = down && right ? d00 + (g.ow + 1) * k : zeros_.data();
+      const float* const d[4] = {d00, right ? d00 + k : zeros_.data(), down ? d00 + g.ow * k : zeros_.data(),
+                                 down && right ? d00 + (g.ow + 1) * k : zeros_.data()};
       float* zr[16];
       for (int e = 0; e < 16; ++e) zr[e] = z + (e * tiles + t) * k;
-      for (std::int64_t q = 0; q < k; ++q) {
-        const float a0[2] = {d00[q], d01[q]}, a1[2] = {d10[q], d11[q]};
-        float r[4][2];  // A dY
-        for (int b = 0; b < 2; ++b) {
-          r[0][b] = a0[b];
-          r[1][b] = a0[b] + a1[b];
-          r[2][b] = a0[b] - a1[b];
-          r[3][b] = -a1[b];
-        }
-        for (int a = 0; a < 4; ++a) {  // (A dY) Aᵀ
-          zr[a * 4 + 0][q] = r[a][0];
-          zr[a * 4 + 1][q] = r[a][0] + r[a][1];
-          zr[a * 4 + 2][q] = r[a][0] - r[a][1];
-          zr[a * 4 + 3][q] = -r[a][1];
-        }
-      }
+      std::int64_t q = 0;
+      for (; q + 8 <= k; q += 8) gradient_tile<f32x8>(d, zr, q);
+      for (; q < k; ++q) gradient_tile<float>(d, zr, q);
     }
     // dU[ξν] += V[ξν]ᵀ · Z[ξν]: [c × tiles] · [tiles × k].
     Product& p = filter_product(tiles);
