@@ -52,10 +52,15 @@ CPP
 cmake -S "$work/src" -B "$work/build" -G "$generator" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_PREFIX_PATH="$prefix" > "$work/configure.log"
 cmake --build "$work/build"
 lib="$work/build/plugins/libsquared_distance.so"
-ldd "$lib" | grep -q libgomp || { echo "OPENMP: $lib is not linked to libgomp"; ldd "$lib"; exit 1; }
+# (Whole outputs first: with pipefail, grep -q or -m1 leaving a pipe early
+# would fail the pipeline by its writer's SIGPIPE.)
+deps=$(ldd "$lib")
+grep -q libgomp <<< "$deps" || { echo "OPENMP: $lib is not linked to libgomp"; echo "$deps"; exit 1; }
 # -march=native: the fingerprint names what the compiler was allowed to use.
-fp=$(strings "$lib" | grep -m1 '^sdk=.*;isa=') || { echo "no fingerprint with isa= in $lib"; exit 1; }
-native=$(echo | "$cxx" -march=native -dM -E -x c++ - | grep -c '#define __AVX2__ 1' || true)
+text=$(strings "$lib")
+fp=$(grep -m1 '^sdk=.*;isa=' <<< "$text") || { echo "no fingerprint with isa= in $lib"; exit 1; }
+macros=$(echo | "$cxx" -march=native -dM -E -x c++ -)
+native=$(grep -c '#define __AVX2__ 1' <<< "$macros" || true)
 if [[ $native == 1 ]]; then
   [[ $fp == *",avx2,"* || $fp == *",avx2" ]] || { echo "ARCH native: fingerprint '$fp' does not name avx2"; exit 1; }
 fi
