@@ -246,3 +246,33 @@ TEST_CASE("pooling: errors", "[sdk][nn][pooling]") {
   CHECK_THROWS_WITH(flat.backward(random_tensor({2, 2, 2}, 1)),
                     "Flatten backward dy: expected a f32 tensor of shape [2, 4], got f32 [2, 2, 2]");
 }
+
+TEST_CASE("max_pool: ties go to the window's first maximum, NaN propagates", "[sdk][nn][pooling]") {
+  nn::MaxPool2d pool(2, 2, 0);
+  // One image 2x4, two channels: channel 0 has ties, channel 1 a NaN in the second window.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor x = Tensor::empty({1, 2, 4, 2}, DType::f32);
+  const float v[] = {3, 1, 3, 2, 5, nan, 0, 4,  // row 0: (c0, c1) at w = 0..3
+                     1, 0, 3, 2, 5, 1, 5, 7};   // row 1
+  std::copy(v, v + 16, x.data<float>());
+  const Tensor& y = pool.forward(x, Mode::train);
+  REQUIRE(y.shape() == Shape{1, 1, 2, 2});
+  CHECK(y.data<float>()[0] == 3);
+  CHECK(y.data<float>()[1] == 2);
+  CHECK(y.data<float>()[2] == 5);
+  CHECK(std::isnan(y.data<float>()[3]));
+  Tensor dy = Tensor::empty({1, 1, 2, 2}, DType::f32);
+  const float g[] = {10, 20, 30, 40};
+  std::copy(g, g + 4, dy.data<float>());
+  const Tensor& dx = pool.backward(dy);
+  // Channel 0, first window: 3 at (0, 0) and (0, 1) -> the first takes all.
+  CHECK(dx.data<float>()[0] == 10);
+  CHECK(dx.data<float>()[2] == 0);
+  // Channel 0, second window: 5 at (0, 2), (1, 2), (1, 3) -> (0, 2).
+  CHECK(dx.data<float>()[4] == 30);
+  CHECK(dx.data<float>()[12] == 0);
+  CHECK(dx.data<float>()[14] == 0);
+  // Channel 1, second window: the NaN at (0, 2) takes the gradient.
+  CHECK(dx.data<float>()[5] == 40);
+  CHECK(dx.data<float>()[15] == 0);
+}

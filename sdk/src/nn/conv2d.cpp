@@ -327,17 +327,17 @@ const Tensor& Conv2d::backward(const Tensor& dy, bool want_input_grad) {
   const memory::desc bias_md({out_}, dt::f32, tag::a);
   Impl::Fwd& f = p.fwd[0];
 
-  if (p.winograd) {
-    if (want_input_grad) {
-      m.dx.ensure(p.in, DType::f32);
-      p.winograd->backward_data(dy.data<float>(), weight_.value.data<float>(), m.dx.data<float>());
-    }
-    p.winograd->backward_weights(p.x, dy.data<float>(), weight_.grad.data<float>(),
-                                 has_bias_ ? bias_.grad.data<float>() : nullptr);
-    return want_input_grad ? m.dx : m.none;
-  }
-
   try {
+    if (p.winograd) {
+      if (want_input_grad) {
+        m.dx.ensure(p.in, DType::f32);
+        p.winograd->backward_data(dy.data<float>(), weight_.value.data<float>(), m.dx.data<float>());
+      }
+      p.winograd->backward_weights(p.x, dy.data<float>(), weight_.grad.data<float>(),
+                                   has_bias_ ? bias_.grad.data<float>() : nullptr);
+      return want_input_grad ? m.dx : m.none;
+    }
+
     if (!p.bwd_built) {
       const auto alg = dnnl::algorithm::convolution_direct;
       const memory::desc dst_ct = nhwc_desc(p.out, ct);

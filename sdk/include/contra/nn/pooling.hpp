@@ -1,14 +1,16 @@
 #pragma once
 /// \file
-/// Pooling on NHWC images ([N, H, W, C] f32, cpu) on oneDNN's pooling
-/// primitives, and Flatten. Output size per spatial axis, as PyTorch's
-/// (ceil_mode = false): floor((H + 2·padding − kernel) / stride) + 1.
+/// Pooling on NHWC images ([N, H, W, C] f32, cpu) and Flatten. Max pooling is
+/// written out (vectorised over channels, OpenMP over output rows); average
+/// pooling runs on oneDNN's pooling primitives. Output size per spatial axis,
+/// as PyTorch's (ceil_mode = false): floor((H + 2·padding − kernel) / stride)
+/// + 1.
 ///
 /// backward() needs a train-mode forward() as the last forward(): max pooling
-/// records the positions of its maxima (oneDNN's workspace) only in train
-/// mode. Pooling backward needs neither x nor y, so x may be overwritten after
-/// forward(). Primitives, workspaces and scratch memory are created once per
-/// input shape and cached; steady-state calls allocate no tensors.
+/// records the positions of its maxima only in train mode. Pooling backward
+/// needs neither x nor y, so x may be overwritten after forward().
+/// Primitives, workspaces and scratch memory are created once per input shape
+/// and cached; steady-state calls allocate no tensors.
 
 #include <contra/nn/layer.hpp>
 
@@ -20,7 +22,9 @@ namespace detail {
 struct Pool;  // shared implementation, in pooling.cpp
 }
 
-/// PyTorch's MaxPool2d(kernel, stride, padding): padded positions never win.
+/// PyTorch's MaxPool2d(kernel, stride, padding): padded positions never win,
+/// the first maximum of a window wins ties (and takes the whole gradient), and
+/// a NaN in a window makes its output NaN.
 /// Throws UsageError unless kernel >= 1, stride >= 1, 0 <= padding <= kernel/2
 /// (PyTorch's limit: no window lies wholly in the padding).
 class MaxPool2d final : public Layer {
