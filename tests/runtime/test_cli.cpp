@@ -1,6 +1,8 @@
 // The contra command line, run as a user would.
 #include "test_support.hpp"
 
+#include <contra/cpu.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <cstdio>
@@ -39,6 +41,25 @@ TEST_CASE("cli: validate accepts the quickstart pipeline", "[runtime][cli]") {
   Result r = run_cli("validate " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml");
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("quickstart.toml: valid"));
+}
+
+TEST_CASE("cli: validate says which precision a run would use, and refuses bf16 where the CPU has none",
+          "[runtime][cli]") {
+  const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/fashion_mnist_30min.toml";
+  Result r = run_cli("validate " + file);
+  CHECK(r.status == 0);
+  const bool native = contra::cpu_capabilities().bf16_native;
+  CHECK_THAT(r.out, Catch::Contains(std::string("precision ") + (native ? "bf16" : "f32") + " from auto)"));
+  Result f32 = run_cli("validate " + file + " --set train.precision=f32");
+  CHECK_THAT(f32.out, Catch::Contains("precision f32)"));
+  Result bf16 = run_cli("validate " + file + " --set train.precision=bf16");
+  if (contra::cpu_capabilities().bf16) {
+    CHECK(bf16.status == 0);
+  } else {
+    CHECK(bf16.status == 1);
+    CHECK_THAT(bf16.out, Catch::Contains("--set train.precision=bf16: error: train.precision: \"bf16\" cannot run on "
+                                         "this CPU: " + contra::bf16_unavailable_reason()));
+  }
 }
 
 TEST_CASE("cli: plugins lists every kind and --describe renders the schema", "[runtime][cli]") {

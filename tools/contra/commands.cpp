@@ -257,9 +257,10 @@ int validate_command(const std::vector<std::string>& args) {
   try {
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
-    std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s')\n", pa.file.c_str(),
+    const std::string precision = runtime::train_precision_name(spec), setting = runtime::train_precision_setting(spec);
+    std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s', precision %s%s)\n", pa.file.c_str(),
                 static_cast<long long>(spec.total_views()), spec.source.name.c_str(), spec.encoder.name.c_str(),
-                spec.loss.name.c_str());
+                spec.loss.name.c_str(), precision.c_str(), setting == precision ? "" : (" from " + setting).c_str());
     return 0;
   } catch (const Error& e) {
     print_error(e);
