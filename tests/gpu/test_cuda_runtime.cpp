@@ -5,8 +5,12 @@
 
 #include "gpu_test.hpp"
 
+#include <cublas_v2.h>
+#include <cudnn.h>
+
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 using namespace contra;
@@ -89,14 +93,34 @@ TEST_CASE("cuda: pinned host tensors come back from the pool", "[cuda][gpu]") {
   CHECK(cuda::pinned_pool_bytes() == pool);
 }
 
-TEST_CASE("cuda: cuBLAS and cuDNN handles follow the current stream", "[cuda][gpu]") {
+TEST_CASE("cuda: cuBLAS and cuDNN handles are per stream and bound to it", "[cuda][gpu]") {
   CONTRA_REQUIRE_GPU();
-  void* h = cuda::cublas_handle();
-  CHECK(h != nullptr);
+  void* h = cuda::cublas_handle();  // the null stream's (this thread's)
+  void* d = cuda::cudnn_handle();
+  REQUIRE(h != nullptr);
+  REQUIRE(d != nullptr);
   CHECK(cuda::cublas_handle() == h);
-  CHECK(cuda::cudnn_handle() != nullptr);
+  CHECK(cuda::cudnn_handle() == d);
   cuda::Stream s;
   cuda::set_current_stream(s.get());
-  CHECK(cuda::cublas_handle() == h);  // same handle, rebound
+  void* hs = cuda::cublas_handle();
+  void* ds = cuda::cudnn_handle();
+  CHECK(hs != h);  // the stream's own handles...
+  CHECK(ds != d);
+  CHECK(cuda::cublas_handle() == hs);  // ...kept for it
+  cudaStream_t bound = nullptr;
+  REQUIRE(cublasGetStream(static_cast<cublasHandle_t>(hs), &bound) == CUBLAS_STATUS_SUCCESS);
+  CHECK(bound == static_cast<cudaStream_t>(s.get()));
+  REQUIRE(cudnnGetStream(static_cast<cudnnHandle_t>(ds), &bound) == CUDNN_STATUS_SUCCESS);
+  CHECK(bound == static_cast<cudaStream_t>(s.get()));
+  // Another thread using the same stream gets the same handles.
+  void* other = nullptr;
+  std::thread([&] {
+    cuda::set_current_stream(s.get());
+    other = cuda::cublas_handle();
+    cuda::set_current_stream(nullptr);
+  }).join();
+  CHECK(other == hs);
   cuda::set_current_stream(nullptr);
+  CHECK(cuda::cublas_handle() == h);
 }

@@ -22,9 +22,12 @@ using namespace contra::runtime;
 TEST_CASE("device copy: the copy of batch k+1 overlaps step k on the GPU", "[runtime][gpu]") {
   CONTRA_REQUIRE_GPU();
   const cuda::detail::CudaBridge& bridge = *contra_cuda_bridge();
-  const int batches = 6;
+  // The slots (prefetch + 2 = 4) are each staged through a fresh pinned copy
+  // the first time (faulting in and pinning 77 MB, tens of ms): overlap is
+  // checked once every slot has had its first round.
+  const int batches = 12, warm = 5;
   const Shape images{128, 3, 224, 224};  // 77 MB of f32: a few ms over PCIe
-  const int n = 4096, products = 4;      // the "step": 4 sgemm of 4096^3, tens of ms in strict f32
+  const int n = 4096, products = 16;     // the "step": 16 sgemm of 4096^3, about 40 ms in strict f32 on an H100
 
   cuda::Stream train_stream;
   cuda::set_current_stream(train_stream.get());
@@ -93,7 +96,7 @@ TEST_CASE("device copy: the copy of batch k+1 overlaps step k on the GPU", "[run
     CHECK(step_start[k].elapsed_ms_since(origin) >= copy_end[k]);
   }
   int overlapping = 0;
-  for (int k = 1; k + 1 < batches; ++k) {
+  for (int k = warm; k + 1 < batches; ++k) {
     float s0 = step_start[k].elapsed_ms_since(origin), s1 = step_end[k].elapsed_ms_since(origin);
     INFO("step " << k << " [" << s0 << ", " << s1 << "] ms, copy of batch " << k + 1 << " [" << copy_start[k + 1]
                  << ", " << copy_end[k + 1] << "] ms");
@@ -101,7 +104,7 @@ TEST_CASE("device copy: the copy of batch k+1 overlaps step k on the GPU", "[run
     CHECK(overlaps);
     overlapping += overlaps;
   }
-  CHECK(overlapping == batches - 2);
+  CHECK(overlapping == batches - 1 - warm);
   // After each slot's first round, augmentation wrote into pinned memory:
   // only the first use of a slot was staged through a host copy.
   CHECK(copy.staged_copies() <= max_batches_alive(2) + 1);

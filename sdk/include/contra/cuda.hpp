@@ -6,8 +6,8 @@
 /// API as opaque `void*` (cudaStream_t, cudaEvent_t, cublasHandle_t,
 /// cudnnHandle_t), so a `.cpp` file can include it without the toolkit.
 ///
-/// Threads: everything here is thread-safe. The current stream and the
-/// cuBLAS/cuDNN handles are per thread. One GPU is used: device 0 of those
+/// Threads: everything here is thread-safe. The current stream is per thread;
+/// the cuBLAS/cuDNN handles are per stream (per thread for the null stream). One GPU is used: device 0 of those
 /// CUDA_VISIBLE_DEVICES shows.
 ///
 /// Errors from CUDA calls are thrown as DeviceError naming the call, the
