@@ -1,5 +1,7 @@
 // libcontra_cuda on a real GPU. Every case but the first is [gpu] and skips
 // where no GPU is usable.
+#include "cuda_bridge.hpp"
+
 #include <contra/cuda.hpp>
 #include <contra/device.hpp>
 
@@ -10,8 +12,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <vector>
+
+extern "C" const contra::cuda::detail::CudaBridge* contra_cuda_bridge();
 
 using namespace contra;
 
@@ -123,4 +128,24 @@ TEST_CASE("cuda: cuBLAS and cuDNN handles are per stream and bound to it", "[cud
   CHECK(other == hs);
   cuda::set_current_stream(nullptr);
   CHECK(cuda::cublas_handle() == h);
+}
+
+TEST_CASE("cuda: the bridge counts NaN and Inf per stream, from any thread using it", "[cuda][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  const cuda::detail::CudaBridge& bridge = *contra_cuda_bridge();
+  cuda::Stream s;
+  cuda::set_current_stream(s.get());
+  Tensor host = Tensor::zeros({1000}, DType::f32);
+  host.data<float>()[3] = std::numeric_limits<float>::quiet_NaN();
+  host.data<float>()[700] = -std::numeric_limits<float>::infinity();
+  host.data<float>()[999] = std::numeric_limits<float>::infinity();
+  Tensor dev;
+  cuda::copy_to_device(dev, host, s.get());
+  CHECK(bridge.count_nonfinite(dev.raw(), dev.numel(), s.get()) == 3);
+  CHECK(bridge.count_nonfinite(dev.raw(), 500, s.get()) == 1);  // the counter is reset per call
+  // The train stage may run on any worker: the stream's counter serves them all.
+  std::int64_t other = -1;
+  std::thread([&] { other = bridge.count_nonfinite(dev.raw(), dev.numel(), s.get()); }).join();
+  CHECK(other == 3);
+  cuda::set_current_stream(nullptr);
 }

@@ -179,15 +179,22 @@ PinnedPool& pinned_pool() {
 std::atomic<int> global_math_mode{static_cast<int>(MathMode::strict_f32)};
 thread_local void* thread_stream = nullptr;
 
+// What a stream keeps for its serial work: library handles, and the NaN/Inf
+// counter of the train step's checks (a device value and its page-locked
+// landing slot), made once per stream, not once per thread the step lands on.
 struct Handles {
   cublasHandle_t cublas = nullptr;
   cudnnHandle_t cudnn = nullptr;
+  unsigned long long* nonfinite_device = nullptr;
+  unsigned long long* nonfinite_host = nullptr;
   Handles() = default;
   Handles(const Handles&) = delete;
   Handles& operator=(const Handles&) = delete;
   ~Handles() {
     if (cublas) cublasDestroy(cublas);
     if (cudnn) cudnnDestroy(cudnn);
+    if (nonfinite_device) cudaFree(nonfinite_device);
+    if (nonfinite_host) cudaFreeHost(nonfinite_host);
   }
 };
 
@@ -473,13 +480,25 @@ float bridge_event_elapsed_ms(void* start, void* end) {
   return ms;
 }
 
+std::int64_t count_nonfinite(const void* data, std::int64_t n, void* stream) {
+  if (n <= 0) return 0;
+  Handles& h = handles_for(stream);
+  if (!h.nonfinite_device)
+    check(cudaMalloc(reinterpret_cast<void**>(&h.nonfinite_device), sizeof(unsigned long long)),
+          "cudaMalloc(count_nonfinite)");
+  if (!h.nonfinite_host)
+    check(cudaHostAlloc(reinterpret_cast<void**>(&h.nonfinite_host), sizeof(unsigned long long), cudaHostAllocDefault),
+          "cudaHostAlloc(count_nonfinite)");
+  return detail::count_nonfinite(data, n, h.nonfinite_device, h.nonfinite_host, stream);
+}
+
 const detail::CudaBridge bridge = {
     detail::bridge_version,   &available,           &unavailable_reason,       &require,
     &device_description,      &current_stream,      &set_current_stream,       &bridge_stream_create,
     &bridge_stream_destroy,   &bridge_event_create, &bridge_event_destroy,     &bridge_event_record,
     &bridge_stream_wait_event, &bridge_event_synchronize, &bridge_event_elapsed_ms, &copy_to_device,
     &copy_to_host,            &synchronize,         &pinned_host_tensor,
-    &copy_on_device,          &detail::copy_bytes,  &detail::count_nonfinite, &detail::momentum_update,
+    &copy_on_device,          &detail::copy_bytes,  &count_nonfinite,         &detail::momentum_update,
     &synchronize_device,      &set_math_mode,
 };
 

@@ -54,31 +54,17 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, void* stream) {
         "cudaMemcpyAsync(copy_bytes)");
 }
 
-std::int64_t count_nonfinite(const void* data, std::int64_t n, void* stream) {
+std::int64_t count_nonfinite(const void* data, std::int64_t n, unsigned long long* device_counter,
+                             unsigned long long* host_counter, void* stream) {
   if (n <= 0) return 0;
   auto s = static_cast<cudaStream_t>(stream);
-  // Per-thread counter and its page-locked landing slot, made once: the
-  // train step calls this every step.
-  struct Scratch {
-    unsigned long long* device = nullptr;
-    unsigned long long* host = nullptr;
-    ~Scratch() {
-      if (device) cudaFree(device);
-      if (host) cudaFreeHost(host);
-    }
-  };
-  thread_local Scratch scratch;
-  if (!scratch.device) check(cudaMalloc(&scratch.device, sizeof(unsigned long long)), "cudaMalloc(count_nonfinite)");
-  if (!scratch.host)
-    check(cudaHostAlloc(reinterpret_cast<void**>(&scratch.host), sizeof(unsigned long long), cudaHostAllocDefault),
-          "cudaHostAlloc(count_nonfinite)");
-  check(cudaMemsetAsync(scratch.device, 0, sizeof(unsigned long long), s), "cudaMemsetAsync(count_nonfinite)");
-  count_nonfinite_kernel<<<blocks_for(n), threads, 0, s>>>(static_cast<const float*>(data), n, scratch.device);
+  check(cudaMemsetAsync(device_counter, 0, sizeof(unsigned long long), s), "cudaMemsetAsync(count_nonfinite)");
+  count_nonfinite_kernel<<<blocks_for(n), threads, 0, s>>>(static_cast<const float*>(data), n, device_counter);
   check(cudaGetLastError(), "count_nonfinite_kernel<<<>>>");
-  check(cudaMemcpyAsync(scratch.host, scratch.device, sizeof(unsigned long long), cudaMemcpyDeviceToHost, s),
+  check(cudaMemcpyAsync(host_counter, device_counter, sizeof(unsigned long long), cudaMemcpyDeviceToHost, s),
         "cudaMemcpyAsync(count_nonfinite)");
   check(cudaStreamSynchronize(s), "cudaStreamSynchronize(count_nonfinite)");
-  return static_cast<std::int64_t>(*scratch.host);
+  return static_cast<std::int64_t>(*host_counter);
 }
 
 void momentum_update(void* k, const void* q, std::int64_t n, float m, void* stream) {
