@@ -76,23 +76,30 @@ inline cublasHandle_t blas(const char* who, cudaStream_t s) {
   return h;
 }
 
-/// Compute type of the f32 products for the current math mode: exact f32,
-/// TF32 tensor cores, or bf16 tensor cores (inputs rounded to bf16, f32
-/// accumulation). Inputs and outputs stay f32 in every mode.
+/// Compute type of a loss's f32 products for the current math mode: exact
+/// f32, or TF32 tensor cores (inputs rounded to 11-bit mantissas, f32
+/// accumulation) in the tf32 and bf16 modes. Not bf16: at temperature 0.1 a
+/// similarity rounded to bf16's 8 bits (relative 4e-3) moves its logit by up
+/// to 0.04, TF32's by 0.005; bf16 precision is for the encoders' products.
+/// Inputs and outputs stay f32 in every mode.
 inline cublasComputeType_t compute_type() {
-  switch (contra::cuda::math_mode()) {
-    case contra::cuda::MathMode::tf32: return CUBLAS_COMPUTE_32F_FAST_TF32;
-    case contra::cuda::MathMode::bf16: return CUBLAS_COMPUTE_32F_FAST_16BF;
-    default: return CUBLAS_COMPUTE_32F;
-  }
+  return contra::cuda::math_mode() == contra::cuda::MathMode::strict_f32 ? CUBLAS_COMPUTE_32F
+                                                                         : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
+
+/// Compute type of a miner's similarities: exact f32 in every math mode.
+/// Mining decides by comparing similarities (the hardest negative, the
+/// semi-hard band), which rounded inputs reorder; a Gram block (B × B × D) is
+/// a small share of a step, and the CPU build decides in f32 too.
+inline constexpr cublasComputeType_t selection_compute_type = CUBLAS_COMPUTE_32F;
 
 /// Row-major C[m×n] = alpha · op(A) · op(B) + beta · C, op(X) = X or Xᵀ, lda/ldb/ldc
 /// row strides in elements (as contra::sgemm). cuBLAS is column-major: the
 /// row-major C is the column-major Cᵀ = op(B)ᵀ · op(A)ᵀ, so the operands swap.
+/// `compute`: compute_type() unless given (miners give selection_compute_type).
 inline void gemm(const char* who, cublasHandle_t h, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
                  std::int64_t k, float alpha, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-                 float beta, float* c, std::int64_t ldc) {
+                 float beta, float* c, std::int64_t ldc, cublasComputeType_t compute = compute_type()) {
   if (m == 0 || n == 0) return;
   constexpr std::int64_t int_max = std::numeric_limits<int>::max();
   if (m > int_max || n > int_max || k > int_max || lda > int_max || ldb > int_max || ldc > int_max)
@@ -114,8 +121,7 @@ inline void gemm(const char* who, cublasHandle_t h, bool trans_a, bool trans_b, 
   CONTRA_CUBLAS_CHECK(who, cublasGemmEx(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                         static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
                                         CUDA_R_32F, static_cast<int>(ldb), a, CUDA_R_32F, static_cast<int>(lda),
-                                        &beta, c, CUDA_R_32F, static_cast<int>(ldc), compute_type(),
-                                        CUBLAS_GEMM_DEFAULT));
+                                        &beta, c, CUDA_R_32F, static_cast<int>(ldc), compute, CUBLAS_GEMM_DEFAULT));
 }
 
 /// Grows `t` to `n` elements of T on the GPU (storage reused when large

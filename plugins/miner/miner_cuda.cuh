@@ -129,7 +129,8 @@ void for_each_gram_block(const char* who, const PreparedRows& rows, std::int64_t
   float* G = gpu::device_buffer<float>(gram, block * m);
   for (std::int64_t a0 = 0; a0 < m; a0 += block) {
     const std::int64_t b = std::min(block, m - a0);
-    gpu::gemm(who, h, false, true, b, m, d, 1.0f, rows.x + a0 * d, d, rows.x, d, 0.0f, G, m);
+    gpu::gemm(who, h, false, true, b, m, d, 1.0f, rows.x + a0 * d, d, rows.x, d, 0.0f, G, m,
+              gpu::selection_compute_type);
     launch(G, a0, b);
   }
 }

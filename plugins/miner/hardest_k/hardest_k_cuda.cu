@@ -139,7 +139,7 @@ void HardestKCuda::mine(const contra::Embeddings& e, contra::Pairs& out) {
   cublasHandle_t h = gpu::blas(who, s);
   for (std::int64_t a0 = 0; a0 < m; a0 += rows) {
     const std::int64_t b = std::min(rows, m - a0);
-    gpu::gemm(who, h, false, true, b, kk, d, 1.0f, x + a0 * d, d, keys, d, 0.0f, S, kk);
+    gpu::gemm(who, h, false, true, b, kk, d, 1.0f, x + a0 * d, d, keys, d, 0.0f, S, kk, gpu::selection_compute_type);
     hardest_k_kernel<<<static_cast<unsigned>(b), select_threads, 0, s>>>(S, a0, kk, key_id, row_id, k_, stride,
                                                                          chosen, count);
     CONTRA_CUDA_LAUNCHED(who, hardest_k_kernel);

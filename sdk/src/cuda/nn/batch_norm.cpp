@@ -44,11 +44,23 @@ struct BatchNorm::Impl {
   }
   void describe(const Shape& s) {
     if (s == desc_shape) return;
-    // Channels last, NHWC or [N, C], is row-major [M, C] with M values per
-    // channel. Described as NHWC [1, C, M, 1] (the same bytes), not as NCHW
-    // [M, C, 1, 1]: cuDNN's batch-norm kernels cap the batch dimension
-    // (65535 in inference), which M = N·H·W passes at batch 64 of 32 × 32.
-    x_desc.set(who, CUDNN_TENSOR_NHWC, 1, channels, s.numel() / channels, 1);
+    // The real shape, channels last: NHWC (N, C, H, W), or [N, C] as
+    // (N, C, 1, 1). Folding N·H·W into one dimension (as NCHW [N·H·W, C, 1, 1]
+    // or NHWC [1, C, N·H·W, 1]) meets cuDNN's caps on a dimension (65535 for
+    // the batch in inference) at batch 64 of 32 × 32 images. Any split of the
+    // M = N·H·W rows of C values is the same batch norm, so a batch over the
+    // cap is described as (n, C, M / n, 1), n the largest divisor of M within it.
+    constexpr std::int64_t batch_cap = 65535;
+    if (s.rank() == 4 && s[0] <= batch_cap) {
+      x_desc.set(who, CUDNN_TENSOR_NHWC, s[0], channels, s[1], s[2]);
+    } else if (s.rank() == 2 && s[0] <= batch_cap) {
+      x_desc.set(who, CUDNN_TENSOR_NHWC, s[0], channels, 1, 1);
+    } else {
+      const std::int64_t m = s.numel() / channels;
+      std::int64_t n = batch_cap;
+      while (m % n != 0) --n;
+      x_desc.set(who, CUDNN_TENSOR_NHWC, n, channels, m / n, 1);
+    }
     NN_CUDNN(who, cudnnDeriveBNTensorDescriptor(stats_desc, x_desc, CUDNN_BATCHNORM_SPATIAL));
     desc_shape = s;
   }
