@@ -33,21 +33,12 @@ std::string isa_name(dnnl::cpu_isa isa) {
   return "isa " + std::to_string(static_cast<int>(isa));
 }
 
-// The features a user compares machines by; the full list is in /proc/cpuinfo.
+// The features a user compares machines by (the full list is in
+// /proc/cpuinfo), checked as build_isa_check.cpp checks a build's list.
 std::string cpu_flags() {
   std::string f;
-  auto add = [&](bool has, const char* name) {
-    if (has) f += (f.empty() ? "" : " ") + std::string(name);
-  };
-  __builtin_cpu_init();
-  add(__builtin_cpu_supports("avx2"), "avx2");
-  add(__builtin_cpu_supports("fma"), "fma");
-  add(__builtin_cpu_supports("avx512f"), "avx512f");
-  add(__builtin_cpu_supports("avx512bw"), "avx512bw");
-  add(__builtin_cpu_supports("avx512vl"), "avx512vl");
-  add(__builtin_cpu_supports("avx512vnni"), "avx512vnni");
-  add(__builtin_cpu_supports("avx512bf16"), "avx512bf16");
-  add(__builtin_cpu_supports("amx-bf16"), "amx-bf16");
+  for (const char* name : {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avx512bf16"})
+    if (missing_cpu_features(name).empty()) f += (f.empty() ? "" : " ") + std::string(name);
   return f.empty() ? "none of avx2/avx512" : f;
 }
 

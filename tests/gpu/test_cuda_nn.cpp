@@ -130,6 +130,16 @@ TEST_CASE("cuda nn: BatchNorm matches the CPU layer, running statistics and froz
   }
 }
 
+TEST_CASE("cuda nn: BatchNormReLU matches the CPU layer", "[cuda][nn][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  for (const Shape& shape : {Shape{4, 5, 5, 6}, Shape{8, 6}}) {
+    INFO("input " << shape.str());
+    nn::BatchNormReLU cpu("bn", 6, 0.2, 1e-5);
+    gnn::BatchNormReLU gpu("bn", 6, 0.2, 1e-5);
+    compare_layer(cpu, gpu, shape, 1e-4, 3);
+  }
+}
+
 TEST_CASE("cuda nn: BatchNorm at a training step's size (N·H·W over a million) matches the CPU layer",
           "[cuda][nn][gpu]") {
   CONTRA_REQUIRE_GPU();

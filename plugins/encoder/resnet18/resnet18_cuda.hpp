@@ -4,7 +4,6 @@
 // (contra/cuda/nn.hpp), for images on Device::cuda.
 
 #include "resnet18.hpp"
-#include "../batch_norm_then_relu.hpp"
 
 #include <contra/cuda/nn.hpp>
 #include <contra/nn/sequential.hpp>
@@ -18,7 +17,7 @@ namespace contra::plugins {
 struct CudaLayers {
   using Conv2d = contra::cuda::nn::Conv2d;
   using BatchNorm = contra::cuda::nn::BatchNorm;
-  using BatchNormReLU = BatchNormThenReLU<contra::cuda::nn::BatchNorm, contra::cuda::nn::ReLU>;
+  using BatchNormReLU = contra::cuda::nn::BatchNormReLU;
   using ReLU = contra::cuda::nn::ReLU;
   using GlobalAvgPool = contra::cuda::nn::GlobalAvgPool;
   static void add(const contra::Tensor& a, const contra::Tensor& b, contra::Tensor& out) {

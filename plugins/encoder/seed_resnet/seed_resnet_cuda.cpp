@@ -1,7 +1,6 @@
 #include "seed_resnet_cuda.hpp"
 
 #include "seed_resnet_net.hpp"
-#include "../batch_norm_then_relu.hpp"
 
 #include <contra/cuda.hpp>
 #include <contra/cuda/nn.hpp>
@@ -14,7 +13,7 @@ namespace {
 // The GPU layer library, for seed_resnet_net.hpp.
 struct Layers {
   using Conv2d = contra::cuda::nn::Conv2d;
-  using BatchNormReLU = BatchNormThenReLU<contra::cuda::nn::BatchNorm, contra::cuda::nn::ReLU>;
+  using BatchNormReLU = contra::cuda::nn::BatchNormReLU;
   using MaxPool2d = contra::cuda::nn::MaxPool2d;
   using GlobalAvgPool = contra::cuda::nn::GlobalAvgPool;
   using AvgPool2d = contra::cuda::nn::AvgPool2d;

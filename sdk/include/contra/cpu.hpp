@@ -20,7 +20,7 @@ struct CpuCapabilities {
   /// "avx512_core_bf16", "avx512_core_amx".
   std::string isa;
   /// The CPU's own features that matter here, from cpuid, whatever the cap:
-  /// e.g. "avx2 fma avx512f avx512bw avx512vl avx512vnni avx512bf16".
+  /// of "avx2 fma avx512f avx512bw avx512vl avx512vnni avx512bf16".
   std::string cpu_flags;
   /// DNNL_MAX_CPU_ISA (or ONEDNN_MAX_CPU_ISA) when set, else empty.
   std::string isa_cap;

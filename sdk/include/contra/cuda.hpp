@@ -7,8 +7,8 @@
 /// cudnnHandle_t), so a `.cpp` file can include it without the toolkit.
 ///
 /// Threads: everything here is thread-safe. The current stream is per thread;
-/// the cuBLAS/cuDNN handles are per stream (per thread for the null stream). One GPU is used: device 0 of those
-/// CUDA_VISIBLE_DEVICES shows.
+/// the cuBLAS/cuDNN handles are per stream (per thread for the null stream).
+/// One GPU is used: device 0 of those CUDA_VISIBLE_DEVICES shows.
 ///
 /// Errors from CUDA calls are thrown as DeviceError naming the call, the
 /// CUDA error name and its message.

@@ -2,11 +2,12 @@
 
 #include <contra/errors.hpp>
 
+#include "simd.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -36,8 +37,7 @@ std::string num(double v) {
 
 constexpr std::int64_t block_rows = 128;  // rows summed in f32 before an f64 add
 
-// Eight channels; GCC lowers the arithmetic to AVX or SSE as the build targets.
-using f32x8 = float __attribute__((vector_size(32)));
+using detail::f32x8;
 
 // Rows [begin, end) of thread t of nt, in blocks of block_rows.
 void thread_rows(std::int64_t m, int t, int nt, std::int64_t& begin, std::int64_t& end) {
@@ -65,6 +65,8 @@ struct BatchNorm::Impl {
   Tensor x;
   std::vector<float> mean, rstd, scale, shift;
   std::vector<double> partial;  // per-thread sums, 2·C each
+  std::vector<double> sums;     // their total: channel_sums()'s result
+  std::vector<float> a, b, d;   // backward: dx = a·g + b·(x − mean) + d per channel
 
   std::string who() const { return (relu ? "BatchNormReLU '" : "BatchNorm '") + name + "'"; }
 
@@ -80,10 +82,9 @@ struct BatchNorm::Impl {
   // Per-channel sums over the rows of x: with Product, s1 = Σ g and
   // s2 = Σ g·(x − center), g masked by y > 0 when Masked (the fused ReLU's
   // backward); else s1 = Σ (x − K), s2 = Σ (x − K)² with K = `center`. Into
-  // out[0, C) and out[C, 2C).
+  // sums[0, C) and sums[C, 2C).
   template <bool Product, bool Masked>
-  void channel_sums(const float* xp, const float* g, const float* y_mask, std::int64_t m, const float* center,
-                    std::vector<double>& out) {
+  void channel_sums(const float* xp, const float* g, const float* y_mask, std::int64_t m, const float* center) {
     const std::int64_t c = channels;
     const int nt = std::max(1, omp_get_max_threads());
     partial.assign(static_cast<std::size_t>(nt) * 2 * c, 0.0);
@@ -95,58 +96,45 @@ struct BatchNorm::Impl {
       double* acc = partial.data() + static_cast<std::size_t>(t) * 2 * c;
       for (std::int64_t r0 = begin; r0 < end; r0 += block_rows) {
         const std::int64_t rows = std::min(end, r0 + block_rows) - r0;
-        // 32 channels at a time, their sums in registers through the block.
+        // 32 channels at a time, their sums in registers through the block;
+        // then 8, then the last c % 8 one by one.
         std::int64_t k0 = 0;
         for (; k0 + 32 <= c; k0 += 32)
-          block_sums<4, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
-        for (; k0 + 8 <= c; k0 += 8) block_sums<1, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
-        for (; k0 < c; ++k0) {  // the last c % 8 channels
-          float s1 = 0, s2 = 0;
-          for (std::int64_t r = r0; r < r0 + rows; ++r) {
-            const float xv = xp[r * c + k0] - center[k0];
-            const float gv = Product ? (Masked && !(y_mask[r * c + k0] > 0.0f) ? 0.0f : g[r * c + k0]) : xv;
-            s1 += gv;
-            s2 += gv * xv;
-          }
-          acc[k0] += s1;
-          acc[c + k0] += s2;
-        }
+          block_sums<f32x8, 4, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
+        for (; k0 + 8 <= c; k0 += 8)
+          block_sums<f32x8, 1, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
+        for (; k0 < c; ++k0) block_sums<float, 1, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
       }
     }
-    out.assign(static_cast<std::size_t>(2 * c), 0.0);
+    sums.assign(static_cast<std::size_t>(2 * c), 0.0);
     for (int t = 0; t < nt; ++t)
-      for (std::int64_t k = 0; k < 2 * c; ++k) out[k] += partial[static_cast<std::size_t>(t) * 2 * c + k];
+      for (std::int64_t k = 0; k < 2 * c; ++k) sums[k] += partial[static_cast<std::size_t>(t) * 2 * c + k];
   }
 
-  // Sums of channels [k0, k0 + 8·V) over rows [r0, r0 + rows), added into acc.
-  template <int V, bool Product, bool Masked>
+  // Sums of channels [k0, k0 + V·lanes<T>) over rows [r0, r0 + rows), added
+  // into acc.
+  template <class T, int V, bool Product, bool Masked>
   static void block_sums(const float* xp, const float* g, const float* y_mask, const float* center, std::int64_t c,
                          std::int64_t r0, std::int64_t rows, std::int64_t k0, double* acc) {
-    f32x8 s1[V] = {}, s2[V] = {}, ctr[V];
-    __builtin_memcpy(ctr, center + k0, sizeof ctr);
-    for (std::int64_t r = r0; r < r0 + rows; ++r) {
-      f32x8 xv[V];
-      __builtin_memcpy(xv, xp + r * c + k0, sizeof xv);
-      f32x8 gv[V];
-      if constexpr (Product) {
-        __builtin_memcpy(gv, g + r * c + k0, sizeof gv);
-        if constexpr (Masked) {
-          f32x8 yv[V];
-          __builtin_memcpy(yv, y_mask + r * c + k0, sizeof yv);
-          for (int v = 0; v < V; ++v) gv[v] = yv[v] > 0.0f ? gv[v] : f32x8{};
-        }
-      }
+    constexpr int L = detail::lanes<T>;
+    T s1[V] = {}, s2[V] = {}, ctr[V];
+    for (int v = 0; v < V; ++v) ctr[v] = detail::load<T>(center + k0 + L * v);
+    for (std::int64_t r = r0; r < r0 + rows; ++r)
       for (int v = 0; v < V; ++v) {
-        const f32x8 d = xv[v] - ctr[v];
-        const f32x8 w = Product ? gv[v] : d;
+        const std::int64_t at = r * c + k0 + L * v;
+        const T dx = detail::load<T>(xp + at) - ctr[v];
+        T w = dx;
+        if constexpr (Product) {
+          w = detail::load<T>(g + at);
+          if constexpr (Masked) w = detail::load<T>(y_mask + at) > 0.0f ? w : T{};
+        }
         s1[v] += w;
-        s2[v] += w * d;
+        s2[v] += w * dx;
       }
-    }
     for (int v = 0; v < V; ++v)
-      for (int l = 0; l < 8; ++l) {
-        acc[k0 + 8 * v + l] += s1[v][l];
-        acc[c + k0 + 8 * v + l] += s2[v][l];
+      for (int l = 0; l < L; ++l) {
+        acc[k0 + L * v + l] += detail::lane(s1[v], l);
+        acc[c + k0 + L * v + l] += detail::lane(s2[v], l);
       }
   }
 
@@ -162,8 +150,7 @@ struct BatchNorm::Impl {
     const float* gamma = weight.value.data<float>();
     const float* beta = bias.value.data<float>();
     if (train) {
-      std::vector<double> sums;
-      channel_sums<false, false>(xp, nullptr, nullptr, m, xp, sums);  // K: the first row
+      channel_sums<false, false>(xp, nullptr, nullptr, m, xp);  // K: the first row
       const float mom = static_cast<float>(momentum);
       const double unbias = static_cast<double>(m) / static_cast<double>(m - 1);
       float* rm = running_mean.data<float>();
@@ -217,15 +204,15 @@ struct BatchNorm::Impl {
     const float* gp = dy.data<float>();
     const float* yp = y.data<float>();
     // g = dL/d(normalised affine output): dy, zeroed where the ReLU cut.
-    std::vector<double> sums;  // Σ g, Σ g·(x − mean)
-    if (relu) channel_sums<true, true>(xp, gp, yp, m, mean.data(), sums);
-    else channel_sums<true, false>(xp, gp, nullptr, m, mean.data(), sums);
+    // sums: Σ g, Σ g·(x − mean).
+    if (relu) channel_sums<true, true>(xp, gp, yp, m, mean.data());
+    else channel_sums<true, false>(xp, gp, nullptr, m, mean.data());
     float* dgamma = weight.grad.data<float>();
     float* dbeta = bias.grad.data<float>();
     const float* gamma = weight.value.data<float>();
     // dx = γ·rstd·(g − Σg/M − x̂·Σ(g·x̂)/M) in train mode, γ·rstd·g in eval
     // mode, with x̂ = (x − mean)·rstd: per channel, dx = a·g + b·(x − mean) + d.
-    std::vector<float> a(c), b(c), d(c);
+    a.resize(c), b.resize(c), d.resize(c);
     const bool train = last_mode == Mode::train;
     for (std::int64_t k = 0; k < c; ++k) {
       const double sg = sums[k], sgx = sums[c + k], rs = rstd[k];

@@ -1,13 +1,12 @@
 #include <contra/nn/pooling.hpp>
 
 #include "dnnl_util.hpp"
+#include "simd.hpp"
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <map>
 #include <unordered_map>
 #include <utility>
@@ -35,19 +34,31 @@ std::string describe(const Tensor& t) {
 // overlapping windows (3x3, stride 2) runs near 1 GB/s on AVX2 (42 ms forward,
 // 34 ms backward for [512, 28, 28, 64] on two cores), where one pass over the
 // data takes a few milliseconds. Channels are contiguous, so each window
-// position is a compare-and-select over C values, 8 at a time in GCC vector
-// types (AVX registers where the build targets them, SSE pairs otherwise;
-// plain code whose select GCC would turn into masked stores, slow on AMD).
-// `Index` holds a maximum's place in its window (kernel² values): u8 for
-// kernels up to 16, else i32.
-using f32x8 = float __attribute__((vector_size(32)));
-using i32x8 = std::int32_t __attribute__((vector_size(32)));
+// position is a compare-and-select over C values (simd.hpp). `Index` holds a
+// maximum's place in its window (kernel² values): u8 for kernels up to 16,
+// else i32.
 
-// The first maximum wins ties; a NaN wins and stays (PyTorch's rule).
-inline void take_max(f32x8& best, i32x8& where, f32x8 v, std::int32_t at) {
-  const i32x8 take = (v > best) | ((v != v) & (best == best));
-  best = take ? v : best;
-  where = take ? i32x8{} + at : where;
+// Maxima and their window places for channels [k, k + lanes<T>) of one output
+// position, the window's valid input rows r0..r1, columns q0..q1 (padding
+// never wins). The first maximum wins ties; a NaN wins and stays (PyTorch's
+// rule).
+template <class T, class Index>
+void window_max(const float* xi, std::int64_t w, std::int64_t c, std::int64_t k, int r0, int r1, int q0, int q1,
+                int kernel, int base, float* y, Index* arg) {
+  using I = typename detail::int_lanes<T>::type;
+  auto at = [&](std::int64_t r, std::int64_t q) { return xi + (r * w + q) * c + k; };
+  T best = detail::load<T>(at(r0, q0));  // the window's first valid position starts the maxima
+  I where = I{} + (base + r0 * kernel + q0);
+  for (int r = r0; r < r1; ++r)
+    for (int q = (r == r0 ? q0 + 1 : q0); q < q1; ++q) {
+      const T v = detail::load<T>(at(r, q));
+      const auto take = (v > best) | ((v != v) & (best == best));
+      best = take ? v : best;
+      where = take ? I{} + (base + r * kernel + q) : where;
+    }
+  detail::store<T>(y + k, best);
+  if (arg)
+    for (int l = 0; l < detail::lanes<T>; ++l) arg[k + l] = static_cast<Index>(detail::lane(where, l));
 }
 
 template <class Index>
@@ -65,33 +76,10 @@ void max_pool_forward(const float* x, float* y, Index* arg, std::int64_t n, std:
       const int q1 = static_cast<int>(std::min<std::int64_t>(w, j * stride - padding + kernel));
       // Window place of input (r, q): (r − (i·stride − padding))·kernel + ...
       const int base = -static_cast<int>((i * stride - padding) * kernel + (j * stride - padding));
-      // The window's first valid position starts the maxima (padding never wins).
+      Index* where = arg ? arg + o : nullptr;
       std::int64_t k = 0;
-      for (; k + 8 <= c; k += 8) {
-        f32x8 best;
-        __builtin_memcpy(&best, xi + (static_cast<std::int64_t>(r0) * w + q0) * c + k, sizeof best);
-        i32x8 where = i32x8{} + (base + r0 * kernel + q0);
-        for (int r = r0; r < r1; ++r)
-          for (int q = (r == r0 ? q0 + 1 : q0); q < q1; ++q) {
-            f32x8 v;
-            __builtin_memcpy(&v, xi + (static_cast<std::int64_t>(r) * w + q) * c + k, sizeof v);
-            take_max(best, where, v, base + r * kernel + q);
-          }
-        __builtin_memcpy(y + o + k, &best, sizeof best);
-        if (arg)
-          for (int l = 0; l < 8; ++l) arg[o + k + l] = static_cast<Index>(where[l]);
-      }
-      for (; k < c; ++k) {
-        float best = xi[(static_cast<std::int64_t>(r0) * w + q0) * c + k];
-        std::int32_t where = base + r0 * kernel + q0;
-        for (int r = r0; r < r1; ++r)
-          for (int q = (r == r0 ? q0 + 1 : q0); q < q1; ++q) {
-            const float v = xi[(static_cast<std::int64_t>(r) * w + q) * c + k];
-            if (v > best || (v != v && best == best)) best = v, where = base + r * kernel + q;
-          }
-        y[o + k] = best;
-        if (arg) arg[o + k] = static_cast<Index>(where);
-      }
+      for (; k + 8 <= c; k += 8) window_max<detail::f32x8>(xi, w, c, k, r0, r1, q0, q1, kernel, base, y + o, where);
+      for (; k < c; ++k) window_max<float>(xi, w, c, k, r0, r1, q0, q1, kernel, base, y + o, where);
     }
   }
 }

@@ -1,9 +1,9 @@
 #include "winograd.hpp"
 
 #include "dnnl_util.hpp"
+#include "simd.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 namespace contra::nn::detail {
 
@@ -65,18 +65,8 @@ void patch_rows(const float* img, std::int64_t ih, std::int64_t iw, std::int64_t
     }
 }
 
-// The transforms work on 8 channels at a time (GCC vector types: AVX or SSE
-// as the build targets; plain loops over 16 row pointers do not vectorise,
-// the compiler cannot rule out their aliasing), then on the last c % 8 one by
-// one: T is f32x8 or float.
-using f32x8 = float __attribute__((vector_size(32)));
-
-template <class T> T load(const float* p) {
-  T v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class T> void store(float* p, T v) { __builtin_memcpy(p, &v, sizeof v); }
+// The transforms work on 8 channels at a time, then on the last c % 8 one by
+// one (simd.hpp): T is f32x8 or float.
 
 // o[ξν][k..] = (Bᵀ d B)[ξ][ν] for the patch rows d.
 template <class T> void input_tile(const float* const d[16], float* const o[16], std::int64_t k) {
@@ -156,43 +146,44 @@ Winograd3x3::Winograd3x3(std::int64_t n, std::int64_t h, std::int64_t w, std::in
   zeros_.assign(static_cast<std::size_t>(std::max(c, k)), 0.0f);
 }
 
-Winograd3x3::Product& Winograd3x3::spatial_product(std::vector<Product>& cache, std::int64_t tiles,
-                                                   std::int64_t ci, std::int64_t co) {
+Winograd3x3::Product& Winograd3x3::product(std::vector<Product>& cache, std::int64_t tiles,
+                                           const dnnl::memory::desc& a, const dnnl::memory::desc& b,
+                                           const dnnl::memory::desc& c, const dnnl::primitive_attr& attr) {
   for (Product& p : cache)
     if (p.tiles == tiles) return p;
-  using dnnl::memory;
-  const memory::desc a({16, tiles, ci}, dt::f32, tag::abc), b({16, ci, co}, dt::f32, tag::abc),
-      c({16, tiles, co}, dt::f32, tag::abc);
   Product p;
   p.tiles = tiles;
-  p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine()));
-  p.a = memory(a, engine(), DNNL_MEMORY_NONE);
-  p.b = memory(b, engine(), DNNL_MEMORY_NONE);
-  p.c = memory(c, engine(), DNNL_MEMORY_NONE);
+  p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine()));
+  p.a = dnnl::memory(a, engine(), DNNL_MEMORY_NONE);
+  p.b = dnnl::memory(b, engine(), DNNL_MEMORY_NONE);
+  p.c = dnnl::memory(c, engine(), DNNL_MEMORY_NONE);
   cache.push_back(std::move(p));
   return cache.back();
 }
 
+Winograd3x3::Product& Winograd3x3::spatial_product(std::vector<Product>& cache, std::int64_t tiles,
+                                                   std::int64_t ci, std::int64_t co) {
+  return product(cache, tiles, plain_desc({16, tiles, ci}), plain_desc({16, ci, co}), plain_desc({16, tiles, co}),
+                 dnnl::primitive_attr());
+}
+
 Winograd3x3::Product& Winograd3x3::filter_product(std::int64_t tiles) {
-  for (Product& p : filter_products_)
-    if (p.tiles == tiles) return p;
-  using dnnl::memory;
   const std::int64_t c = fwd_.ci, k = fwd_.co;
-  // v read transposed: [16][c][tiles] with the strides of [16][tiles][c].
-  const memory::desc a({16, c, tiles}, dt::f32, memory::dims{tiles * c, 1, c}), b({16, tiles, k}, dt::f32, tag::abc),
-      d({16, c, k}, dt::f32, tag::abc);
-  dnnl::post_ops sum;
+  dnnl::post_ops sum;  // dU accumulates over the chunks
   sum.append_sum(1.0f);
   dnnl::primitive_attr attr;
   attr.set_post_ops(sum);
-  Product p;
-  p.tiles = tiles;
-  p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, d), attr, engine()));
-  p.a = memory(a, engine(), DNNL_MEMORY_NONE);
-  p.b = memory(b, engine(), DNNL_MEMORY_NONE);
-  p.c = memory(d, engine(), DNNL_MEMORY_NONE);
-  filter_products_.push_back(std::move(p));
-  return filter_products_.back();
+  // v read transposed: [16][c][tiles] with the strides of [16][tiles][c].
+  return product(filter_products_, tiles, dnnl::memory::desc({16, c, tiles}, dt::f32, dnnl::memory::dims{tiles * c, 1, c}),
+                 plain_desc({16, tiles, k}), plain_desc({16, c, k}), attr);
+}
+
+void Winograd3x3::run(Product& p, const float* a, const float* b, float* c) {
+  p.a.set_data_handle(const_cast<float*>(a));
+  p.b.set_data_handle(const_cast<float*>(b));
+  p.c.set_data_handle(c);
+  p.prim.execute(stream(), {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
+  stream().wait();
 }
 
 void Winograd3x3::transform_inputs(const Geometry& g, const float* in, std::int64_t n0, std::int64_t tiles, float* v) {
@@ -216,12 +207,7 @@ void Winograd3x3::correlate(const Geometry& g, std::vector<Product>& products, c
     const std::int64_t images = std::min(g.chunk, n_ - n0), tiles = images * per_image;
     transform_inputs(g, in, n0, tiles, v);
     // The 16 products over channels: m[ξν] = v[ξν] · u[ξν].
-    Product& p = spatial_product(products, tiles, g.ci, g.co);
-    p.a.set_data_handle(v);
-    p.b.set_data_handle(const_cast<float*>(u));
-    p.c.set_data_handle(m);
-    p.prim.execute(stream(), {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
-    stream().wait();
+    run(spatial_product(products, tiles, g.ci, g.co), v, u, m);
 #pragma omp parallel for schedule(static)
     for (std::int64_t t = 0; t < tiles; ++t) {
       const std::int64_t img = n0 + t / per_image, i = (t / g.tw) % g.th, j = t % g.tw;
@@ -279,12 +265,7 @@ void Winograd3x3::backward_weights(const float* x, const float* dy, float* weigh
       for (; q < k; ++q) gradient_tile<float>(d, zr, q);
     }
     // dU[ξν] += V[ξν]ᵀ · Z[ξν]: [c × tiles] · [tiles × k].
-    Product& p = filter_product(tiles);
-    p.a.set_data_handle(v);
-    p.b.set_data_handle(z);
-    p.c.set_data_handle(du);
-    p.prim.execute(stream(), {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
-    stream().wait();
+    run(filter_product(tiles), v, z, du);
   }
   // dL/dw[o][i] = Gᵀ dU[·][i][o] G.
 #pragma omp parallel for schedule(static)

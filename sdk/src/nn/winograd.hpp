@@ -47,6 +47,11 @@ class Winograd3x3 {
     dnnl::matmul prim;
     dnnl::memory a, b, c;
   };
+  // The product of these descriptors for `tiles` rows, from `cache` or built.
+  static Product& product(std::vector<Product>& cache, std::int64_t tiles, const dnnl::memory::desc& a,
+                          const dnnl::memory::desc& b, const dnnl::memory::desc& c, const dnnl::primitive_attr& attr);
+  // c = a · b (c += a · b for a filter product) on this thread's stream.
+  static void run(Product& p, const float* a, const float* b, float* c);
   // m[16][tiles][co] = v[16][tiles][ci] · u[16][ci][co]
   Product& spatial_product(std::vector<Product>& cache, std::int64_t tiles, std::int64_t ci, std::int64_t co);
   // du[16][c][k] += v[16][tiles][c]ᵀ · z[16][tiles][k]

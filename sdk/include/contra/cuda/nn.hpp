@@ -164,6 +164,27 @@ class ReLU final : public contra::nn::Layer {
   std::unique_ptr<Impl> impl_;
 };
 
+/// contra::nn::BatchNormReLU on cuDNN: the BatchNorm, then the ReLU (two
+/// passes here; one on the CPU). Same arguments, parameters, buffers and
+/// names as BatchNorm.
+class BatchNormReLU final : public contra::nn::Layer {
+ public:
+  BatchNormReLU(std::string name, std::int64_t channels, double momentum = 0.1, double eps = 1e-5);
+  ~BatchNormReLU() override;
+
+  const Tensor& forward(const Tensor& x, Mode mode) override;
+  const Tensor& backward(const Tensor& dy, bool want_input_grad = true) override;
+  void parameters(std::vector<Parameter*>& out) override;
+  void buffers(std::vector<std::pair<std::string, Tensor*>>& out) override;
+
+  /// The normalisation: parameters, statistics, momentum and eps.
+  BatchNorm& batch_norm() noexcept { return bn_; }
+
+ private:
+  BatchNorm bn_;
+  ReLU relu_;
+};
+
 namespace detail {
 struct Pool;  // shared implementation, in pooling.cpp
 }

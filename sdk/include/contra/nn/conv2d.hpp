@@ -13,8 +13,9 @@ namespace contra::nn {
 
 /// How a Conv2d computes. `automatic` (the default) takes Winograd where it
 /// applies and pays: 3×3 kernel, stride 1, padding ≤ 2, f32, at least 16
-/// input and 16 output channels and 1024 channel pairs (in × out); `direct` is oneDNN's convolution kernels
-/// everywhere; `winograd` asks for it (where it applies).
+/// input and 16 output channels and 1024 channel pairs (in × out); `direct`
+/// is oneDNN's convolution kernels everywhere; `winograd` asks for it (where
+/// it applies).
 enum class ConvAlgorithm { automatic, direct, winograd };
 
 /// y = conv(x, W) + b with a square kernel, equal stride and symmetric zero

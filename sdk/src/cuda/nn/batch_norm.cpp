@@ -179,4 +179,14 @@ Parameter& BatchNorm::bias() noexcept { return impl_->bias; }
 Tensor& BatchNorm::running_mean() noexcept { return impl_->running_mean; }
 Tensor& BatchNorm::running_var() noexcept { return impl_->running_var; }
 
+BatchNormReLU::BatchNormReLU(std::string name, std::int64_t channels, double momentum, double eps)
+    : bn_(std::move(name), channels, momentum, eps) {}
+BatchNormReLU::~BatchNormReLU() = default;
+const Tensor& BatchNormReLU::forward(const Tensor& x, Mode mode) { return relu_.forward(bn_.forward(x, mode), mode); }
+const Tensor& BatchNormReLU::backward(const Tensor& dy, bool want_input_grad) {
+  return bn_.backward(relu_.backward(dy, true), want_input_grad);
+}
+void BatchNormReLU::parameters(std::vector<Parameter*>& out) { bn_.parameters(out); }
+void BatchNormReLU::buffers(std::vector<std::pair<std::string, Tensor*>>& out) { bn_.buffers(out); }
+
 }  // namespace contra::cuda::nn
