@@ -1,33 +1,30 @@
 #include <contra/nn/batch_norm.hpp>
 
-#include <contra/errors.hpp>
+#include "dnnl_util.hpp"
 
-#include "simd.hpp"
-
-#include <omp.h>
-
-#include <algorithm>
-#include <cmath>
+#include <array>
+#include <map>
+#include <optional>
 #include <sstream>
+#include <unordered_map>
 #include <utility>
-#include <vector>
-
-// Batch normalisation written out over the [M, C] view of the input (NHWC
-// flattens to M = N·H·W rows of C contiguous channels), vectorised across
-// channels and threaded across rows. oneDNN 2.6's channels-last kernels
-// (bnorm_tbb_jit) took 25 ms forward and 63 ms backward on [512, 28, 28, 64]
-// inside a training step on two AVX2 cores, where the passes below need a few
-// milliseconds each; the fused ReLU costs nothing more here.
-//
-// Statistics: each thread sums x − K and (x − K)² over blocks of rows in f32,
-// K being the first row (a sample of each channel, so the sums do not cancel
-// when |mean| ≫ std), and adds the block sums into f64; the threads' f64 sums
-// are added in thread order. The result does not depend on timing, only on the
-// thread count.
 
 namespace contra::nn {
 
+using namespace detail;
+
 namespace {
+
+using ShapeKey = std::array<std::int64_t, Shape::max_rank + 1>;
+
+ShapeKey key_of(const Shape& s) {
+  ShapeKey k{};
+  k[0] = s.rank();
+  for (int i = 0; i < s.rank(); ++i) k[i + 1] = s[i];
+  return k;
+}
+
+void* ptr(const Tensor& t) { return const_cast<void*>(t.raw()); }
 
 std::string num(double v) {
   std::ostringstream o;
@@ -35,218 +32,130 @@ std::string num(double v) {
   return o.str();
 }
 
-constexpr std::int64_t block_rows = 128;  // rows summed in f32 before an f64 add
-
-using detail::f32x8;
-
-// Rows [begin, end) of thread t of nt, in blocks of block_rows.
-void thread_rows(std::int64_t m, int t, int nt, std::int64_t& begin, std::int64_t& end) {
-  const std::int64_t blocks = (m + block_rows - 1) / block_rows;
-  begin = std::min(m, blocks * t / nt * block_rows);
-  end = std::min(m, blocks * (t + 1) / nt * block_rows);
-}
+// One primitive with its user-mode scratchpad and argument map.
+struct Prim {
+  dnnl::primitive prim;
+  Tensor scratch_buf;
+  std::unordered_map<int, dnnl::memory> args;
+};
 
 }  // namespace
 
 struct BatchNorm::Impl {
   std::string name;
-  bool relu = false;  // BatchNormReLU: y = max(·, 0), differentiated through y > 0
-  std::int64_t channels = 0;
-  double momentum = 0.1;
-  double eps = 1e-5;
+  bool relu = false;  // BatchNormReLU: max(·, 0) fused into the primitives
+  std::int64_t channels;
+  double momentum;
+  double eps;
   Parameter weight, bias;
   Tensor running_mean, running_var;
+  Tensor batch_mean, batch_var;  // statistics of the last train-mode forward (biased variance)
+  Tensor dgamma, dbeta;          // oneDNN writes these; they are then added into the grads
   Tensor y, dx;
 
-  // The last forward: its input (non-owning), mode, and per-channel
-  // mean, 1/sqrt(var + eps) and the affine map y = x·scale + shift.
-  bool has_forward = false;
-  Mode last_mode = Mode::eval;
+  // The last forward(): its entry, input (non-owning) and mode.
+  struct Entry;
+  Entry* last = nullptr;
   Tensor x;
-  std::vector<float> mean, rstd, scale, shift;
-  std::vector<double> partial;  // per-thread sums, 2·C each
-  std::vector<double> sums;     // their total: channel_sums()'s result
-  std::vector<float> a, b, d;   // backward: dx = a·g + b·(x − mean) + d per channel
+  Mode last_mode = Mode::eval;
+
+  struct Entry {
+    Shape shape;
+    dnnl::memory::desc data_md;
+    dnnl::memory src, dst, diff_dst, diff_src, mean, var, scale, shift, diff_scale, diff_shift;
+    dnnl::memory workspace;  // the fused ReLU's mask, written by forward, read by backward
+    Tensor workspace_buf;
+    dnnl::batch_normalization_forward::primitive_desc fwd_train_pd, fwd_global_pd;
+    std::optional<Prim> fwd_train, fwd_global, bwd_train, bwd_global;
+  };
+  std::map<ShapeKey, Entry> cache;
 
   std::string who() const { return (relu ? "BatchNormReLU '" : "BatchNorm '") + name + "'"; }
 
-  void check_input(const Tensor& in) const {
-    bool ok = in.dtype() == DType::f32 && in.device() == Device::cpu && (in.rank() == 2 || in.rank() == 4) &&
-              in.dim(in.rank() - 1) == channels;
+  static dnnl::primitive_attr attr() {
+    dnnl::primitive_attr a;
+    a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return a;
+  }
+
+  Entry& entry(const Shape& s) {
+    auto it = cache.find(key_of(s));
+    if (it != cache.end()) return it->second;
+    Entry e;
+    e.shape = s;
+    // [N, C] is laid out as NHWC [N, 1, 1, C]: the channels-last kernels then apply.
+    e.data_md = s.rank() == 4 ? nhwc_desc(s) : nhwc_desc(Shape{s[0], 1, 1, s[1]});
+    dnnl::memory::desc stat_md({channels}, dt::f32, tag::a);
+    auto mem = [](const dnnl::memory::desc& md) { return dnnl::memory(md, engine(), DNNL_MEMORY_NONE); };
+    e.src = mem(e.data_md);
+    e.dst = mem(e.data_md);
+    e.diff_dst = mem(e.data_md);
+    e.diff_src = mem(e.data_md);
+    e.mean = mem(stat_md);
+    e.var = mem(stat_md);
+    e.scale = mem(stat_md);
+    e.shift = mem(stat_md);
+    e.diff_scale = mem(stat_md);
+    e.diff_shift = mem(stat_md);
+    return cache.emplace(key_of(s), std::move(e)).first->second;
+  }
+
+  dnnl::normalization_flags flags(bool global) const {
+    auto f = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+    if (relu) f |= dnnl::normalization_flags::fuse_norm_relu;
+    return global ? f | dnnl::normalization_flags::use_global_stats : f;
+  }
+
+  Prim finish(const dnnl::primitive_desc& pd, dnnl::primitive prim) {
+    Prim p;
+    p.prim = std::move(prim);
+    p.args[DNNL_ARG_SCRATCHPAD] = scratch(p.scratch_buf, pd.scratchpad_desc());
+    return p;
+  }
+
+  Prim& forward_prim(Entry& e, bool global) {
+    std::optional<Prim>& slot = global ? e.fwd_global : e.fwd_train;
+    if (slot) return *slot;
+    // With the fused ReLU even an eval-mode forward keeps its mask (forward
+    // training with the running statistics), for a backward through it.
+    auto prop = global && !relu ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training;
+    dnnl::batch_normalization_forward::desc d(prop, e.data_md, static_cast<float>(eps), flags(global));
+    dnnl::batch_normalization_forward::primitive_desc pd(d, attr(), engine());
+    (global ? e.fwd_global_pd : e.fwd_train_pd) = pd;
+    slot = finish(pd, dnnl::batch_normalization_forward(pd));
+    slot->args.insert({{DNNL_ARG_SRC, e.src}, {DNNL_ARG_DST, e.dst}, {DNNL_ARG_MEAN, e.mean},
+                       {DNNL_ARG_VARIANCE, e.var}, {DNNL_ARG_SCALE, e.scale}, {DNNL_ARG_SHIFT, e.shift}});
+    if (relu) {
+      if (!e.workspace) e.workspace = scratch(e.workspace_buf, pd.workspace_desc());
+      slot->args.insert({DNNL_ARG_WORKSPACE, e.workspace});
+    }
+    return *slot;
+  }
+
+  Prim& backward_prim(Entry& e, bool global) {
+    std::optional<Prim>& slot = global ? e.bwd_global : e.bwd_train;
+    if (slot) return *slot;
+    forward_prim(e, global);  // the hint
+    dnnl::batch_normalization_backward::desc d(dnnl::prop_kind::backward, e.data_md, e.data_md,
+                                               static_cast<float>(eps), flags(global));
+    dnnl::batch_normalization_backward::primitive_desc pd(d, attr(), engine(),
+                                                          global ? e.fwd_global_pd : e.fwd_train_pd);
+    slot = finish(pd, dnnl::batch_normalization_backward(pd));
+    slot->args.insert({{DNNL_ARG_SRC, e.src}, {DNNL_ARG_MEAN, e.mean}, {DNNL_ARG_VARIANCE, e.var},
+                       {DNNL_ARG_DIFF_DST, e.diff_dst}, {DNNL_ARG_SCALE, e.scale},
+                       {DNNL_ARG_SHIFT, e.shift}, {DNNL_ARG_DIFF_SRC, e.diff_src},
+                       {DNNL_ARG_DIFF_SCALE, e.diff_scale}, {DNNL_ARG_DIFF_SHIFT, e.diff_shift}});
+    if (relu) slot->args.insert({DNNL_ARG_WORKSPACE, e.workspace});
+    return *slot;
+  }
+
+  void check_input(const Tensor& x) const {
+    bool ok = x.dtype() == DType::f32 && x.device() == Device::cpu && (x.rank() == 2 || x.rank() == 4) &&
+              x.dim(x.rank() - 1) == channels;
     if (!ok)
       throw UsageError(who() + ": expected an f32 cpu tensor [N, C] or [N, H, W, C] with C = " +
-                       std::to_string(channels) + ", got " + dtype_name(in.dtype()) + " " +
-                       device_name(in.device()) + " " + in.shape().str());
-  }
-
-  // Per-channel sums over the rows of x: with Product, s1 = Σ g and
-  // s2 = Σ g·(x − center), g masked by y > 0 when Masked (the fused ReLU's
-  // backward); else s1 = Σ (x − K), s2 = Σ (x − K)² with K = `center`. Into
-  // sums[0, C) and sums[C, 2C).
-  template <bool Product, bool Masked>
-  void channel_sums(const float* xp, const float* g, const float* y_mask, std::int64_t m, const float* center) {
-    const std::int64_t c = channels;
-    const int nt = std::max(1, omp_get_max_threads());
-    partial.assign(static_cast<std::size_t>(nt) * 2 * c, 0.0);
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num(), n = omp_get_num_threads();
-      std::int64_t begin, end;
-      thread_rows(m, t, n, begin, end);
-      double* acc = partial.data() + static_cast<std::size_t>(t) * 2 * c;
-      for (std::int64_t r0 = begin; r0 < end; r0 += block_rows) {
-        const std::int64_t rows = std::min(end, r0 + block_rows) - r0;
-        // 32 channels at a time, their sums in registers through the block;
-        // then 8, then the last c % 8 one by one.
-        std::int64_t k0 = 0;
-        for (; k0 + 32 <= c; k0 += 32)
-          block_sums<f32x8, 4, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
-        for (; k0 + 8 <= c; k0 += 8)
-          block_sums<f32x8, 1, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
-        for (; k0 < c; ++k0) block_sums<float, 1, Product, Masked>(xp, g, y_mask, center, c, r0, rows, k0, acc);
-      }
-    }
-    sums.assign(static_cast<std::size_t>(2 * c), 0.0);
-    for (int t = 0; t < nt; ++t)
-      for (std::int64_t k = 0; k < 2 * c; ++k) sums[k] += partial[static_cast<std::size_t>(t) * 2 * c + k];
-  }
-
-  // Sums of channels [k0, k0 + V·lanes<T>) over rows [r0, r0 + rows), added
-  // into acc.
-  template <class T, int V, bool Product, bool Masked>
-  static void block_sums(const float* xp, const float* g, const float* y_mask, const float* center, std::int64_t c,
-                         std::int64_t r0, std::int64_t rows, std::int64_t k0, double* acc) {
-    constexpr int L = detail::lanes<T>;
-    T s1[V] = {}, s2[V] = {}, ctr[V];
-    for (int v = 0; v < V; ++v) ctr[v] = detail::load<T>(center + k0 + L * v);
-    for (std::int64_t r = r0; r < r0 + rows; ++r)
-      for (int v = 0; v < V; ++v) {
-        const std::int64_t at = r * c + k0 + L * v;
-        const T dx = detail::load<T>(xp + at) - ctr[v];
-        T w = dx;
-        if constexpr (Product) {
-          w = detail::load<T>(g + at);
-          if constexpr (Masked) w = detail::load<T>(y_mask + at) > 0.0f ? w : T{};
-        }
-        s1[v] += w;
-        s2[v] += w * dx;
-      }
-    for (int v = 0; v < V; ++v)
-      for (int l = 0; l < L; ++l) {
-        acc[k0 + L * v + l] += detail::lane(s1[v], l);
-        acc[c + k0 + L * v + l] += detail::lane(s2[v], l);
-      }
-  }
-
-  const Tensor& forward(const Tensor& in, Mode mode) {
-    check_input(in);
-    const std::int64_t c = channels, m = in.numel() / c;
-    const bool train = mode == Mode::train;
-    if (train && m < 2)
-      throw UsageError(who() + ": train mode needs more than one value per channel, got input " + in.shape().str());
-    has_forward = false;
-    mean.resize(c), rstd.resize(c), scale.resize(c), shift.resize(c);
-    const float* xp = in.data<float>();
-    const float* gamma = weight.value.data<float>();
-    const float* beta = bias.value.data<float>();
-    if (train) {
-      channel_sums<false, false>(xp, nullptr, nullptr, m, xp);  // K: the first row
-      const float mom = static_cast<float>(momentum);
-      const double unbias = static_cast<double>(m) / static_cast<double>(m - 1);
-      float* rm = running_mean.data<float>();
-      float* rv = running_var.data<float>();
-      for (std::int64_t k = 0; k < c; ++k) {
-        const double d = sums[k] / static_cast<double>(m);  // mean − K
-        const double var = std::max(0.0, sums[c + k] / static_cast<double>(m) - d * d);
-        const double mu = xp[k] + d;
-        mean[k] = static_cast<float>(mu);
-        rstd[k] = static_cast<float>(1.0 / std::sqrt(var + eps));
-        rm[k] = (1 - mom) * rm[k] + mom * static_cast<float>(mu);
-        rv[k] = (1 - mom) * rv[k] + mom * static_cast<float>(var * unbias);
-      }
-    } else {
-      const float* rm = running_mean.data<float>();
-      const float* rv = running_var.data<float>();
-      for (std::int64_t k = 0; k < c; ++k) {
-        mean[k] = rm[k];
-        rstd[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(rv[k]) + eps));
-      }
-    }
-    for (std::int64_t k = 0; k < c; ++k) {
-      scale[k] = gamma[k] * rstd[k];
-      shift[k] = beta[k] - mean[k] * scale[k];
-    }
-    y.ensure(in.shape(), DType::f32);
-    float* yp = y.data<float>();
-    const float* sc = scale.data();
-    const float* sh = shift.data();
-    const bool r = relu;
-#pragma omp parallel for schedule(static)
-    for (std::int64_t row = 0; row < m; ++row) {
-      const float* xr = xp + row * c;
-      float* yr = yp + row * c;
-      if (r)
-        for (std::int64_t k = 0; k < c; ++k) yr[k] = std::max(xr[k] * sc[k] + sh[k], 0.0f);
-      else
-        for (std::int64_t k = 0; k < c; ++k) yr[k] = xr[k] * sc[k] + sh[k];
-    }
-    x = Tensor::wrap(const_cast<void*>(in.raw()), in.shape(), DType::f32);
-    last_mode = mode;
-    has_forward = true;
-    return y;
-  }
-
-  const Tensor& backward(const Tensor& dy, bool want_input_grad) {
-    if (!has_forward) throw UsageError(who() + ": backward() called without a forward() to differentiate");
-    dy.expect(x.shape(), DType::f32, (who() + " backward dy").c_str());
-    const std::int64_t c = channels, m = x.numel() / c;
-    const float* xp = x.data<float>();
-    const float* gp = dy.data<float>();
-    const float* yp = y.data<float>();
-    // g = dL/d(normalised affine output): dy, zeroed where the ReLU cut.
-    // sums: Σ g, Σ g·(x − mean).
-    if (relu) channel_sums<true, true>(xp, gp, yp, m, mean.data());
-    else channel_sums<true, false>(xp, gp, nullptr, m, mean.data());
-    float* dgamma = weight.grad.data<float>();
-    float* dbeta = bias.grad.data<float>();
-    const float* gamma = weight.value.data<float>();
-    // dx = γ·rstd·(g − Σg/M − x̂·Σ(g·x̂)/M) in train mode, γ·rstd·g in eval
-    // mode, with x̂ = (x − mean)·rstd: per channel, dx = a·g + b·(x − mean) + d.
-    a.resize(c), b.resize(c), d.resize(c);
-    const bool train = last_mode == Mode::train;
-    for (std::int64_t k = 0; k < c; ++k) {
-      const double sg = sums[k], sgx = sums[c + k], rs = rstd[k];
-      dbeta[k] += static_cast<float>(sg);
-      dgamma[k] += static_cast<float>(sgx * rs);
-      const double gr = gamma[k] * rs;
-      a[k] = static_cast<float>(gr);
-      b[k] = train ? static_cast<float>(-gr * rs * rs * sgx / static_cast<double>(m)) : 0.0f;
-      d[k] = train ? static_cast<float>(-gr * sg / static_cast<double>(m)) : 0.0f;
-    }
-    if (!want_input_grad) {
-      static const Tensor none;
-      return none;
-    }
-    dx.ensure(x.shape(), DType::f32);
-    float* dxp = dx.data<float>();
-    const float* mu = mean.data();
-    const float* ap = a.data();
-    const float* bp = b.data();
-    const float* dp = d.data();
-    const bool r = relu;
-#pragma omp parallel for schedule(static)
-    for (std::int64_t row = 0; row < m; ++row) {
-      const float* xr = xp + row * c;
-      const float* gr = gp + row * c;
-      const float* yr = yp + row * c;
-      float* out = dxp + row * c;
-      if (r)
-        for (std::int64_t k = 0; k < c; ++k)
-          out[k] = ap[k] * (yr[k] > 0.0f ? gr[k] : 0.0f) + bp[k] * (xr[k] - mu[k]) + dp[k];
-      else
-        for (std::int64_t k = 0; k < c; ++k) out[k] = ap[k] * gr[k] + bp[k] * (xr[k] - mu[k]) + dp[k];
-    }
-    return dx;
+                       std::to_string(channels) + ", got " + dtype_name(x.dtype()) + " " +
+                       device_name(x.device()) + " " + x.shape().str());
   }
 };
 
@@ -277,14 +186,92 @@ BatchNorm::BatchNorm(std::string name, std::int64_t channels, double momentum, d
   float* g = m.weight.value.data<float>();
   float* rv = m.running_var.data<float>();
   for (std::int64_t i = 0; i < channels; ++i) g[i] = rv[i] = 1.0f;
+  m.batch_mean = Tensor::zeros(c, DType::f32);
+  m.batch_var = Tensor::zeros(c, DType::f32);
+  m.dgamma = Tensor::zeros(c, DType::f32);
+  m.dbeta = Tensor::zeros(c, DType::f32);
 }
 
 BatchNorm::~BatchNorm() = default;
 
-const Tensor& BatchNorm::forward(const Tensor& x, Mode mode) { return impl_->forward(x, mode); }
+const Tensor& BatchNorm::forward(const Tensor& x, Mode mode) {
+  Impl& m = *impl_;
+  m.check_input(x);
+  const std::int64_t per_channel = x.numel() / m.channels;
+  if (mode == Mode::train && per_channel < 2)
+    throw UsageError(m.who() + ": train mode needs more than one value per channel, got input " +
+                     x.shape().str());
+  m.last = nullptr;
+  try {
+    Impl::Entry& e = m.entry(x.shape());
+    const bool global = mode == Mode::eval;
+    Prim& p = m.forward_prim(e, global);
+    m.y.ensure(x.shape(), DType::f32);
+    e.src.set_data_handle(ptr(x));
+    e.dst.set_data_handle(m.y.raw());
+    e.mean.set_data_handle(global ? m.running_mean.raw() : m.batch_mean.raw());
+    e.var.set_data_handle(global ? m.running_var.raw() : m.batch_var.raw());
+    e.scale.set_data_handle(m.weight.value.raw());
+    e.shift.set_data_handle(m.bias.value.raw());
+    p.prim.execute(stream(), p.args);
+    stream().wait();
+    if (!global) {
+      const float mom = static_cast<float>(m.momentum);
+      const float unbias = static_cast<float>(static_cast<double>(per_channel) / (per_channel - 1));
+      const float* bm = m.batch_mean.data<float>();
+      const float* bv = m.batch_var.data<float>();
+      float* rm = m.running_mean.data<float>();
+      float* rv = m.running_var.data<float>();
+      for (std::int64_t c = 0; c < m.channels; ++c) {
+        rm[c] = (1 - mom) * rm[c] + mom * bm[c];
+        rv[c] = (1 - mom) * rv[c] + mom * bv[c] * unbias;
+      }
+    }
+    m.x = Tensor::wrap(ptr(x), x.shape(), DType::f32);
+    m.last_mode = mode;
+    m.last = &e;
+  } catch (const dnnl::error& err) {
+    rethrow(m.who() + " forward", err);
+  }
+  return m.y;
+}
 
 const Tensor& BatchNorm::backward(const Tensor& dy, bool want_input_grad) {
-  return impl_->backward(dy, want_input_grad);
+  Impl& m = *impl_;
+  if (!m.last) throw UsageError(m.who() + ": backward() called without a forward() to differentiate");
+  Impl::Entry& e = *m.last;
+  dy.expect(e.shape, DType::f32, (m.who() + " backward dy").c_str());
+  try {
+    const bool global = m.last_mode == Mode::eval;
+    Prim& p = m.backward_prim(e, global);
+    m.dx.ensure(e.shape, DType::f32);
+    e.src.set_data_handle(m.x.raw());
+    e.mean.set_data_handle(global ? m.running_mean.raw() : m.batch_mean.raw());
+    e.var.set_data_handle(global ? m.running_var.raw() : m.batch_var.raw());
+    e.scale.set_data_handle(m.weight.value.raw());
+    e.shift.set_data_handle(m.bias.value.raw());
+    e.diff_dst.set_data_handle(ptr(dy));
+    e.diff_src.set_data_handle(m.dx.raw());
+    e.diff_scale.set_data_handle(m.dgamma.raw());
+    e.diff_shift.set_data_handle(m.dbeta.raw());
+    p.prim.execute(stream(), p.args);
+    stream().wait();
+  } catch (const dnnl::error& err) {
+    rethrow(m.who() + " backward", err);
+  }
+  const float* dg = m.dgamma.data<float>();
+  const float* db = m.dbeta.data<float>();
+  float* gg = m.weight.grad.data<float>();
+  float* gb = m.bias.grad.data<float>();
+  for (std::int64_t c = 0; c < m.channels; ++c) {
+    gg[c] += dg[c];
+    gb[c] += db[c];
+  }
+  if (!want_input_grad) {
+    static const Tensor none;
+    return none;
+  }
+  return m.dx;
 }
 
 void BatchNorm::parameters(std::vector<Parameter*>& out) {

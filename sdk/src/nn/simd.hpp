@@ -1,7 +1,6 @@
 #pragma once
 // Eight f32 (or i32) lanes as GCC vector types, for the layers' written-out
-// loops over contiguous channels (batch norm, max pooling, Winograd's
-// transforms). GCC lowers them to AVX registers where the build targets AVX,
+// loops over contiguous channels (max pooling, Winograd's transforms). GCC lowers them to AVX registers where the build targets AVX,
 // SSE pairs otherwise. Written this way rather than as plain loops: loops
 // over several row pointers do not vectorise (the compiler cannot rule out
 // their aliasing), and a plain select may become masked stores, slow on AMD.

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// Batch normalisation over the last dimension (channels), PyTorch's
-/// BatchNorm2d on NHWC images and BatchNorm1d on [N, C] features.
+/// BatchNorm2d on NHWC images and BatchNorm1d on [N, C] features, on oneDNN's
+/// batch_normalization primitives.
 
 #include <contra/nn/layer.hpp>
 
@@ -32,10 +33,8 @@ namespace contra::nn {
 ///
 /// In train mode the layer keeps a non-owning reference to x until the next
 /// forward(): callers must keep x alive and unchanged until backward().
-/// The passes are written out, vectorised across channels and threaded
-/// across rows (OpenMP); statistics are summed in f32 blocks of rows and f64
-/// across them, so results do not depend on timing. Steady-state calls
-/// allocate no tensors.
+/// oneDNN primitives and their scratch memory are created once per input
+/// shape and cached; steady-state calls allocate no tensors.
 class BatchNorm final : public Layer {
  public:
   /// Throws UsageError unless channels >= 1, 0 <= momentum <= 1, eps > 0.
@@ -61,14 +60,13 @@ class BatchNorm final : public Layer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// max(BatchNorm(x), 0): a BatchNorm followed by a ReLU in the same passes over
-/// the data. Same arguments, modes,
+/// max(BatchNorm(x), 0): a BatchNorm followed by a ReLU, fused into oneDNN's
+/// batch-normalisation primitives (fuse_norm_relu). Same arguments, modes,
 /// parameters, buffers and names as BatchNorm (so a checkpoint of
 /// BatchNorm + ReLU loads into it), same results as BatchNorm then ReLU up
 /// to float rounding; dL/dx is zero where the output is zero. Faster: the
-/// activation is read and written once less in each direction (the backward
-/// pass masks dL/dy by the output it returned, which callers must therefore
-/// leave unchanged until backward()).
+/// activation is read and written once less in each direction, and the ReLU
+/// keeps a mask instead of its output.
 class BatchNormReLU final : public Layer {
  public:
   /// Throws UsageError like BatchNorm.

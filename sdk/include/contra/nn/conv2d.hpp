@@ -38,7 +38,7 @@ enum class ConvAlgorithm { automatic, direct, winograd };
 ///   blocks from 4×4 input patches with 16 instead of 36 multiplications per
 ///   channel pair, as 16 matrix products over channels; forward, dL/dx and
 ///   dL/dW. On two AVX2 cores it halves a 128→128 channel 3×3 layer's time
-///   (207 → 118 ms forward at [512, 14, 14, 128]). Results differ from the
+///   (200 → 91 ms forward at [512, 14, 14, 128], build/bench/layers). Results differ from the
 ///   direct kernels by rounding only (relative 1e-6, checked against PyTorch
 ///   autograd in float64 by the tests).
 class Conv2d final : public Layer {
