@@ -76,7 +76,12 @@ class Reader {
   SourceLocation where(const std::string& key, const toml::source_region& r) const {
     auto it = overrides_.find(key);
     if (it != overrides_.end()) return SourceLocation{it->second, 0, 0};
-    if (r.begin.line == 0) return file_only();
+    if (r.begin.line == 0) {
+      // A table that only an override made (--set trian.epochs=1 makes [trian]).
+      for (const auto& [dotted, text] : overrides_)
+        if (dotted.rfind(key + ".", 0) == 0) return SourceLocation{text, 0, 0};
+      return file_only();
+    }
     return at(r);
   }
 
@@ -420,6 +425,14 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
     }
   }
 
+  // The resolved pipeline is read again from a run folder (--resume): its
+  // plugin folders are written absolute, as found from this file.
+  if (!spec.plugin_paths.empty())
+    if (toml::table* pt = root.get_as<toml::table>("plugins")) {
+      toml::array absolute;
+      for (const auto& p : spec.plugin_paths) absolute.push_back(fs::absolute(p).lexically_normal().string());
+      pt->insert_or_assign("paths", std::move(absolute));
+    }
   std::ostringstream os;
   os << root;
   spec.resolved_toml = os.str() + "\n";

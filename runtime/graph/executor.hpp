@@ -37,6 +37,7 @@ struct BatchWork {
   double lr = 0.0;
   std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, double>> eval_figures;  ///< set when an evaluation ran after this step
+  std::string eval_error;           ///< set when the evaluation after this step failed
   bool failed = false;              ///< an earlier stage threw; later stages pass it on
   /// Device runs: the batch with its images on the device (ids, labels and
   /// counts copied), filled by the to_device stage.

@@ -148,15 +148,26 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   if (!options.resume_from.empty()) {
     planned = load_checkpoint(options.resume_from, parts) + 1;
     summary.first_step = planned;
+    if (planned >= total) {
+      // A finished run: nothing to train, and its summary and metrics stay.
+      summary.already_finished = true;
+      summary.checkpoint = options.resume_from;
+      return summary;
+    }
   }
   // Plugins' build() may have used the default stream (cudaMemset and
   // kernels there do not order with the non-blocking train stream).
   if (cuda) cuda->synchronize_device();
+  // Evaluation is checked before anything is recorded: a pipeline that
+  // cannot evaluate leaves no run folder behind.
+  std::unique_ptr<Evaluation> evaluation;
+  if (spec.has_eval) {
+    evaluation = std::make_unique<Evaluation>(spec, reg);
+    evaluation->check();
+  }
   std::unique_ptr<RunRecord> record;
   if (!options.run_dir.empty())
     record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, !options.resume_from.empty());
-  std::unique_ptr<Evaluation> evaluation;
-  if (spec.has_eval) evaluation = std::make_unique<Evaluation>(spec, reg);
   const std::int64_t eval_every = spec.eval.get<std::int64_t>("every_epochs");
   const bool eval_at_end = spec.eval.get<bool>("at_end");
   const std::int64_t checkpoint_every = spec.record.get<std::int64_t>("checkpoint_every");
@@ -319,10 +330,19 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       const std::int64_t step = w.batch.step;
       const bool epoch_end = (step + 1) % bpe == 0;
       w.eval_figures.clear();
+      w.eval_error.clear();
       if (evaluation && ((step + 1 == total && eval_at_end) ||
                          (eval_every > 0 && epoch_end && ((step + 1) / bpe) % eval_every == 0))) {
+        // The state evaluated is checkpointed first: a failing evaluation
+        // costs no training. Later evaluations would fail alike: none run.
+        write_checkpoint(step);
         const bool save = record && spec.eval.get<bool>("save_embeddings");
-        w.eval_figures = evaluation->run(*parts.encoder, seed, save ? record->embeddings_path(step) : "");
+        try {
+          w.eval_figures = evaluation->run(*parts.encoder, seed, save ? record->embeddings_path(step) : "");
+        } catch (const std::exception& e) {
+          w.eval_error = e.what();
+          evaluation.reset();
+        }
       }
       if (checkpoint_every > 0 && (step + 1) % checkpoint_every == 0) write_checkpoint(step);
     } catch (const Error& e) {
@@ -364,6 +384,11 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       r.metrics = &w.metrics;
       record->step(r);
     }
+    if (!w.eval_error.empty()) {
+      summary.eval_error = w.eval_error;
+      if (record) record->eval_error(w.batch.step, w.batch.epoch, w.eval_error);
+      if (options.on_eval_error) options.on_eval_error(w.batch.step, w.eval_error);
+    }
     if (!w.eval_figures.empty()) {
       summary.eval = w.eval_figures;
       if (record) record->eval(w.batch.step, w.batch.epoch, w.eval_figures);
@@ -375,7 +400,13 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   eo.prefetch = spec.runtime.get<int>("prefetch");
   eo.data_threads = data_threads;
   eo.record_events = true;
-  summary.telemetry = run_graph(stages, eo);
+  try {
+    summary.telemetry = run_graph(stages, eo);
+  } catch (const std::exception& e) {
+    // The run folder says how the run ended; the checkpoints written so far stay.
+    if (record) record->summary(summary, e.what());
+    throw;
+  }
   if (time_steps) {
     cuda->synchronize(train_stream.get());
     for (auto& [a, b] : step_events) summary.device_step_s.push_back(1e-3 * cuda->event_elapsed_ms(a, b));

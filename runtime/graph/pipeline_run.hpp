@@ -38,6 +38,8 @@ struct RunOptions {
   const std::atomic<bool>* stop = nullptr;
   /// Called after each evaluation with its figures.
   std::function<void(std::int64_t step, const std::vector<std::pair<std::string, double>>&)> on_eval;
+  /// Called when an evaluation failed (the run goes on without evaluating).
+  std::function<void(std::int64_t step, const std::string& message)> on_eval_error;
   /// [train] device = "cuda": record timed CUDA events around each step on
   /// the train stream (RunSummary::device_step_s). Off by default.
   bool time_device_steps = false;
@@ -54,6 +56,10 @@ struct RunSummary {
   std::int64_t first_step = 0;       ///< 0, or the step after the checkpoint resumed from
   std::vector<std::pair<std::string, double>> eval;  ///< the last evaluation's figures
   std::string checkpoint;            ///< the last checkpoint written, if any
+  std::string eval_error;            ///< why an evaluation failed, if one did
+  /// --resume of a run that had trained all its planned steps: nothing ran
+  /// and its records were left as they were.
+  bool already_finished = false;
   /// With RunOptions::time_device_steps: per step, seconds from the train
   /// stream reaching the step's first work to it finishing the step's last
   /// (the GPU's span of the step, idle gaps inside it included).

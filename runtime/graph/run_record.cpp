@@ -106,6 +106,7 @@ RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<s
     std::string run = "{\n  \"pipeline\": " + json_quote(spec.pipeline.get<std::string>("name")) +
                       ",\n  \"file\": " + json_quote(spec.file) + ",\n  \"overrides\": " + o +
                       ",\n  \"seed\": " + std::to_string(spec.pipeline.get<std::int64_t>("seed")) +
+                      ",\n  \"steps_from\": 1" +
                       ",\n  \"precision\": " + json_quote(train_precision_name(spec)) +
                       ",\n  \"precision_setting\": " + json_quote(train_precision_setting(spec)) +
                       ",\n  \"cpu\": " + json_quote(cpu_capabilities().summary()) +
@@ -124,7 +125,7 @@ RunRecord::~RunRecord() {
 }
 
 void RunRecord::step(const StepReport& r) {
-  std::string line = "{\"type\": \"step\", \"step\": " + std::to_string(r.step) + ", \"epoch\": " +
+  std::string line = "{\"type\": \"step\", \"step\": " + std::to_string(r.step + 1) + ", \"epoch\": " +
                      std::to_string(r.epoch) + ", \"loss\": " + json_number(r.loss) + ", \"lr\": " + json_number(r.lr) +
                      ", \"images_per_s\": " + json_number(r.images_per_s) + ", \"time_s\": " + json_number(r.elapsed_s);
   if (r.metrics && !r.metrics->empty()) line += ", \"metrics\": " + figures_json(*r.metrics);
@@ -134,15 +135,22 @@ void RunRecord::step(const StepReport& r) {
 }
 
 void RunRecord::eval(std::int64_t step, std::int64_t epoch, const std::vector<std::pair<std::string, double>>& figures) {
-  std::string line = "{\"type\": \"eval\", \"step\": " + std::to_string(step) + ", \"epoch\": " + std::to_string(epoch) +
-                     ", \"figures\": " + figures_json(figures) + "}\n";
+  std::string line = "{\"type\": \"eval\", \"step\": " + std::to_string(step + 1) + ", \"epoch\": " +
+                     std::to_string(epoch) + ", \"figures\": " + figures_json(figures) + "}\n";
+  std::fputs(line.c_str(), metrics_);
+  std::fflush(metrics_);
+}
+
+void RunRecord::eval_error(std::int64_t step, std::int64_t epoch, const std::string& message) {
+  std::string line = "{\"type\": \"eval_error\", \"step\": " + std::to_string(step + 1) + ", \"epoch\": " +
+                     std::to_string(epoch) + ", \"error\": " + json_quote(message) + "}\n";
   std::fputs(line.c_str(), metrics_);
   std::fflush(metrics_);
 }
 
 std::string RunRecord::checkpoint_path(std::int64_t step) const {
   char name[48];
-  std::snprintf(name, sizeof name, "step-%08lld.safetensors", static_cast<long long>(step));
+  std::snprintf(name, sizeof name, "step-%08lld.safetensors", static_cast<long long>(step + 1));
   return (dir_ / "checkpoints" / name).string();
 }
 
@@ -150,7 +158,7 @@ std::string RunRecord::embeddings_path(std::int64_t step) const {
   std::error_code ec;
   fs::create_directories(dir_ / "embeddings", ec);
   char name[48];
-  std::snprintf(name, sizeof name, "test-step-%08lld.npy", static_cast<long long>(step));
+  std::snprintf(name, sizeof name, "test-step-%08lld.npy", static_cast<long long>(step + 1));
   return (dir_ / "embeddings" / name).string();
 }
 
@@ -166,7 +174,7 @@ void RunRecord::checkpoint_written(const std::string& path, std::int64_t keep) {
   }
 }
 
-void RunRecord::summary(const RunSummary& s) {
+void RunRecord::summary(const RunSummary& s, const std::string& error) {
   std::string stages = "[";
   for (std::size_t i = 0; i < s.telemetry.stages.size(); ++i) {
     const auto& st = s.telemetry.stages[i];
@@ -186,8 +194,10 @@ void RunRecord::summary(const RunSummary& s) {
                      ",\n  \"wall_s\": " + json_number(s.telemetry.wall_s) + ",\n  \"images_per_s\": " +
                      json_number(s.images_per_s) + ",\n  \"final_loss\": " + json_number(final_loss) +
                      ",\n  \"skipped_samples\": " + std::to_string(s.skipped_samples) + ",\n  \"eval\": " +
-                     figures_json(s.eval) + ",\n  \"stages\": " + stages + ",\n  \"finished\": " +
-                     json_quote(now_iso()) + "\n}\n";
+                     figures_json(s.eval) + ",\n  \"stages\": " + stages +
+                     (s.eval_error.empty() ? "" : ",\n  \"eval_error\": " + json_quote(s.eval_error)) +
+                     (error.empty() ? "" : ",\n  \"error\": " + json_quote(error)) +
+                     ",\n  \"" + (error.empty() ? "finished" : "failed") + "\": " + json_quote(now_iso()) + "\n}\n";
   write_file_atomically((dir_ / "summary.json").string(), text);
 }
 

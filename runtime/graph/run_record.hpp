@@ -2,10 +2,14 @@
 // A run's record on disk, one folder per run:
 //   pipeline.toml      the resolved pipeline (after --set overrides)
 //   run.json           contra's git revision and build, SDK version, overrides, start time
-//   metrics.jsonl      one JSON object per line: {"type": "step", ...} or {"type": "eval", ...}
-//   summary.json       written at the end: steps, throughput, stage times, last figures
+//   metrics.jsonl      one JSON object per line: {"type": "step", ...}, {"type": "eval", ...}
+//                      or {"type": "eval_error", ...}
+//   summary.json       written at the end: steps, throughput, stage times, last figures;
+//                      for a run that failed, its "error"
 //   checkpoints/       step-<n>.safetensors and `latest` (the newest file's name)
 //   embeddings/        test-step-<n>.npy (+ -labels.npy) when [eval] save_embeddings
+// Steps are numbered as the console shows them: n is the number of steps
+// trained (step-00000234 after the 234th step).
 // docs/run-records.md describes every field.
 
 #include "config/pipeline_spec.hpp"
@@ -32,11 +36,13 @@ class RunRecord {
   const std::filesystem::path& dir() const { return dir_; }
   void step(const StepReport& r);
   void eval(std::int64_t step, std::int64_t epoch, const std::vector<std::pair<std::string, double>>& figures);
+  void eval_error(std::int64_t step, std::int64_t epoch, const std::string& message);
   std::string checkpoint_path(std::int64_t step) const;
   std::string embeddings_path(std::int64_t step) const;
   /// Point checkpoints/latest at `path` and delete all but the newest `keep`.
   void checkpoint_written(const std::string& path, std::int64_t keep);
-  void summary(const RunSummary& s);
+  /// summary.json; with a non-empty `error`, of a run that failed with it.
+  void summary(const RunSummary& s, const std::string& error = "");
 
   /// `[record] dir`/<pipeline name>-<YYYYmmdd-HHMMSS>.
   static std::filesystem::path default_dir(const PipelineSpec& spec);

@@ -38,6 +38,13 @@ Evaluation::Evaluation(const PipelineSpec& spec, const PluginRegistry& reg)
   for (const auto& e : spec.evaluators) evaluators_.emplace_back(e.name, make<Evaluator>(reg, e));
 }
 
+void Evaluation::check() const {
+  for (const auto& [source, label] : {std::pair{train_.get(), &train_label_}, std::pair{test_.get(), &test_label_}})
+    if (source->info().num_classes <= 0)
+      throw ConfigError(*label + ": evaluation needs labels, and this source has none (set its labels, or "
+                        "leave out [eval])");
+}
+
 FeatureSet Evaluation::embed(Encoder& encoder, Source& source, const std::string& label) {
   const SourceInfo info = source.info();
   if (info.num_classes <= 0)

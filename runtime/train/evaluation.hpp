@@ -25,6 +25,11 @@ class Evaluation {
   /// Creates the sources, the chain and the evaluators of spec's [eval].
   Evaluation(const PipelineSpec& spec, const PluginRegistry& registry);
 
+  /// What can be checked before training: both splits have labels. Throws
+  /// ConfigError naming the source otherwise (validate and run call it, so a
+  /// run does not train for hours to fail at its first evaluation).
+  void check() const;
+
   /// Figures named "<evaluator>.<figure>", e.g. "knn.top1_k200_t0.1". With a
   /// non-empty `embeddings_path`, the test split's features are also written
   /// there as .npy (float32 [N, D]) and its labels beside (…-labels.npy).

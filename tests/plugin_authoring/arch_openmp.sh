@@ -66,7 +66,7 @@ if [[ $native == 1 ]]; then
 fi
 echo "fingerprint: $fp"
 described=$(CONTRA_PLUGIN_PATH="$work/build/plugins" "$prefix/bin/contra" plugins --describe squared_distance 2>&1)
-grep -q "^squared_distance (loss plugin, $lib)" <<< "$described" || {
+grep -q "^  cpu build: $lib$" <<< "$described" || {
   echo "contra did not load the ARCH native plugin:"; echo "$described"; exit 1; }
 cat > "$work/run.toml" <<TOML
 [pipeline]

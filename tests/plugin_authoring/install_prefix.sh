@@ -17,7 +17,7 @@ soname=$(readelf -d "$prefix/lib/libcontra_sdk.so" | sed -n 's/.*(SONAME).*\[\(.
 [[ -e $prefix/lib/$soname ]] || { echo "no $soname in $prefix/lib"; exit 1; }
 # Found without CONTRA_PLUGIN_PATH, from the install, not from the build tree.
 described=$(env -u CONTRA_PLUGIN_PATH "$prefix/bin/contra" plugins --describe info_nce)
-grep -q "^info_nce (loss plugin, $prefix/lib/contra/plugins/libcontra_loss_info_nce.so)" <<< "$described" || {
+grep -q "^  cpu build: $prefix/lib/contra/plugins/libcontra_loss_info_nce.so$" <<< "$described" || {
   echo "the installed contra did not find its own plugins:"; echo "$described"; exit 1; }
 if command -v pkg-config > /dev/null; then
   version=$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --modversion contra)

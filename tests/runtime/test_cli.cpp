@@ -5,9 +5,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 struct Result {
@@ -91,4 +93,85 @@ TEST_CASE("cli: run with a bad --set fails before training", "[runtime][cli]") {
   Result r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml --set loss.temperature=0");
   CHECK(r.status == 1);
   CHECK(r.out == "--set loss.temperature=0: error: loss.temperature: expected a value in [0.001, 10], found 0\n");
+}
+
+TEST_CASE("cli: an unknown --kind is an error with the kinds", "[runtime][cli]") {
+  Result r = run_cli("plugins --kind los");
+  CHECK(r.status == 2);
+  CHECK(r.out == "contra plugins: unknown kind 'los' (did you mean 'loss'?); kinds are source, augmentation, "
+                 "sampler, encoder, miner, loss, optimizer, memory, evaluator\n");
+  Result ok = run_cli("plugins --kind loss");
+  CHECK(ok.status == 0);
+  CHECK_THAT(ok.out, Catch::StartsWith("loss:\n"));
+  CHECK_THAT(ok.out, !Catch::Contains("encoder:"));
+}
+
+TEST_CASE("cli: a misspelt --set section or key gets a suggestion, at the --set", "[runtime][cli]") {
+  const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml";
+  Result section = run_cli("validate " + file + " --set trian.epochs=1");
+  CHECK(section.status == 1);
+  CHECK(section.out == "--set trian.epochs=1: error: unknown section [trian]; did you mean [train]?\n");
+  Result key = run_cli("validate " + file + " --set train.epcohs=1");
+  CHECK(key.status == 1);
+  CHECK(key.out == "--set train.epcohs=1: error: train.epcohs: unknown key 'epcohs' in section [train]; did you "
+                   "mean 'epochs'?\n");
+}
+
+TEST_CASE("cli: --describe prints a plugin once, with each build's device and library", "[runtime][cli]") {
+  Result d = run_cli("plugins --describe info_nce");
+  CHECK(d.status == 0);
+  CHECK_THAT(d.out, Catch::StartsWith("info_nce (loss plugin)\n  cpu build: "));
+  auto count = [&](const std::string& what) {
+    std::size_t n = 0;
+    for (std::size_t at = d.out.find(what); at != std::string::npos; at = d.out.find(what, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count("parameters:") == 1);
+  CHECK(count("example:") == 1);
+  CHECK(count("cuda build: ") == (d.out.find("libcontra_loss_info_nce_cuda.so") != std::string::npos ? 1u : 0u));
+}
+
+TEST_CASE("cli: validate refuses an [eval] whose split has no labels", "[runtime][cli]") {
+  const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/simclr_fashion_mnist.toml";
+  Result r = run_cli("validate " + file + " --set 'eval.test.labels=\"\"'");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.out, Catch::Contains("source 'idx' ([eval.test] at " + file + ":"));
+  CHECK_THAT(r.out, Catch::Contains("evaluation needs labels, and this source has none (set its labels, or leave "
+                                    "out [eval])"));
+  Result ok = run_cli("validate " + file);
+  CHECK(ok.status == 0);
+}
+
+TEST_CASE("cli: Ctrl-C stops a run after a checkpoint and exits 130", "[runtime][cli]") {
+  contra::test::TempDir dir("cli-interrupt");
+  int out[2];
+  REQUIRE(pipe(out) == 0);
+  const std::string contra = std::string(CONTRA_BINARY_DIR) + "/bin/contra";
+  const std::string pipeline = std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml";
+  const std::string run_dir = dir.file("run");
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    execl(contra.c_str(), contra.c_str(), "run", pipeline.c_str(), "--set", "train.log_every=1", "--run-dir",
+          run_dir.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  // Interrupt once training has reported a few steps.
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while (text.find("step 3/") == std::string::npos && (n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
+  kill(pid, SIGINT);
+  while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
+  close(out[0]);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  INFO(text);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK_THAT(text, Catch::Contains("interrupted: stopped after step "));
+  CHECK(!contra::test::read_file(run_dir + "/checkpoints/latest").empty());
 }

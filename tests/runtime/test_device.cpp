@@ -232,7 +232,10 @@ TEST_CASE("device: contra plugins marks GPU builds with their device", "[runtime
                                     "  twin_loss (cuda)       a loss with a cuda build\n"));
   CHECK_THAT(r.out, Catch::Contains("  lonely_loss            a loss without a cuda build\n"));
   Result d = run_cli("plugins --describe twin_loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
-  CHECK_THAT(d.out, Catch::Contains("twin_loss (loss plugin, cuda build, "));
+  // The fixture's two builds differ in their summaries: each is described.
+  const std::string lib = std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins/libcuda_twins.so";
+  CHECK_THAT(d.out, Catch::Contains("twin_loss (loss plugin)\n  cpu build: " + lib + "\ntwin_loss: a loss with a cpu build"));
+  CHECK_THAT(d.out, Catch::Contains("twin_loss (loss plugin)\n  cuda build: " + lib + "\ntwin_loss: a loss with a cuda build"));
 }
 
 // The to_device stage's place in the graph, without a GPU: plain functions

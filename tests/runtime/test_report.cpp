@@ -156,6 +156,23 @@ TEST_CASE("report: a run folder's records are read, unknown keys ignored", "[rep
   CHECK_THROWS_WITH(expand_run_dirs({fixtures + "/nowhere"}), fixtures + "/nowhere: no such folder");
 }
 
+TEST_CASE("report: a run numbered from 1 (run.json steps_from) and one that failed", "[report]") {
+  test::TempDir dir("report-steps-from");
+  const std::string run = dir.file("r");
+  fs::create_directories(run);
+  test::write_file(run + "/run.json", "{\"pipeline\": \"p\", \"seed\": 0, \"steps_from\": 1}\n");
+  test::write_file(run + "/metrics.jsonl",
+                   "{\"type\": \"step\", \"step\": 1, \"epoch\": 0, \"loss\": 2.0}\n"
+                   "{\"type\": \"step\", \"step\": 2, \"epoch\": 0, \"loss\": 1.5}\n"
+                   "{\"type\": \"eval_error\", \"step\": 2, \"epoch\": 0, \"error\": \"x\"}\n");
+  test::write_file(run + "/summary.json", "{\"steps\": 2, \"error\": \"sample 3 is corrupt\", \"failed\": \"t\"}\n");
+  RunData r = read_run(run);
+  REQUIRE(r.step_curve("loss"));
+  CHECK(r.step_curve("loss")->step == std::vector<double>{1, 2});
+  CHECK_FALSE(r.finished);
+  CHECK(r.error == "sample 3 is corrupt");
+}
+
 TEST_CASE("report: runs that differ only by seed form a group, with mean ± sample std per figure", "[report]") {
   std::vector<RunData> runs;
   for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));

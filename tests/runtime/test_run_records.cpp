@@ -118,19 +118,19 @@ TEST_CASE("run records: the folder holds the pipeline, metrics, evaluations and 
   CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.2.1;"));
   auto metrics = lines(run_dir + "/metrics.jsonl");
   REQUIRE(metrics.size() == 16 + 2);  // 16 steps, an evaluation after each of 2 epochs
-  CHECK_THAT(metrics[0], Catch::StartsWith("{\"type\": \"step\", \"step\": 0, \"epoch\": 0, \"loss\": "));
+  CHECK_THAT(metrics[0], Catch::StartsWith("{\"type\": \"step\", \"step\": 1, \"epoch\": 0, \"loss\": "));
   CHECK_THAT(metrics[0], Catch::Contains("\"mining.false_negative_rate\": "));
-  CHECK_THAT(metrics[8], Catch::StartsWith("{\"type\": \"eval\", \"step\": 7, \"epoch\": 0, \"figures\": {\"knn.top1_k5_t0.1\": "));
+  CHECK_THAT(metrics[8], Catch::StartsWith("{\"type\": \"eval\", \"step\": 8, \"epoch\": 0, \"figures\": {\"knn.top1_k5_t0.1\": "));
   CHECK_THAT(metrics[8], Catch::Contains("\"linear_probe.top1\": "));
   std::string summary = test::read_file(run_dir + "/summary.json");
   CHECK_THAT(summary, Catch::Contains("\"steps\": 16"));
   CHECK_THAT(summary, Catch::Contains("\"knn.top1_k5_t0.1\": "));
-  CHECK(test::read_file(run_dir + "/checkpoints/latest") == "step-00000015.safetensors\n");
-  CHECK(fs::exists(run_dir + "/embeddings/test-step-00000015.npy"));
-  CHECK(fs::exists(run_dir + "/embeddings/test-step-00000015-labels.npy"));
+  CHECK(test::read_file(run_dir + "/checkpoints/latest") == "step-00000016.safetensors\n");
+  CHECK(fs::exists(run_dir + "/embeddings/test-step-00000016.npy"));
+  CHECK(fs::exists(run_dir + "/embeddings/test-step-00000016-labels.npy"));
   // The checkpoint names every piece of state.
-  SafetensorsFile ck = read_safetensors(run_dir + "/checkpoints/step-00000015.safetensors");
-  CHECK(ck.metadata.at("step") == "15");
+  SafetensorsFile ck = read_safetensors(run_dir + "/checkpoints/step-00000016.safetensors");
+  CHECK(ck.metadata.at("step") == "15");  // the 0-based index of the step it follows
   for (const char* name : {"encoder.stem.conv.weight", "encoder.stem.bn.running_mean", "head.fc2.bias",
                            "momentum_encoder.fc.weight", "optimizer.step", "memory.queue.keys"})
     CHECK(ck.tensors.count(name) == 1);
@@ -168,7 +168,7 @@ TEST_CASE("resume: an encoder and a head with the same parameter names keep thei
   Fixture fx(text);
   RunSummary whole = fx.run(fx.dir.file("whole"));
   REQUIRE(whole.steps == 24);
-  SafetensorsFile ck = read_safetensors(fx.dir.file("whole") + "/checkpoints/step-00000023.safetensors");
+  SafetensorsFile ck = read_safetensors(fx.dir.file("whole") + "/checkpoints/step-00000024.safetensors");
   for (const char* name : {"optimizer.fc0.weight.exp_avg", "optimizer.fc0.weight.exp_avg@2",
                            "optimizer.fc1.bias.exp_avg_sq", "optimizer.fc1.bias.exp_avg_sq@2"})
     CHECK(ck.tensors.count(name) == 1);
@@ -183,6 +183,87 @@ TEST_CASE("resume: an encoder and a head with the same parameter names keep thei
     INFO("step " << first.steps + i);
     CHECK(rest.losses[i] == whole.losses[first.steps + i]);
   }
+}
+
+std::string flaky_pipeline(const std::string& extra) {
+  return "[plugins]\npaths = [\"" + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/flaky_source\"]\n"
+         "[runtime]\ncompute_threads = 1\nprefetch = 2\n[train]\nepochs = 2\n"
+         "[source]\nplugin = \"flaky_source\"\nsize = 64\n"
+         "[sampler]\nplugin = \"random\"\nbatch_size = 8\n"
+         "[encoder]\nplugin = \"mlp\"\nhidden = [8]\noutput = 4\n"
+         "[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n" + extra;
+}
+
+TEST_CASE("run records: a failing evaluation keeps the run, its checkpoint and the error", "[runtime][records]") {
+  Fixture fx(flaky_pipeline("[eval]\nevery_epochs = 1\nbatch_size = 16\n"
+                            "[eval.test]\nplugin = \"flaky_source\"\nsize = 32\nfail_every = 5\n"
+                            "[[eval.evaluator]]\nplugin = \"knn\"\nk = [3]\ntemperature = [0.1]\n"));
+  const std::string run_dir = fx.dir.file("run");
+  RunSummary s = fx.run(run_dir);
+  CHECK(s.steps == 16);  // both epochs trained
+  CHECK_THAT(s.eval_error, Catch::Contains("sample 0 is corrupt on purpose"));
+  CHECK(s.eval.empty());
+  // The state the evaluation read was checkpointed before it.
+  CHECK(fs::exists(run_dir + "/checkpoints/step-00000008.safetensors"));
+  CHECK(test::read_file(run_dir + "/checkpoints/latest") == "step-00000016.safetensors\n");
+  auto metrics = lines(run_dir + "/metrics.jsonl");
+  REQUIRE(metrics.size() == 16 + 1);  // one failed evaluation; none after it
+  CHECK_THAT(metrics[8], Catch::StartsWith("{\"type\": \"eval_error\", \"step\": 8, \"epoch\": 0, \"error\": \""));
+  CHECK_THAT(metrics[8], Catch::Contains("corrupt on purpose"));
+  std::string summary = test::read_file(run_dir + "/summary.json");
+  CHECK_THAT(summary, Catch::Contains("\"steps\": 16"));
+  CHECK_THAT(summary, Catch::Contains("\"eval_error\": \""));
+  CHECK_THAT(summary, Catch::Contains("\"finished\": "));
+}
+
+TEST_CASE("run records: a run that fails says why in summary.json", "[runtime][records]") {
+  std::string text = flaky_pipeline("");
+  text.replace(text.find("size = 64\n"), 10, "size = 64\nfail_every = 20\n");
+  Fixture fx(text);
+  const std::string run_dir = fx.dir.file("run");
+  CHECK_THROWS_WITH(fx.run(run_dir), Catch::Contains("sample 20 is corrupt on purpose"));
+  CHECK(fs::exists(run_dir + "/run.json"));
+  std::string summary = test::read_file(run_dir + "/summary.json");
+  CHECK_THAT(summary, Catch::Contains("\"error\": \""));
+  CHECK_THAT(summary, Catch::Contains("sample 20 is corrupt on purpose"));
+  CHECK_THAT(summary, Catch::Contains("\"failed\": "));
+  CHECK_THAT(summary, !Catch::Contains("\"finished\": "));
+}
+
+TEST_CASE("resume: a finished run resumes to nothing and leaves its records alone", "[runtime][records]") {
+  Fixture fx;
+  const std::string run_dir = fx.dir.file("run");
+  RunSummary whole = fx.run(run_dir);
+  REQUIRE(whole.steps == 24);
+  const std::string summary = test::read_file(run_dir + "/summary.json"),
+                    metrics = test::read_file(run_dir + "/metrics.jsonl");
+  RunSummary again = fx.run(run_dir, {}, RunRecord::latest_checkpoint(run_dir));
+  CHECK(again.already_finished);
+  CHECK(again.steps == 0);
+  CHECK(again.first_step == 24);
+  CHECK(test::read_file(run_dir + "/summary.json") == summary);
+  CHECK(test::read_file(run_dir + "/metrics.jsonl") == metrics);
+}
+
+TEST_CASE("resume: a relative [plugins] path is recorded absolute, so the run folder's pipeline finds it",
+          "[runtime][records]") {
+  test::TempDir dir("relative-plugins");
+  const fs::path relative = fs::relative(fs::path(CONTRA_FIXTURE_PLUGIN_DIR) / "flaky_source", dir.file(""));
+  std::string text = flaky_pipeline("");
+  const std::string absolute = std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/flaky_source";
+  text.replace(text.find(absolute), absolute.size(), relative.string());
+  REQUIRE(relative.is_relative());
+  test::write_file(dir.file("p.toml"), text);
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(dir.file("p.toml"), {"train.max_steps=2"}, reg);
+  CHECK_THAT(spec.resolved_toml, Catch::Contains(fs::absolute(absolute).lexically_normal().string()));
+  RunOptions o;
+  o.run_dir = dir.file("run");
+  run_pipeline(spec, reg, o);
+  // Read back from the run folder, as --resume does: the plugin is found.
+  PluginRegistry again;
+  PipelineSpec resumed = load_pipeline(dir.file("run") + "/pipeline.toml", {}, again);
+  CHECK(resumed.source.name == "flaky_source");
 }
 
 TEST_CASE("checkpoints: two tensors with one name are refused", "[runtime][records]") {

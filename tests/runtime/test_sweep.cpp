@@ -314,7 +314,9 @@ TEST_CASE("sweep: a failed run is reported and the others still run, exit code 1
   CHECK_THAT(r.out, Catch::Contains("[2/2] ok     " + good));
   CHECK_THAT(r.out, Catch::Contains("  failed      " + bad + "\n  ok          " + good + "\n1 ok, 1 failed;"));
   CHECK(fs::exists(good + "/summary.json"));
-  CHECK_FALSE(fs::exists(bad + "/summary.json"));
+  // The failed run's folder says how it ended.
+  CHECK_THAT(test::read_file(bad + "/summary.json"), Catch::Contains("mine() fails on purpose"));
+  CHECK_THAT(test::read_file(bad + "/summary.json"), Catch::Contains("\"failed\": "));
   // Two at a time on this machine's cores: each run was given its share.
   CHECK_THAT(test::read_file(good + "/run.json"), Catch::Contains("\"runtime.compute_threads="));
   json::Value sweep = json::parse_file(out + "/sweep.json");

@@ -76,6 +76,11 @@ TEST_CASE("schema: closest_match suggests plausible typos only", "[sdk][schema]"
   CHECK(closest_match("sourse", names) == "source");
   CHECK(closest_match("los", names) == "loss");
   CHECK(closest_match("optimizer", names).empty());
+  // Two neighbours swapped is one typo.
+  CHECK(closest_match("trian", {"pipeline", "train", "loss"}) == "train");
+  CHECK(closest_match("lsos", names) == "loss");
+  CHECK(closest_match("ensoder", names) == "encoder");
+  CHECK(closest_match("slos", names).empty());  // two swaps away: not a typo of "loss"
 }
 
 TEST_CASE("schema: describe() renders every parameter", "[sdk][schema]") {

@@ -6,6 +6,7 @@
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
 #include "plugins/registry.hpp"
+#include "train/evaluation.hpp"
 
 #include <contra/errors.hpp>
 
@@ -129,7 +130,7 @@ int run_command(const std::vector<std::string>& args) {
         "values are TOML (numbers, booleans, [lists], \"strings\"); anything else is a string.\n"
         "The run is recorded in a folder ([record] dir/<name>-<time>, or --run-dir):\n"
         "pipeline.toml, run.json, metrics.jsonl, summary.json, checkpoints/.\n"
-        "Ctrl-C stops after the batches in flight and writes a checkpoint;\n"
+        "Ctrl-C stops after the batches in flight, writes a checkpoint and exits 130;\n"
         "--resume RUN_DIR continues from that folder's latest checkpoint.\n"
         "Progress goes to standard output; per-stage times are printed at the end.\n");
     return 0;
@@ -179,6 +180,13 @@ int run_command(const std::vector<std::string>& args) {
           if (q.size() > 10) q.erase(q.begin());
         }
     };
+    options.on_eval_error = [&](std::int64_t step, const std::string& message) {
+      std::printf("%s", isatty(STDOUT_FILENO) ? "\n" : "");
+      std::fflush(stdout);
+      std::fprintf(stderr, "error: the evaluation after step %lld failed; training goes on without evaluating "
+                   "(the checkpoint of step %lld was written before it): %s\n",
+                   static_cast<long long>(step + 1), static_cast<long long>(step + 1), message.c_str());
+    };
     options.on_eval = [&](std::int64_t step, const std::vector<std::pair<std::string, double>>& figures) {
       std::printf("%seval after step %lld:", isatty(STDOUT_FILENO) ? "\n" : "", static_cast<long long>(step + 1));
       for (const auto& [k, v] : figures) std::printf(" %s %.4f", k.c_str(), v);
@@ -187,6 +195,11 @@ int run_command(const std::vector<std::string>& args) {
     };
     runtime::RunSummary s = runtime::run_pipeline(spec, registry, options);
     std::signal(SIGINT, SIG_DFL);
+    if (s.already_finished) {
+      std::printf("nothing to resume: the run had trained all its %lld steps (%s); its records are unchanged\n",
+                  static_cast<long long>(s.first_step), s.checkpoint.c_str());
+      return 0;
+    }
     if (interrupted) std::printf("\ninterrupted: stopped after step %lld\n", static_cast<long long>(s.first_step + s.steps));
     std::printf("\n%s", runtime::format_stage_table(s).c_str());
     if (!recent.empty()) {
@@ -200,7 +213,12 @@ int run_command(const std::vector<std::string>& args) {
     if (!run_dir.empty())
       std::printf("run recorded in %s%s%s\n", run_dir.c_str(), s.checkpoint.empty() ? "" : "; last checkpoint ",
                   s.checkpoint.c_str());
-    return 0;
+    if (!s.eval_error.empty()) {
+      std::fprintf(stderr, "error: evaluation failed: %s\n", s.eval_error.c_str());
+      return 1;
+    }
+    // Stopped by Ctrl-C: the shell's convention for SIGINT (128 + 2).
+    return interrupted ? 130 : 0;
   } catch (const Error& e) {
     print_error(e);
     return 1;
@@ -257,6 +275,9 @@ int validate_command(const std::vector<std::string>& args) {
   try {
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
+    // [eval]'s sources are opened: an evaluation that cannot run is said
+    // now, not after the training it would follow.
+    if (spec.has_eval) runtime::Evaluation(spec, registry).check();
     const std::string precision = runtime::train_precision_name(spec), setting = runtime::train_precision_setting(spec);
     std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s', precision %s%s)\n", pa.file.c_str(),
                 static_cast<long long>(spec.total_views()), spec.source.name.c_str(), spec.encoder.name.c_str(),
@@ -312,6 +333,18 @@ int plugins_command(const std::vector<std::string>& args) {
       return 2;
     }
   }
+  if (!kind.empty()) {
+    std::vector<std::string> kinds;
+    for (std::uint32_t k = 1; k <= static_cast<std::uint32_t>(PluginKind::evaluator); ++k)
+      kinds.emplace_back(kind_name(static_cast<PluginKind>(k)));
+    if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+      std::string hint = closest_match(kind, kinds), list;
+      for (std::size_t i = 0; i < kinds.size(); ++i) list += (i ? ", " : "") + kinds[i];
+      std::fprintf(stderr, "contra plugins: unknown kind '%s'%s; kinds are %s\n", kind.c_str(),
+                   hint.empty() ? "" : (" (did you mean '" + hint + "'?)").c_str(), list.c_str());
+      return 2;
+    }
+  }
   PluginRegistry registry;
   registry.include_device_builds();  // GPU builds are listed too, marked with their device
   runtime::PipelineSpec none;
@@ -337,10 +370,18 @@ int plugins_command(const std::vector<std::string>& args) {
                    hint.empty() ? "" : ("; did you mean '" + hint + "'?").c_str());
       return 1;
     }
+    // One plugin may come in several builds (CPU and CUDA) of one schema: its
+    // text once, with every build's device and library.
+    std::vector<const runtime::PluginRecord*> shown;
     for (auto* r : hits) {
-      std::printf("%s (%s plugin%s, %s)\n", r->name.c_str(), kind_name(r->kind),
-                  r->device == Device::cpu ? "" : (std::string(", ") + device_name(r->device) + " build").c_str(),
-                  r->library.string().c_str());
+      bool seen = false;
+      for (auto* s : shown) seen = seen || (s->kind == r->kind && s->schema.describe() == r->schema.describe());
+      if (seen) continue;
+      shown.push_back(r);
+      std::printf("%s (%s plugin)\n", r->name.c_str(), kind_name(r->kind));
+      for (auto* b : hits)
+        if (b->kind == r->kind && b->schema.describe() == r->schema.describe())
+          std::printf("  %s build: %s\n", device_name(b->device), b->library.string().c_str());
       std::printf("%s", r->schema.describe().c_str());
       std::string header = r->kind == PluginKind::augmentation ? std::string("[[augment.chain]]")
                                                                 : std::string("[") + kind_name(r->kind) + "]";
@@ -352,11 +393,13 @@ int plugins_command(const std::vector<std::string>& args) {
     return 0;
   }
   const char* current = nullptr;
+  bool first_kind = true;
   for (auto* r : records) {
     if (!kind.empty() && kind != kind_name(r->kind)) continue;
     if (!current || std::string(current) != kind_name(r->kind)) {
       current = kind_name(r->kind);
-      std::printf("%s%s:\n", r == records.front() ? "" : "\n", current);
+      std::printf("%s%s:\n", first_kind ? "" : "\n", current);
+      first_kind = false;
     }
     // A GPU twin is listed under its CPU build, marked with its device.
     std::string label = r->device == Device::cpu ? r->name : r->name + " (" + device_name(r->device) + ")";

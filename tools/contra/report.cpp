@@ -67,7 +67,9 @@ void add_point(std::vector<std::pair<std::string, Points>>& into, std::map<std::
   into[it->second].second.p.emplace_back(step, value);
 }
 
-void read_metrics(const fs::path& file, RunData& r) {
+// `first_step`: the number metrics.jsonl gives the first step (1; 0 in run
+// folders written before run.json said "steps_from").
+void read_metrics(const fs::path& file, RunData& r, double first_step) {
   std::string text = read_text(file);
   std::vector<std::pair<std::string, Points>> steps, evals;
   std::map<std::string, std::size_t> step_index, eval_index;
@@ -97,7 +99,7 @@ void read_metrics(const fs::path& file, RunData& r) {
     std::string type = v.string_at("type");
     double step = v.number_at("step");
     if (!std::isfinite(step)) continue;
-    step += 1;  // the number of steps done, as the CLI prints it
+    step += 1 - first_step;  // the number of steps done, as the CLI prints it
     if (type == "step") {
       for (const char* k : {"loss", "lr"})
         if (const json::Value* x = v.find(k); x && x->is_number()) add_point(steps, step_index, k, step, x->number);
@@ -164,7 +166,9 @@ RunData read_run(const fs::path& dir) {
   if (fs::exists(summary, ec)) {
     json::Value s = json::parse_file(summary.string());
     if (!s.is_object()) throw DataError(summary.string() + ":1:1: error: expected a JSON object");
-    r.finished = true;
+    // A run that failed records its error there; it does not count as finished.
+    r.error = s.string_at("error");
+    r.finished = r.error.empty();
     if (double v = s.number_at("steps"); std::isfinite(v)) r.steps = static_cast<std::int64_t>(v);
     r.final_loss = s.number_at("final_loss");
     r.images_per_s = s.number_at("images_per_s");
@@ -178,7 +182,8 @@ RunData read_run(const fs::path& dir) {
       }
   }
   fs::path metrics = dir / "metrics.jsonl";
-  if (fs::exists(metrics, ec)) read_metrics(metrics, r);
+  const double steps_from = run.number_at("steps_from");
+  if (fs::exists(metrics, ec)) read_metrics(metrics, r, std::isfinite(steps_from) ? steps_from : 0.0);
   return r;
 }
 
@@ -679,7 +684,7 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
     std::string seeds, dirs;
     for (const auto& r : groups[g].runs) {
       seeds += (seeds.empty() ? "" : ", ") + (r.seed >= 0 ? std::to_string(r.seed) : std::string("?"));
-      dirs += (dirs.empty() ? "" : "<br>") + esc(r.dir.string()) + (r.finished ? "" : " (unfinished: no summary.json)");
+      dirs += (dirs.empty() ? "" : "<br>") + esc(r.dir.string()) + (r.finished ? "" : r.error.empty() ? " (unfinished: no summary.json)" : " (failed)");
     }
     o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].label()) + "</td><td>" +
          esc(groups[g].runs.front().plugins) + "</td><td>" + seeds + "</td><td class=\"path\">" + dirs + "</td></tr>\n";
@@ -806,7 +811,8 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
              esc(format_stat(stat_of({r.final_loss}))) + "</td><td class=\"num\">" +
              esc(format_stat(stat_of({r.wall_s}), 1)) + "</td>";
       else
-        o += "<td colspan=\"3\">unfinished (no summary.json)</td>";
+        o += r.error.empty() ? std::string("<td colspan=\"3\">unfinished (no summary.json)</td>")
+                             : "<td colspan=\"3\">failed: " + esc(r.error) + "</td>";
       o += "<td class=\"path\">" + esc(r.git_revision) + "</td></tr>\n";
     }
   o += "</table></div>\n";

@@ -30,7 +30,8 @@ struct RunData {
   std::int64_t seed = -1;              ///< run.json "seed"
   std::string git_revision;
   std::string plugins;                 ///< "encoder mlp, miner all_pairs, ..." from pipeline.toml
-  bool finished = false;               ///< summary.json exists
+  bool finished = false;               ///< summary.json exists and names no error
+  std::string error;                   ///< summary.json's "error": why the run failed
   std::int64_t steps = 0;
   double final_loss = NAN, images_per_s = NAN, wall_s = NAN;
   std::vector<std::pair<std::string, double>> eval;  ///< summary.json "eval", in file order

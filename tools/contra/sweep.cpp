@@ -518,7 +518,9 @@ int sweep_command(const std::vector<std::string>& args) {
       continue;
     }
     auto it = previous.find(j.name);
+    // A run that failed writes summary.json too, with its "error".
     bool finished = fs::exists(j.dir / "summary.json", ec) &&
+                    json::parse_file((j.dir / "summary.json").string()).find("error") == nullptr &&
                     (it == previous.end() ? true : it->second == "ok" || it->second == "skipped");
     if (finished) j.status = Status::skipped;
     else if (fs::exists(j.dir / "checkpoints" / "latest", ec)) j.resume = true;
