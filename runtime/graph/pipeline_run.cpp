@@ -331,18 +331,22 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       const bool epoch_end = (step + 1) % bpe == 0;
       w.eval_figures.clear();
       w.eval_error.clear();
+      w.eval_s = 0;
       if (evaluation && ((step + 1 == total && eval_at_end) ||
                          (eval_every > 0 && epoch_end && ((step + 1) / bpe) % eval_every == 0))) {
         // The state evaluated is checkpointed first: a failing evaluation
         // costs no training. Later evaluations would fail alike: none run.
         write_checkpoint(step);
         const bool save = record && spec.eval.get<bool>("save_embeddings");
+        if (options.on_eval_start) options.on_eval_start(step);
+        const auto eval_t0 = std::chrono::steady_clock::now();
         try {
           w.eval_figures = evaluation->run(*parts.encoder, seed, save ? record->embeddings_path(step) : "");
         } catch (const std::exception& e) {
           w.eval_error = e.what();
           evaluation.reset();
         }
+        w.eval_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_t0).count();
       }
       if (checkpoint_every > 0 && (step + 1) % checkpoint_every == 0) write_checkpoint(step);
     } catch (const Error& e) {
@@ -360,30 +364,21 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     summary.images += images;
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (start_s < 0) start_s = elapsed;
-    if (options.on_step) {
-      StepReport r;
-      r.epoch = w.batch.epoch;
-      r.step = w.batch.step;
-      r.total_steps = total;
-      r.loss = w.loss;
-      r.lr = w.lr;
-      r.elapsed_s = elapsed;
-      r.images_per_s = elapsed > 0 ? summary.images / elapsed : 0.0;
-      r.metrics = &w.metrics;
-      options.on_step(r);
-    }
-    if (record) {
-      StepReport r;
-      r.epoch = w.batch.epoch;
-      r.step = w.batch.step;
-      r.total_steps = total;
-      r.loss = w.loss;
-      r.lr = w.lr;
-      r.elapsed_s = elapsed;
-      r.images_per_s = elapsed > 0 ? summary.images / elapsed : 0.0;
-      r.metrics = &w.metrics;
-      record->step(r);
-    }
+    summary.eval_s += w.eval_s;
+    StepReport r;
+    r.epoch = w.batch.epoch;
+    r.step = w.batch.step;
+    r.first_step = summary.first_step;
+    r.total_steps = total;
+    r.loss = w.loss;
+    r.lr = w.lr;
+    r.elapsed_s = elapsed;
+    r.eval_s = summary.eval_s;
+    // Training throughput: the time spent evaluating is not training's.
+    r.images_per_s = elapsed - summary.eval_s > 0 ? summary.images / (elapsed - summary.eval_s) : 0.0;
+    r.metrics = &w.metrics;
+    if (options.on_step) options.on_step(r);
+    if (record) record->step(r);
     if (!w.eval_error.empty()) {
       summary.eval_error = w.eval_error;
       if (record) record->eval_error(w.batch.step, w.batch.epoch, w.eval_error);
@@ -412,7 +407,12 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     for (auto& [a, b] : step_events) summary.device_step_s.push_back(1e-3 * cuda->event_elapsed_ms(a, b));
     summary.device_done_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  summary.images_per_s = summary.telemetry.wall_s > 0 ? summary.images / summary.telemetry.wall_s : 0.0;
+  // Evaluation ran inside the train stage: its time is neither the train
+  // stage's work nor training throughput.
+  for (auto& st : summary.telemetry.stages)
+    if (st.name == "train") st.busy_s = std::max(0.0, st.busy_s - summary.eval_s);
+  const double train_wall = summary.telemetry.wall_s - summary.eval_s;
+  summary.images_per_s = train_wall > 0 ? summary.images / train_wall : 0.0;
   summary.skipped_samples = data.skipped();
   // The final checkpoint: after the last step trained (also when stopped early).
   if (summary.steps > 0) write_checkpoint(summary.first_step + summary.steps - 1);
@@ -465,6 +465,11 @@ std::string format_stage_table(const RunSummary& s) {
                 s.telemetry.wall_s, static_cast<long long>(s.steps), s.images_per_s, s.telemetry.max_in_flight,
                 s.data_threads, s.compute_threads);
   out += line;
+  if (s.eval_s > 0) {
+    std::snprintf(line, sizeof line, "evaluation %.3f s (in the wall time; not in the train stage's busy time or images/s)\n",
+                  s.eval_s);
+    out += line;
+  }
   if (s.skipped_samples > 0) {
     std::snprintf(line, sizeof line, "%lld samples failed to load and were skipped ([data] on_error = \"skip\")\n",
                   static_cast<long long>(s.skipped_samples));

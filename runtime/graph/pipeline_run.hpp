@@ -18,11 +18,13 @@ class PluginRegistry;
 struct StepReport {
   std::int64_t epoch = 0;
   std::int64_t step = 0;          ///< 0-based global step
+  std::int64_t first_step = 0;    ///< the first step this run trained (after a checkpoint when resumed)
   std::int64_t total_steps = 0;
   double loss = 0.0;
   double lr = 0.0;
-  double images_per_s = 0.0;      ///< encoder inputs (samples × views) per second, whole run so far
-  double elapsed_s = 0.0;
+  double images_per_s = 0.0;      ///< encoder inputs (samples × views) per second of training so far
+  double elapsed_s = 0.0;         ///< since the run started, evaluations included
+  double eval_s = 0.0;            ///< of elapsed_s, spent evaluating
   const std::vector<std::pair<std::string, double>>* metrics = nullptr;
 };
 
@@ -38,6 +40,8 @@ struct RunOptions {
   const std::atomic<bool>* stop = nullptr;
   /// Called after each evaluation with its figures.
   std::function<void(std::int64_t step, const std::vector<std::pair<std::string, double>>&)> on_eval;
+  /// Called from the train stage when an evaluation starts.
+  std::function<void(std::int64_t step)> on_eval_start;
   /// Called when an evaluation failed (the run goes on without evaluating).
   std::function<void(std::int64_t step, const std::string& message)> on_eval_error;
   /// [train] device = "cuda": record timed CUDA events around each step on
@@ -49,8 +53,9 @@ struct RunSummary {
   std::vector<double> losses;     ///< per step
   std::int64_t steps = 0;
   std::int64_t images = 0;        ///< encoder inputs processed
-  double images_per_s = 0.0;
-  ExecutorReport telemetry;
+  double images_per_s = 0.0;      ///< per second of wall time not spent evaluating
+  double eval_s = 0.0;            ///< seconds spent evaluating (inside the train stage)
+  ExecutorReport telemetry;       ///< the train stage's busy time excludes evaluation
   int data_threads = 0, compute_threads = 0;
   std::int64_t skipped_samples = 0;  ///< samples that failed to load, with [data] on_error = "skip"
   std::int64_t first_step = 0;       ///< 0, or the step after the checkpoint resumed from

@@ -192,7 +192,7 @@ void RunRecord::summary(const RunSummary& s, const std::string& error) {
   std::string text = "{\n  \"steps\": " + std::to_string(s.steps) + ",\n  \"first_step\": " +
                      std::to_string(s.first_step) + ",\n  \"images\": " + std::to_string(s.images) +
                      ",\n  \"wall_s\": " + json_number(s.telemetry.wall_s) + ",\n  \"images_per_s\": " +
-                     json_number(s.images_per_s) + ",\n  \"final_loss\": " + json_number(final_loss) +
+                     json_number(s.images_per_s) + ",\n  \"eval_s\": " + json_number(s.eval_s) + ",\n  \"final_loss\": " + json_number(final_loss) +
                      ",\n  \"skipped_samples\": " + std::to_string(s.skipped_samples) + ",\n  \"eval\": " +
                      figures_json(s.eval) + ",\n  \"stages\": " + stages +
                      (s.eval_error.empty() ? "" : ",\n  \"eval_error\": " + json_quote(s.eval_error)) +

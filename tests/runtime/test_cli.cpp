@@ -175,3 +175,53 @@ TEST_CASE("cli: Ctrl-C stops a run after a checkpoint and exits 130", "[runtime]
   CHECK_THAT(text, Catch::Contains("interrupted: stopped after step "));
   CHECK(!contra::test::read_file(run_dir + "/checkpoints/latest").empty());
 }
+
+TEST_CASE("cli: progress says the percentage, elapsed time and ETA, and when it evaluates", "[runtime][cli]") {
+  contra::test::TempDir dir("cli-progress");
+  const std::string file = dir.file("p.toml");
+  contra::test::write_file(file, R"(
+[runtime]
+compute_threads = 1
+[train]
+max_steps = 4
+log_every = 1
+[source]
+plugin = "synthetic"
+size = 64
+height = 8
+width = 8
+[sampler]
+plugin = "random"
+batch_size = 16
+[encoder]
+plugin = "mlp"
+hidden = [16]
+output = 8
+[loss]
+plugin = "info_nce"
+[optimizer]
+plugin = "sgd"
+[eval]
+batch_size = 32
+[eval.test]
+plugin = "synthetic"
+size = 32
+height = 8
+width = 8
+seed = 3
+[[eval.evaluator]]
+plugin = "knn"
+k = [3]
+temperature = [0.1]
+)");
+  Result r = run_cli("run " + file + " --no-record");
+  INFO(r.out);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("step 1/4 (25.0%)  epoch 0  loss "));
+  CHECK_THAT(r.out, Catch::Contains("step 4/4 (100.0%)  epoch "));
+  CHECK_THAT(r.out, Catch::Contains("  elapsed 0:"));
+  CHECK_THAT(r.out, Catch::Contains("  ETA 0:00\n"));
+  CHECK_THAT(r.out, Catch::Contains("evaluating after step 4 ...\nstep 4/4 (100.0%)"));
+  CHECK_THAT(r.out, Catch::Contains("\neval after step 4: knn.top1_k3_t0.1 "));
+  CHECK_THAT(r.out, Catch::Contains("\nevaluation "));
+}

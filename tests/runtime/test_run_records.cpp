@@ -125,6 +125,12 @@ TEST_CASE("run records: the folder holds the pipeline, metrics, evaluations and 
   std::string summary = test::read_file(run_dir + "/summary.json");
   CHECK_THAT(summary, Catch::Contains("\"steps\": 16"));
   CHECK_THAT(summary, Catch::Contains("\"knn.top1_k5_t0.1\": "));
+  // Evaluation time is counted apart from training: not in the train
+  // stage's busy time, nor in images/s.
+  CHECK(s.eval_s > 0);
+  CHECK_THAT(summary, Catch::Contains("\"eval_s\": "));
+  CHECK(s.images_per_s == Approx(s.images / (s.telemetry.wall_s - s.eval_s)));
+  CHECK_THAT(format_stage_table(s), Catch::Contains("evaluation "));
   CHECK(test::read_file(run_dir + "/checkpoints/latest") == "step-00000016.safetensors\n");
   CHECK(fs::exists(run_dir + "/embeddings/test-step-00000016.npy"));
   CHECK(fs::exists(run_dir + "/embeddings/test-step-00000016-labels.npy"));

@@ -10,6 +10,7 @@
 
 #include <contra/errors.hpp>
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <numeric>
 
 namespace contra::cli {
@@ -79,19 +81,38 @@ bool wants_help(const std::vector<std::string>& args) {
 
 void print_error(const std::exception& e) { std::fprintf(stderr, "%s\n", e.what()); }
 
-// Progress: one rewritten line on a terminal, plain lines every log_every steps otherwise.
+// "1:02:03", "4:05": hours only when there are some.
+std::string clock_text(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto t = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%lld:%02lld", t / 60, t % 60);
+  return buf;
+}
+
+// Progress: one line rewritten in place on a terminal (cut to its width, so
+// it never wraps), plain lines every log_every steps otherwise. The sink and
+// the train stage (an evaluation starting) report from different threads.
 class Progress {
  public:
   Progress(std::int64_t log_every) : tty_(isatty(STDOUT_FILENO) != 0), every_(log_every) {}
   void operator()(const runtime::StepReport& r) {
-    bool last = r.step + 1 == r.total_steps;
-    char line[256];
-    std::snprintf(line, sizeof line, "step %lld/%lld  epoch %lld  loss %.4f  lr %.4g  %.0f images/s",
+    std::lock_guard<std::mutex> lock(mutex_);
+    const bool last = r.step + 1 == r.total_steps;
+    // The ETA from this run's training pace: evaluations are not training.
+    const double done = static_cast<double>(r.step + 1 - r.first_step), train_s = r.elapsed_s - r.eval_s;
+    const double eta = done > 0 ? train_s / done * static_cast<double>(r.total_steps - r.step - 1) : NAN;
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "step %lld/%lld (%.1f%%)  epoch %lld  loss %.4f  lr %.4g  %.0f images/s  elapsed %s  ETA %s",
                   static_cast<long long>(r.step + 1), static_cast<long long>(r.total_steps),
-                  static_cast<long long>(r.epoch), r.loss, r.lr, r.images_per_s);
+                  100.0 * static_cast<double>(r.step + 1) / static_cast<double>(r.total_steps),
+                  static_cast<long long>(r.epoch), r.loss, r.lr, r.images_per_s, clock_text(r.elapsed_s).c_str(),
+                  clock_text(eta).c_str());
     if (tty_) {
       if (last || r.elapsed_s - last_print_ >= 0.1) {
-        std::printf("\r%-100s", line);
+        rewrite(line);
         if (last) std::printf("\n");
         std::fflush(stdout);
         last_print_ = r.elapsed_s;
@@ -101,11 +122,31 @@ class Progress {
       std::fflush(stdout);
     }
   }
+  // An evaluation can take minutes: say it is running.
+  void evaluating(std::int64_t step) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string text = "evaluating after step " + std::to_string(step + 1) + " ...";
+    if (tty_) rewrite(text);
+    else std::printf("%s\n", text.c_str());
+    std::fflush(stdout);
+  }
+  // Ends the rewritten line before other output.
+  void newline() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (tty_) std::printf("\n");
+  }
 
  private:
+  void rewrite(const std::string& text) {
+    winsize ws{};
+    const std::size_t width = ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col : 80;
+    // \r, the line cut to width - 1 columns (ASCII), and erase to the line's end.
+    std::printf("\r%s\033[K", text.substr(0, width - 1).c_str());
+  }
   bool tty_;
   std::int64_t every_;
   double last_print_ = -1;
+  std::mutex mutex_;
 };
 
 double mean_of(const std::vector<double>& v, std::size_t from, std::size_t to) {
@@ -180,15 +221,17 @@ int run_command(const std::vector<std::string>& args) {
           if (q.size() > 10) q.erase(q.begin());
         }
     };
+    options.on_eval_start = [&](std::int64_t step) { progress.evaluating(step); };
     options.on_eval_error = [&](std::int64_t step, const std::string& message) {
-      std::printf("%s", isatty(STDOUT_FILENO) ? "\n" : "");
+      progress.newline();
       std::fflush(stdout);
       std::fprintf(stderr, "error: the evaluation after step %lld failed; training goes on without evaluating "
                    "(the checkpoint of step %lld was written before it): %s\n",
                    static_cast<long long>(step + 1), static_cast<long long>(step + 1), message.c_str());
     };
     options.on_eval = [&](std::int64_t step, const std::vector<std::pair<std::string, double>>& figures) {
-      std::printf("%seval after step %lld:", isatty(STDOUT_FILENO) ? "\n" : "", static_cast<long long>(step + 1));
+      progress.newline();
+      std::printf("eval after step %lld:", static_cast<long long>(step + 1));
       for (const auto& [k, v] : figures) std::printf(" %s %.4f", k.c_str(), v);
       std::printf("\n");
       std::fflush(stdout);
