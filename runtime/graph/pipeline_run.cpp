@@ -422,25 +422,36 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   return summary;
 }
 
-std::vector<std::pair<std::string, double>> evaluate_checkpoint(const PipelineSpec& spec, const PluginRegistry& reg,
-                                                                const std::string& checkpoint) {
-  // A cuda pipeline evaluates with the encoder's cuda build, on this thread's
-  // current stream.
+CheckpointEncoder load_checkpoint_encoder(const PipelineSpec& spec, const PluginRegistry& reg,
+                                          const std::string& checkpoint) {
+  // A cuda pipeline runs the encoder's cuda build, on this thread's current
+  // stream.
   require_device(spec);
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
   auto source = make<Source>(reg, spec.source);
   const AugmentStage augment(spec, reg, source->info().shape, seed);
-  auto encoder = make<Encoder>(reg, spec.encoder);
-  const Precision precision = train_precision(spec);
+  CheckpointEncoder out;
+  out.encoder = make<Encoder>(reg, spec.encoder);
   try {
-    encoder->build(EncoderContext{augment.encoder_input(), seed, precision});
+    out.encoder->build(EncoderContext{augment.encoder_input(), seed, train_precision(spec)});
   } catch (const std::exception& e) {
     throw PluginError(spec.encoder.label() + ": build() failed: " + e.what());
   }
-  load_encoder(checkpoint, *encoder);
+  out.step = load_encoder(checkpoint, *out.encoder);
   omp_set_num_threads(spec.runtime.get<int>("compute_threads") > 0 ? spec.runtime.get<int>("compute_threads") : cores());
+  return out;
+}
+
+CheckpointEvaluation evaluate_checkpoint(const PipelineSpec& spec, const PluginRegistry& reg,
+                                         const std::string& checkpoint, const std::string& embeddings_path) {
   Evaluation evaluation(spec, reg);
-  return evaluation.run(*encoder, seed);
+  evaluation.check();
+  CheckpointEncoder loaded = load_checkpoint_encoder(spec, reg, checkpoint);
+  CheckpointEvaluation out;
+  out.step = loaded.step;
+  out.figures = evaluation.run(*loaded.encoder, static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed")),
+                               embeddings_path);
+  return out;
 }
 
 std::string format_stage_table(const RunSummary& s) {

@@ -4,9 +4,12 @@
 #include "config/pipeline_spec.hpp"
 #include "graph/executor.hpp"
 
+#include <contra/roles/encoder.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -81,10 +84,23 @@ std::int64_t planned_steps(std::int64_t batches_per_epoch, std::int64_t epochs, 
 /// the stage, plugin and pipeline location of whatever failed.
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& registry, const RunOptions& options);
 
-/// Build the pipeline's encoder, load its parameters and statistics from
-/// `checkpoint`, and run [eval] on it.
-std::vector<std::pair<std::string, double>> evaluate_checkpoint(const PipelineSpec& spec, const PluginRegistry& registry,
-                                                                const std::string& checkpoint);
+/// The pipeline's encoder, built for its input and loaded with `encoder.*`
+/// of `checkpoint`; `step` is the 0-based index of the step it follows.
+struct CheckpointEncoder {
+  std::shared_ptr<Encoder> encoder;
+  std::int64_t step = 0;
+};
+CheckpointEncoder load_checkpoint_encoder(const PipelineSpec& spec, const PluginRegistry& registry,
+                                          const std::string& checkpoint);
+
+/// [eval] run on the encoder saved in `checkpoint`; with a non-empty
+/// `embeddings_path`, the test split's features are written there too.
+struct CheckpointEvaluation {
+  std::int64_t step = 0;  ///< of the checkpoint, 0-based
+  std::vector<std::pair<std::string, double>> figures;
+};
+CheckpointEvaluation evaluate_checkpoint(const PipelineSpec& spec, const PluginRegistry& registry,
+                                         const std::string& checkpoint, const std::string& embeddings_path = "");
 
 /// The per-stage table printed at the end of a run.
 std::string format_stage_table(const RunSummary& summary);

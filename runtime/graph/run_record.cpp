@@ -68,6 +68,22 @@ std::string figures_json(const std::vector<std::pair<std::string, double>>& f) {
 
 }  // namespace
 
+void append_evaluation(const fs::path& run_dir, const std::string& checkpoint, const std::string& pipeline,
+                       const std::vector<std::string>& overrides, std::int64_t step,
+                       const std::vector<std::pair<std::string, double>>& figures) {
+  std::string o = "[";
+  for (std::size_t i = 0; i < overrides.size(); ++i) o += (i ? ", " : "") + json_quote(overrides[i]);
+  o += "]";
+  const std::string line = "{\"checkpoint\": " + json_quote(checkpoint) + ", \"step\": " + std::to_string(step + 1) +
+                           ", \"pipeline\": " + json_quote(pipeline) + ", \"overrides\": " + o +
+                           ", \"figures\": " + figures_json(figures) + ", \"time\": " + json_quote(now_iso()) + "}\n";
+  const fs::path file = run_dir / "evaluations.jsonl";
+  std::FILE* f = std::fopen(file.string().c_str(), "a");
+  if (!f) throw Error("cannot write " + file.string() + ": " + std::strerror(errno));
+  const bool ok = std::fputs(line.c_str(), f) >= 0;
+  if (std::fclose(f) != 0 || !ok) throw Error("cannot write " + file.string() + ": " + std::strerror(errno));
+}
+
 fs::path RunRecord::default_dir(const PipelineSpec& spec) {
   std::string name = spec.pipeline.get<std::string>("name");
   if (name.empty()) name = fs::path(spec.file).stem().string();

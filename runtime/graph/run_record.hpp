@@ -54,6 +54,13 @@ class RunRecord {
   std::FILE* metrics_ = nullptr;
 };
 
+/// Appends one line to `run_dir`/evaluations.jsonl (`contra eval` on one of
+/// the run's checkpoints): {"checkpoint", "step" (from 1), "pipeline",
+/// "overrides", "figures", "time"}.
+void append_evaluation(const std::filesystem::path& run_dir, const std::string& checkpoint, const std::string& pipeline,
+                       const std::vector<std::string>& overrides, std::int64_t step,
+                       const std::vector<std::pair<std::string, double>>& figures);
+
 /// A JSON number, or null for NaN and infinities.
 std::string json_number(double v);
 /// A JSON string literal.

@@ -27,14 +27,17 @@ template <class Role> std::shared_ptr<Role> make(const PluginRegistry& reg, cons
 
 }  // namespace
 
-Evaluation::Evaluation(const PipelineSpec& spec, const PluginRegistry& reg)
+FeatureExtractor::FeatureExtractor(const PipelineSpec& spec, const PluginRegistry& reg)
     : spec_(spec), batch_size_(spec.eval.get<std::int64_t>("batch_size")) {
+  for (const auto& a : spec.eval_chain) chain_.push_back(make<Augmentation>(reg, a));
+}
+
+Evaluation::Evaluation(const PipelineSpec& spec, const PluginRegistry& reg) : spec_(spec), features_(spec, reg) {
   const PluginSpec& train = spec.eval_train.name.empty() ? spec.source : spec.eval_train;
   train_ = make<Source>(reg, train);
   test_ = make<Source>(reg, spec.eval_test);
   train_label_ = train.label();
   test_label_ = spec.eval_test.label();
-  for (const auto& a : spec.eval_chain) chain_.push_back(make<Augmentation>(reg, a));
   for (const auto& e : spec.evaluators) evaluators_.emplace_back(e.name, make<Evaluator>(reg, e));
 }
 
@@ -45,10 +48,12 @@ void Evaluation::check() const {
                         "leave out [eval])");
 }
 
-FeatureSet Evaluation::embed(Encoder& encoder, Source& source, const std::string& label) {
+FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::string& label,
+                                   bool need_labels) const {
   const SourceInfo info = source.info();
-  if (info.num_classes <= 0)
+  if (need_labels && info.num_classes <= 0)
     throw DataError(label + ": evaluation needs labels, and this source has none");
+  if (info.size <= 0) throw DataError(label + ": the source has no samples");
   std::vector<ImageFormat> formats{ImageFormat{info.shape, DType::u8}};
   for (std::size_t i = 0; i < chain_.size(); ++i) {
     try {
@@ -102,9 +107,10 @@ FeatureSet Evaluation::embed(Encoder& encoder, Source& source, const std::string
     if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
     std::memcpy(out.features.data<float>() + begin * z.dim(1), z.data<float>(), z.nbytes());
   }
-  for (auto l : out.labels)
-    if (l < 0 || l >= info.num_classes)
-      throw DataError(label + ": label " + std::to_string(l) + " outside 0.." + std::to_string(info.num_classes - 1));
+  if (need_labels)
+    for (auto l : out.labels)
+      if (l < 0 || l >= info.num_classes)
+        throw DataError(label + ": label " + std::to_string(l) + " outside 0.." + std::to_string(info.num_classes - 1));
   return out;
 }
 
@@ -112,14 +118,7 @@ std::vector<std::pair<std::string, double>> Evaluation::run(Encoder& encoder, st
                                                             const std::string& embeddings_path) {
   FeatureSet train = embed(encoder, *train_, train_label_);
   FeatureSet test = embed(encoder, *test_, test_label_);
-  if (!embeddings_path.empty()) {
-    write_npy(embeddings_path, test.features);
-    Tensor labels = Tensor::empty({static_cast<std::int64_t>(test.labels.size())}, DType::i64);
-    std::copy(test.labels.begin(), test.labels.end(), labels.data<std::int64_t>());
-    std::string lp = embeddings_path;
-    lp.insert(lp.size() - 4, "-labels");
-    write_npy(lp, labels);
-  }
+  if (!embeddings_path.empty()) write_features(embeddings_path, test);
   std::vector<std::pair<std::string, double>> figures;
   for (std::size_t i = 0; i < evaluators_.size(); ++i) {
     try {
@@ -130,6 +129,15 @@ std::vector<std::pair<std::string, double>> Evaluation::run(Encoder& encoder, st
     }
   }
   return figures;
+}
+
+void write_features(const std::string& path, const FeatureSet& set) {
+  write_npy(path, set.features);
+  Tensor labels = Tensor::empty({static_cast<std::int64_t>(set.labels.size())}, DType::i64);
+  std::copy(set.labels.begin(), set.labels.end(), labels.data<std::int64_t>());
+  std::string lp = path;
+  lp.insert(lp.size() - (lp.size() >= 4 && lp.compare(lp.size() - 4, 4, ".npy") == 0 ? 4 : 0), "-labels");
+  write_npy(lp, labels);
 }
 
 void write_npy(const std::string& path, const Tensor& t) {

@@ -20,6 +20,24 @@ namespace contra::runtime {
 
 class PluginRegistry;
 
+/// The encoder's features (its output before any projection head, in eval
+/// mode) of every sample of a source, in the source's order, through [eval]'s
+/// chain (deterministic transforms: each sample's randomness is fixed).
+/// Used by Evaluation, and by `contra embed` for any source.
+class FeatureExtractor {
+ public:
+  FeatureExtractor(const PipelineSpec& spec, const PluginRegistry& registry);
+  /// With `need_labels`, a source without labels (or a label outside its
+  /// classes) is a DataError naming `label`; without, the labels are what
+  /// the source gives (-1 where it has none).
+  FeatureSet embed(Encoder& encoder, Source& source, const std::string& label, bool need_labels = true) const;
+
+ private:
+  const PipelineSpec& spec_;
+  std::vector<std::shared_ptr<Augmentation>> chain_;
+  std::int64_t batch_size_;
+};
+
 class Evaluation {
  public:
   /// Creates the sources, the chain and the evaluators of spec's [eval].
@@ -37,16 +55,21 @@ class Evaluation {
                                                   const std::string& embeddings_path = "");
 
   /// Features of one split (exposed for tests).
-  FeatureSet embed(Encoder& encoder, Source& source, const std::string& label);
+  FeatureSet embed(Encoder& encoder, Source& source, const std::string& label) const {
+    return features_.embed(encoder, source, label);
+  }
 
  private:
   const PipelineSpec& spec_;
   std::shared_ptr<Source> train_, test_;
   std::string train_label_, test_label_;
-  std::vector<std::shared_ptr<Augmentation>> chain_;
+  FeatureExtractor features_;
   std::vector<std::pair<std::string, std::shared_ptr<Evaluator>>> evaluators_;
-  std::int64_t batch_size_;
 };
+
+/// Write the features as `path` (.npy, float32 [N, D]) and the labels beside
+/// it (`…-labels.npy`, int64 [N]).
+void write_features(const std::string& path, const FeatureSet& set);
 
 /// Write a float32 [N, D] or int64 [N] tensor as a .npy file.
 void write_npy(const std::string& path, const Tensor& t);

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <string>
 #include <sys/wait.h>
@@ -176,10 +177,8 @@ TEST_CASE("cli: Ctrl-C stops a run after a checkpoint and exits 130", "[runtime]
   CHECK(!contra::test::read_file(run_dir + "/checkpoints/latest").empty());
 }
 
-TEST_CASE("cli: progress says the percentage, elapsed time and ETA, and when it evaluates", "[runtime][cli]") {
-  contra::test::TempDir dir("cli-progress");
-  const std::string file = dir.file("p.toml");
-  contra::test::write_file(file, R"(
+// Four steps of an mlp on synthetic 8x8 images, with a kNN evaluation at the end.
+const char* small_pipeline_with_eval = R"(
 [runtime]
 compute_threads = 1
 [train]
@@ -213,7 +212,12 @@ seed = 3
 plugin = "knn"
 k = [3]
 temperature = [0.1]
-)");
+)";
+
+TEST_CASE("cli: progress says the percentage, elapsed time and ETA, and when it evaluates", "[runtime][cli]") {
+  contra::test::TempDir dir("cli-progress");
+  const std::string file = dir.file("p.toml");
+  contra::test::write_file(file, small_pipeline_with_eval);
   Result r = run_cli("run " + file + " --no-record");
   INFO(r.out);
   CHECK(r.status == 0);
@@ -221,7 +225,77 @@ temperature = [0.1]
   CHECK_THAT(r.out, Catch::Contains("step 4/4 (100.0%)  epoch "));
   CHECK_THAT(r.out, Catch::Contains("  elapsed 0:"));
   CHECK_THAT(r.out, Catch::Contains("  ETA 0:00\n"));
-  CHECK_THAT(r.out, Catch::Contains("evaluating after step 4 ...\nstep 4/4 (100.0%)"));
+  // The train stage evaluates while the sink may still print earlier steps.
+  CHECK_THAT(r.out, Catch::Contains("evaluating after step 4 ...\n"));
+  CHECK(r.out.find("evaluating after step 4") < r.out.find("eval after step 4:"));
   CHECK_THAT(r.out, Catch::Contains("\neval after step 4: knn.top1_k3_t0.1 "));
   CHECK_THAT(r.out, Catch::Contains("\nevaluation "));
+}
+
+namespace {
+// The float32 rows of a .npy file written by contra (its header, then data).
+std::string npy_data(const std::string& file, std::string* header = nullptr) {
+  std::string bytes = contra::test::read_file(file);
+  REQUIRE(bytes.size() >= 10);
+  const std::size_t len = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
+  if (header) *header = bytes.substr(10, len);
+  return bytes.substr(10 + len);
+}
+}  // namespace
+
+TEST_CASE("cli: eval takes a run folder's own pipeline, records its figures, and saves embeddings when asked",
+          "[runtime][cli]") {
+  contra::test::TempDir dir("cli-eval");
+  contra::test::write_file(dir.file("p.toml"), small_pipeline_with_eval);
+  const std::string run = dir.file("run");
+  REQUIRE(run_cli("run " + dir.file("p.toml") + " --run-dir " + run).status == 0);
+  Result r = run_cli("eval " + run);
+  INFO(r.out);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("knn.top1_k3_t0.1 "));
+  CHECK_THAT(r.out, Catch::Contains("recorded in " + run + "/evaluations.jsonl\n"));
+  CHECK_THAT(contra::test::read_file(run + "/evaluations.jsonl"),
+             Catch::StartsWith("{\"checkpoint\": \"" + run + "/checkpoints/step-00000004.safetensors\", \"step\": 4, "
+                               "\"pipeline\": \"" + run + "/pipeline.toml\", \"overrides\": [], \"figures\": "
+                               "{\"knn.top1_k3_t0.1\": "));
+  Result saved = run_cli("eval " + run + "/checkpoints/step-00000004.safetensors --set eval.save_embeddings=true");
+  CHECK(saved.status == 0);
+  std::string header;
+  npy_data(run + "/embeddings/eval-step-00000004.npy", &header);
+  CHECK_THAT(header, Catch::Contains("'descr': '<f4', 'fortran_order': False, 'shape': (32,8), "));
+  CHECK(std::filesystem::exists(run + "/embeddings/eval-step-00000004-labels.npy"));
+  // Outside a run folder the pipeline must be named.
+  std::filesystem::copy_file(run + "/checkpoints/step-00000004.safetensors", dir.file("alone.safetensors"));
+  Result alone = run_cli("eval " + dir.file("alone.safetensors"));
+  CHECK(alone.status == 2);
+  CHECK(alone.out == "contra eval: " + dir.file("alone.safetensors") +
+                         " is not in a run folder (RUN/checkpoints/); give the pipeline it was trained with: "
+                         "--pipeline FILE\n");
+  CHECK(run_cli("eval " + dir.file("alone.safetensors") + " --pipeline " + dir.file("p.toml")).status == 0);
+}
+
+TEST_CASE("cli: embed writes a source's embeddings as .npy, row i = sample i", "[runtime][cli]") {
+  contra::test::TempDir dir("cli-embed");
+  contra::test::write_file(dir.file("p.toml"), small_pipeline_with_eval);
+  const std::string run = dir.file("run");
+  REQUIRE(run_cli("run " + dir.file("p.toml") + " --run-dir " + run).status == 0);
+  Result r = run_cli("embed " + run + " --set source.size=10");
+  INFO(r.out);
+  CHECK(r.status == 0);
+  const std::string out = run + "/embeddings/embed-step-00000004.npy";
+  CHECK_THAT(r.out, Catch::StartsWith(out + ": 10 x 8 float32 (source 'synthetic'"));
+  std::string header;
+  const std::string ten = npy_data(out, &header);
+  CHECK_THAT(header, Catch::Contains("'shape': (10,8), "));
+  CHECK(ten.size() == 10 * 8 * 4);
+  // More samples, other batches: the first ten rows stay the same.
+  REQUIRE(run_cli("embed " + run + " --set source.size=70 --out " + dir.file("more.npy")).status == 0);
+  CHECK(npy_data(dir.file("more.npy")).substr(0, ten.size()) == ten);
+  CHECK(std::filesystem::exists(dir.file("more-labels.npy")));
+  // --images sets the source's images: a source without that parameter says so.
+  Result images = run_cli("embed " + run + " --images " + dir.file("x.gz"));
+  CHECK(images.status == 2);
+  CHECK(images.out == "contra embed: --images sets the source's images and labels, and the pipeline's source "
+                      "'synthetic' has no such parameters; give its data with --set source.KEY=VALUE (see contra "
+                      "plugins --describe synthetic)\n");
 }

@@ -33,7 +33,9 @@ struct PipelineArgs {
   std::vector<std::string> overrides;
   std::string run_dir;      // --run-dir
   std::string resume;       // --resume RUN_DIR
-  std::string pipeline;     // --pipeline FILE (eval)
+  std::string pipeline;     // --pipeline FILE (eval, embed)
+  std::string images, labels, out;  // --images, --labels, --out (embed)
+  bool labels_given = false;
   bool no_record = false;   // --no-record
 };
 
@@ -55,6 +57,13 @@ bool parse_pipeline_args(const char* cmd, const std::vector<std::string>& args, 
         return false;
       }
       (a == "--run-dir" ? out.run_dir : a == "--resume" ? out.resume : out.pipeline) = args[++i];
+    } else if ((a == "--images" || a == "--labels" || a == "--out") && std::string(cmd) == "embed") {
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "contra %s: %s needs a value\n", cmd, a.c_str());
+        return false;
+      }
+      (a == "--images" ? out.images : a == "--labels" ? out.labels : out.out) = args[++i];
+      out.labels_given = out.labels_given || a == "--labels";
     } else if (a == "--no-record" && std::string(cmd) == "run") {
       out.no_record = true;
     } else if (!a.empty() && a[0] == '-') {
@@ -271,32 +280,174 @@ int run_command(const std::vector<std::string>& args) {
   }
 }
 
+namespace {
+
+// A checkpoint's run folder: RUN for RUN/checkpoints/step-*.safetensors, or
+// RUN itself; empty when `path` is neither.
+std::filesystem::path run_folder_of(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  if (fs::is_directory(p)) return fs::exists(p / "run.json") ? p : fs::path();
+  fs::path dir = p.parent_path();
+  if (dir.filename() == "checkpoints" && fs::exists(dir.parent_path() / "run.json")) return dir.parent_path();
+  return {};
+}
+
+// What eval and embed share: the checkpoint (a run folder's latest, or a
+// file), the run folder it belongs to, and the pipeline (--pipeline, or the
+// run folder's own).
+struct CheckpointArgs {
+  std::string checkpoint, pipeline;
+  std::filesystem::path run_dir;
+};
+bool checkpoint_args(const char* cmd, const PipelineArgs& pa, CheckpointArgs& out) {
+  out.run_dir = run_folder_of(pa.file);
+  out.checkpoint = std::filesystem::is_directory(pa.file) ? runtime::RunRecord::latest_checkpoint(pa.file) : pa.file;
+  out.pipeline = pa.pipeline;
+  if (out.pipeline.empty()) {
+    if (out.run_dir.empty()) {
+      std::fprintf(stderr,
+                   "contra %s: %s is not in a run folder (RUN/checkpoints/); give the pipeline it was trained "
+                   "with: --pipeline FILE\n",
+                   cmd, pa.file.c_str());
+      return false;
+    }
+    out.pipeline = (out.run_dir / "pipeline.toml").string();
+  }
+  return true;
+}
+
+std::string step_file(const std::string& prefix, std::int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%s-step-%08lld.npy", prefix.c_str(), static_cast<long long>(step + 1));
+  return name;
+}
+
+}  // namespace
+
 int eval_command(const std::vector<std::string>& args) {
   if (wants_help(args)) {
     std::printf(
-        "usage: contra eval CHECKPOINT --pipeline FILE [--set section.key=value ...]\n\n"
+        "usage: contra eval RUN_DIR|CHECKPOINT [--pipeline FILE] [--set section.key=value ...]\n\n"
         "Run the pipeline's [eval] evaluators on the encoder saved in CHECKPOINT (a\n"
-        "checkpoints/step-*.safetensors file of a run, or a run folder for its latest).\n");
+        "checkpoints/step-*.safetensors file) or in RUN_DIR's latest checkpoint. The\n"
+        "pipeline is the run folder's own pipeline.toml unless --pipeline names one.\n"
+        "The figures are printed and, for a run folder, appended to its\n"
+        "evaluations.jsonl; [eval] save_embeddings = true writes the test split's\n"
+        "features to RUN_DIR/embeddings/eval-step-<n>.npy.\n");
     return 0;
   }
   PipelineArgs pa;
   if (!parse_pipeline_args("eval", args, pa)) return 2;
-  if (pa.pipeline.empty()) {
-    std::fprintf(stderr, "contra eval: --pipeline FILE is required (the pipeline the checkpoint was trained with)\n");
-    return 2;
-  }
   try {
-    std::string checkpoint = pa.file;
-    if (std::filesystem::is_directory(checkpoint)) checkpoint = runtime::RunRecord::latest_checkpoint(checkpoint);
+    CheckpointArgs ca;
+    if (!checkpoint_args("eval", pa, ca)) return 2;
     PluginRegistry registry;
-    runtime::PipelineSpec spec = runtime::load_pipeline(pa.pipeline, pa.overrides, registry);
+    runtime::PipelineSpec spec = runtime::load_pipeline(ca.pipeline, pa.overrides, registry);
     if (!spec.has_eval) {
-      std::fprintf(stderr, "%s: the pipeline has no [eval] section to run\n", pa.pipeline.c_str());
+      std::fprintf(stderr, "%s: the pipeline has no [eval] section to run\n", ca.pipeline.c_str());
       return 1;
     }
-    runtime::RunSummary none;
-    std::vector<std::pair<std::string, double>> figures = runtime::evaluate_checkpoint(spec, registry, checkpoint);
-    for (const auto& [k, v] : figures) std::printf("%s %.4f\n", k.c_str(), v);
+    // The step is known once the checkpoint is read: name the file after.
+    std::string embeddings;
+    if (spec.eval.get<bool>("save_embeddings") && !ca.run_dir.empty()) {
+      std::filesystem::create_directories(ca.run_dir / "embeddings");
+      embeddings = (ca.run_dir / "embeddings" / "eval.npy").string();
+    }
+    runtime::CheckpointEvaluation result = runtime::evaluate_checkpoint(spec, registry, ca.checkpoint, embeddings);
+    for (const auto& [k, v] : result.figures) std::printf("%s %.4f\n", k.c_str(), v);
+    if (!embeddings.empty()) {
+      const std::filesystem::path named = ca.run_dir / "embeddings" / step_file("eval", result.step);
+      std::filesystem::rename(embeddings, named);
+      std::string labels = embeddings, named_labels = named.string();
+      labels.insert(labels.size() - 4, "-labels");
+      named_labels.insert(named_labels.size() - 4, "-labels");
+      std::filesystem::rename(labels, named_labels);
+      std::printf("embeddings: %s\n", named.string().c_str());
+    }
+    if (!ca.run_dir.empty()) {
+      runtime::append_evaluation(ca.run_dir, ca.checkpoint, ca.pipeline, pa.overrides, result.step, result.figures);
+      std::printf("recorded in %s\n", (ca.run_dir / "evaluations.jsonl").string().c_str());
+    }
+    return 0;
+  } catch (const Error& e) {
+    print_error(e);
+    return 1;
+  }
+}
+
+int embed_command(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::printf(
+        "usage: contra embed RUN_DIR|CHECKPOINT [--images FILE [--labels FILE]] [--out FILE.npy]\n"
+        "                    [--pipeline FILE] [--set section.key=value ...]\n\n"
+        "Write the encoder's embeddings (its output, before any projection head) of\n"
+        "every sample of a source as .npy: float32 [N, D], row i = the source's sample\n"
+        "i, and its labels beside (…-labels.npy, int64; -1 where there are none).\n"
+        "The source is the pipeline's [source]; --images FILE (and --labels FILE)\n"
+        "set its images (and labels, else none), --set source.KEY=VALUE anything else.\n"
+        "Images go through [eval]'s chain. Default --out: RUN_DIR/embeddings/\n"
+        "embed-step-<n>.npy.\n");
+    return 0;
+  }
+  PipelineArgs pa;
+  if (!parse_pipeline_args("embed", args, pa)) return 2;
+  try {
+    CheckpointArgs ca;
+    if (!checkpoint_args("embed", pa, ca)) return 2;
+    if (pa.out.empty() && ca.run_dir.empty()) {
+      std::fprintf(stderr, "contra embed: %s is not in a run folder: name the output with --out FILE.npy\n",
+                   pa.file.c_str());
+      return 2;
+    }
+    std::vector<std::string> overrides = pa.overrides;
+    // TOML strings: the paths quoted, as --set reads its value as TOML.
+    auto quoted = [](const std::string& s) {
+      std::string q = "\"";
+      for (char c : s) q += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+      return q + "\"";
+    };
+    if (!pa.images.empty()) {
+      // --images stands for the source's own `images` (and `labels`): only
+      // for a source that has them.
+      PluginRegistry probe;
+      const runtime::PipelineSpec as_run = runtime::load_pipeline(ca.pipeline, pa.overrides, probe);
+      const runtime::PluginRecord* source = probe.find(as_run.source.kind, as_run.source.name, Device::cpu);
+      auto takes = [&](const char* name) {
+        return source && std::any_of(source->schema.params().begin(), source->schema.params().end(),
+                                     [&](const ParamSpec& p) { return p.name == name; });
+      };
+      if (!takes("images") || !takes("labels")) {
+        std::fprintf(stderr,
+                     "contra embed: --images sets the source's images and labels, and the pipeline's source '%s' has "
+                     "no such parameters; give its data with --set source.KEY=VALUE (see contra plugins --describe %s)\n",
+                     as_run.source.name.c_str(), as_run.source.name.c_str());
+        return 2;
+      }
+      overrides.push_back("source.images=" + quoted(std::filesystem::absolute(pa.images).string()));
+      overrides.push_back("source.labels=" + quoted(pa.labels.empty() ? "" : std::filesystem::absolute(pa.labels).string()));
+    } else if (pa.labels_given) {
+      std::fprintf(stderr, "contra embed: --labels goes with --images\n");
+      return 2;
+    }
+    PluginRegistry registry;
+    runtime::PipelineSpec spec = runtime::load_pipeline(ca.pipeline, overrides, registry);
+    runtime::CheckpointEncoder loaded = runtime::load_checkpoint_encoder(spec, registry, ca.checkpoint);
+    const runtime::PluginRecord* rec = registry.find(spec.source.kind, spec.source.name, Device::cpu);
+    if (!rec) throw PluginError(spec.source.label() + ": plugin not found");
+    std::shared_ptr<Source> source;
+    try {
+      source = registry.create<Source>(*rec, spec.source.params);
+    } catch (const std::exception& e) {
+      throw PluginError(spec.source.label() + ": " + e.what());
+    }
+    const runtime::FeatureExtractor features(spec, registry);
+    FeatureSet set = features.embed(*loaded.encoder, *source, spec.source.label(), false);
+    const std::string out = !pa.out.empty() ? pa.out : (ca.run_dir / "embeddings" / step_file("embed", loaded.step)).string();
+    if (std::filesystem::path(out).has_parent_path()) std::filesystem::create_directories(std::filesystem::path(out).parent_path());
+    runtime::write_features(out, set);
+    std::printf("%s: %lld x %lld float32 (%s, checkpoint %s)\n", out.c_str(), static_cast<long long>(set.features.dim(0)),
+                static_cast<long long>(set.features.dim(1)), spec.source.label().c_str(), ca.checkpoint.c_str());
     return 0;
   } catch (const Error& e) {
     print_error(e);

@@ -9,6 +9,7 @@ namespace contra::cli {
 
 int run_command(const std::vector<std::string>& args);
 int eval_command(const std::vector<std::string>& args);
+int embed_command(const std::vector<std::string>& args);
 int validate_command(const std::vector<std::string>& args);
 int plugins_command(const std::vector<std::string>& args);
 

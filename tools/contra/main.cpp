@@ -18,7 +18,8 @@ const char* usage =
     "commands:\n"
     "  run FILE [--set section.key=value ...]       train the pipeline in FILE\n"
     "  run --resume RUN_DIR                         continue a run from its latest checkpoint\n"
-    "  eval CHECKPOINT --pipeline FILE              run FILE's [eval] on a saved encoder\n"
+    "  eval RUN_DIR|CHECKPOINT [--pipeline FILE]    run the pipeline's [eval] on a saved encoder\n"
+    "  embed RUN_DIR|CHECKPOINT [--images FILE]     write a source's embeddings as .npy\n"
     "  validate FILE [--set section.key=value ...]  check FILE and its plugins' parameters\n"
     "  plugins [--describe NAME] [--kind KIND]      list plugins, or describe one\n"
     "  sweep FILE --grid section.key=v1,v2,...      run a grid of overrides x seeds, a run folder each\n"
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   if (cmd == "run") return contra::cli::run_command(args);
   if (cmd == "validate") return contra::cli::validate_command(args);
   if (cmd == "eval") return contra::cli::eval_command(args);
+  if (cmd == "embed") return contra::cli::embed_command(args);
   if (cmd == "plugins") return contra::cli::plugins_command(args);
   if (cmd == "sweep") return contra::cli::sweep_command(args);
   if (cmd == "report") return contra::cli::report_command(args);
