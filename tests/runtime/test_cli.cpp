@@ -46,6 +46,14 @@ TEST_CASE("cli: validate accepts the quickstart pipeline", "[runtime][cli]") {
   CHECK_THAT(r.out, Catch::Contains("quickstart.toml: valid"));
 }
 
+TEST_CASE("cli: validate opens the data: a missing file is said before any run", "[runtime][cli]") {
+  Result r = run_cli("validate " + std::string(CONTRA_SOURCE_DIR) +
+                     "/pipelines/quickstart.toml --set 'source.images=\"/nonexistent/x.gz\"'");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.out, Catch::StartsWith("source 'idx' ([source] at "));
+  CHECK_THAT(r.out, Catch::Contains("/nonexistent/x.gz"));
+}
+
 TEST_CASE("cli: validate says which precision a run would use, and refuses bf16 where the CPU has none",
           "[runtime][cli]") {
   const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/fashion_mnist_30min.toml";
@@ -298,4 +306,14 @@ TEST_CASE("cli: embed writes a source's embeddings as .npy, row i = sample i", "
   CHECK(images.out == "contra embed: --images sets the source's images and labels, and the pipeline's source "
                       "'synthetic' has no such parameters; give its data with --set source.KEY=VALUE (see contra "
                       "plugins --describe synthetic)\n");
+}
+
+TEST_CASE("cli: the margin tutorial's Fashion-MNIST pipeline runs", "[runtime][cli]") {
+  Result r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) +
+                     "/pipelines/tutorial_margin_fashion_mnist.toml --no-record --set train.max_steps=2 "
+                     "--set data.subset=512 --set eval.at_end=false --set encoder.width=8");
+  INFO(r.out);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, Catch::Contains("miner all_pairs, loss contrastive_margin, optimizer adam"));
+  CHECK_THAT(r.out, Catch::Contains("step 2/2 (100.0%)"));
 }

@@ -317,6 +317,17 @@ bool checkpoint_args(const char* cmd, const PipelineArgs& pa, CheckpointArgs& ou
   return true;
 }
 
+// The source plugin of `ps`, created (its files opened and checked).
+std::shared_ptr<Source> open_source(const PluginRegistry& registry, const runtime::PluginSpec& ps) {
+  const runtime::PluginRecord* rec = registry.find(ps.kind, ps.name, Device::cpu);
+  if (!rec) throw PluginError(ps.label() + ": plugin not found");
+  try {
+    return registry.create<Source>(*rec, ps.params);
+  } catch (const std::exception& e) {
+    throw PluginError(ps.label() + ": " + e.what());
+  }
+}
+
 std::string step_file(const std::string& prefix, std::int64_t step) {
   char name[64];
   std::snprintf(name, sizeof name, "%s-step-%08lld.npy", prefix.c_str(), static_cast<long long>(step + 1));
@@ -433,14 +444,7 @@ int embed_command(const std::vector<std::string>& args) {
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(ca.pipeline, overrides, registry);
     runtime::CheckpointEncoder loaded = runtime::load_checkpoint_encoder(spec, registry, ca.checkpoint);
-    const runtime::PluginRecord* rec = registry.find(spec.source.kind, spec.source.name, Device::cpu);
-    if (!rec) throw PluginError(spec.source.label() + ": plugin not found");
-    std::shared_ptr<Source> source;
-    try {
-      source = registry.create<Source>(*rec, spec.source.params);
-    } catch (const std::exception& e) {
-      throw PluginError(spec.source.label() + ": " + e.what());
-    }
+    std::shared_ptr<Source> source = open_source(registry, spec.source);
     const runtime::FeatureExtractor features(spec, registry);
     FeatureSet set = features.embed(*loaded.encoder, *source, spec.source.label(), false);
     const std::string out = !pa.out.empty() ? pa.out : (ca.run_dir / "embeddings" / step_file("embed", loaded.step)).string();
@@ -460,8 +464,9 @@ int validate_command(const std::vector<std::string>& args) {
     std::printf(
         "usage: contra validate FILE [--set section.key=value ...]\n\n"
         "Check FILE without running it: TOML syntax, sections and keys, plugin names,\n"
-        "and every plugin's parameters against its schema. Prints every problem with\n"
-        "file:line:column; exits 1 if there is any.\n");
+        "and every plugin's parameters against its schema; then open its data (the\n"
+        "[source] and [eval] sources). Prints every problem with file:line:column;\n"
+        "exits 1 if there is any.\n");
     return 0;
   }
   PipelineArgs pa;
@@ -469,8 +474,10 @@ int validate_command(const std::vector<std::string>& args) {
   try {
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
-    // [eval]'s sources are opened: an evaluation that cannot run is said
-    // now, not after the training it would follow.
+    // The sources are opened (their files read and checked), [eval]'s too:
+    // data that cannot be read, or an evaluation that cannot run, is said
+    // now, not when the run starts or after the training it would follow.
+    open_source(registry, spec.source);
     if (spec.has_eval) runtime::Evaluation(spec, registry).check();
     const std::string precision = runtime::train_precision_name(spec), setting = runtime::train_precision_setting(spec);
     std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s', precision %s%s)\n", pa.file.c_str(),
