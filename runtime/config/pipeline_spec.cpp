@@ -23,6 +23,17 @@ std::int64_t PipelineSpec::total_views() const {
   return v;
 }
 
+std::vector<const PluginSpec*> PipelineSpec::plugins() const {
+  std::vector<const PluginSpec*> all{&source, &sampler, &encoder, &miner, &loss, &optimizer, &head, &memory,
+                                     &eval_train, &eval_test};
+  for (const auto& v : views)
+    for (const auto& p : v.chain) all.push_back(&p);
+  for (const auto& p : eval_chain) all.push_back(&p);
+  for (const auto& p : evaluators) all.push_back(&p);
+  std::erase_if(all, [](const PluginSpec* p) { return p->name.empty(); });
+  return all;
+}
+
 std::string PluginSpec::label() const {
   std::string s = std::string(kind_name(kind)) + " '" + name + "'";
   std::string at = where.str();
@@ -579,6 +590,92 @@ void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry) {
   }
 }
 
+namespace {
+
+// The table at a dotted key with indices into arrays of tables
+// ("augment.view[1].chain[0]"), or null.
+toml::table* table_at(toml::table& root, const std::string& dotted) {
+  toml::table* t = &root;
+  std::size_t begin = 0;
+  while (t && begin <= dotted.size()) {
+    const std::size_t end = std::min(dotted.find('.', begin), dotted.size());
+    std::string part = dotted.substr(begin, end - begin);
+    long index = -1;
+    if (const auto open = part.find('['); open != std::string::npos) {
+      index = std::strtol(part.c_str() + open + 1, nullptr, 10);
+      part.resize(open);
+    }
+    toml::node* n = t->get(part);
+    if (index >= 0) {
+      toml::array* a = n ? n->as_array() : nullptr;
+      n = a && static_cast<std::size_t>(index) < a->size() ? a->get(static_cast<std::size_t>(index)) : nullptr;
+    }
+    t = n ? n->as_table() : nullptr;
+    begin = end + 1;
+  }
+  return t;
+}
+
+// Adds, to `t`, every parameter of `params` the pipeline left at its default.
+void add_defaults(toml::table& t, const Params& params) {
+  for (const auto& e : params.entries()) {
+    if (e.set || t.contains(e.name)) continue;
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::int64_t> || std::is_same_v<T, double> ||
+                        std::is_same_v<T, std::string>) {
+            t.insert(e.name, v);
+          } else {
+            toml::array a;
+            for (const auto& x : v) a.push_back(x);
+            t.insert(e.name, std::move(a));
+          }
+        },
+        e.value);
+  }
+}
+
+// The resolved pipeline with every default written out: the run folder's
+// pipeline.toml says every value the run used, also those the file left out.
+std::string with_defaults(const PipelineSpec& spec) {
+  toml::table root;
+  try {
+    root = toml::parse(spec.resolved_toml);
+  } catch (const toml::parse_error&) {
+    return spec.resolved_toml;  // cannot happen: toml++ wrote it
+  }
+  // Built-in sections, written out even where the file has none, except
+  // [eval], whose presence turns evaluation on.
+  const std::pair<const char*, const Params*> sections[] = {
+      {"pipeline", &spec.pipeline}, {"runtime", &spec.runtime}, {"train", &spec.train},
+      {"schedule", &spec.schedule}, {"augment", &spec.augment}, {"data", &spec.data},
+      {"record", &spec.record}};
+  for (const auto& [name, params] : sections) {
+    if (!root.contains(name)) root.insert(name, toml::table{});
+    if (toml::table* t = root.get_as<toml::table>(name)) add_defaults(*t, *params);
+  }
+  if (spec.has_eval)
+    if (toml::table* t = root.get_as<toml::table>("eval")) add_defaults(*t, spec.eval);
+  for (const PluginSpec* p : spec.plugins()) {
+    if (p->section.empty()) continue;
+    toml::table* t = table_at(root, p->section);
+    if (!t) {
+      // A plugin the pipeline did not name (the default sampler, miner):
+      // its table, with its name.
+      if (p->section.find_first_of(".[") != std::string::npos || root.contains(p->section)) continue;
+      root.insert(p->section, toml::table{{"plugin", p->name}});
+      t = root.get_as<toml::table>(p->section);
+    }
+    add_defaults(*t, p->params);
+  }
+  std::ostringstream os;
+  os << root;
+  return os.str() + "\n";
+}
+
+}  // namespace
+
 PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
                            PluginRegistry& registry) {
   Diagnostics d;
@@ -604,6 +701,7 @@ PipelineSpec load_pipeline(const std::string& file, const std::vector<std::strin
     if (!msg.empty() && msg.back() == '\n') msg.pop_back();
     throw ConfigError(msg);
   }
+  spec->resolved_toml = with_defaults(*spec);
   return std::move(*spec);
 }
 

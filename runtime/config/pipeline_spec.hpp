@@ -64,6 +64,11 @@ struct PipelineSpec {
   /// [augment] views), or one per [[augment.view]] table.
   std::vector<ViewSpec> views;
   std::int64_t total_views() const;
+  /// Every plugin the pipeline names or defaults to (name not empty), in
+  /// table order: source, sampler, encoder, miner, loss, optimizer, head,
+  /// memory, [eval]'s sources, the augmentation chains, [eval]'s chain and
+  /// evaluators.
+  std::vector<const PluginSpec*> plugins() const;
   /// The effective pipeline (after --set overrides) as TOML.
   std::string resolved_toml;
 };

@@ -14,6 +14,9 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <map>
+
+#include <zlib.h>
 #include <sstream>
 
 #ifndef CONTRA_GIT_REVISION
@@ -64,6 +67,34 @@ std::string figures_json(const std::vector<std::pair<std::string, double>>& f) {
   std::string o = "{";
   for (std::size_t i = 0; i < f.size(); ++i) o += (i ? ", " : "") + json_quote(f[i].first) + ": " + json_number(f[i].second);
   return o + "}";
+}
+
+// CRC-32 (zlib) of a file's bytes, as 8 hex digits; "" when unreadable.
+std::string file_crc32(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return "";
+  uLong crc = crc32(0L, Z_NULL, 0);
+  std::vector<char> buf(1 << 20);
+  while (f.read(buf.data(), static_cast<std::streamsize>(buf.size())) || f.gcount() > 0)
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(f.gcount()));
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc));
+  return hex;
+}
+
+// Each plugin of the run with the library that provided it and a checksum of
+// that library's bytes: which build ran, also after a rebuild.
+std::string plugins_json(const PipelineSpec& spec) {
+  std::map<std::string, std::string> crc;  // each library read once
+  std::string o = "[";
+  for (const PluginSpec* p : spec.plugins()) {
+    const std::string lib = p->library.empty() ? "" : fs::absolute(p->library).lexically_normal().string();
+    if (!lib.empty() && !crc.count(lib)) crc[lib] = file_crc32(lib);
+    o += std::string(o.size() > 1 ? ",\n    " : "\n    ") + "{\"table\": " + json_quote(p->section) +
+         ", \"plugin\": " + json_quote(p->name) + ", \"device\": " + json_quote(device_name(p->device)) +
+         ", \"library\": " + json_quote(lib) + ", \"crc32\": " + json_quote(lib.empty() ? "" : crc[lib]) + "}";
+  }
+  return o + (o.size() > 1 ? "\n  ]" : "]");
 }
 
 }  // namespace
@@ -129,6 +160,7 @@ RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<s
                       ",\n  \"git_revision\": " + json_quote(CONTRA_GIT_REVISION) +
                       ",\n  \"build\": " + json_quote(CONTRA_BUILD_FINGERPRINT) +
                       ",\n  \"sdk_version\": " + json_quote(sdk_version) +
+                      ",\n  \"plugins\": " + plugins_json(spec) +
                       ",\n  \"started\": " + json_quote(now_iso()) + "\n}\n";
     write_file_atomically((dir_ / "run.json").string(), run);
   }

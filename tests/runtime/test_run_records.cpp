@@ -9,8 +9,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+
+#include <zlib.h>
 
 using namespace contra;
 using namespace contra::runtime;
@@ -116,6 +119,28 @@ TEST_CASE("run records: the folder holds the pipeline, metrics, evaluations and 
   CHECK_THAT(run_json, Catch::Contains("\"overrides\": [\"train.epochs=2\"]"));
   CHECK_THAT(run_json, Catch::Contains("\"git_revision\": "));
   CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.2.1;"));
+  CHECK_THAT(run_json, Catch::Contains("\"steps_from\": 1"));
+  // Each plugin's library, with a CRC-32 of its bytes.
+  const std::string lib = fs::absolute(fs::path(CONTRA_PLUGIN_DIR) / "libcontra_loss_info_nce.so").lexically_normal();
+  const std::string bytes = test::read_file(lib);
+  char crc[16];
+  std::snprintf(crc, sizeof crc, "%08lx",
+                crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+  CHECK_THAT(run_json, Catch::Contains("{\"table\": \"loss\", \"plugin\": \"info_nce\", \"device\": \"cpu\", "
+                                       "\"library\": \"" + lib + "\", \"crc32\": \"" + crc + "\"}"));
+  CHECK_THAT(run_json, Catch::Contains("{\"table\": \"augment.chain[0]\", \"plugin\": \"random_resized_crop\""));
+  // The resolved pipeline writes out the values left at their defaults too,
+  // and reads back to the same parameters.
+  const std::string resolved = test::read_file(run_dir + "/pipeline.toml");
+  CHECK_THAT(resolved, Catch::Contains("chunk = 1024"));         // info_nce's default
+  CHECK_THAT(resolved, Catch::Contains("shard_count = 1"));      // [data], absent from the file
+  CHECK_THAT(resolved, Catch::Contains("plugin = 'all_pairs'"));  // the default miner, named
+  PluginRegistry again;
+  PipelineSpec reread = load_pipeline(run_dir + "/pipeline.toml", {}, again);
+  CHECK(reread.loss.params.get<std::int64_t>("chunk") == 1024);
+  CHECK(reread.loss.params.is_set("chunk"));
+  CHECK(reread.train.get<std::int64_t>("epochs") == 2);
+  CHECK(reread.has_eval);
   auto metrics = lines(run_dir + "/metrics.jsonl");
   REQUIRE(metrics.size() == 16 + 2);  // 16 steps, an evaluation after each of 2 epochs
   CHECK_THAT(metrics[0], Catch::StartsWith("{\"type\": \"step\", \"step\": 1, \"epoch\": 0, \"loss\": "));
