@@ -2,7 +2,7 @@
 
 #include <contra/cpu.hpp>
 
-#include "../plugins/registry.hpp"
+#include "../loader/registry.hpp"
 
 #include <toml++/toml.h>
 

@@ -1,6 +1,6 @@
 #include "augment_stage.hpp"
 
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <contra/errors.hpp>
 

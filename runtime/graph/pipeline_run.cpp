@@ -1,6 +1,6 @@
 #include "pipeline_run.hpp"
 
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "graph/augment_stage.hpp"
 #include "graph/device_copy.hpp"
 #include "graph/device_runtime.hpp"

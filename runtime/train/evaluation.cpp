@@ -1,6 +1,6 @@
 #include "evaluation.hpp"
 
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "train/device_ops.hpp"
 #include "train/safetensors.hpp"
 

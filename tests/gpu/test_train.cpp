@@ -8,7 +8,7 @@
 #include "gpu_test.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "test_support.hpp"
 #include "train/safetensors.hpp"
 

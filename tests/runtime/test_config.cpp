@@ -2,7 +2,7 @@
 // diagnostics in its golden file (tests/fixtures/pipelines/invalid/*.expected).
 // Set CONTRA_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change.
 #include "config/pipeline_spec.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

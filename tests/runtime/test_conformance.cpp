@@ -2,7 +2,7 @@
 // libraries: every built-in library loads, declares well-formed schemas whose
 // defaults validate and constructs; broken libraries are reported; the
 // per-kind checks pass on real plugins.
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <contra/testing.hpp>
 

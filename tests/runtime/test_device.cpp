@@ -5,7 +5,7 @@
 #include "cuda_bridge.hpp"
 #include "graph/device_runtime.hpp"
 #include "graph/executor.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "train/safetensors.hpp"
 #include "test_support.hpp"
 

@@ -1,4 +1,4 @@
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "test_support.hpp"
 
 #include <contra/plugin.hpp>

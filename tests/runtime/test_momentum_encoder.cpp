@@ -1,6 +1,6 @@
 // The momentum encoder a memory asks for: an exact copy at the start, then
 // θ_k ← m·θ_k + (1 − m)·θ_q after every step, and its keys in the embeddings.
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "train/trainer.hpp"
 
 #include "layer_check.hpp"

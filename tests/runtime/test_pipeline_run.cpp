@@ -1,6 +1,6 @@
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

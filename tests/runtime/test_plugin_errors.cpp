@@ -4,7 +4,7 @@
 // (one `fault` at a time) and throwing_schema.cpp.
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "test_support.hpp"
 
 #include <contra/errors.hpp>

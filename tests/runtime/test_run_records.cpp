@@ -2,7 +2,7 @@
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "train/evaluation.hpp"
 #include "train/safetensors.hpp"
 #include "test_support.hpp"

@@ -10,7 +10,7 @@
 
 #include "config/pipeline_spec.hpp"
 #include "graph/augment_stage.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <contra/cpu.hpp>
 #include <contra/plugin.hpp>

@@ -16,7 +16,7 @@
 
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <contra/cuda.hpp>
 #include <contra/plugin.hpp>

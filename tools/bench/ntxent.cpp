@@ -10,7 +10,7 @@
 //   build/bench/ntxent                          # 2N = 512, 2048, 8192; D = 128; 2 threads; then 2N = 65536
 //   build/bench/ntxent --rows 2048 --big 0 --no-peer --chunk 256
 
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <contra/cpu.hpp>
 #include <contra/blas.hpp>

@@ -11,7 +11,7 @@
 
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <contra/cpu.hpp>
 #include <contra/plugin.hpp>

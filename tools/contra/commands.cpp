@@ -5,7 +5,7 @@
 #include "graph/device_runtime.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 #include "train/evaluation.hpp"
 
 #include <contra/errors.hpp>

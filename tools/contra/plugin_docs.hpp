@@ -1,7 +1,7 @@
 #pragma once
 // contra plugins --markdown DIR: the plugin reference from the schemas.
 
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <string>
 #include <vector>

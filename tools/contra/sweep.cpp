@@ -3,7 +3,7 @@
 
 #include "config/pipeline_spec.hpp"
 #include "graph/run_record.hpp"
-#include "plugins/registry.hpp"
+#include "loader/registry.hpp"
 
 #include <contra/errors.hpp>
 
