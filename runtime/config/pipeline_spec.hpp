@@ -14,7 +14,6 @@
 
 namespace contra::runtime {
 
-class PluginRegistry;
 
 /// One plugin instance named in the pipeline.
 struct PluginSpec {
@@ -120,19 +119,10 @@ SourceLocation pipeline_device_location(const PipelineSpec& spec);
 /// no CUDA compiler or cuDNN when it was configured).
 bool built_with_cuda() noexcept;
 
-/// Check each plugin table against the registry: the plugin exists with the
-/// right kind (built for the pipeline's device where the kind needs it), and
-/// its parameters fit its schema. Fills PluginSpec::params, library, device.
-void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostics& out);
-
-/// Everything together: read, scan the plugin search path (the default
-/// plugin dir, CONTRA_PLUGIN_PATH, then [plugins] paths) into `registry`, and
-/// bind. Throws ConfigError with every diagnostic, one per line.
-PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
-                           PluginRegistry& registry);
-
-/// Scan the plugin search path for `spec` into `registry` (with the GPU
-/// builds, `*_cuda.so`, when the pipeline's device is cuda).
-void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry);
+/// The resolved pipeline (spec.resolved_toml) with every value left at its
+/// default written out: each bound plugin's parameters, the built-in sections
+/// ([eval] only where the pipeline has one), the default plugins named. What
+/// a run folder's pipeline.toml holds. Needs the plugins bound.
+std::string resolved_with_defaults(const PipelineSpec& spec);
 
 }  // namespace contra::runtime

@@ -4,7 +4,7 @@
 // the GPU resume with the same per-step losses, with the gpu_linear fixture
 // (tests/fixtures/plugins: one Linear layer in cuBLAS, deterministic) and
 // with seed_resnet + projection_head (batch-norm buffers on the device).
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "gpu_test.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"

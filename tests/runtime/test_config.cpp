@@ -1,7 +1,7 @@
 // Pipeline files: valid ones load; each broken one gives exactly the
 // diagnostics in its golden file (tests/fixtures/pipelines/invalid/*.expected).
 // Set CONTRA_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change.
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "loader/registry.hpp"
 #include "test_support.hpp"
 

@@ -1,6 +1,6 @@
 // [data] (subset, shards, skipping bad samples, cache) and [augment] views
 // (per-view chains, multi-crop).
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/pipeline_run.hpp"
 #include "loader/registry.hpp"
 #include "test_support.hpp"

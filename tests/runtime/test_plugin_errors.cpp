@@ -2,7 +2,7 @@
 // plugin, its library file, the call and the pipeline location, and none
 // crashes the runtime. The plugins are tests/fixtures/plugins/misbehaving.cpp
 // (one `fault` at a time) and throwing_schema.cpp.
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/pipeline_run.hpp"
 #include "loader/registry.hpp"
 #include "test_support.hpp"

@@ -1,5 +1,5 @@
 // Run records, checkpoints, resume and [eval].
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"

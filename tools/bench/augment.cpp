@@ -8,7 +8,7 @@
 //   build/bench/augment                 # Fashion-MNIST 28x28x1 and synthetic 32x32x3
 //   build/bench/augment --seconds 5 --no-peer
 
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/augment_stage.hpp"
 #include "loader/registry.hpp"
 

@@ -14,7 +14,7 @@
 // usable GPU: <reason>"); 1 when something failed; 2 for bad arguments.
 // PYTHON (default python3) runs the peer.
 
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/pipeline_run.hpp"
 #include "loader/registry.hpp"
 

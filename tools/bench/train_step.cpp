@@ -9,7 +9,7 @@
 //   build/bench/train_step --model resnet18 --size 32 --channels 3 --batch 256
 //   build/bench/train_step --curve 200                      # bf16 vs fp32 loss curves, Fashion-MNIST
 
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/pipeline_run.hpp"
 #include "loader/registry.hpp"
 

@@ -1,7 +1,7 @@
 #include "commands.hpp"
 #include "plugin_docs.hpp"
 
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/device_runtime.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"

@@ -1,7 +1,7 @@
 #include "sweep.hpp"
 #include "json.hpp"
 
-#include "config/pipeline_spec.hpp"
+#include "assembly/load_pipeline.hpp"
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"
 
