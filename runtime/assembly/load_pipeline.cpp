@@ -2,6 +2,7 @@
 // plugin path. Config reads; this part loads libraries.
 #include "assembly/load_pipeline.hpp"
 
+#include "device/cuda_library.hpp"
 #include "loader/registry.hpp"
 
 #include <contra/errors.hpp>

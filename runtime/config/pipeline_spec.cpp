@@ -508,14 +508,6 @@ Precision train_precision(const PipelineSpec& spec) {
   return train_precision_name(spec) == "bf16" ? Precision::bf16 : Precision::f32;
 }
 
-bool built_with_cuda() noexcept {
-#ifdef CONTRA_HAVE_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
 SourceLocation pipeline_device_location(const PipelineSpec& spec) {
   try {
     const SourceLocation& at = spec.train.where("device");

@@ -115,10 +115,6 @@ Precision train_precision(const PipelineSpec& spec);
 /// pipeline file, or the file alone (set with --set, or defaulted).
 SourceLocation pipeline_device_location(const PipelineSpec& spec);
 
-/// False when this build of contra has no CUDA support (CONTRA_CUDA=OFF, or
-/// no CUDA compiler or cuDNN when it was configured).
-bool built_with_cuda() noexcept;
-
 /// The resolved pipeline (spec.resolved_toml) with every value left at its
 /// default written out: each bound plugin's parameters, the built-in sections
 /// ([eval] only where the pipeline has one), the default plugins named. What

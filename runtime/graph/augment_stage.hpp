@@ -5,9 +5,8 @@
 // group. Built once per run; run() is called for many batches at once.
 
 #include "config/pipeline_spec.hpp"
+#include "graph/augment_chain.hpp"
 #include "graph/executor.hpp"
-
-#include <contra/roles/augmentation.hpp>
 
 #include <memory>
 #include <vector>
@@ -39,11 +38,7 @@ class AugmentStage {
   void run(BatchWork& w) const;
 
  private:
-  struct Op {
-    std::shared_ptr<Augmentation> plugin;
-    const PluginSpec* spec;
-  };
-  std::vector<std::vector<Op>> chains_;       // one per [[augment.view]] (or the shared chain)
+  std::vector<AugmentChain> chains_;          // one per [[augment.view]] (or the shared chain)
   std::vector<std::size_t> view_chain_;       // view -> chain index
   std::vector<std::size_t> view_group_;       // view -> group index
   std::vector<Group> groups_;

@@ -22,25 +22,22 @@
 // Device buffers are allocated with the copy stream current, so the caching
 // allocator reuses them only in the copy stream's order.
 
+#include "device/cuda_streams.hpp"
 #include "graph/executor.hpp"
 
 #include <cstdint>
 #include <vector>
 
-namespace contra::cuda::detail {
-struct CudaBridge;
-}
-
 namespace contra::runtime {
 
 class DeviceCopyStage {
  public:
-  /// `bridge`: libcontra_cuda, require()d. `timing`: also record timed
-  /// events around each copy (copy_window()).
-  explicit DeviceCopyStage(const cuda::detail::CudaBridge& bridge, bool timing = false);
-  /// Waits for copies in flight, then frees the stream. The per-slot events
+  /// For a run that require()d a GPU. `timing`: also record timed events
+  /// around each copy (copy_window()).
+  explicit DeviceCopyStage(bool timing = false);
+  /// The stream waits for copies in flight as it goes. The per-slot events
   /// go with the BatchWork slots (device_state).
-  ~DeviceCopyStage();
+  ~DeviceCopyStage() = default;
   DeviceCopyStage(const DeviceCopyStage&) = delete;
   DeviceCopyStage& operator=(const DeviceCopyStage&) = delete;
 
@@ -54,7 +51,7 @@ class DeviceCopyStage {
   /// Blocks until w's copy has finished.
   void release(const BatchWork& w) const;
   /// The copy stream (cudaStream_t).
-  void* stream() const noexcept { return stream_; }
+  void* stream() const noexcept { return stream_.handle(); }
 
   /// With `timing`: the start and end events of w's last copy (cudaEvent_t),
   /// for cuda event timestamps; nullptrs otherwise.
@@ -68,9 +65,8 @@ class DeviceCopyStage {
   Slot& slot(BatchWork& w);
   void copy_tensor(Slot& s, std::size_t j, Tensor& host, Tensor& device);
 
-  const cuda::detail::CudaBridge& cuda_;
   bool timing_;
-  void* stream_ = nullptr;
+  DeviceStream stream_;
   std::int64_t staged_ = 0;
 };
 

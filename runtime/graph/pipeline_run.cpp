@@ -1,13 +1,14 @@
 #include "pipeline_run.hpp"
 
-#include "loader/registry.hpp"
+#include "assembly/make_plugin.hpp"
 #include "graph/augment_stage.hpp"
 #include "graph/device_copy.hpp"
-#include "graph/device_runtime.hpp"
-#include "cuda_bridge.hpp"
+#include "assembly/pipeline_device.hpp"
+#include "device/cuda_streams.hpp"
+#include "device/device_ops.hpp"
 #include "graph/run_record.hpp"
 #include "train/checkpoint.hpp"
-#include "train/evaluation.hpp"
+#include "graph/evaluation.hpp"
 #include "graph/source_view.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/trainer.hpp"
@@ -35,16 +36,6 @@ namespace {
 
 int cores() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
 
-template <class Role> std::shared_ptr<Role> make(const PluginRegistry& reg, const PluginSpec& ps) {
-  const PluginRecord* rec = reg.find(ps.kind, ps.name, ps.device);
-  if (!rec) throw PluginError(ps.label() + ": plugin not found");  // bind_plugins reported it already
-  try {
-    return reg.create<Role>(*rec, ps.params);
-  } catch (const std::exception& e) {
-    throw PluginError(ps.label() + ": " + e.what());
-  }
-}
-
 // Runs a per-item loop on TBB workers, or on this thread when a plugin says
 // it is serial.
 template <class F> void for_each_item(std::int64_t n, bool parallel, F&& f) {
@@ -63,41 +54,24 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   // here, and on the train stage's thread during each step; a copy stage
   // between the sequencer and train (device_copy.hpp).
   const Device device = pipeline_device(spec);
-  const cuda::detail::CudaBridge* cuda = device == Device::cuda ? cuda_bridge() : nullptr;
-  std::unique_ptr<void, std::function<void(void*)>> train_stream;
-  if (cuda)
-    train_stream = {cuda->stream_create(), [cuda](void* s) {
-                      try {
-                        cuda->synchronize(s);
-                      } catch (...) {
-                      }
-                      cuda->stream_destroy(s);
-                    }};
+  const bool cuda = device == Device::cuda;
+  std::unique_ptr<DeviceStream> train_stream;
+  if (cuda) train_stream = std::make_unique<DeviceStream>();
   // Declared after train_stream, so this thread's stream is put back before
   // the train stream goes (and after the plugins, which free device memory
   // on it).
-  struct CurrentStream {
-    const cuda::detail::CudaBridge* cuda;
-    void* saved = nullptr;
-    ~CurrentStream() {
-      if (cuda) cuda->set_current_stream(saved);
-    }
-  } current_stream{cuda};
-  if (cuda) {
-    current_stream.saved = cuda->current_stream();
-    cuda->set_current_stream(train_stream.get());
-  }
+  const CurrentStream current_stream(train_stream.get());
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
-  const SourceView data(make<Source>(reg, spec.source), spec.data, spec.source.label(), seed);
+  const SourceView data(make_plugin<Source>(reg, spec.source), spec.data, spec.source.label(), seed);
   const SourceInfo& info = data.info();
-  auto sampler = make<Sampler>(reg, spec.sampler);
+  auto sampler = make_plugin<Sampler>(reg, spec.sampler);
   const AugmentStage augment(spec, reg, info.shape, seed);
 
   TrainerParts parts;
-  parts.encoder = make<Encoder>(reg, spec.encoder);
-  parts.miner = make<Miner>(reg, spec.miner);
-  parts.loss = make<Loss>(reg, spec.loss);
-  parts.optimizer = make<Optimizer>(reg, spec.optimizer);
+  parts.encoder = make_plugin<Encoder>(reg, spec.encoder);
+  parts.miner = make_plugin<Miner>(reg, spec.miner);
+  parts.loss = make_plugin<Loss>(reg, spec.loss);
+  parts.optimizer = make_plugin<Optimizer>(reg, spec.optimizer);
   parts.encoder_label = spec.encoder.label();
   parts.miner_label = spec.miner.label();
   parts.loss_label = spec.loss.label();
@@ -106,15 +80,15 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   parts.miner_device = spec.miner.device;
   parts.memory_device = spec.memory.name.empty() ? Device::cpu : spec.memory.device;
   if (!spec.head.name.empty()) {
-    parts.head = make<Encoder>(reg, spec.head);
+    parts.head = make_plugin<Encoder>(reg, spec.head);
     parts.head_label = spec.head.label();
   }
   if (!spec.memory.name.empty()) {
-    parts.memory = make<Memory>(reg, spec.memory);
+    parts.memory = make_plugin<Memory>(reg, spec.memory);
     parts.memory_label = spec.memory.label();
     if (parts.memory->encoder_momentum() > 0) {
-      parts.momentum_encoder = make<Encoder>(reg, spec.encoder);
-      if (parts.head) parts.momentum_head = make<Encoder>(reg, spec.head);
+      parts.momentum_encoder = make_plugin<Encoder>(reg, spec.encoder);
+      if (parts.head) parts.momentum_head = make_plugin<Encoder>(reg, spec.head);
     }
   }
 
@@ -157,7 +131,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   }
   // Plugins' build() may have used the default stream (cudaMemset and
   // kernels there do not order with the non-blocking train stream).
-  if (cuda) cuda->synchronize_device();
+  device_ops::synchronize_device(device);
   // Evaluation is checked before anything is recorded: a pipeline that
   // cannot evaluate leaves no run folder behind.
   std::unique_ptr<Evaluation> evaluation;
@@ -266,19 +240,12 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
 
   std::unique_ptr<DeviceCopyStage> to_device;
   if (cuda) {
-    to_device = std::make_unique<DeviceCopyStage>(*cuda);
+    to_device = std::make_unique<DeviceCopyStage>();
     stages.to_device = [&](BatchWork& w) { (*to_device)(w); };
   }
   // time_device_steps: a pair of timed events per step, read once the run
   // is over (reading them earlier would wait for the GPU).
-  std::vector<std::pair<void*, void*>> step_events;
-  struct StepEvents {
-    const cuda::detail::CudaBridge* cuda;
-    std::vector<std::pair<void*, void*>>& events;
-    ~StepEvents() {
-      for (auto& [a, b] : events) cuda->event_destroy(a), cuda->event_destroy(b);
-    }
-  } step_events_owner{cuda, step_events};
+  std::vector<std::pair<std::unique_ptr<DeviceEvent>, std::unique_ptr<DeviceEvent>>> step_events;
   const bool time_steps = cuda && options.time_device_steps;
 
   stages.train = [&](BatchWork& w) {
@@ -287,32 +254,20 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     omp_set_num_threads(compute_threads);
     // Likewise the current stream, put back when the stage ends (this TBB
     // worker may run other work later); the step's work waits for its copy.
-    struct CurrentStream {
-      const cuda::detail::CudaBridge* cuda;
-      void* saved = nullptr;
-      CurrentStream(const cuda::detail::CudaBridge* c, void* s) : cuda(c) {
-        if (!cuda) return;
-        saved = cuda->current_stream();
-        cuda->set_current_stream(s);
-      }
-      ~CurrentStream() {
-        if (cuda) cuda->set_current_stream(saved);
-      }
-    } current(cuda, train_stream.get());
-    if (cuda) to_device->wait(w, train_stream.get());
+    const CurrentStream current(train_stream.get());
+    if (cuda) to_device->wait(w, train_stream->handle());
     try {
       const Batch& batch = cuda ? w.device_batch : w.batch;
       if (time_steps) {
-        step_events.emplace_back(cuda->event_create(true), nullptr);
-        step_events.back().second = cuda->event_create(true);
-        cuda->event_record(step_events.back().first, train_stream.get());
+        step_events.emplace_back(std::make_unique<DeviceEvent>(true), std::make_unique<DeviceEvent>(true));
+        step_events.back().first->record(train_stream->handle());
       }
       StepOutcome o = trainer.step(batch, w.batch.step, schedule.scale(w.batch.step));
-      if (time_steps) cuda->event_record(step_events.back().second, train_stream.get());
+      if (time_steps) step_events.back().second->record(train_stream->handle());
       if (cuda) {
         // The slot's next copy waits for this step on the GPU; its pinned
         // images may be refilled once the host has seen this copy finish.
-        to_device->consumed(w, train_stream.get());
+        to_device->consumed(w, train_stream->handle());
         to_device->release(w);
       }
       try {
@@ -403,8 +358,8 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     throw;
   }
   if (time_steps) {
-    cuda->synchronize(train_stream.get());
-    for (auto& [a, b] : step_events) summary.device_step_s.push_back(1e-3 * cuda->event_elapsed_ms(a, b));
+    train_stream->synchronize();
+    for (auto& [a, b] : step_events) summary.device_step_s.push_back(1e-3 * DeviceEvent::elapsed_ms(*a, *b));
     summary.device_done_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   // Evaluation ran inside the train stage: its time is neither the train
@@ -428,10 +383,10 @@ CheckpointEncoder load_checkpoint_encoder(const PipelineSpec& spec, const Plugin
   // stream.
   require_device(spec);
   const auto seed = static_cast<std::uint64_t>(spec.pipeline.get<std::int64_t>("seed"));
-  auto source = make<Source>(reg, spec.source);
+  auto source = make_plugin<Source>(reg, spec.source);
   const AugmentStage augment(spec, reg, source->info().shape, seed);
   CheckpointEncoder out;
-  out.encoder = make<Encoder>(reg, spec.encoder);
+  out.encoder = make_plugin<Encoder>(reg, spec.encoder);
   try {
     out.encoder->build(EncoderContext{augment.encoder_input(), seed, train_precision(spec)});
   } catch (const std::exception& e) {

@@ -1,7 +1,7 @@
 #include "checkpoint.hpp"
 
 #include "safetensors.hpp"
-#include "train/device_ops.hpp"
+#include "device/device_ops.hpp"
 
 #include <contra/device.hpp>
 #include <contra/errors.hpp>

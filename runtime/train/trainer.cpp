@@ -1,7 +1,7 @@
 #include "trainer.hpp"
 
 #include "mining_diagnostics.hpp"
-#include "train/device_ops.hpp"
+#include "device/device_ops.hpp"
 
 #include <contra/errors.hpp>
 #include <contra/rng.hpp>
@@ -77,7 +77,7 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
       throw PluginError(p_.encoder_label + ": a second instance has a different number of parameters");
     // build() may have initialised parameters on the default stream, which
     // does not order with the (non-blocking) stream the copies below use.
-    if (p_.device != Device::cpu) device_ops::synchronize_device();
+    device_ops::synchronize_device(p_.device);
     for (std::size_t i = 0; i < params_.size(); ++i) {
       if (momentum_params_[i]->value.shape() != params_[i]->value.shape())
         throw PluginError(p_.encoder_label + ": a second instance has a parameter '" + momentum_params_[i]->name +
@@ -86,23 +86,14 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
         throw PluginError(p_.encoder_label + ": a second instance has parameter '" + momentum_params_[i]->name +
                           "' on " + device_name(momentum_params_[i]->value.device()) + ", expected " +
                           device_name(p_.device));
-      if (p_.device == Device::cpu)
-        std::copy_n(params_[i]->value.data<float>(), params_[i]->value.numel(), momentum_params_[i]->value.data<float>());
-      else
-        device_ops::copy_into(momentum_params_[i]->value, params_[i]->value);
+      device_ops::copy_into(momentum_params_[i]->value, params_[i]->value);
     }
   }
   guarded(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
 
 void Trainer::forward_again(const Tensor& x) {
-  // dst ← src, same shape and dtype; on the GPU in stream order.
-  auto copy = [&](Tensor& dst, const Tensor& src) {
-    if (p_.device == Device::cpu)
-      std::copy_n(static_cast<const unsigned char*>(src.raw()), src.nbytes(), static_cast<unsigned char*>(dst.raw()));
-    else
-      device_ops::copy_async(dst, src);
-  };
+  auto copy = [](Tensor& dst, const Tensor& src) { device_ops::copy_async(dst, src); };  // in stream order
   // The copies are kept between steps: allocated at the first re-forward.
   std::size_t k = 0;
   for (Encoder* e : {p_.encoder.get(), p_.head.get()})
@@ -125,219 +116,132 @@ void Trainer::forward_again(const Tensor& x) {
   for (auto& [buffer, saved] : saved_buffers_) copy(*buffer, saved);
 }
 
-StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double lr_scale) {
-  if (p_.device != Device::cpu) return step_on_device(batch, global_step, lr_scale);
-  // Drop last step's references to encoder outputs, so that the encoder can
-  // reuse its buffers in place.
-  emb_ = Embeddings{};
-  // Same-size views come as one tensor; multi-crop adds more groups.
-  groups_.clear();
-  groups_.push_back(&batch.images);
-  for (const Tensor& t : batch.more_images) groups_.push_back(&t);
-  std::int64_t rows = 0;
-  for (const Tensor* g : groups_) rows += g->dim(0);
-  const std::int64_t n = batch.size();
-  row_sample_.resize(static_cast<std::size_t>(rows));
-  row_id_.resize(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r) row_sample_[r] = r % n, row_id_[r] = batch.ids[r % n];
-  const bool labelled = !batch.labels.empty();
-  if (labelled) {
-    row_label_.resize(static_cast<std::size_t>(rows));
-    for (std::int64_t r = 0; r < rows; ++r) row_label_[r] = batch.labels[r % n];
-  }
-
-  auto forward = [&](Encoder& e, const std::string& label, const Tensor& x) -> const Tensor& {
-    const Tensor& y = guarded(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
-    const std::int64_t d = e.output_dim();
-    if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d)
-      throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
-                        y.shape().str() + ", expected f32 " + Shape{x.dim(0), d}.str());
-    check_finite(y, label, "the output of forward()", global_step);
-    return y;
-  };
-  // Encoder (and head) of one group of views.
-  auto embed = [&](Encoder& enc, Encoder* head, const Tensor& x) -> const Tensor& {
-    const Tensor& h = forward(enc, p_.encoder_label, x);
-    return head ? forward(*head, p_.head_label, h) : h;
-  };
-  // All groups' embeddings in row order; a single group needs no copy.
-  auto embed_all = [&](Encoder& enc, Encoder* head, Tensor& joined) -> Tensor {
-    if (groups_.size() == 1) return embed(enc, head, *groups_[0]);
-    std::int64_t at = 0;
-    for (const Tensor* g : groups_) {
-      const Tensor& y = embed(enc, head, *g);
-      if (at == 0) joined.ensure({rows, y.dim(1)}, DType::f32);
-      std::copy_n(y.data<float>(), y.numel(), joined.data<float>() + at * y.dim(1));
-      at += g->dim(0);
-    }
-    return joined;
-  };
-
-  const Tensor z = embed_all(*p_.encoder, p_.head.get(), joined_z_);
-  Tensor keys;
-  if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_);
-
-  emb_ = Embeddings{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys,
-                    p_.memory ? &p_.memory->view() : nullptr};
-  const Embeddings& emb = emb_;
-  pairs_.clear();
-  guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(emb, pairs_); });
-  result_.metrics.clear();
-  guarded(p_.loss_label, "compute()", [&] { p_.loss->compute(emb, pairs_, result_); });
-  diagnose_mining(emb, pairs_, global_step).append_to(result_.metrics);
-  if (!std::isfinite(result_.value))
-    throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
-                      std::to_string(result_.value) + ") at step " + std::to_string(global_step));
-  if (result_.grad.shape() != z.shape() || result_.grad.dtype() != DType::f32)
-    throw PluginError(p_.loss_label + ": compute() returned a " + dtype_name(result_.grad.dtype()) +
-                      " gradient of shape " + result_.grad.shape().str() +
-                      ", expected f32 " + z.shape().str());
-  check_finite(result_.grad, p_.loss_label, "the gradient compute() returned", global_step);
-
-  for (Parameter* q : params_) q->grad.zero();
-  // Backward group by group, last first: layers keep only their last
-  // forward, so every group but the last is forwarded again first.
-  std::int64_t end = rows;
-  for (std::size_t g = groups_.size(); g-- > 0;) {
-    const Tensor& x = *groups_[g];
-    const std::int64_t begin = end - x.dim(0);
-    if (g + 1 != groups_.size()) forward_again(x);
-    const Tensor dz = groups_.size() == 1 ? result_.grad : result_.grad.rows(begin, end);
-    const Tensor* dh = &dz;
-    if (p_.head) {
-      dh = &guarded(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
-      if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != p_.encoder->output_dim() ||
-          dh->dtype() != DType::f32)
-        throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
-                          ", expected f32 " + Shape{x.dim(0), p_.encoder->output_dim()}.str());
-    }
-    guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
-    end = begin;
-  }
-  guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
-  if (p_.momentum_encoder) {
-    // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo).
-    const float m = static_cast<float>(p_.memory->encoder_momentum());
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      float* k = momentum_params_[i]->value.data<float>();
-      const float* q = params_[i]->value.data<float>();
-      for (std::int64_t j = 0; j < params_[i]->value.numel(); ++j) k[j] = m * k[j] + (1.0f - m) * q[j];
-    }
-  }
-  if (p_.memory) guarded(p_.memory_label, "update()", [&] { p_.memory->update(emb); });
-
-  StepOutcome out;
-  out.loss = result_.value;
-  out.lr = p_.optimizer->learning_rate();
-  out.metrics = result_.metrics;
-  return out;
+// The text " on DEVICE" for error messages, said when the step runs on a
+// device or `t` lives elsewhere than the step.
+std::string Trainer::where(const Tensor& t) const {
+  return p_.device == Device::cpu && t.device() == Device::cpu ? std::string() : std::string(" on ") +
+                                                                                      device_name(t.device());
 }
 
-// The step of step() on the GPU. Encoder, head, loss and optimizer work on
-// device tensors, all queued on the current stream (the train stream);
-// the host waits for the device only where it must read something: the
-// embeddings (and a device memory's keys), copied to the host once for the
-// miner (when it has no cuda build), the mining diagnostics, a host memory
-// and the sampler; the count of non-finite values in the loss gradient and
-// between encoder and head; and the loss value (inside the loss). The
-// mining diagnostics run on the host once the backward pass and the update
-// are queued, so the GPU works through them meanwhile; those stay queued
-// when step() returns, so the next batch's copy and the host side of the
-// next step overlap them.
-StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step, double lr_scale) {
-  emb_ = Embeddings{};
-  // Drops the references to last step's host copies, so that
-  // to_host_async() reuses those pinned tensors in place instead of
-  // replacing them (a shared tensor would be copied into new pageable
-  // memory, synchronously).
-  emb_host_ = Embeddings{};
-  memory_host_ = MemoryView{};
-  // The encoder gets non-owning views of the batch's device images: an
-  // encoder that keeps its input for backward() then holds no reference to
-  // the copy stage's buffers, which are therefore refilled in place, ordered
-  // by the stage's events, instead of being reallocated on the copy stream
-  // while this stream may still read the old ones.
-  input_views_.clear();
-  input_views_.reserve(1 + batch.more_images.size());
-  auto view_of = [&](const Tensor& t) {
-    if (t.device() != p_.device)
-      throw UsageError("train step: batch images on " + std::string(device_name(t.device())) + ", expected " +
-                       device_name(p_.device) + " (the to_device stage copies them)");
-    input_views_.push_back(Tensor::wrap(const_cast<void*>(t.raw()), t.shape(), t.dtype(), t.device()));
+const Tensor& Trainer::forward_checked(Encoder& e, const std::string& label, const Tensor& x, bool check_values,
+                                       std::int64_t step) {
+  const Tensor& y = guarded(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
+  const std::int64_t d = e.output_dim();
+  if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d || y.device() != p_.device)
+    throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
+                      y.shape().str() + where(y) + ", expected f32 " + Shape{x.dim(0), d}.str() +
+                      (p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device)));
+  // Counted where y lives; only a tensor with a bad value is copied to the
+  // host, to name its first bad element.
+  if (check_values && device_ops::count_nonfinite(y) != 0)
+    check_finite(device_ops::to_host(y), label, "the output of forward()", step);
+  return y;
+}
+
+Tensor Trainer::embed_all(Encoder& enc, Encoder* head, Tensor& joined, std::int64_t step) {
+  // The final embeddings are checked once, on their host copy, in step().
+  auto embed = [&](const Tensor& x) -> const Tensor& {
+    const Tensor& h = forward_checked(enc, p_.encoder_label, x, head != nullptr, step);
+    return head ? forward_checked(*head, p_.head_label, h, false, step) : h;
   };
-  view_of(batch.images);
-  for (const Tensor& t : batch.more_images) view_of(t);
+  // A single group needs no copy; multi-crop joins the groups in row order.
+  if (groups_.size() == 1) return embed(*groups_[0]);
+  std::int64_t at = 0;
+  for (const Tensor* g : groups_) {
+    const Tensor& y = embed(*g);
+    if (at == 0) joined.ensure({static_cast<std::int64_t>(row_sample_.size()), y.dim(1)}, DType::f32, p_.device);
+    device_ops::copy_rows(joined, at, y);  // before the next forward() reuses y (in stream order on a device)
+    at += g->dim(0);
+  }
+  return joined;
+}
+
+void Trainer::set_rows(const Batch& batch) {
+  input_views_.clear();
   groups_.clear();
-  for (const Tensor& v : input_views_) groups_.push_back(&v);
+  if (p_.device == Device::cpu) {
+    groups_.push_back(&batch.images);
+    for (const Tensor& t : batch.more_images) groups_.push_back(&t);
+  } else {
+    // The encoder gets non-owning views of the batch's device images: an
+    // encoder that keeps its input for backward() then holds no reference
+    // to the copy stage's buffers, which are therefore refilled in place,
+    // ordered by the stage's events, instead of being reallocated on the
+    // copy stream while this stream may still read the old ones.
+    input_views_.reserve(1 + batch.more_images.size());
+    auto view_of = [&](const Tensor& t) {
+      if (t.device() != p_.device)
+        throw UsageError("train step: batch images on " + std::string(device_name(t.device())) + ", expected " +
+                         device_name(p_.device) + " (the to_device stage copies them)");
+      input_views_.push_back(Tensor::wrap(const_cast<void*>(t.raw()), t.shape(), t.dtype(), t.device()));
+    };
+    view_of(batch.images);
+    for (const Tensor& t : batch.more_images) view_of(t);
+    for (const Tensor& v : input_views_) groups_.push_back(&v);
+  }
+  // Same-size views come as one tensor; multi-crop adds more groups. Row r
+  // is view r / n of sample r % n.
   std::int64_t rows = 0;
   for (const Tensor* g : groups_) rows += g->dim(0);
   const std::int64_t n = batch.size();
   row_sample_.resize(static_cast<std::size_t>(rows));
   row_id_.resize(static_cast<std::size_t>(rows));
   for (std::int64_t r = 0; r < rows; ++r) row_sample_[r] = r % n, row_id_[r] = batch.ids[r % n];
-  const bool labelled = !batch.labels.empty();
-  if (labelled) {
+  row_label_.clear();
+  if (!batch.labels.empty()) {
     row_label_.resize(static_cast<std::size_t>(rows));
     for (std::int64_t r = 0; r < rows; ++r) row_label_[r] = batch.labels[r % n];
   }
+}
 
-  // A device tensor with NaN or Inf: counted on the device; only then is it
-  // copied to the host, to name the first bad element.
-  auto check_finite_on_device = [&](const Tensor& t, const std::string& label, const char* what) {
-    if (device_ops::count_nonfinite(t) != 0) check_finite(device_ops::to_host(t), label, what, global_step);
-  };
-  auto forward = [&](Encoder& e, const std::string& label, const Tensor& x, bool check) -> const Tensor& {
-    const Tensor& y = guarded(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
-    const std::int64_t d = e.output_dim();
-    if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d ||
-        y.device() != p_.device)
-      throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
-                        y.shape().str() + " on " + device_name(y.device()) + ", expected f32 " +
-                        Shape{x.dim(0), d}.str() + " on " + device_name(p_.device));
-    if (check) check_finite_on_device(y, label, "the output of forward()");
-    return y;
-  };
-  // The embeddings themselves are checked on their host copy below.
-  auto embed = [&](Encoder& enc, Encoder* head, const Tensor& x) -> const Tensor& {
-    const Tensor& h = forward(enc, p_.encoder_label, x, head != nullptr);
-    return head ? forward(*head, p_.head_label, h, false) : h;
-  };
-  auto embed_all = [&](Encoder& enc, Encoder* head, Tensor& joined) -> Tensor {
-    if (groups_.size() == 1) return embed(enc, head, *groups_[0]);
-    std::int64_t at = 0;
-    for (const Tensor* g : groups_) {
-      const Tensor& y = embed(enc, head, *g);
-      if (at == 0) joined.ensure({rows, y.dim(1)}, DType::f32, p_.device);
-      device_ops::copy_rows(joined, at, y);  // before the next forward() reuses y, in stream order
-      at += g->dim(0);
-    }
-    return joined;
-  };
+// One step, on the host or on a device alike: every operation that differs
+// goes through device_ops. On a device, encoder, head, loss and optimizer
+// work on device tensors, all queued on the current stream (the train
+// stream); the host waits only where it must read something: the
+// embeddings (and a device memory's keys), copied to the host once for a
+// host miner, the mining diagnostics, a host memory and the sampler; the
+// count of non-finite values in the loss gradient and between encoder and
+// head; and the loss value (inside the loss). The mining diagnostics then
+// run while the GPU works through the backward pass and the update, which
+// stay queued when step() returns, so the next batch's copy and the host
+// side of the next step overlap them.
+StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double lr_scale) {
+  // Drop last step's references to encoder outputs and host copies, so that
+  // the encoder reuses its buffers and to_host_async() its page-locked
+  // tensors in place (a shared tensor would be replaced, synchronously).
+  emb_ = Embeddings{};
+  emb_host_ = Embeddings{};
+  memory_host_ = MemoryView{};
+  set_rows(batch);
+  const bool labelled = !row_label_.empty();
 
-  const Tensor z = embed_all(*p_.encoder, p_.head.get(), joined_z_);
+  const Tensor z = embed_all(*p_.encoder, p_.head.get(), joined_z_, global_step);
   Tensor keys;
-  if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_);
-
-  // A memory whose keys live on the device (its cuda build): a host copy of
-  // them for a CPU miner and the mining diagnostics, made with the embeddings'.
+  if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_, global_step);
   const MemoryView* memory = p_.memory ? &p_.memory->view() : nullptr;
-  const MemoryView* memory_host = memory;
-  if (memory && memory->keys.defined() && memory->keys.device() != Device::cpu) {
-    device_ops::to_host_async(memory_keys_host_, memory->keys);
-    memory_host_ = MemoryView{memory_keys_host_, memory->ids, memory->labels};
+  const Embeddings local{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory};
+  // Data-parallel ranks gather the global batch here; a single process sees
+  // its own.
+  emb_ = collectives_ ? collectives_->gather(local) : local;
+
+  // Host copies: of the embeddings, for a host miner, the diagnostics, a
+  // host memory and the sampler; of a device memory's keys, for a host miner
+  // and the diagnostics. One wait. On the host they are the tensors themselves.
+  const MemoryView* memory_host = emb_.memory;
+  if (memory_host && memory_host->keys.defined() && memory_host->keys.device() != Device::cpu) {
+    device_ops::to_host_async(memory_keys_host_, memory_host->keys);
+    memory_host_ = MemoryView{memory_keys_host_, memory_host->ids, memory_host->labels};
     memory_host = &memory_host_;
   }
-  // One copy of the embeddings to the host per step, one wait.
-  device_ops::to_host_async(z_host_, z);
-  if (keys.defined()) device_ops::to_host_async(keys_host_, keys);
-  device_ops::finish();
+  device_ops::to_host_async(z_host_, emb_.z);
+  if (emb_.keys.defined()) device_ops::to_host_async(keys_host_, emb_.keys);
+  device_ops::finish(p_.device);
   const std::string& z_label = p_.head ? p_.head_label : p_.encoder_label;
   check_finite(z_host_, z_label, "the output of forward()", global_step);
-  if (keys.defined()) check_finite(keys_host_, z_label, "the output of forward()", global_step);
+  if (emb_.keys.defined()) check_finite(keys_host_, z_label, "the output of forward()", global_step);
+  emb_host_ = Embeddings{z_host_,      emb_.sample, emb_.label, emb_.views, emb_.ids,
+                         emb_.keys.defined() ? keys_host_ : Tensor(), memory_host};
 
-  emb_ = Embeddings{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory};
-  emb_host_ = Embeddings{z_host_, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_,
-                         keys.defined() ? keys_host_ : Tensor(), memory_host};
   pairs_.clear();
   const Embeddings& for_miner = p_.miner_device == Device::cpu ? emb_host_ : emb_;
   guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
@@ -346,43 +250,54 @@ StepOutcome Trainer::step_on_device(const Batch& batch, std::int64_t global_step
   if (!std::isfinite(result_.value))
     throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
                       std::to_string(result_.value) + ") at step " + std::to_string(global_step));
-  if (result_.grad.shape() != z.shape() || result_.grad.dtype() != DType::f32 || result_.grad.device() != p_.device)
-    throw PluginError(p_.loss_label + ": compute() returned a " + dtype_name(result_.grad.dtype()) +
-                      " gradient of shape " + result_.grad.shape().str() + " on " +
-                      device_name(result_.grad.device()) + ", expected f32 " + z.shape().str() + " on " +
-                      device_name(p_.device));
-  check_finite_on_device(result_.grad, p_.loss_label, "the gradient compute() returned");
+  const Tensor& grad = result_.grad;
+  if (grad.shape() != emb_.z.shape() || grad.dtype() != DType::f32 || grad.device() != p_.device)
+    throw PluginError(p_.loss_label + ": compute() returned a " + dtype_name(grad.dtype()) + " gradient of shape " +
+                      grad.shape().str() + where(grad) + ", expected f32 " + emb_.z.shape().str() +
+                      (p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device)));
+  if (device_ops::count_nonfinite(grad) != 0)
+    check_finite(device_ops::to_host(grad), p_.loss_label, "the gradient compute() returned", global_step);
+  // On the host the host copies are the step's own tensors, which the
+  // backward pass may reuse: the diagnostics read them first. A device's
+  // copies are the host's own, read while the device works.
+  const bool diagnose_first = z_host_.raw() == emb_.z.raw();
+  if (diagnose_first) diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
 
+  // This rank's rows of dL/dz: a data-parallel run takes its slice of the
+  // global gradient.
+  const Tensor dz_local = collectives_ ? collectives_->local_gradient(grad) : grad;
   for (Parameter* q : params_) q->grad.zero();  // on the current stream
-  std::int64_t end = rows;
+  // Backward group by group, last first: layers keep only their last
+  // forward, so every group but the last is forwarded again first.
+  std::int64_t end = z.dim(0);
   for (std::size_t g = groups_.size(); g-- > 0;) {
     const Tensor& x = *groups_[g];
     const std::int64_t begin = end - x.dim(0);
     if (g + 1 != groups_.size()) forward_again(x);
-    const Tensor dz = groups_.size() == 1 ? result_.grad : result_.grad.rows(begin, end);
+    const Tensor dz = groups_.size() == 1 ? dz_local : dz_local.rows(begin, end);
     const Tensor* dh = &dz;
     if (p_.head) {
       dh = &guarded(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
       if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != p_.encoder->output_dim() ||
           dh->dtype() != DType::f32 || dh->device() != p_.device)
         throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
-                          " on " + device_name(dh->device()) + ", expected f32 " +
-                          Shape{x.dim(0), p_.encoder->output_dim()}.str() + " on " + device_name(p_.device));
+                          where(*dh) + ", expected f32 " + Shape{x.dim(0), p_.encoder->output_dim()}.str() +
+                          (p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device)));
     }
     guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
     end = begin;
   }
+  // Data-parallel ranks all-reduce the parameters' gradients here.
+  if (collectives_) collectives_->reduce_gradients(params_);
   guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
   if (p_.momentum_encoder) {
-    // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo), queued after the optimizer's update.
+    // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo), after the optimizer's update.
     const float m = static_cast<float>(p_.memory->encoder_momentum());
     for (std::size_t i = 0; i < params_.size(); ++i)
       device_ops::momentum_update(momentum_params_[i]->value, params_[i]->value, m);
   }
-  // The mining diagnostics (host work on the host copies) while the GPU runs
-  // the backward pass and the update just queued, not while it waits for
-  // them; before the memory's update, which may change a host memory's keys.
-  diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
+  // Before the memory's update, which may change a host memory's keys.
+  if (!diagnose_first) diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
   if (p_.memory) {
     const Embeddings& for_memory = p_.memory_device == Device::cpu ? emb_host_ : emb_;
     guarded(p_.memory_label, "update()", [&] { p_.memory->update(for_memory); });

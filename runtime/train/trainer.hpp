@@ -35,6 +35,24 @@ struct TrainerParts {
   Device miner_device = Device::cpu, memory_device = Device::cpu;
 };
 
+/// The points of a step where data-parallel ranks meet (a communicator's
+/// gather and all-reduce); a single process has none. Called on the
+/// training thread, in this order, every step.
+class StepCollectives {
+ public:
+  virtual ~StepCollectives() = default;
+  /// This rank's embeddings (rows, ids, labels, keys, memory) -> the global
+  /// batch's, which the miner, the loss and the memory see. The result
+  /// stays valid until the next call.
+  virtual const Embeddings& gather(const Embeddings& local) = 0;
+  /// dL/dz over the global batch -> this rank's rows of it, what the
+  /// rank's encoder differentiates.
+  virtual Tensor local_gradient(const Tensor& global_grad) = 0;
+  /// After the backward pass, before the optimizer: the parameters'
+  /// gradients made the same on every rank.
+  virtual void reduce_gradients(const std::vector<Parameter*>& params) = 0;
+};
+
 struct StepOutcome {
   double loss = 0.0;
   double lr = 0.0;
@@ -49,18 +67,30 @@ class Trainer {
   /// as an exact copy of the encoder.
   Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx = {});
 
-  /// One step; `lr_scale` comes from the learning-rate schedule.
+  /// One step; `lr_scale` comes from the learning-rate schedule. The same
+  /// algorithm on the host and on a device (device_ops does what differs).
   StepOutcome step(const Batch& batch, std::int64_t global_step, double lr_scale = 1.0);
+
+  /// Hooks for data-parallel ranks (kept, not owned); none by default.
+  void set_collectives(StepCollectives* c) { collectives_ = c; }
 
   const std::vector<Parameter*>& parameters() const { return params_; }
   /// The last step's embeddings (ids, keys and memory set), for the sampler's
   /// feedback edge: on the host also when the step ran on the GPU. Valid
   /// until the next step.
-  const Embeddings& last_embeddings() const { return p_.device == Device::cpu ? emb_ : emb_host_; }
+  const Embeddings& last_embeddings() const { return emb_host_; }
 
  private:
-  // The device path of step() ([train] device = "cuda").
-  StepOutcome step_on_device(const Batch& batch, std::int64_t global_step, double lr_scale);
+  // The batch's image groups (device: non-owning views) and each row's
+  // sample, id and label.
+  void set_rows(const Batch& batch);
+  // forward() of one encoder or head with its output's form checked (and
+  // its values, when `check_values`).
+  const Tensor& forward_checked(Encoder& e, const std::string& label, const Tensor& x, bool check_values,
+                                std::int64_t step);
+  // Every group's embeddings by `enc` (and `head`) in row order.
+  Tensor embed_all(Encoder& enc, Encoder* head, Tensor& joined, std::int64_t step);
+  std::string where(const Tensor& t) const;
 
   // Forwards multi-crop group x again for its backward pass (layers keep
   // only their last forward) without updating the encoder's and head's
@@ -69,14 +99,16 @@ class Trainer {
   void forward_again(const Tensor& x);
 
   TrainerParts p_;
+  StepCollectives* collectives_ = nullptr;
   std::vector<Parameter*> params_, momentum_params_;
   std::vector<std::pair<Tensor*, Tensor>> saved_buffers_;  // forward_again(): each buffer and its copy
   std::vector<std::int64_t> row_sample_, row_label_, row_id_;
   std::vector<const Tensor*> groups_;
   Tensor joined_z_, joined_keys_;  // multi-crop: embeddings of all groups in row order
   Embeddings emb_;
-  // Device runs: host copies of z and keys (page-locked, reused), and the
-  // embeddings over them for host-side miners, memories and samplers.
+  // Host copies of z and keys (page-locked, reused; on the host, z and keys
+  // themselves), and the embeddings over them for host-side miners,
+  // memories, the diagnostics and the sampler.
   Tensor z_host_, keys_host_;
   Tensor memory_keys_host_;  // a device memory's keys, copied for CPU miners and the diagnostics
   MemoryView memory_host_;

@@ -37,7 +37,7 @@ TEST_CASE("device copy: the copy of batch k+1 overlaps step k on the GPU", "[run
   cuda::Event origin(true);
   origin.record(train_stream.get());
 
-  DeviceCopyStage copy(bridge, /*timing=*/true);
+  DeviceCopyStage copy(/*timing=*/true);
   std::vector<cuda::Event> step_start, step_end;
   for (int k = 0; k < batches; ++k) {
     step_start.emplace_back(true);

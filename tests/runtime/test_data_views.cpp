@@ -191,3 +191,41 @@ TEST_CASE("views: random_apply runs or skips the next augmentations", "[runtime]
   CHECK_THROWS_WITH(first_view("[[augment.chain]]\nplugin = \"random_apply\"\ncount = 2\n" + flip),
                     Catch::Contains("skips up to 2 following augmentations, but only 1 follow it"));
 }
+
+#include "assembly/make_plugin.hpp"
+#include "graph/evaluation.hpp"
+
+namespace {
+// The features of a 4x4 synthetic source's 8 samples through [eval]'s chain
+// `chain`, by a fixed mlp.
+std::vector<float> eval_features(const std::string& chain) {
+  test::TempDir dir("evalchain");
+  const std::string source = "plugin = \"synthetic\"\nsize = 8\nheight = 4\nwidth = 4\n";
+  test::write_file(dir.file("p.toml"), "[source]\n" + source + "[encoder]\nplugin = \"mlp\"\noutput = 4\n"
+                                       "[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n"
+                                       "[eval]\n[eval.test]\n" + source +
+                                       "[[eval.evaluator]]\nplugin = \"knn\"\n" + chain);
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(dir.file("p.toml"), {}, reg);
+  Evaluation(spec, reg).check();
+  auto encoder = make_plugin<Encoder>(reg, spec.encoder);
+  encoder->build({Shape{1, 4, 4}, 1});
+  auto src = make_plugin<Source>(reg, spec.eval_test);
+  FeatureSet f = FeatureExtractor(spec, reg).embed(*encoder, *src, "test");
+  return std::vector<float>(f.features.data<float>(), f.features.data<float>() + f.features.numel());
+}
+}  // namespace
+
+TEST_CASE("views: [eval]'s chain is the views' chain, with the same skip rules", "[runtime][views][eval]") {
+  const std::string flip = "[[eval.chain]]\nplugin = \"horizontal_flip\"\np = 1.0\n";
+  const auto plain = eval_features("");
+  const auto flipped = eval_features(flip);
+  CHECK(flipped != plain);
+  // random_apply skips the flip, or lets it run, in evaluation as in training.
+  CHECK(eval_features("[[eval.chain]]\nplugin = \"random_apply\"\np = 0.0\n" + flip) == plain);
+  CHECK(eval_features("[[eval.chain]]\nplugin = \"random_apply\"\np = 1.0\n" + flip) == flipped);
+  // And a skip that would change the format is refused before any training.
+  CHECK_THROWS_WITH(eval_features("[[eval.chain]]\nplugin = \"random_apply\"\n"
+                                  "[[eval.chain]]\nplugin = \"normalize\"\n"),
+                    Catch::Contains("skipping the next 1 augmentation(s) would change the image"));
+}

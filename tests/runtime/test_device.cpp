@@ -3,7 +3,8 @@
 // builds with and without CUDA; the expected text depends on which.
 #include "config/pipeline_spec.hpp"
 #include "cuda_bridge.hpp"
-#include "graph/device_runtime.hpp"
+#include "assembly/pipeline_device.hpp"
+#include "device/cuda_library.hpp"
 #include "graph/executor.hpp"
 #include "loader/registry.hpp"
 #include "train/safetensors.hpp"

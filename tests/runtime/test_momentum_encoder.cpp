@@ -1,11 +1,15 @@
-// The momentum encoder a memory asks for: an exact copy at the start, then
-// θ_k ← m·θ_k + (1 − m)·θ_q after every step, and its keys in the embeddings.
+// The trainer: the momentum encoder a memory asks for (an exact copy at the
+// start, then θ_k ← m·θ_k + (1 − m)·θ_q after every step, its keys in the
+// embeddings), multi-crop groups, and the hooks data-parallel ranks use.
 #include "loader/registry.hpp"
 #include "train/trainer.hpp"
 
 #include "layer_check.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
 
 using namespace contra;
 using namespace contra::runtime;
@@ -128,4 +132,79 @@ TEST_CASE("trainer: multi-crop updates batch-norm running statistics once per gr
   twin->forward(b.images, Mode::train);
   twin->forward(b.more_images[0], Mode::train);
   same_buffers();
+}
+
+namespace {
+// Two ranks that happen to hold the same batch: the gathered batch is the
+// local one twice (the second copy as other samples), and this rank's
+// gradient is the first half of the global one.
+struct MirroredRanks : StepCollectives {
+  std::vector<std::string> calls;
+  Tensor z;
+  std::vector<std::int64_t> sample, ids;
+  Embeddings global;
+  bool zero_gradients = false;
+  const Embeddings& gather(const Embeddings& local) override {
+    calls.push_back("gather");
+    const std::int64_t rows = local.rows(), d = local.z.dim(1);
+    z = Tensor::empty({2 * rows, d}, DType::f32);
+    std::copy_n(local.z.data<float>(), rows * d, z.data<float>());
+    std::copy_n(local.z.data<float>(), rows * d, z.data<float>() + rows * d);
+    const std::int64_t n = rows / local.views;
+    sample.clear();
+    ids.clear();
+    for (int copy = 0; copy < 2; ++copy)
+      for (std::int64_t r = 0; r < rows; ++r) {
+        sample.push_back((*local.sample)[r] + copy * n);
+        ids.push_back((*local.ids)[r] + copy * 1000);
+      }
+    global = Embeddings{z, &sample, nullptr, local.views, &ids, Tensor(), nullptr};
+    return global;
+  }
+  Tensor local_gradient(const Tensor& g) override {
+    calls.push_back("local_gradient " + g.shape().str());
+    return g.rows(0, g.dim(0) / 2);
+  }
+  void reduce_gradients(const std::vector<Parameter*>& params) override {
+    double norm = 0;
+    for (Parameter* p : params)
+      for (std::int64_t j = 0; j < p->grad.numel(); ++j) norm += std::abs(p->grad.data<float>()[j]);
+    calls.push_back(norm > 0 ? "reduce_gradients (after backward)" : "reduce_gradients (no gradient yet)");
+    if (zero_gradients)
+      for (Parameter* p : params) p->grad.zero();
+  }
+};
+}  // namespace
+
+TEST_CASE("trainer: the collective hooks see the global batch and hand each rank its rows", "[runtime][train]") {
+  PluginRegistry reg;
+  reg.scan_directory(CONTRA_PLUGIN_DIR);
+  TrainerParts parts;
+  parts.encoder = make<Encoder>(reg, PluginKind::encoder, "mlp", {{"hidden", std::vector<std::int64_t>{6}}, {"output", 4}});
+  parts.miner = make<Miner>(reg, PluginKind::miner, "all_pairs", {});
+  parts.loss = make<Loss>(reg, PluginKind::loss, "info_nce", {});
+  parts.optimizer = make<Optimizer>(reg, PluginKind::optimizer, "sgd", {{"lr", 0.5}, {"momentum", 0.0}});
+  Trainer trainer(parts, EncoderContext{Shape{1, 2, 2}, 3});
+  MirroredRanks ranks;
+  trainer.set_collectives(&ranks);
+
+  Batch b;
+  b.ids = {10, 11, 12, 13};
+  b.views = 2;
+  b.images = test::random_tensor({8, 1, 2, 2}, 4);
+  trainer.step(b, 0);
+  // The loss's gradient covers the 16 gathered rows (a check against the 8
+  // local rows would have thrown); the encoder got 8 of them.
+  CHECK(ranks.calls == std::vector<std::string>{"gather", "local_gradient [16, 4]", "reduce_gradients (after backward)"});
+  CHECK(trainer.last_embeddings().rows() == 16);
+  CHECK((*trainer.last_embeddings().ids)[8] == 1010);
+
+  // Gradients zeroed in the hook: the optimizer, which runs after it, moves nothing.
+  ranks.zero_gradients = true;
+  std::vector<Tensor> before;
+  for (Parameter* p : trainer.parameters()) before.push_back(p->value.clone());
+  trainer.step(b, 1);
+  for (std::size_t i = 0; i < before.size(); ++i)
+    for (std::int64_t j = 0; j < before[i].numel(); ++j)
+      REQUIRE(trainer.parameters()[i]->value.data<float>()[j] == before[i].data<float>()[j]);
 }

@@ -3,7 +3,7 @@
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"
-#include "train/evaluation.hpp"
+#include "graph/evaluation.hpp"
 #include "train/safetensors.hpp"
 #include "test_support.hpp"
 

@@ -2,11 +2,11 @@
 #include "plugin_docs.hpp"
 
 #include "assembly/load_pipeline.hpp"
-#include "graph/device_runtime.hpp"
+#include "assembly/pipeline_device.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"
-#include "train/evaluation.hpp"
+#include "graph/evaluation.hpp"
 
 #include <contra/errors.hpp>
 

@@ -1,9 +1,13 @@
-#include "train/device_ops.hpp"
+#include "device/device_ops.hpp"
 
 #include "cuda_bridge.hpp"
-#include "graph/device_runtime.hpp"
+#include "device/cuda_library.hpp"
 
 #include <contra/errors.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 
 namespace contra::runtime::device_ops {
 
@@ -22,6 +26,8 @@ void expect_same(const Tensor& dst, const Tensor& src, const char* what) {
                      " tensor into a " + dtype_name(dst.dtype()) + " " + dst.shape().str() + " one");
 }
 
+bool on_host(const Tensor& t) { return t.device() == Device::cpu; }
+
 }  // namespace
 
 Tensor to_host(const Tensor& t) {
@@ -35,6 +41,10 @@ Tensor to_host(const Tensor& t) {
 }
 
 void to_host_async(Tensor& host, const Tensor& dev) {
+  if (on_host(dev)) {
+    host = dev;
+    return;
+  }
   const auto& c = cuda();
   // A pinned tensor of the right size is reused in place by copy_to_host's
   // ensure(); anything else is replaced by one, so that the copy is truly
@@ -49,13 +59,18 @@ void to_device_async(Tensor& dev, const Tensor& host) {
   c.copy_to_device(dev, host, c.current_stream());
 }
 
-void finish() {
+void finish(Device where) {
+  if (where == Device::cpu) return;  // and never maps libcontra_cuda for it
   const auto& c = cuda();
   c.synchronize(c.current_stream());
 }
 
 void copy_into(Tensor& dst, const Tensor& src) {
   expect_same(dst, src, "copy_into");
+  if (on_host(dst) && on_host(src)) {
+    std::memcpy(dst.raw(), src.raw(), src.nbytes());
+    return;
+  }
   const auto& c = cuda();
   void* s = c.current_stream();
   c.copy_bytes(dst.raw(), src.raw(), src.nbytes(), s);
@@ -64,6 +79,10 @@ void copy_into(Tensor& dst, const Tensor& src) {
 
 void copy_async(Tensor& dst, const Tensor& src) {
   expect_same(dst, src, "copy_async");
+  if (on_host(dst) && on_host(src)) {
+    std::memcpy(dst.raw(), src.raw(), src.nbytes());
+    return;
+  }
   const auto& c = cuda();
   c.copy_bytes(dst.raw(), src.raw(), src.nbytes(), c.current_stream());
 }
@@ -73,22 +92,42 @@ void copy_rows(Tensor& dst, std::int64_t at, const Tensor& src) {
       dst.dtype() != src.dtype())
     throw UsageError("copy_rows: " + src.shape().str() + " rows at row " + std::to_string(at) + " of " +
                      dst.shape().str());
+  char* to = static_cast<char*>(dst.raw()) + at * dst.dim(1) * static_cast<std::int64_t>(dtype_size(dst.dtype()));
+  if (on_host(dst) && on_host(src)) {
+    std::memcpy(to, src.raw(), src.nbytes());
+    return;
+  }
   const auto& c = cuda();
-  c.copy_bytes(static_cast<char*>(dst.raw()) + at * dst.dim(1) * static_cast<std::int64_t>(dtype_size(dst.dtype())),
-               src.raw(), src.nbytes(), c.current_stream());
+  c.copy_bytes(to, src.raw(), src.nbytes(), c.current_stream());
 }
 
 std::int64_t count_nonfinite(const Tensor& t) {
+  if (on_host(t)) {
+    // One sum first: cheap when every value is finite (the usual case).
+    const float* p = t.data<float>();
+    double sum = 0;
+    for (std::int64_t i = 0; i < t.numel(); ++i) sum += p[i];
+    if (std::isfinite(sum)) return 0;
+    return std::count_if(p, p + t.numel(), [](float v) { return !std::isfinite(v); });
+  }
   const auto& c = cuda();
   return c.count_nonfinite(t.data<float>(), t.numel(), c.current_stream());
 }
 
 void momentum_update(Tensor& k, const Tensor& q, float m) {
   expect_same(k, q, "momentum_update");
+  if (on_host(k) && on_host(q)) {
+    float* kp = k.data<float>();
+    const float* qp = q.data<float>();
+    for (std::int64_t j = 0; j < q.numel(); ++j) kp[j] = m * kp[j] + (1.0f - m) * qp[j];
+    return;
+  }
   const auto& c = cuda();
   c.momentum_update(k.data<float>(), q.data<float>(), q.numel(), m, c.current_stream());
 }
 
-void synchronize_device() { cuda().synchronize_device(); }
+void synchronize_device(Device where) {
+  if (where != Device::cpu) cuda().synchronize_device();
+}
 
 }  // namespace contra::runtime::device_ops

@@ -1,7 +1,7 @@
-#include "evaluation.hpp"
+#include "graph/evaluation.hpp"
 
-#include "loader/registry.hpp"
-#include "train/device_ops.hpp"
+#include "assembly/make_plugin.hpp"
+#include "device/device_ops.hpp"
 #include "train/safetensors.hpp"
 
 #include <contra/errors.hpp>
@@ -10,42 +10,34 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 
 namespace contra::runtime {
 
-namespace {
-
-template <class Role> std::shared_ptr<Role> make(const PluginRegistry& reg, const PluginSpec& ps) {
-  const PluginRecord* rec = reg.find(ps.kind, ps.name, ps.device);
-  if (!rec) throw PluginError(ps.label() + ": plugin not found");
-  try {
-    return reg.create<Role>(*rec, ps.params);
-  } catch (const std::exception& e) {
-    throw PluginError(ps.label() + ": " + e.what());
-  }
-}
-
-}  // namespace
-
 FeatureExtractor::FeatureExtractor(const PipelineSpec& spec, const PluginRegistry& reg)
-    : spec_(spec), batch_size_(spec.eval.get<std::int64_t>("batch_size")) {
-  for (const auto& a : spec.eval_chain) chain_.push_back(make<Augmentation>(reg, a));
-}
+    : spec_(spec), registry_(reg), batch_size_(spec.eval.get<std::int64_t>("batch_size")) {}
 
 Evaluation::Evaluation(const PipelineSpec& spec, const PluginRegistry& reg) : spec_(spec), features_(spec, reg) {
   const PluginSpec& train = spec.eval_train.name.empty() ? spec.source : spec.eval_train;
-  train_ = make<Source>(reg, train);
-  test_ = make<Source>(reg, spec.eval_test);
+  train_ = make_plugin<Source>(reg, train);
+  test_ = make_plugin<Source>(reg, spec.eval_test);
   train_label_ = train.label();
   test_label_ = spec.eval_test.label();
-  for (const auto& e : spec.evaluators) evaluators_.emplace_back(e.name, make<Evaluator>(reg, e));
+  for (const auto& e : spec.evaluators) evaluators_.emplace_back(e.name, make_plugin<Evaluator>(reg, e));
 }
 
 void Evaluation::check() const {
-  for (const auto& [source, label] : {std::pair{train_.get(), &train_label_}, std::pair{test_.get(), &test_label_}})
-    if (source->info().num_classes <= 0)
+  for (const auto& [source, label] : {std::pair{train_.get(), &train_label_}, std::pair{test_.get(), &test_label_}}) {
+    const SourceInfo info = source->info();
+    if (info.num_classes <= 0)
       throw ConfigError(*label + ": evaluation needs labels, and this source has none (set its labels, or "
                         "leave out [eval])");
+    features_.chain_for(info);  // [eval]'s chain takes this split's images
+  }
+}
+
+AugmentChain FeatureExtractor::chain_for(const SourceInfo& info) const {
+  return AugmentChain(spec_.eval_chain, registry_, ImageFormat{info.shape, DType::u8});
 }
 
 FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::string& label,
@@ -54,15 +46,8 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
   if (need_labels && info.num_classes <= 0)
     throw DataError(label + ": evaluation needs labels, and this source has none");
   if (info.size <= 0) throw DataError(label + ": the source has no samples");
-  std::vector<ImageFormat> formats{ImageFormat{info.shape, DType::u8}};
-  for (std::size_t i = 0; i < chain_.size(); ++i) {
-    try {
-      formats.push_back(chain_[i]->output_format(formats.back()));
-    } catch (const std::exception& e) {
-      throw ConfigError(spec_.eval_chain[i].label() + ": " + e.what());
-    }
-  }
-  const ImageFormat f = formats.back();
+  const AugmentChain chain = chain_for(info);
+  const ImageFormat& f = chain.output_format();
   const std::int64_t c = f.shape.channels, h = f.shape.height, w = f.shape.width, elems = c * h * w;
   FeatureSet out;
   out.num_classes = info.num_classes;
@@ -71,41 +56,41 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
   // images go there per batch, features come back for the CPU evaluators.
   const bool on_device = pipeline_device(spec_) != Device::cpu;
   Tensor images, device_images, host_features;
+  std::vector<std::exception_ptr> failures;
   std::vector<Tensor> raw(static_cast<std::size_t>(batch_size_)), scratch(static_cast<std::size_t>(2 * batch_size_));
   for (std::int64_t begin = 0; begin < info.size; begin += batch_size_) {
     const std::int64_t n = std::min(batch_size_, info.size - begin);
     images.ensure({n, c, h, w}, DType::f32);
     float* dst = images.data<float>();
-    tbb::parallel_for(std::int64_t(0), n, [&](std::int64_t i) {
-      out.labels[static_cast<std::size_t>(begin + i)] = source.load(begin + i, raw[i]);
-      const Tensor* cur = &raw[i];
-      for (std::size_t op = 0; op < chain_.size(); ++op) {
-        Rng rng(0, 0, static_cast<std::uint64_t>(begin + i), 0, static_cast<std::uint32_t>(op));
-        Tensor& o = scratch[2 * i + (op % 2)];
-        chain_[op]->apply(*cur, o, rng);
-        cur = &o;
+    // Each sample's failure is kept, and the first sample's reported, so
+    // that a broken split says the same whatever the threads did.
+    failures.assign(static_cast<std::size_t>(n), nullptr);
+    auto one = [&](std::int64_t i) {
+      try {
+        out.labels[static_cast<std::size_t>(begin + i)] = source.load(begin + i, raw[i]);
+        const AugmentChain::Draw draw{0, 0, static_cast<std::uint64_t>(begin + i), 0};
+        const Tensor& image = chain.apply(raw[i], &scratch[2 * i], draw, "evaluation");
+        chain.collate(image, dst + i * elems, "evaluation", 0);
+      } catch (...) {
+        failures[static_cast<std::size_t>(i)] = std::current_exception();
       }
-      float* d = dst + i * elems;
-      if (f.dtype == DType::f32) {
-        std::memcpy(d, cur->data<float>(), static_cast<std::size_t>(elems) * sizeof(float));
-      } else {
-        const std::uint8_t* s = cur->data<std::uint8_t>();
-        for (std::int64_t ch = 0; ch < c; ++ch)
-          for (std::int64_t p = 0; p < h * w; ++p) d[ch * h * w + p] = s[p * c + ch] * (1.0f / 255.0f);
-      }
-    });
+    };
+    if (chain.parallel())
+      tbb::parallel_for(std::int64_t(0), n, one);
+    else
+      for (std::int64_t i = 0; i < n; ++i) one(i);
+    for (const std::exception_ptr& e : failures)
+      if (e) std::rethrow_exception(e);
+    const Tensor* input = &images;
     if (on_device) {
       device_ops::to_device_async(device_images, images);
-      const Tensor& z = encoder.forward(device_images, Mode::eval);
-      device_ops::to_host_async(host_features, z);
-      device_ops::finish();
-      if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
-      std::memcpy(out.features.data<float>() + begin * z.dim(1), host_features.raw(), z.nbytes());
-      continue;
+      input = &device_images;
     }
-    const Tensor& z = encoder.forward(images, Mode::eval);
+    const Tensor& z = encoder.forward(*input, Mode::eval);
+    device_ops::to_host_async(host_features, z);  // on the host: z itself
+    device_ops::finish(z.device());
     if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
-    std::memcpy(out.features.data<float>() + begin * z.dim(1), z.data<float>(), z.nbytes());
+    std::memcpy(out.features.data<float>() + begin * z.dim(1), host_features.raw(), z.nbytes());
   }
   if (need_labels)
     for (auto l : out.labels)

@@ -5,8 +5,7 @@
 // read: nothing here calls backward() or touches a parameter.
 
 #include "config/pipeline_spec.hpp"
-
-#include <contra/roles/augmentation.hpp>
+#include "graph/augment_chain.hpp"
 #include <contra/roles/encoder.hpp>
 #include <contra/roles/evaluator.hpp>
 #include <contra/roles/source.hpp>
@@ -22,7 +21,8 @@ class PluginRegistry;
 
 /// The encoder's features (its output before any projection head, in eval
 /// mode) of every sample of a source, in the source's order, through [eval]'s
-/// chain (deterministic transforms: each sample's randomness is fixed).
+/// chain (the training views' AugmentChain, skip rules included; each
+/// sample's randomness is fixed: Rng(0, 0, index, 0, op)).
 /// Used by Evaluation, and by `contra embed` for any source.
 class FeatureExtractor {
  public:
@@ -31,10 +31,13 @@ class FeatureExtractor {
   /// classes) is a DataError naming `label`; without, the labels are what
   /// the source gives (-1 where it has none).
   FeatureSet embed(Encoder& encoder, Source& source, const std::string& label, bool need_labels = true) const;
+  /// [eval]'s chain for a source's images: ConfigError naming the plugin
+  /// when it cannot take them.
+  AugmentChain chain_for(const SourceInfo& info) const;
 
  private:
   const PipelineSpec& spec_;
-  std::vector<std::shared_ptr<Augmentation>> chain_;
+  const PluginRegistry& registry_;
   std::int64_t batch_size_;
 };
 
@@ -43,8 +46,9 @@ class Evaluation {
   /// Creates the sources, the chain and the evaluators of spec's [eval].
   Evaluation(const PipelineSpec& spec, const PluginRegistry& registry);
 
-  /// What can be checked before training: both splits have labels. Throws
-  /// ConfigError naming the source otherwise (validate and run call it, so a
+  /// What can be checked before training: both splits have labels and
+  /// [eval]'s chain takes their images. Throws ConfigError naming the source
+  /// or the plugin otherwise (validate and run call it, so a
   /// run does not train for hours to fail at its first evaluation).
   void check() const;
 

@@ -1,4 +1,4 @@
-#include "graph/device_runtime.hpp"
+#include "device/cuda_library.hpp"
 
 #include "cuda_bridge.hpp"
 
@@ -7,7 +7,8 @@
 #include <dlfcn.h>
 
 #include <filesystem>
-#include <mutex>
+#include <string>
+#include <vector>
 
 #ifndef CONTRA_CUDA_LIBRARY_NAME
 #define CONTRA_CUDA_LIBRARY_NAME "libcontra_cuda.so"
@@ -18,6 +19,14 @@
 
 namespace contra::runtime {
 namespace fs = std::filesystem;
+
+bool built_with_cuda() noexcept {
+#ifdef CONTRA_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
 
 namespace {
 
@@ -76,35 +85,29 @@ const cuda::detail::CudaBridge* cuda_bridge(std::string* error) {
   return loaded.bridge;
 }
 
-void require_device(const PipelineSpec& spec) {
-  if (pipeline_device(spec) != Device::cuda) return;
-  auto fail = [&](const std::string& why) {
-    throw DeviceError(Diagnostic{pipeline_device_location(spec), "train.device", "\"cuda\", but " + why}.str());
-  };
+std::string cuda_unusable_reason(const char* who) {
   if (!built_with_cuda())
-    fail("this build of contra has no CUDA support (built with CONTRA_CUDA=OFF or without a CUDA compiler)");
+    return "this build of contra has no CUDA support (built with CONTRA_CUDA=OFF or without a CUDA compiler)";
   std::string error;
   const cuda::detail::CudaBridge* b = cuda_bridge(&error);
-  if (!b) fail("no usable GPU: " + error);
-  if (!b->available()) fail("no usable GPU: " + b->unavailable_reason());
+  if (!b) return "no usable GPU: " + error;
+  if (!b->available()) return "no usable GPU: " + b->unavailable_reason();
   try {
-    b->require("[train] device = \"cuda\"");
+    b->require(who);
   } catch (const std::exception& e) {
-    fail(e.what());
+    return e.what();
   }
-  b->set_math_mode(cuda_math_mode(train_precision_name(spec)));
+  return {};
+}
+
+void set_cuda_math_mode(cuda::MathMode mode) {
+  if (const cuda::detail::CudaBridge* b = cuda_bridge()) b->set_math_mode(mode);
 }
 
 cuda::MathMode cuda_math_mode(const std::string& precision) {
   if (precision == "tf32") return cuda::MathMode::tf32;
   if (precision == "bf16") return cuda::MathMode::bf16;
   return cuda::MathMode::strict_f32;
-}
-
-void require_pipeline_device(const std::string& file, const std::vector<std::string>& overrides) {
-  Diagnostics ignored;  // load_pipeline() reports them
-  std::optional<PipelineSpec> spec = read_pipeline(file, overrides, ignored);
-  if (spec) require_device(*spec);
 }
 
 }  // namespace contra::runtime
