@@ -6,25 +6,19 @@
 
 namespace contra::runtime {
 
-AugmentStage::AugmentStage(const PipelineSpec& spec, const PluginRegistry& reg, const ImageShape& source_shape,
-                           std::uint64_t seed)
-    : seed_(seed) {
+AugmentStage::AugmentStage(const std::vector<ViewChain>& views, std::uint64_t seed) : seed_(seed) {
   std::vector<ImageFormat> finals;
-  for (const ViewSpec& vs : spec.views) {
-    chains_.emplace_back(vs.chain, reg, ImageFormat{source_shape, DType::u8});
-    parallel_ = parallel_ && chains_.back().parallel();
-    for (std::int64_t c = 0; c < vs.count; ++c) {
+  for (const ViewChain& vc : views) {
+    chains_.push_back(&vc.chain);
+    parallel_ = parallel_ && vc.chain.parallel();
+    for (std::int64_t c = 0; c < vc.count; ++c) {
       view_chain_.push_back(chains_.size() - 1);
-      finals.push_back(chains_.back().output_format());
+      finals.push_back(vc.chain.output_format());
     }
   }
+  // Views are grouped when consecutive and of one final size (assemble()
+  // checked that they agree on channels).
   for (std::size_t v = 0; v < finals.size(); ++v) {
-    // Views are grouped when consecutive and of one final size; the encoder
-    // sees every group, so channels must agree throughout.
-    if (finals[v].shape.channels != finals[0].shape.channels)
-      throw ConfigError("augment: view " + std::to_string(v) + " ends with " +
-                        std::to_string(finals[v].shape.channels) + " channels, view 0 with " +
-                        std::to_string(finals[0].shape.channels) + "; every view must have the same channels");
     if (groups_.empty() || !(groups_.back().format.shape == finals[v].shape))
       groups_.push_back({static_cast<std::int64_t>(v), 0, finals[v]});
     groups_.back().count++;
@@ -53,7 +47,7 @@ void AugmentStage::run(BatchWork& w) const {
 
   auto one = [&](std::int64_t task) {
     const std::int64_t v = task / n, i = task % n;
-    const AugmentChain& chain = chains_[view_chain_[v]];
+    const AugmentChain& chain = *chains_[view_chain_[v]];
     const AugmentChain::Draw draw{seed_, static_cast<std::uint64_t>(w.batch.epoch),
                                   static_cast<std::uint64_t>(w.indices[i]), static_cast<std::uint32_t>(v),
                                   w.batch.step};

@@ -4,16 +4,13 @@
 // view, position in the chain), and lands in the batch tensor of its size
 // group. Built once per run; run() is called for many batches at once.
 
-#include "config/pipeline_spec.hpp"
-#include "graph/augment_chain.hpp"
+#include "assembly/pipeline.hpp"
 #include "graph/executor.hpp"
 
 #include <memory>
 #include <vector>
 
 namespace contra::runtime {
-
-class PluginRegistry;
 
 class AugmentStage {
  public:
@@ -23,10 +20,9 @@ class AugmentStage {
     ImageFormat format;  ///< final format of these views
   };
 
-  /// Creates the chains' plugins and checks, once, that every chain can take
-  /// the source's images (ConfigError naming the plugin otherwise).
-  AugmentStage(const PipelineSpec& spec, const PluginRegistry& registry, const ImageShape& source_shape,
-               std::uint64_t seed);
+  /// Over the assembled pipeline's chains (which must outlive the stage);
+  /// `seed` keys every view's randomness.
+  AugmentStage(const std::vector<ViewChain>& views, std::uint64_t seed);
 
   std::int64_t views() const { return static_cast<std::int64_t>(view_chain_.size()); }
   const std::vector<Group>& groups() const { return groups_; }
@@ -38,7 +34,7 @@ class AugmentStage {
   void run(BatchWork& w) const;
 
  private:
-  std::vector<AugmentChain> chains_;          // one per [[augment.view]] (or the shared chain)
+  std::vector<const AugmentChain*> chains_;   // one per [[augment.view]] (or the shared chain)
   std::vector<std::size_t> view_chain_;       // view -> chain index
   std::vector<std::size_t> view_group_;       // view -> group index
   std::vector<Group> groups_;

@@ -15,7 +15,7 @@
 namespace contra::runtime {
 
 FeatureExtractor::FeatureExtractor(const PipelineSpec& spec, const PluginRegistry& reg)
-    : spec_(spec), registry_(reg), batch_size_(spec.eval.get<std::int64_t>("batch_size")) {}
+    : spec_(spec), registry_(reg), settings_(decode_settings(spec)) {}
 
 Evaluation::Evaluation(const PipelineSpec& spec, const PluginRegistry& reg) : spec_(spec), features_(spec, reg) {
   const PluginSpec& train = spec.eval_train.name.empty() ? spec.source : spec.eval_train;
@@ -54,12 +54,13 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
   out.labels.resize(static_cast<std::size_t>(info.size));
   // [train] device = "cuda": the encoder runs on the GPU (current stream);
   // images go there per batch, features come back for the CPU evaluators.
-  const bool on_device = pipeline_device(spec_) != Device::cpu;
+  const bool on_device = settings_.train.device != Device::cpu;
   Tensor images, device_images, host_features;
   std::vector<std::exception_ptr> failures;
-  std::vector<Tensor> raw(static_cast<std::size_t>(batch_size_)), scratch(static_cast<std::size_t>(2 * batch_size_));
-  for (std::int64_t begin = 0; begin < info.size; begin += batch_size_) {
-    const std::int64_t n = std::min(batch_size_, info.size - begin);
+  const std::int64_t batch = settings_.eval.batch_size;
+  std::vector<Tensor> raw(static_cast<std::size_t>(batch)), scratch(static_cast<std::size_t>(2 * batch));
+  for (std::int64_t begin = 0; begin < info.size; begin += batch) {
+    const std::int64_t n = std::min(batch, info.size - begin);
     images.ensure({n, c, h, w}, DType::f32);
     float* dst = images.data<float>();
     // Each sample's failure is kept, and the first sample's reported, so

@@ -5,7 +5,8 @@
 // read: nothing here calls backward() or touches a parameter.
 
 #include "config/pipeline_spec.hpp"
-#include "graph/augment_chain.hpp"
+#include "config/settings.hpp"
+#include "assembly/augment_chain.hpp"
 #include <contra/roles/encoder.hpp>
 #include <contra/roles/evaluator.hpp>
 #include <contra/roles/source.hpp>
@@ -38,7 +39,7 @@ class FeatureExtractor {
  private:
   const PipelineSpec& spec_;
   const PluginRegistry& registry_;
-  std::int64_t batch_size_;
+  PipelineSettings settings_;
 };
 
 class Evaluation {

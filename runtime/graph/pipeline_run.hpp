@@ -80,6 +80,13 @@ struct RunSummary {
 /// Number of steps the pipeline will run.
 std::int64_t planned_steps(std::int64_t batches_per_epoch, std::int64_t epochs, std::int64_t max_steps);
 
+/// What `contra validate` runs: the pipeline assembled (every plugin
+/// created), its [data] view made, the sampler configured, the trainer built
+/// (encoder and head for the views' images, memory, optimizer; on the CPU),
+/// [eval] checked: the steps a run takes before its first batch. Throws
+/// what run_pipeline() would.
+void check_pipeline(const PipelineSpec& spec, const PluginRegistry& registry);
+
 /// Run a validated pipeline to the end. Throws contra::Error subclasses with
 /// the stage, plugin and pipeline location of whatever failed.
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& registry, const RunOptions& options);

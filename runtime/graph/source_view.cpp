@@ -9,7 +9,8 @@
 
 namespace contra::runtime {
 
-SourceView::SourceView(std::shared_ptr<Source> source, const Params& data, std::string label, std::uint64_t seed)
+SourceView::SourceView(std::shared_ptr<Source> source, const DataSettings& data, std::string label,
+                       std::uint64_t seed)
     : source_(std::move(source)) {
   info_ = source_->info();
   if (info_.size <= 0) throw DataError(label + ": the source has no samples");
@@ -17,9 +18,9 @@ SourceView::SourceView(std::shared_ptr<Source> source, const Params& data, std::
 
   std::vector<std::int64_t> all(static_cast<std::size_t>(info_.size));
   std::iota(all.begin(), all.end(), 0);
-  const std::int64_t subset = data.get<std::int64_t>("subset");
+  const std::int64_t subset = data.subset;
   if (subset > 0 && subset < info_.size) {
-    if (data.get<std::string>("subset_mode") == "random") {
+    if (data.random_subset) {
       // A seeded partial Fisher-Yates; then back to source order.
       Rng rng(seed, 0, 0, 0, 0x73756273u);
       for (std::int64_t i = 0; i < subset; ++i) std::swap(all[i], all[rng.integer(i, info_.size - 1)]);
@@ -29,9 +30,9 @@ SourceView::SourceView(std::shared_ptr<Source> source, const Params& data, std::
       all.resize(static_cast<std::size_t>(subset));
     }
   }
-  const std::int64_t count = data.get<std::int64_t>("shard_count"), rank = data.get<std::int64_t>("shard_rank");
+  const std::int64_t count = data.shard_count, rank = data.shard_rank;
   if (rank >= count)
-    throw ConfigError(data.where("shard_rank").str() + (data.where("shard_rank").str().empty() ? "" : ": ") +
+    throw ConfigError(data.shard_rank_where.str() + (data.shard_rank_where.str().empty() ? "" : ": ") +
                       "data.shard_rank = " + std::to_string(rank) + " must be below data.shard_count = " +
                       std::to_string(count));
   for (std::size_t i = 0; i < all.size(); ++i)
@@ -42,8 +43,8 @@ SourceView::SourceView(std::shared_ptr<Source> source, const Params& data, std::
   if (!source_labels_.empty())
     for (auto id : index_) labels_.push_back(source_labels_[static_cast<std::size_t>(id)]);
 
-  skip_ = data.get<std::string>("on_error") == "skip";
-  cache_budget_ = data.get<std::int64_t>("cache_mb") << 20;
+  skip_ = data.skip_errors;
+  cache_budget_ = data.cache_bytes;
   if (cache_budget_ > 0) {
     cache_.resize(static_cast<std::size_t>(info_.size));
     cache_label_.assign(static_cast<std::size_t>(info_.size), -1);

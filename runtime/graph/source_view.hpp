@@ -4,7 +4,7 @@
 // in-memory cache of decoded images, and the error policy (stop, or skip a
 // sample that fails to load and count it).
 
-#include "config/pipeline_spec.hpp"
+#include "config/settings.hpp"
 
 #include <contra/roles/source.hpp>
 
@@ -18,7 +18,7 @@ class SourceView {
  public:
   /// `label` names the source in errors. Throws ConfigError when the shard or
   /// subset leaves no sample.
-  SourceView(std::shared_ptr<Source> source, const Params& data, std::string label, std::uint64_t seed);
+  SourceView(std::shared_ptr<Source> source, const DataSettings& data, std::string label, std::uint64_t seed);
 
   std::int64_t size() const { return static_cast<std::int64_t>(index_.size()); }
   /// Source index of position i (0 <= i < size()): the sample id.

@@ -8,10 +8,10 @@ namespace contra::runtime {
 LrSchedule::LrSchedule(Kind kind, std::int64_t warmup_steps, std::int64_t total_steps, double final_scale)
     : kind_(kind), warmup_(std::max<std::int64_t>(0, warmup_steps)), total_(total_steps), final_(final_scale) {}
 
-LrSchedule LrSchedule::from(const Params& p, std::int64_t steps_per_epoch, std::int64_t total_steps) {
-  Kind kind = p.get<std::string>("kind") == "cosine" ? Kind::cosine : Kind::constant;
-  auto warmup = static_cast<std::int64_t>(std::llround(p.get<double>("warmup_epochs") * steps_per_epoch));
-  return LrSchedule(kind, warmup, total_steps, p.get<double>("final_scale"));
+LrSchedule LrSchedule::over_epochs(Kind kind, double warmup_epochs, double final_scale, std::int64_t steps_per_epoch,
+                                   std::int64_t total_steps) {
+  auto warmup = static_cast<std::int64_t>(std::llround(warmup_epochs * static_cast<double>(steps_per_epoch)));
+  return LrSchedule(kind, warmup, total_steps, final_scale);
 }
 
 double LrSchedule::scale(std::int64_t step) const {

@@ -3,8 +3,6 @@
 // Linear warm-up (step s of W gets (s + 1) / W), then constant or cosine decay
 // to final_scale at the last step (Loshchilov & Hutter 2017, as SimCLR uses).
 
-#include <contra/schema.hpp>
-
 #include <cstdint>
 
 namespace contra::runtime {
@@ -13,8 +11,10 @@ class LrSchedule {
  public:
   enum class Kind { constant, cosine };
   LrSchedule(Kind kind, std::int64_t warmup_steps, std::int64_t total_steps, double final_scale);
-  /// From a validated [schedule] section; warmup_epochs becomes steps.
-  static LrSchedule from(const Params& schedule, std::int64_t steps_per_epoch, std::int64_t total_steps);
+  /// With the warm-up given in epochs ([schedule] warmup_epochs), rounded
+  /// to steps.
+  static LrSchedule over_epochs(Kind kind, double warmup_epochs, double final_scale, std::int64_t steps_per_epoch,
+                                std::int64_t total_steps);
 
   /// Multiplier at 0-based global step `step`.
   double scale(std::int64_t step) const;

@@ -6,7 +6,7 @@
   loader   -> SDK (and Boost.DLL)
   device   -> SDK and the bridge table (sdk/bridge)
   train    -> SDK and device
-  assembly -> config, loader, device
+  assembly -> config, loader, device, train
   graph    -> everything above but the bridge (device/ wraps it)
   plugins  -> the SDK alone (and files of their own under plugins/)
   SDK      -> nothing of the runtime
@@ -28,7 +28,7 @@ MAY_INCLUDE = {
     "loader": set(),
     "device": {"bridge"},
     "train": {"device"},
-    "assembly": {"config", "loader", "device"},
+    "assembly": {"config", "loader", "device", "train"},
     "graph": {"config", "loader", "device", "train", "assembly"},
 }
 SOURCE = (".cpp", ".hpp", ".h", ".cu", ".cuh")

@@ -155,18 +155,20 @@ TEST_CASE("views: a shared chain and view tables cannot be combined", "[runtime]
   }
 }
 
+#include "assembly/pipeline.hpp"
 #include "graph/augment_stage.hpp"
 
 namespace {
 // The augmented first view of a 2x3 gradient image under `chain`.
 std::vector<float> first_view(const std::string& chain) {
   test::TempDir dir("aug");
-  std::string text = "[source]\nplugin = \"synthetic\"\n[encoder]\nplugin = \"mlp\"\n[loss]\nplugin = \"info_nce\"\n"
-                     "[optimizer]\nplugin = \"sgd\"\n" + chain;
+  std::string text = "[source]\nplugin = \"synthetic\"\nheight = 2\nwidth = 3\n[encoder]\nplugin = \"mlp\"\n"
+                     "[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n" + chain;
   test::write_file(dir.file("p.toml"), text);
   PluginRegistry reg;
   PipelineSpec spec = load_pipeline(dir.file("p.toml"), {}, reg);
-  AugmentStage stage(spec, reg, ImageShape{2, 3, 1}, 7);
+  const Pipeline pipeline = assemble(spec, reg);
+  AugmentStage stage(pipeline.views, 7);
   BatchWork w;
   w.indices = {5};
   w.raw.push_back(Tensor::empty({2, 3, 1}, DType::u8));

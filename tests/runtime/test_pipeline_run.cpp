@@ -213,3 +213,24 @@ TEST_CASE("pipeline: every mining pipeline runs on Fashion-MNIST and its loss fa
     }
   }
 }
+
+TEST_CASE("pipeline: check_pipeline (validate) says what a run would say before its first batch",
+          "[runtime][pipeline]") {
+  test::TempDir dir("check");
+  auto check = [&](const std::string& text) {
+    test::write_file(dir.file("p.toml"), text);
+    PluginRegistry reg;
+    PipelineSpec spec = load_pipeline(dir.file("p.toml"), {}, reg);
+    check_pipeline(spec, reg);
+  };
+  const std::string base = "[source]\nplugin = \"synthetic\"\nheight = 4\nwidth = 4\nsize = 8\n"
+                           "[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n";
+  CHECK_NOTHROW(check(base + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\nbatch_size = 4\n"));
+  // The sampler, configured for the data: 8 samples make no batch of 256.
+  CHECK_THROWS_WITH(check(base + "[encoder]\nplugin = \"mlp\"\n"),
+                    Catch::Contains("random: the data set has 8 samples, fewer than one batch of 256"));
+  // The encoder, built for the views' images: a head cannot take images.
+  CHECK_THROWS_WITH(check(base + "[encoder]\nplugin = \"projection_head\"\n[sampler]\nplugin = \"random\"\n"
+                                 "batch_size = 4\n"),
+                    Catch::Contains("projection_head: takes feature vectors [D], got inputs of shape [1, 4, 4]"));
+}

@@ -32,8 +32,7 @@ TEST_CASE("schedule: constant with and without warm-up", "[runtime][schedule]") 
 }
 
 TEST_CASE("schedule: warmup_epochs in the pipeline become steps", "[runtime][schedule]") {
-  Params p = schedule_section_schema().bind({{"kind", std::string("cosine")}, {"warmup_epochs", 0.5}});
-  LrSchedule s = LrSchedule::from(p, 234, 2340);
+  LrSchedule s = LrSchedule::over_epochs(LrSchedule::Kind::cosine, 0.5, 0.0, 234, 2340);
   CHECK(s.warmup_steps() == 117);
   CHECK(s.scale(116) == Approx(1.0));
   CHECK(s.scale(2339) == Approx(0.0).margin(1e-12));

@@ -9,6 +9,7 @@
 //   build/bench/augment --seconds 5 --no-peer
 
 #include "assembly/load_pipeline.hpp"
+#include "assembly/pipeline.hpp"
 #include "graph/augment_stage.hpp"
 #include "loader/registry.hpp"
 
@@ -77,7 +78,8 @@ struct Setup {
 double time_contra(const PipelineSpec& spec, const PluginRegistry& reg, Source& source, int threads, double seconds,
                    std::vector<Tensor>& dump) {
   const SourceInfo info = source.info();
-  AugmentStage stage(spec, reg, info.shape, 1);
+  const Pipeline p = assemble(spec, reg);
+  AugmentStage stage(p.views, 1);
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
   tbb::task_arena arena(threads);
   const std::int64_t batch = 256;

@@ -1,4 +1,4 @@
-#include "graph/augment_chain.hpp"
+#include "assembly/augment_chain.hpp"
 
 #include "assembly/make_plugin.hpp"
 

@@ -1,0 +1,76 @@
+#pragma once
+// The built-in sections' values, typed: decoded once from a PipelineSpec
+// whose schemas validated them (sections.cpp declares each key), so that
+// nothing after config looks a setting up by its name.
+
+#include "config/pipeline_spec.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace contra::runtime {
+
+struct RuntimeSettings {
+  int prefetch = 4;
+  int data_threads = 1;     ///< 0 in the file is resolved here: one per core
+  int compute_threads = 1;  ///< likewise
+  std::filesystem::path trace;  ///< Chrome trace to write; empty = none
+};
+
+struct TrainSettings {
+  std::int64_t epochs = 1;
+  std::int64_t max_steps = 0;  ///< 0 = no limit
+  std::int64_t log_every = 10;
+  Device device = Device::cpu;
+  std::string precision_name;  ///< "auto" resolved (train_precision_name())
+  Precision precision = Precision::f32;
+};
+
+struct ScheduleSettings {
+  bool cosine = false;
+  double warmup_epochs = 0.0;
+  double final_scale = 0.0;
+};
+
+struct DataSettings {
+  std::int64_t subset = 0;  ///< 0 = every sample
+  bool random_subset = false;
+  std::int64_t shard_count = 1, shard_rank = 0;
+  bool skip_errors = false;  ///< on_error = "skip"
+  std::int64_t cache_bytes = 0;
+  SourceLocation shard_rank_where;  ///< for the message when shard_rank >= shard_count
+};
+
+struct EvalSettings {
+  bool enabled = false;  ///< the pipeline has an [eval]
+  std::int64_t every_epochs = 0;
+  bool at_end = true;
+  bool save_embeddings = false;
+  std::int64_t batch_size = 512;
+};
+
+struct RecordSettings {
+  std::filesystem::path dir;
+  std::int64_t checkpoint_every = 0;
+  std::int64_t keep = 2;
+};
+
+struct PipelineSettings {
+  std::string name;
+  std::uint64_t seed = 0;
+  RuntimeSettings runtime;
+  TrainSettings train;
+  ScheduleSettings schedule;
+  DataSettings data;
+  EvalSettings eval;
+  RecordSettings record;
+};
+
+/// The settings of a spec read_pipeline() accepted.
+PipelineSettings decode_settings(const PipelineSpec& spec);
+
+/// One per core of this machine: what 0 threads in [runtime] means.
+int machine_cores();
+
+}  // namespace contra::runtime

@@ -1,0 +1,124 @@
+#pragma once
+// The stages of a training run as objects, each holding what it needs and
+// nothing more; run_pipeline() (pipeline_run.cpp) wires them into the flow
+// graph (executor.hpp):
+//
+//   PlanStage   the sampler's next batch, as sample ids of the [data] view
+//   LoadStage   decodes the batch's samples (skipping bad ones when asked)
+//   AugmentStage (augment_stage.hpp), DeviceCopyStage (device_copy.hpp)
+//   TrainStage  one train step, the sampler's feedback, and between steps
+//               the evaluations and checkpoints the pipeline asks for
+//   ReportSink  the step's figures to the summary, the record and the caller
+
+#include "assembly/pipeline.hpp"
+#include "device/cuda_streams.hpp"
+#include "graph/device_copy.hpp"
+#include "graph/evaluation.hpp"
+#include "graph/executor.hpp"
+#include "graph/pipeline_run.hpp"
+#include "graph/run_record.hpp"
+#include "graph/source_view.hpp"
+#include "train/lr_schedule.hpp"
+#include "train/trainer.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace contra::runtime {
+
+class PlanStage {
+ public:
+  /// Plans steps `first` .. `total` - 1; stops early once `*stop` is true.
+  PlanStage(Sampler& sampler, std::string sampler_label, const SourceView& data, std::int64_t batches_per_epoch,
+            std::int64_t first, std::int64_t total, const std::atomic<bool>* stop);
+  bool operator()(BatchWork& w);
+
+ private:
+  Sampler& sampler_;
+  std::string label_;
+  const SourceView& data_;
+  std::int64_t batches_per_epoch_, next_, total_;
+  const std::atomic<bool>* stop_;
+};
+
+class LoadStage {
+ public:
+  LoadStage(const SourceView& data, std::string source_label);
+  void operator()(BatchWork& w) const;
+
+ private:
+  const SourceView& data_;
+  std::string label_;
+  Shape image_shape_;  // what every decoded sample must be: u8 [H, W, C]
+};
+
+/// Writes checkpoints into the run folder, each step at most once.
+class CheckpointWriter {
+ public:
+  /// `record` may be null (no run folder): nothing is written.
+  CheckpointWriter(RunRecord* record, const TrainerParts& parts, std::string pipeline_name,
+                   std::int64_t batches_per_epoch, std::int64_t keep);
+  void write(std::int64_t step);
+  /// The last checkpoint written ("" when none).
+  const std::string& last() const { return last_path_; }
+
+ private:
+  RunRecord* record_;
+  const TrainerParts& parts_;
+  std::string name_;
+  std::int64_t batches_per_epoch_, keep_;
+  std::int64_t last_step_ = -1;
+  std::string last_path_;
+};
+
+class TrainStage {
+ public:
+  struct Parts {
+    Trainer* trainer = nullptr;
+    const TrainerParts* trainer_parts = nullptr;
+    Sampler* sampler = nullptr;
+    std::string sampler_label;
+    const LrSchedule* schedule = nullptr;
+    Evaluation* evaluation = nullptr;  ///< null: no [eval]
+    CheckpointWriter* checkpoints = nullptr;
+    RunRecord* record = nullptr;       ///< null: no run folder
+    /// [train] device = "cuda": the step's stream and the copy stage; null on the CPU.
+    const DeviceStream* stream = nullptr;
+    DeviceCopyStage* to_device = nullptr;
+    bool time_device_steps = false;
+    std::function<void(std::int64_t step)> on_eval_start;
+  };
+  TrainStage(Parts parts, const PipelineSettings& settings, std::int64_t batches_per_epoch, std::int64_t total);
+  void operator()(BatchWork& w);
+  /// With time_device_steps: per step, seconds on the GPU (waits for it).
+  std::vector<double> device_step_seconds() const;
+
+ private:
+  // Evaluation after `step` (its checkpoint written first), when due.
+  void evaluate_if_due(BatchWork& w);
+
+  Parts p_;
+  const PipelineSettings& settings_;
+  std::int64_t batches_per_epoch_, total_;
+  std::vector<std::pair<std::unique_ptr<DeviceEvent>, std::unique_ptr<DeviceEvent>>> step_events_;
+};
+
+class ReportSink {
+ public:
+  ReportSink(RunSummary& summary, RunRecord* record, const RunOptions& options, std::int64_t total);
+  void operator()(BatchWork& w);
+  /// The clock steps are reported on.
+  std::chrono::steady_clock::time_point start() const { return t0_; }
+
+ private:
+  RunSummary& summary_;
+  RunRecord* record_;
+  const RunOptions& options_;
+  std::int64_t total_;
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace contra::runtime
