@@ -139,3 +139,40 @@ TEST_CASE("config: an unknown plugin's message names the libraries that could no
                                          "0.2.1"));
   }
 }
+
+#include "config/settings.hpp"
+
+TEST_CASE("settings: the built-in sections decoded once, typed, with 0 threads resolved", "[runtime][config]") {
+  test::TempDir dir("settings");
+  test::write_file(dir.file("p.toml"),
+                   "[pipeline]\nname = \"s\"\nseed = 9\n[runtime]\nprefetch = 3\ndata_threads = 0\n"
+                   "compute_threads = 5\ntrace = \"t.json\"\n[train]\nepochs = 4\nmax_steps = 7\n"
+                   "[schedule]\nkind = \"cosine\"\nwarmup_epochs = 0.5\nfinal_scale = 0.1\n"
+                   "[data]\nsubset = 10\nsubset_mode = \"random\"\non_error = \"skip\"\ncache_mb = 2\n"
+                   "[record]\ncheckpoint_every = 6\nkeep = 3\n"
+                   "[source]\nplugin = \"synthetic\"\n[encoder]\nplugin = \"mlp\"\n[loss]\nplugin = \"info_nce\"\n"
+                   "[optimizer]\nplugin = \"sgd\"\n");
+  PluginRegistry reg;
+  const PipelineSettings s = decode_settings(load_pipeline(dir.file("p.toml"), {"data.shard_count=2"}, reg));
+  CHECK(s.name == "s");
+  CHECK(s.seed == 9);
+  CHECK(s.runtime.prefetch == 3);
+  CHECK(s.runtime.data_threads == machine_cores());
+  CHECK(s.runtime.compute_threads == 5);
+  CHECK(s.runtime.trace == fs::path(dir.file("t.json")));  // relative to the pipeline file
+  CHECK(s.train.epochs == 4);
+  CHECK(s.train.max_steps == 7);
+  CHECK(s.train.device == Device::cpu);
+  CHECK(s.train.precision_name == "f32");
+  CHECK(s.schedule.cosine);
+  CHECK(s.schedule.warmup_epochs == 0.5);
+  CHECK(s.schedule.final_scale == 0.1);
+  CHECK(s.data.subset == 10);
+  CHECK(s.data.random_subset);
+  CHECK(s.data.shard_count == 2);
+  CHECK(s.data.skip_errors);
+  CHECK(s.data.cache_bytes == 2 << 20);
+  CHECK_FALSE(s.eval.enabled);
+  CHECK(s.record.checkpoint_every == 6);
+  CHECK(s.record.keep == 3);
+}
