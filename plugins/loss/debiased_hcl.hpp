@@ -6,8 +6,12 @@
 // debiased_hcl_cuda.cuh. Header-only, internal linkage: each plugin library
 // keeps its own copy.
 
+#include "pairs_forms.hpp"
+
 #include <contra/blas.hpp>
 #include <contra/errors.hpp>
+#include <contra/l2_normalize.hpp>
+#include <contra/pairs_check.hpp>
 #include <contra/roles/loss.hpp>
 #include <contra/tensor.hpp>
 
@@ -21,8 +25,6 @@
 
 namespace contra::plugins::debiased_hcl {
 namespace {
-// Norms below this are clamped, as torch.nn.functional.normalize does.
-constexpr float norm_eps = 1e-12f;
 constexpr std::int64_t no_id = std::numeric_limits<std::int64_t>::min();
 constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
@@ -73,30 +75,11 @@ class Estimator {
 
 void Estimator::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
   // Which form of Pairs: every pair of the grouping, or explicit negatives (as info_nce).
-  if (!pairs.triplets.empty())
-    throw contra::UsageError(
-        name_ + ": triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit negatives "
-        "(Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
-  const bool listed = !pairs.negative.empty() || !pairs.memory_negative.empty();
-  if (pairs.all && (listed || !pairs.positive.empty()))
-    throw contra::UsageError(
-        name_ + ": Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
-  if (!pairs.all && !listed)
-    throw contra::UsageError(
-        name_ + ": no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit negatives "
-        "(Pairs::negative, Pairs::memory_negative)");
+  contra::check_pairs_form(name_, pairs, plugins::pairs_forms::all_or_listed_negatives());
+  contra::EmbeddingsUse use;
+  use.ids = true;
   const contra::Tensor& z = emb.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu)
-    throw contra::UsageError(name_ + ": expected embeddings as an f32 [M, D] CPU tensor, got " +
-                             std::string(contra::dtype_name(z.dtype())) + " " + z.shape().str() + " on " +
-                             contra::device_name(z.device()));
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M)
-    throw contra::UsageError(name_ + ": Embeddings::sample must give the sample of each of the " +
-                             std::to_string(M) + " rows");
-  if (emb.ids && static_cast<std::int64_t>(emb.ids->size()) != M)
-    throw contra::UsageError(name_ + ": Embeddings::ids has " + std::to_string(emb.ids->size()) +
-                             " entries for " + std::to_string(M) + " rows");
+  const std::int64_t M = contra::check_embeddings(name_, emb, contra::Device::cpu, use), D = z.dim(1);
   const std::int64_t* sample = emb.sample->data();
   const std::int64_t* row_ids = emb.ids ? emb.ids->data() : nullptr;
 
@@ -120,6 +103,7 @@ void Estimator::compute(const contra::Embeddings& emb, const contra::Pairs& pair
                                " entries for " + std::to_string(K) + " keys");
     key_ids = mem->ids ? mem->ids->data() : nullptr;
   }
+  contra::check_pair_indices(name_, pairs, emb);
   const float inv_t = static_cast<float>(1.0 / temperature_);
 
   // 1. ẑ_i = z_i / max(|z_i|, eps).
@@ -128,14 +112,7 @@ void Estimator::compute(const contra::Embeddings& emb, const contra::Pairs& pair
   const float* zp = z.data<float>();
   float* zh = zhat_.data<float>();
   float* nrm = norm_.data<float>();
-  for (std::int64_t i = 0; i < M; ++i) {
-    const float* zi = zp + i * D;
-    const float n = std::sqrt(dot(zi, zi, D));
-    nrm[i] = n;
-    const float inv = 1.0f / std::max(n, norm_eps);
-    float* hi = zh + i * D;
-    for (std::int64_t k = 0; k < D; ++k) hi[k] = zi[k] * inv;
-  }
+  contra::l2_normalize_rows(zp, M, D, zh, nrm);
   dzhat_.ensure({M, D}, contra::DType::f32);
   dzhat_.zero();
   float* dzh = dzhat_.data<float>();
@@ -267,16 +244,10 @@ void Estimator::compute(const contra::Embeddings& emb, const contra::Pairs& pair
     //     memory keys (Pairs::memory_negative) of each anchor, as often as
     //     listed; positives from Pairs::positive, or else the other views of the
     //     anchor's sample. One dot product per listed pair, no M × M work.
-    auto bad_pair = [&](const char* kind, std::int64_t a, std::int64_t b) {
-      throw contra::UsageError(name_ + ": " + std::string(kind) + " pair (" + std::to_string(a) + ", " +
-                               std::to_string(b) + ") is outside the " + std::to_string(M) + " rows");
-    };
+    //     Every index was checked above (contra::check_pair_indices).
     pos_start_.assign(static_cast<std::size_t>(M + 1), 0);
     if (!pairs.positive.empty()) {
-      for (const auto& [a, p] : pairs.positive) {
-        if (a < 0 || a >= M || p < 0 || p >= M) bad_pair("positive", a, p);
-        ++pos_start_[a + 1];
-      }
+      for (const auto& [a, p] : pairs.positive) ++pos_start_[a + 1];
       for (std::int64_t i = 0; i < M; ++i) pos_start_[i + 1] += pos_start_[i];
       pos_col_.resize(pairs.positive.size());
       fill_.assign(pos_start_.begin(), pos_start_.end() - 1);
@@ -305,24 +276,9 @@ void Estimator::compute(const contra::Embeddings& emb, const contra::Pairs& pair
         g0 = g1;
       }
     }
-    if (!pairs.memory_negative.empty() && !mem)
-      throw contra::UsageError(name_ + ": Pairs::memory_negative lists memory keys, but the memory is " +
-                               std::string(emb.memory ? "empty" : "absent"));
     neg_start_.assign(static_cast<std::size_t>(M + 1), 0);
-    for (const auto& [a, n] : pairs.negative) {
-      if (a < 0 || a >= M || n < 0 || n >= M) bad_pair("negative", a, n);
-      ++neg_start_[a + 1];
-    }
-    for (const auto& [a, k] : pairs.memory_negative) {
-      if (a < 0 || a >= M || k < 0 || k >= K)
-        throw contra::UsageError(name_ + ": memory negative (row " + std::to_string(a) + ", key " +
-                                 std::to_string(k) + ") is outside the " + std::to_string(M) + " rows or the " +
-                                 std::to_string(K) + " keys");
-      if (key_ids && key_ids[k] < 0)
-        throw contra::UsageError(name_ + ": memory negative (row " + std::to_string(a) + ", key " +
-                                 std::to_string(k) + ") is an empty slot of the memory");
-      ++neg_start_[a + 1];
-    }
+    for (const auto& [a, n] : pairs.negative) ++neg_start_[a + 1];
+    for (const auto& [a, k] : pairs.memory_negative) ++neg_start_[a + 1];
     for (std::int64_t i = 0; i < M; ++i) neg_start_[i + 1] += neg_start_[i];
     neg_col_.resize(static_cast<std::size_t>(neg_start_[M]));
     fill_.assign(neg_start_.begin(), neg_start_.end() - 1);
@@ -359,23 +315,10 @@ void Estimator::compute(const contra::Embeddings& emb, const contra::Pairs& pair
     throw contra::UsageError(name_ + ": no row has a positive (another view of its sample) among " +
                              std::to_string(M) + " rows; it needs at least 2 views per sample");
 
-  // 4. Mean over anchors, and through the normalisation:
-  //    dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|.
-  const float scale = 1.0f / static_cast<float>(anchors);
+  // 4. Mean over anchors, and through the normalisation.
   out.grad.ensure(z.shape(), contra::DType::f32);
-  float* gz = out.grad.data<float>();
-  for (std::int64_t i = 0; i < M; ++i) {
-    const float* hi = zh + i * D;
-    const float* gi = dzh + i * D;
-    float* oi = gz + i * D;
-    if (nrm[i] < norm_eps) {  // clamped norm: ẑ = z / eps is linear in z
-      for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] * scale / norm_eps;
-      continue;
-    }
-    const float d = dot(hi, gi, D);
-    const float inv = scale / nrm[i];
-    for (std::int64_t k = 0; k < D; ++k) oi[k] = (gi[k] - hi[k] * d) * inv;
-  }
+  contra::l2_normalize_rows_backward(zh, nrm, dzh, 1.0f / static_cast<float>(anchors), M, D,
+                                     out.grad.data<float>());
 
   out.value = loss / static_cast<double>(anchors);
   out.metrics.clear();

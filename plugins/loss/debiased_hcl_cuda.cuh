@@ -6,6 +6,7 @@
 
 #include "listed_pairs_cuda.cuh"
 #include "loss_cuda.cuh"
+#include "pairs_forms.hpp"
 
 #include <contra/roles/loss.hpp>
 
@@ -190,27 +191,11 @@ struct DebiasedCore {
                std::int64_t chunk, bool concentration_metric, const contra::Embeddings& emb,
                const contra::Pairs& pairs, contra::LossResult& out) {
     const std::string n(name);
-    if (!pairs.triplets.empty())
-      throw contra::UsageError(n +
-                               ": triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit "
-                               "negatives (Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
-    const bool listed = !pairs.negative.empty() || !pairs.memory_negative.empty();
-    if (pairs.all && (listed || !pairs.positive.empty()))
-      throw contra::UsageError(
-          n + ": Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
-    if (!pairs.all && !listed)
-      throw contra::UsageError(n +
-                               ": no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit "
-                               "negatives (Pairs::negative, Pairs::memory_negative)");
+    contra::check_pairs_form(n, pairs, pairs_forms::all_or_listed_negatives());
+    contra::EmbeddingsUse use;
+    use.ids = true;
     const contra::Tensor& z = emb.z;
-    expect_device_matrix(who, z, -1, -1, "embeddings");
-    const std::int64_t M = z.dim(0), D = z.dim(1);
-    if (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M)
-      throw contra::UsageError(n + ": Embeddings::sample must give the sample of each of the " + std::to_string(M) +
-                               " rows");
-    if (emb.ids && static_cast<std::int64_t>(emb.ids->size()) != M)
-      throw contra::UsageError(n + ": Embeddings::ids has " + std::to_string(emb.ids->size()) + " entries for " +
-                               std::to_string(M) + " rows");
+    const std::int64_t M = contra::check_embeddings(n, emb, contra::Device::cuda, use), D = z.dim(1);
     const contra::MemoryView* mv = emb.memory && emb.memory->size() > 0 ? emb.memory : nullptr;
     std::int64_t K = 0;
     if (mv) {
@@ -220,12 +205,12 @@ struct DebiasedCore {
         throw contra::UsageError(n + ": MemoryView::ids has " + std::to_string(mv->ids->size()) + " entries for " +
                                  std::to_string(K) + " keys");
     }
+    contra::check_pair_indices(n, pairs, emb);
     std::int64_t anchors = 0;
     if (pairs.all) {
       anchors = rows_with_partner(*emb.sample);
     } else {
-      listed_pairs.build(n, pairs, *emb.sample, M, K, mv && mv->ids ? mv->ids->data() : nullptr,
-                         emb.memory ? "empty" : "absent", true);
+      listed_pairs.build(pairs, *emb.sample, M);
       anchors = listed_pairs.anchors;
     }
     if (anchors == 0)

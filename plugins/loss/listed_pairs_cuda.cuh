@@ -2,8 +2,8 @@
 /// \file
 /// Explicit pairs on the GPU (a miner's Pairs::positive, Pairs::negative and
 /// Pairs::memory_negative), shared by the cuda builds of info_nce, debiased
-/// and hcl: the lists by anchor (CSR) built and checked on the host with the
-/// CPU builds' messages, one dot product per listed pair, and the gradient
+/// and hcl: the lists by anchor (CSR) built on the host from lists the caller
+/// checked (contra::check_pair_indices, as the CPU builds do), one dot product per listed pair, and the gradient
 /// of each pair added with atomics (so the last bits of dL/dz may vary from
 /// run to run on this path, unlike Pairs::all's).
 
@@ -87,26 +87,15 @@ struct ListedPairs {
   contra::Tensor d_pos_start, d_neg_start, d_row, d_col, d_values;
   PinnedBuffer s_pos_start, s_neg_start, s_row, s_col;
 
-  /// Builds the lists from `pairs` (positives Pairs::positive, or the other
-  /// rows of each row's sample), checking them as the CPU builds do; K memory
-  /// keys (0 without a memory), key ids when known. `name` starts messages;
-  /// `memory_state` is "empty" or "absent" for the message about listed keys
-  /// without a memory. A key is an empty slot when its id is -1 (info_nce) or
-  /// any negative id (any_negative_id_is_empty: debiased, hcl).
-  void build(const std::string& name, const contra::Pairs& pairs, const std::vector<std::int64_t>& sample,
-             std::int64_t M, std::int64_t K, const std::int64_t* key_ids, const char* memory_state,
-             bool any_negative_id_is_empty) {
-    auto s = [](std::int64_t v) { return std::to_string(v); };
+  /// Builds the lists of the M rows from `pairs` (positives Pairs::positive,
+  /// or the other rows of each row's sample), whose indices the caller has
+  /// checked (contra::check_pair_indices).
+  void build(const contra::Pairs& pairs, const std::vector<std::int64_t>& sample, std::int64_t M) {
     pos_start.assign(static_cast<std::size_t>(M + 1), 0);
     row.clear();
     col.clear();
     if (!pairs.positive.empty()) {
-      for (const auto& [a, p] : pairs.positive) {
-        if (a < 0 || a >= M || p < 0 || p >= M)
-          throw contra::UsageError(name + ": positive pair (" + s(a) + ", " + s(p) + ") is outside the " + s(M) +
-                                   " rows");
-        ++pos_start[a + 1];
-      }
+      for (const auto& [a, p] : pairs.positive) ++pos_start[a + 1];
     } else {  // rows by sample (ascending within a sample), as the CPU builds group them
       order.resize(static_cast<std::size_t>(M));
       for (std::int64_t i = 0; i < M; ++i) order[i] = i;
@@ -124,25 +113,9 @@ struct ListedPairs {
     }
     for (std::int64_t i = 0; i < M; ++i) pos_start[i + 1] += pos_start[i];
     npos = pos_start[M];
-    if (!pairs.memory_negative.empty() && K == 0)
-      throw contra::UsageError(name + ": Pairs::memory_negative lists memory keys, but the memory is " +
-                               memory_state);
     neg_start.assign(static_cast<std::size_t>(M + 1), 0);
-    for (const auto& [a, n] : pairs.negative) {
-      if (a < 0 || a >= M || n < 0 || n >= M)
-        throw contra::UsageError(name + ": negative pair (" + s(a) + ", " + s(n) + ") is outside the " + s(M) +
-                                 " rows");
-      ++neg_start[a + 1];
-    }
-    for (const auto& [a, k] : pairs.memory_negative) {
-      if (a < 0 || a >= M || k < 0 || k >= K)
-        throw contra::UsageError(name + ": memory negative (row " + s(a) + ", key " + s(k) + ") is outside the " +
-                                 s(M) + " rows or the " + s(K) + " keys");
-      if (key_ids && (any_negative_id_is_empty ? key_ids[k] < 0 : key_ids[k] == -1))
-        throw contra::UsageError(name + ": memory negative (row " + s(a) + ", key " + s(k) +
-                                 ") is an empty slot of the memory");
-      ++neg_start[a + 1];
-    }
+    for (const auto& [a, n] : pairs.negative) ++neg_start[a + 1];
+    for (const auto& [a, k] : pairs.memory_negative) ++neg_start[a + 1];
     neg_start[0] = npos;  // negatives follow the positives
     for (std::int64_t i = 0; i < M; ++i) neg_start[i + 1] += neg_start[i];
     nneg = neg_start[M] - npos;

@@ -2,11 +2,13 @@
 /// \file
 /// Pieces the cuda builds of the losses share (included by `*_cuda.cu`):
 /// block reductions, row normalisation and its backward pass, the
-/// deterministic sum of per-row statistics read back to the host, and input
-/// checks for device tensors.
+/// deterministic sum of per-row statistics read back to the host, and checks
+/// of matrices that may live on either device. (The checks of the embeddings
+/// and of Pairs are the SDK's, contra/pairs_check.hpp, as in the CPU twins.)
 
 #include "../cuda_support.cuh"
 
+#include <contra/l2_normalize.hpp>
 #include <contra/roles/loss.hpp>
 
 #include <algorithm>
@@ -22,7 +24,7 @@ namespace {
 /// Threads per block of the per-row kernels (a multiple of 32).
 constexpr int row_threads = 256;
 /// Norms below this are clamped, as torch.nn.functional.normalize does (and the CPU twins).
-constexpr float norm_eps = 1e-12f;
+constexpr float norm_eps = contra::l2_norm_eps;
 
 struct SumOp {
   template <class T> __device__ T operator()(T a, T b) const { return a + b; }
@@ -137,19 +139,6 @@ inline void read_stats(const char* who, const double* stats, std::int64_t rows, 
   CONTRA_CUDA_CHECK(who, cudaMemcpyAsync(h, d, sizeof(double) * n, cudaMemcpyDeviceToHost, s));
   CONTRA_CUDA_CHECK(who, cudaStreamSynchronize(s));
   std::copy(h, h + n, out);
-}
-
-/// Throws UsageError unless `t` is an f32 [rows, cols] tensor on the GPU
-/// (rows < 0: any number of rows).
-inline void expect_device_matrix(const char* who, const contra::Tensor& t, std::int64_t rows, std::int64_t cols,
-                                 const char* what) {
-  if (t.rank() != 2 || t.dtype() != contra::DType::f32 || t.device() != contra::Device::cuda ||
-      (rows >= 0 && t.dim(0) != rows) || (cols >= 0 && t.dim(1) != cols))
-    throw contra::UsageError(std::string(who) + ": expected " + what + " as an f32 [" +
-                             (rows >= 0 ? std::to_string(rows) : std::string("rows")) + ", " +
-                             (cols >= 0 ? std::to_string(cols) : std::string("D")) +
-                             "] tensor on cuda, got " + contra::dtype_name(t.dtype()) + " " + t.shape().str() +
-                             " on " + contra::device_name(t.device()));
 }
 
 /// Throws UsageError unless `t` is an f32 [rows, cols] tensor, on either

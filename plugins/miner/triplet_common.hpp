@@ -7,6 +7,8 @@
 
 #include <contra/blas.hpp>
 #include <contra/errors.hpp>
+#include <contra/l2_normalize.hpp>
+#include <contra/pairs_check.hpp>
 #include <contra/roles/miner.hpp>
 
 #include <algorithm>
@@ -22,32 +24,18 @@ namespace {
 
 
 constexpr std::int64_t block_rows = 256;  // anchor rows per sgemm block
-constexpr float norm_eps = 1e-12f;        // norms below are clamped, as F.normalize does
 
 // Checks the embeddings (an f32 [M, D] tensor on `device`) and returns each
 // row's group: its label with use_labels, else its sample.
 [[maybe_unused]] const std::vector<std::int64_t>& row_groups(const contra::Embeddings& e, bool use_labels, const char* who,
                                             contra::Device device = contra::Device::cpu) {
-  const contra::Tensor& z = e.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != device || z.dim(1) < 1)
-    throw contra::UsageError(std::string(who) + ": expected embeddings as an f32 [M, D] " +
-                             (device == contra::Device::cpu ? "CPU" : "cuda") + " tensor, got " +
-                             contra::dtype_name(z.dtype()) + " " + z.shape().str() + " on " +
-                             contra::device_name(z.device()));
-  const std::int64_t m = z.dim(0);
-  if (m > std::numeric_limits<std::int32_t>::max())
-    throw contra::UsageError(std::string(who) + ": " + std::to_string(m) +
-                             " rows do not fit the int32 row indices of Pairs");
-  if (!e.sample || static_cast<std::int64_t>(e.sample->size()) != m)
-    throw contra::UsageError(std::string(who) + ": Embeddings::sample must give the sample of each of the " +
-                             std::to_string(m) + " rows");
+  contra::EmbeddingsUse use;
+  use.label = use_labels;
+  contra::check_embeddings(who, e, device, use);
   if (!use_labels) return *e.sample;
   if (!e.label)
     throw contra::UsageError(std::string(who) +
                              ": use_labels = true, but the batch has no labels (Embeddings::label is null)");
-  if (static_cast<std::int64_t>(e.label->size()) != m)
-    throw contra::UsageError(std::string(who) + ": Embeddings::label has " + std::to_string(e.label->size()) +
-                             " entries for " + std::to_string(m) + " rows");
   return *e.label;
 }
 
@@ -70,7 +58,7 @@ constexpr float norm_eps = 1e-12f;        // norms below are clamped, as F.norma
     double ss = 0.0;
     if (cosine) {
       for (std::int64_t k = 0; k < d; ++k) ss += static_cast<double>(zi[k]) * zi[k];
-      const float inv = 1.0f / std::max(static_cast<float>(std::sqrt(ss)), norm_eps);
+      const float inv = 1.0f / std::max(static_cast<float>(std::sqrt(ss)), contra::l2_norm_eps);
       for (std::int64_t k = 0; k < d; ++k) xi[k] = zi[k] * inv;
     } else {
       for (std::int64_t k = 0; k < d; ++k) {

@@ -2,6 +2,8 @@
 
 #include "cuda_bridge.hpp"
 
+#include <contra/errors.hpp>
+
 #include <boost/dll/runtime_symbol_info.hpp>
 
 #include <dlfcn.h>
@@ -83,6 +85,13 @@ const cuda::detail::CudaBridge* cuda_bridge(std::string* error) {
   static const LoadedBridge loaded = load_bridge();
   if (!loaded.bridge && error) *error = loaded.error;
   return loaded.bridge;
+}
+
+const cuda::detail::CudaBridge& require_cuda_bridge(const char* what) {
+  std::string error;
+  const cuda::detail::CudaBridge* b = cuda_bridge(&error);
+  if (!b) throw DeviceError(std::string(what) + ", but " + error);
+  return *b;
 }
 
 std::string cuda_unusable_reason(const char* who) {

@@ -22,6 +22,10 @@ bool built_with_cuda() noexcept;
 /// `*error` set when this build has no CUDA or the library cannot be loaded.
 const cuda::detail::CudaBridge* cuda_bridge(std::string* error = nullptr);
 
+/// The bridge, for `what` (e.g. "device tensors"); throws DeviceError
+/// "<what>, but <why not>" when it cannot be loaded.
+const cuda::detail::CudaBridge& require_cuda_bridge(const char* what);
+
 /// Empty when a GPU is usable through libcontra_cuda (require()d for `who`,
 /// which errors name); else why not, in a sentence that follows "but ".
 std::string cuda_unusable_reason(const char* who);

@@ -8,12 +8,7 @@
 namespace contra::runtime {
 
 namespace {
-const cuda::detail::CudaBridge& cuda() {
-  std::string error;
-  const cuda::detail::CudaBridge* b = cuda_bridge(&error);
-  if (!b) throw DeviceError("CUDA streams, but " + error);
-  return *b;
-}
+const cuda::detail::CudaBridge& cuda() { return require_cuda_bridge("CUDA streams"); }
 }  // namespace
 
 DeviceStream::DeviceStream() : stream_(cuda().stream_create()) {}

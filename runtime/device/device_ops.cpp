@@ -13,12 +13,7 @@ namespace contra::runtime::device_ops {
 
 namespace {
 
-const cuda::detail::CudaBridge& cuda() {
-  std::string error;
-  const cuda::detail::CudaBridge* b = cuda_bridge(&error);
-  if (!b) throw DeviceError("device tensors, but " + error);
-  return *b;
-}
+const cuda::detail::CudaBridge& cuda() { return require_cuda_bridge("device tensors"); }
 
 void expect_same(const Tensor& dst, const Tensor& src, const char* what) {
   if (dst.shape() != src.shape() || dst.dtype() != src.dtype())

@@ -290,12 +290,12 @@ TEST_CASE("contrastive_margin: refuses triplets and bad pairs with a usage error
   contra::Pairs triplets;
   triplets.triplets.push_back({0, 2, 1});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, triplets, out),
-                    "contrastive_margin: needs pairs: the all_pairs miner, or a miner that lists positive and "
-                    "negative pairs (triplets and memory negatives alone are not supported)");
+                    "contrastive_margin: Pairs::triplets is not supported; it takes Pairs::all (the all_pairs "
+                    "miner), or Pairs::positive and/or Pairs::negative");
   contra::Pairs bad;
   bad.negative.push_back({0, 4});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, bad, out),
-                    "contrastive_margin: negative pair (0, 4) is out of range for 4 rows");
+                    "contrastive_margin: negative pair (0, 4) is outside the 4 rows");
   CHECK_THROWS_AS(loss.compute({z, nullptr, nullptr, 2}, all_pairs(), out), contra::UsageError);
   contra::Pairs both = all_pairs();
   both.positive.push_back({0, 2});
@@ -306,6 +306,6 @@ TEST_CASE("contrastive_margin: refuses triplets and bad pairs with a usage error
   memory.negative.push_back({0, 1});
   memory.memory_negative.push_back({0, 0});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, memory, out),
-                    "contrastive_margin: memory negatives (Pairs::memory_negative) are not supported; it compares "
-                    "batch rows only");
+                    "contrastive_margin: Pairs::memory_negative is not supported; it takes Pairs::all (the "
+                    "all_pairs miner), or Pairs::positive and/or Pairs::negative");
 }

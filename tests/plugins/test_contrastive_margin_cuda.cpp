@@ -44,15 +44,14 @@ TEST_CASE("contrastive_margin cuda: refuses CPU embeddings and malformed pairs w
   contra::Embeddings e{z, &sample};
   contra::LossResult out;
   CHECK_THROWS_WITH(loss.compute(e, all_pairs(), out),
-                    "contrastive_margin (cuda): expected embeddings as an f32 [rows, D] tensor on cuda, got f32 "
-                    "[4, 3] on cpu");
+                    "contrastive_margin: expected embeddings as an f32 [M, D] cuda tensor, got f32 [4, 3] on cpu");
   contra::Embeddings labelled = e;
   labelled.z = contra::Tensor::wrap(z.raw(), z.shape(), contra::DType::f32, contra::Device::cuda);
   contra::Pairs listed;
   listed.positive = {{0, 2}};
   listed.negative = {{1, 9}};
   CHECK_THROWS_WITH(loss.compute(labelled, listed, out),
-                    "contrastive_margin: negative pair (1, 9) is out of range for 4 rows");
+                    "contrastive_margin: negative pair (1, 9) is outside the 4 rows");
 }
 
 TEST_CASE("contrastive_margin cuda: all pairs match the CPU build", "[plugins][contrastive_margin][gpu]") {

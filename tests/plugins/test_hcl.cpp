@@ -544,8 +544,8 @@ TEST_CASE("hcl: refuses pair forms and memory negatives it cannot use", "[plugin
   contra::Pairs triplets;
   triplets.triplets.push_back({0, 2, 1});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, triplets, out),
-                    "hcl: triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit "
-                    "negatives (Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
+                    "hcl: Pairs::triplets is not supported; it takes Pairs::all (the all_pairs miner), or "
+                    "Pairs::negative and/or Pairs::memory_negative with optional Pairs::positive");
   contra::Pairs both = all_pairs();
   both.negative.push_back({0, 1});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, both, out),
@@ -553,8 +553,8 @@ TEST_CASE("hcl: refuses pair forms and memory negatives it cannot use", "[plugin
   contra::Pairs positives_only;
   positives_only.positive.push_back({0, 2});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, positives_only, out),
-                    "hcl: no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit negatives "
-                    "(Pairs::negative, Pairs::memory_negative)");
+                    "hcl: nothing selected to compute on; it takes Pairs::all (the all_pairs miner), or "
+                    "Pairs::negative and/or Pairs::memory_negative with optional Pairs::positive");
   contra::Pairs listed;
   listed.memory_negative.push_back({0, 0});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, listed, out),

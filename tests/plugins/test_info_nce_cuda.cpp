@@ -70,7 +70,7 @@ TEST_CASE("info_nce cuda: refuses CPU embeddings and malformed pair lists with t
   contra::Embeddings e{z, &sample};
   contra::LossResult out;
   CHECK_THROWS_WITH(loss.compute(e, all_pairs(), out),
-                    "info_nce (cuda): expected embeddings as an f32 [rows, D] tensor on cuda, got f32 [4, 3] on cpu");
+                    "info_nce: expected embeddings as an f32 [M, D] cuda tensor, got f32 [4, 3] on cpu");
   contra::Embeddings labelled = e;
   labelled.z = contra::Tensor::wrap(z.raw(), z.shape(), contra::DType::f32, contra::Device::cuda);
   contra::Pairs both = all_pairs();

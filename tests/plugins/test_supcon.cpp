@@ -295,12 +295,11 @@ TEST_CASE("supcon: refuses explicit pairs and malformed labels with a usage erro
   explicit_pairs.positive.push_back({0, 2});
   explicit_pairs.triplets.push_back({0, 2, 1});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, explicit_pairs, out),
-                    "supcon: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and "
-                    "triplets are not supported");
+                    "supcon: Pairs::positive is not supported; it takes Pairs::all (the all_pairs miner) only");
   contra::Pairs both = all_pairs();
   both.memory_negative.push_back({0, 0});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, both, out),
-                    "supcon: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
+                    "supcon: Pairs::memory_negative is not supported; it takes Pairs::all (the all_pairs miner) only");
   std::vector<std::int64_t> short_label{0, 1};
   CHECK_THROWS_WITH(loss.compute({z, &sample, &short_label, 2}, all_pairs(), out),
                     "supcon: Embeddings::label has 2 entries for 4 rows");

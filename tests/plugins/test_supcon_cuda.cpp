@@ -34,10 +34,9 @@ TEST_CASE("supcon cuda: refuses anything but Pairs::all, and CPU embeddings", "[
   contra::Embeddings e{z, &sample};
   contra::LossResult out;
   CHECK_THROWS_WITH(loss.compute(e, contra::Pairs{}, out),
-                    "supcon: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and triplets "
-                    "are not supported");
+                    "supcon: nothing selected to compute on; it takes Pairs::all (the all_pairs miner) only");
   CHECK_THROWS_WITH(loss.compute(e, all_pairs(), out),
-                    "supcon (cuda): expected embeddings as an f32 [rows, D] tensor on cuda, got f32 [4, 3] on cpu");
+                    "supcon: expected embeddings as an f32 [M, D] cuda tensor, got f32 [4, 3] on cpu");
 }
 
 TEST_CASE("supcon cuda: by sample and by class, matches the CPU build", "[plugins][supcon][gpu]") {

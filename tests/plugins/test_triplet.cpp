@@ -411,24 +411,23 @@ TEST_CASE("triplet: refuses pairs without triplets with a usage error", "[plugin
   pairs.positive.push_back({0, 2});
   pairs.negative.push_back({0, 1});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, pairs, out),
-                    "triplet: needs triplets: use a triplet miner (e.g. batch_all, batch_hard or semi_hard), or "
-                    "the all_pairs miner to form every (anchor, positive, negative) of the batch; explicit "
-                    "positive/negative pairs are not supported");
+                    "triplet: Pairs::positive is not supported; it takes Pairs::all (the all_pairs miner), or "
+                    "Pairs::triplets (a triplet miner)");
   contra::Pairs bad;
   bad.triplets.push_back({0, 2, 7});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, bad, out),
-                    "triplet: triplet (0, 2, 7) is out of range for 4 rows");
+                    "triplet: triplet (0, 2, 7) is outside the 4 rows");
   contra::Pairs both = all_pairs();
   both.triplets.push_back({0, 2, 1});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, both, out),
-                    "triplet: Pairs::all together with explicit triplets or pairs is ambiguous; a miner sets one "
-                    "or the other");
+                    "triplet: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the "
+                    "other");
   contra::Pairs memory;
   memory.triplets.push_back({0, 2, 1});
   memory.memory_negative.push_back({0, 0});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, memory, out),
-                    "triplet: memory negatives (Pairs::memory_negative) are not supported; its triplets are batch "
-                    "rows");
+                    "triplet: Pairs::memory_negative is not supported; it takes Pairs::all (the all_pairs miner), "
+                    "or Pairs::triplets (a triplet miner)");
   std::vector<std::int64_t> one_view{0, 1, 2, 3};
   CHECK_THROWS_WITH(loss.compute({z, &one_view, nullptr, 1}, all_pairs(), out),
                     "triplet: the batch of 4 rows has no (anchor, positive, negative) triplet; it needs at least "

@@ -75,12 +75,12 @@ TEST_CASE("triplet cuda: refuses CPU embeddings and malformed triplets with the 
   contra::Embeddings e{z, &sample};
   contra::LossResult out;
   CHECK_THROWS_WITH(loss.compute(e, all_pairs(), out),
-                    "triplet (cuda): expected embeddings as an f32 [rows, D] tensor on cuda, got f32 [4, 3] on cpu");
+                    "triplet: expected embeddings as an f32 [M, D] cuda tensor, got f32 [4, 3] on cpu");
   contra::Embeddings labelled = e;
   labelled.z = contra::Tensor::wrap(z.raw(), z.shape(), contra::DType::f32, contra::Device::cuda);
   contra::Pairs mined;
   mined.triplets = {{0, 2, 1}, {0, 2, 4}};
-  CHECK_THROWS_WITH(loss.compute(labelled, mined, out), "triplet: triplet (0, 2, 4) is out of range for 4 rows");
+  CHECK_THROWS_WITH(loss.compute(labelled, mined, out), "triplet: triplet (0, 2, 4) is outside the 4 rows");
   std::vector<std::int64_t> alone = {0, 1, 2, 3};
   labelled.sample = &alone;
   CHECK_THROWS_WITH(loss.compute(labelled, all_pairs(), out),

@@ -22,6 +22,16 @@ std::shared_ptr<Role> make(PluginRegistry& reg, PluginKind kind, const std::stri
   REQUIRE(rec != nullptr);
   return reg.create<Role>(*rec, rec->schema.bind(values));
 }
+
+// An mlp encoder (6 hidden, 4 out), all pairs, info_nce and sgd at `sgd`.
+TrainerParts mlp_parts(PluginRegistry& reg, std::initializer_list<std::pair<std::string, Value>> sgd) {
+  TrainerParts parts;
+  parts.encoder = make<Encoder>(reg, PluginKind::encoder, "mlp", {{"hidden", std::vector<std::int64_t>{6}}, {"output", 4}});
+  parts.miner = make<Miner>(reg, PluginKind::miner, "all_pairs", {});
+  parts.loss = make<Loss>(reg, PluginKind::loss, "info_nce", {});
+  parts.optimizer = make<Optimizer>(reg, PluginKind::optimizer, "sgd", sgd);
+  return parts;
+}
 }  // namespace
 
 TEST_CASE("momentum encoder: starts as a copy and follows the encoder by EMA", "[runtime][memory]") {
@@ -69,11 +79,7 @@ TEST_CASE("trainer: on cuda, an encoder whose parameters live on the host is ref
           "[runtime][device]") {
   PluginRegistry reg;
   reg.scan_directory(CONTRA_PLUGIN_DIR);
-  TrainerParts parts;
-  parts.encoder = make<Encoder>(reg, PluginKind::encoder, "mlp", {{"hidden", std::vector<std::int64_t>{6}}, {"output", 4}});
-  parts.miner = make<Miner>(reg, PluginKind::miner, "all_pairs", {});
-  parts.loss = make<Loss>(reg, PluginKind::loss, "info_nce", {});
-  parts.optimizer = make<Optimizer>(reg, PluginKind::optimizer, "sgd", {});
+  TrainerParts parts = mlp_parts(reg, {});
   parts.encoder_label = "encoder 'mlp'";
   parts.device = Device::cuda;
   // Checked before any device call: runs without a GPU.
@@ -179,11 +185,7 @@ struct MirroredRanks : StepCollectives {
 TEST_CASE("trainer: the collective hooks see the global batch and hand each rank its rows", "[runtime][train]") {
   PluginRegistry reg;
   reg.scan_directory(CONTRA_PLUGIN_DIR);
-  TrainerParts parts;
-  parts.encoder = make<Encoder>(reg, PluginKind::encoder, "mlp", {{"hidden", std::vector<std::int64_t>{6}}, {"output", 4}});
-  parts.miner = make<Miner>(reg, PluginKind::miner, "all_pairs", {});
-  parts.loss = make<Loss>(reg, PluginKind::loss, "info_nce", {});
-  parts.optimizer = make<Optimizer>(reg, PluginKind::optimizer, "sgd", {{"lr", 0.5}, {"momentum", 0.0}});
+  TrainerParts parts = mlp_parts(reg, {{"lr", 0.5}, {"momentum", 0.0}});
   Trainer trainer(parts, EncoderContext{Shape{1, 2, 2}, 3});
   MirroredRanks ranks;
   trainer.set_collectives(&ranks);

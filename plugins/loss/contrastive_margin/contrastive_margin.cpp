@@ -1,6 +1,10 @@
 #include "contrastive_margin.hpp"
 
+#include "../pairs_forms.hpp"
+
 #include <contra/blas.hpp>
+#include <contra/l2_normalize.hpp>
+#include <contra/pairs_check.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +15,6 @@
 namespace contra::plugins {
 
 namespace {
-// Norms below this are clamped, as torch.nn.functional.normalize does.
-constexpr float norm_eps = 1e-12f;
 // A pair whose squared distance from the Gram block, |x_i|² + |x_j|² − 2 x_i·x_j,
 // is below this share of |x_i|² + |x_j|² lost too many digits to cancellation:
 // its distance is recomputed from the difference, and its gradient added
@@ -47,40 +49,17 @@ ContrastiveMargin::ContrastiveMargin(const contra::Params& p)
 
 void ContrastiveMargin::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
                                 contra::LossResult& out) {
-  const bool all = pairs.all;
-  if (!pairs.memory_negative.empty())
-    throw contra::UsageError(
-        "contrastive_margin: memory negatives (Pairs::memory_negative) are not supported; it compares batch "
-        "rows only");
-  if (all && (!pairs.positive.empty() || !pairs.negative.empty() || !pairs.triplets.empty()))
-    throw contra::UsageError(
-        "contrastive_margin: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or "
-        "the other");
-  if (!all && pairs.positive.empty() && pairs.negative.empty())
-    throw contra::UsageError(
-        "contrastive_margin: needs pairs: the all_pairs miner, or a miner that lists positive and negative "
-        "pairs (triplets and memory negatives alone are not supported)");
+  const bool all =
+      contra::check_pairs_form("contrastive_margin", pairs, pairs_forms::all_or_listed_pairs()) ==
+      contra::PairsSelection::all;
   const contra::Tensor& z = emb.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu)
-    throw contra::UsageError("contrastive_margin: expected embeddings as an f32 [M, D] CPU tensor, got " +
-                             std::string(contra::dtype_name(z.dtype())) + " " + z.shape().str() + " on " +
-                             contra::device_name(z.device()));
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (all && (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M))
-    throw contra::UsageError("contrastive_margin: Embeddings::sample must give the sample of each of the " +
-                             std::to_string(M) + " rows");
+  contra::EmbeddingsUse use;
+  use.sample = all;  // the pairs of Pairs::all come from the grouping by sample
+  const std::int64_t M = contra::check_embeddings("contrastive_margin", emb, contra::Device::cpu, use),
+                     D = z.dim(1);
   if (all && M < 2)
     throw contra::UsageError("contrastive_margin: a batch of " + std::to_string(M) + " row has no pair");
-  auto check = [&](const std::pair<std::int32_t, std::int32_t>& pr, const char* kind) {
-    if (pr.first < 0 || pr.first >= M || pr.second < 0 || pr.second >= M)
-      throw contra::UsageError("contrastive_margin: " + std::string(kind) + " pair (" +
-                               std::to_string(pr.first) + ", " + std::to_string(pr.second) +
-                               ") is out of range for " + std::to_string(M) + " rows");
-  };
-  if (!all) {
-    for (const auto& pr : pairs.positive) check(pr, "positive");
-    for (const auto& pr : pairs.negative) check(pr, "negative");
-  }
+  contra::check_pair_indices("contrastive_margin", pairs, emb);
 
   // 1. x = z (or ẑ = z / max(|z|, eps) with `normalize`): pair differences and
   //    explicit pairs use it as is. With all pairs the Gram block uses xc, x
@@ -93,14 +72,7 @@ void ContrastiveMargin::compute(const contra::Embeddings& emb, const contra::Pai
     norm_.ensure({M}, contra::DType::f32);
     float* zh = zhat_.data<float>();
     nrm = norm_.data<float>();
-    for (std::int64_t i = 0; i < M; ++i) {
-      const float* zi = zp + i * D;
-      float ss = 0.0f;
-      for (std::int64_t k = 0; k < D; ++k) ss += zi[k] * zi[k];
-      nrm[i] = std::sqrt(ss);
-      const float inv = 1.0f / std::max(nrm[i], norm_eps);
-      for (std::int64_t k = 0; k < D; ++k) zh[i * D + k] = zi[k] * inv;
-    }
+    contra::l2_normalize_rows(zp, M, D, zh, nrm);
     x = zh;
   }
   dx_.ensure({M, D}, contra::DType::f32);
@@ -226,23 +198,10 @@ void ContrastiveMargin::compute(const contra::Embeddings& emb, const contra::Pai
   const float scale = sum_ ? 1.0f : 1.0f / static_cast<float>(count);
   out.grad.ensure(z.shape(), contra::DType::f32);
   float* gz = out.grad.data<float>();
-  for (std::int64_t i = 0; i < M; ++i) {
-    const float* gi = dx + i * D;
-    float* oi = gz + i * D;
-    if (!normalize_) {
-      for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] * scale;
-      continue;
-    }
-    if (nrm[i] < norm_eps) {  // clamped norm: x = z / eps is linear in z
-      for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] * scale / norm_eps;
-      continue;
-    }
-    // dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|.
-    const float* hi = x + i * D;
-    float dot = 0.0f;
-    for (std::int64_t k = 0; k < D; ++k) dot += hi[k] * gi[k];
-    const float inv = scale / nrm[i];
-    for (std::int64_t k = 0; k < D; ++k) oi[k] = (gi[k] - hi[k] * dot) * inv;
+  if (normalize_) {
+    contra::l2_normalize_rows_backward(x, nrm, dx, scale, M, D, gz);
+  } else {
+    for (std::int64_t k = 0; k < M * D; ++k) gz[k] = dx[k] * scale;
   }
 
   out.value = sum_ ? loss : loss / static_cast<double>(count);

@@ -1,6 +1,9 @@
 #include "contrastive_margin_cuda.hpp"
 
 #include "../distance_cuda.cuh"
+#include "../pairs_forms.hpp"
+
+#include <contra/pairs_check.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -154,39 +157,21 @@ ContrastiveMarginCuda::~ContrastiveMarginCuda() = default;
 
 void ContrastiveMarginCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
                                     contra::LossResult& out) {
-  const bool all = pairs.all;
-  if (!pairs.memory_negative.empty())
-    throw contra::UsageError(
-        "contrastive_margin: memory negatives (Pairs::memory_negative) are not supported; it compares batch "
-        "rows only");
-  if (all && (!pairs.positive.empty() || !pairs.negative.empty() || !pairs.triplets.empty()))
-    throw contra::UsageError(
-        "contrastive_margin: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or "
-        "the other");
-  if (!all && pairs.positive.empty() && pairs.negative.empty())
-    throw contra::UsageError(
-        "contrastive_margin: needs pairs: the all_pairs miner, or a miner that lists positive and negative "
-        "pairs (triplets and memory negatives alone are not supported)");
+  const bool all =
+      contra::check_pairs_form("contrastive_margin", pairs, pairs_forms::all_or_listed_pairs()) ==
+      contra::PairsSelection::all;
   const contra::Tensor& z = emb.z;
-  gpu::expect_device_matrix(who, z, -1, -1, "embeddings");
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (all && (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M))
-    throw contra::UsageError("contrastive_margin: Embeddings::sample must give the sample of each of the " +
-                             std::to_string(M) + " rows");
+  contra::EmbeddingsUse use;
+  use.sample = all;  // the pairs of Pairs::all come from the grouping by sample
+  const std::int64_t M = contra::check_embeddings("contrastive_margin", emb, contra::Device::cuda, use),
+                     D = z.dim(1);
   if (all && M < 2)
     throw contra::UsageError("contrastive_margin: a batch of " + std::to_string(M) + " row has no pair");
+  contra::check_pair_indices("contrastive_margin", pairs, emb);
   ContrastiveMarginCudaState& st = *state_;
   if (!all) {
-    auto check = [&](const std::pair<std::int32_t, std::int32_t>& pr, const char* kind) {
-      if (pr.first < 0 || pr.first >= M || pr.second < 0 || pr.second >= M)
-        throw contra::UsageError("contrastive_margin: " + std::string(kind) + " pair (" +
-                                 std::to_string(pr.first) + ", " + std::to_string(pr.second) +
-                                 ") is out of range for " + std::to_string(M) + " rows");
-    };
     st.first_h.clear();
     st.second_h.clear();
-    for (const auto& pr : pairs.positive) check(pr, "positive");
-    for (const auto& pr : pairs.negative) check(pr, "negative");
     for (const auto* list : {&pairs.positive, &pairs.negative})
       for (const auto& [i, j] : *list) {
         st.first_h.push_back(i);

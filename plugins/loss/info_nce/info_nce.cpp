@@ -1,6 +1,10 @@
 #include "info_nce.hpp"
 
+#include "../pairs_forms.hpp"
+
 #include <contra/blas.hpp>
+#include <contra/l2_normalize.hpp>
+#include <contra/pairs_check.hpp>
 
 #include <omp.h>
 
@@ -35,8 +39,6 @@ namespace contra::plugins {
 
 namespace {
 
-// Norms below this are clamped, as torch.nn.functional.normalize does.
-constexpr float norm_eps = 1e-12f;
 constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
 std::string str(std::int64_t v) { return std::to_string(v); }
@@ -152,23 +154,6 @@ CONTRA_NCE_CLONES void tile_coefficients(float* x, std::int64_t r, std::int64_t 
   }
 }
 
-// zh_i = z_i / max(|z_i|, eps), norms into nrm (when not null).
-CONTRA_NCE_CLONES void normalise_rows(const float* z, std::int64_t rows, std::int64_t d, float* zh,
-                                      float* nrm) {
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const float* zi = z + i * d;
-    float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-    for (std::int64_t k = 0; k < d; ++k) ss += zi[k] * zi[k];
-    const float n = std::sqrt(ss);
-    if (nrm) nrm[i] = n;
-    const float inv = 1.0f / std::max(n, norm_eps);
-    float* hi = zh + i * d;
-#pragma omp simd
-    for (std::int64_t k = 0; k < d; ++k) hi[k] = zi[k] * inv;
-  }
-}
-
 inline float dot(const float* a, const float* b, std::int64_t d) {
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -248,30 +233,9 @@ InfoNce::InfoNce(const contra::Params& p)
 void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
                       contra::LossResult& out) {
   // Which form of Pairs: every pair of the grouping, or explicit negatives.
-  if (!pairs.triplets.empty())
-    throw contra::UsageError(
-        "info_nce: triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit "
-        "negatives (Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
-  const bool explicit_negatives = !pairs.negative.empty() || !pairs.memory_negative.empty();
-  if (pairs.all && (explicit_negatives || !pairs.positive.empty()))
-    throw contra::UsageError(
-        "info_nce: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
-  if (!pairs.all && !explicit_negatives)
-    throw contra::UsageError(
-        "info_nce: no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit negatives "
-        "(Pairs::negative, Pairs::memory_negative)");
-
+  contra::check_pairs_form("info_nce", pairs, pairs_forms::all_or_listed_negatives());
   const contra::Tensor& z = emb.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu)
-    throw contra::UsageError("info_nce: expected embeddings as an f32 [M, D] CPU tensor, got " +
-                             std::string(contra::dtype_name(z.dtype())) + " " + z.shape().str() +
-                             " on " + contra::device_name(z.device()));
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (M >= std::numeric_limits<std::int32_t>::max())
-    throw contra::UsageError("info_nce: " + str(M) + " rows is more than it indexes");
-  if (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M)
-    throw contra::UsageError("info_nce: Embeddings::sample must give the sample of each of the " +
-                             str(M) + " rows");
+  const std::int64_t M = contra::check_embeddings("info_nce", emb), D = z.dim(1);
   M_ = M;
   D_ = D;
   keys_ = emb.keys.defined();
@@ -286,6 +250,7 @@ void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
       throw contra::UsageError("info_nce: MemoryView::ids has " + str(emb.memory->ids->size()) +
                                " entries for " + str(K_) + " keys");
   }
+  contra::check_pair_indices("info_nce", pairs, emb);
   const bool batch_neg = batch_negatives_ == BatchNegatives::yes ||
                          (batch_negatives_ == BatchNegatives::automatic && !keys_);
   if (pairs.all && !batch_neg && !emb.memory)
@@ -301,21 +266,10 @@ void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
   const float* zp = z.data<float>();
   float* zh = zhat_.data<float>();
   float* nrm = norm_.data<float>();
-  const std::int64_t nblocks = (M + 63) / 64;
-#pragma omp parallel for schedule(static) if (M * D > 65536)
-  for (std::int64_t b = 0; b < nblocks; ++b) {
-    const std::int64_t r0 = b * 64, r1 = std::min(M, r0 + 64);
-    normalise_rows(zp + r0 * D, r1 - r0, D, zh + r0 * D, nrm + r0);
-  }
+  contra::l2_normalize_rows(zp, M, D, zh, nrm);
   if (keys_) {
     khat_.ensure({M, D}, contra::DType::f32);
-    const float* kp = emb.keys.data<float>();
-    float* kh = khat_.data<float>();
-#pragma omp parallel for schedule(static) if (M * D > 65536)
-    for (std::int64_t b = 0; b < nblocks; ++b) {
-      const std::int64_t r0 = b * 64, r1 = std::min(M, r0 + 64);
-      normalise_rows(kp + r0 * D, r1 - r0, D, kh + r0 * D, nullptr);
-    }
+    contra::l2_normalize_rows(emb.keys.data<float>(), M, D, khat_.data<float>(), nullptr);
   }
   const float* pos_rows = keys_ ? khat_.data<float>() : zh;  // what a positive is
 
@@ -341,12 +295,7 @@ void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
   pos_start_.assign(static_cast<std::size_t>(M + 1), 0);
   pos_col_.clear();
   if (!pairs.positive.empty()) {
-    for (const auto& [a, p] : pairs.positive) {
-      if (a < 0 || a >= M || p < 0 || p >= M)
-        throw contra::UsageError("info_nce: positive pair (" + str(a) + ", " + str(p) +
-                                 ") is outside the " + str(M) + " rows");
-      ++pos_start_[a + 1];
-    }
+    for (const auto& [a, p] : pairs.positive) ++pos_start_[a + 1];
     for (std::int64_t i = 0; i < M; ++i) pos_start_[i + 1] += pos_start_[i];
     pos_col_.resize(pairs.positive.size());
     std::vector<std::int64_t> fill(pos_start_.begin(), pos_start_.end() - 1);
@@ -388,28 +337,18 @@ void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
   else sparse(emb, pairs, sums);
   add_positive_gradients();
 
-  // 5. Through the normalisation: dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|, with the
-  //    other threads' parts of g from the symmetric path added first.
-  out.grad.ensure(z.shape(), contra::DType::f32);
-  float* gz = out.grad.data<float>();
+  // 5. Through the normalisation, with the other threads' parts of dL/dẑ from
+  //    the symmetric path added first.
   float* dzh = dzhat_.data<float>();
   const int extra = extra_dzhat_;
-  const float* extra_rows = extra > 0 ? thread_dzhat_.data<float>() : nullptr;
+  if (extra > 0) {
+    const float* extra_rows = thread_dzhat_.data<float>();
 #pragma omp parallel for schedule(static) if (M * D > 65536)
-  for (std::int64_t i = 0; i < M; ++i) {
-    const float* hi = zh + i * D;
-    float* gi = dzh + i * D;
-    for (int th = 0; th < extra; ++th) axpy(1.0f, extra_rows + (th * M + i) * D, gi, D);
-    float* oi = gz + i * D;
-    if (nrm[i] < norm_eps) {  // clamped norm: ẑ = z / eps is linear in z
-      for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] / norm_eps;
-      continue;
-    }
-    const float d = dot(hi, gi, D);
-    const float inv = 1.0f / nrm[i];
-#pragma omp simd
-    for (std::int64_t k = 0; k < D; ++k) oi[k] = (gi[k] - hi[k] * d) * inv;
+    for (std::int64_t i = 0; i < M; ++i)
+      for (int th = 0; th < extra; ++th) axpy(1.0f, extra_rows + (th * M + i) * D, dzh + i * D, D);
   }
+  out.grad.ensure(z.shape(), contra::DType::f32);
+  contra::l2_normalize_rows_backward(zh, nrm, dzh, 1.0f, M, D, out.grad.data<float>());
 
   out.value = sums.loss / static_cast<double>(anchors);
   out.metrics.clear();
@@ -674,27 +613,10 @@ void InfoNce::sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, 
   const float* zh = zhat_.data<float>();
   const float* cand = keys_ ? khat_.data<float>() : zh;
   float* dzh = dzhat_.data<float>();
-  if (!pairs.memory_negative.empty() && K_ == 0)
-    throw contra::UsageError("info_nce: Pairs::memory_negative lists memory keys, but the memory is " +
-                             std::string(emb.memory ? "empty" : "absent"));
-  const std::int64_t* kid = (K_ > 0 && emb.memory->ids) ? emb.memory->ids->data() : nullptr;
-
+  // compute() has checked every index (contra::check_pair_indices).
   neg_start_.assign(static_cast<std::size_t>(M + 1), 0);
-  for (const auto& [a, n] : pairs.negative) {
-    if (a < 0 || a >= M || n < 0 || n >= M)
-      throw contra::UsageError("info_nce: negative pair (" + str(a) + ", " + str(n) + ") is outside the " +
-                               str(M) + " rows");
-    ++neg_start_[a + 1];
-  }
-  for (const auto& [a, k] : pairs.memory_negative) {
-    if (a < 0 || a >= M || k < 0 || k >= K_)
-      throw contra::UsageError("info_nce: memory negative (row " + str(a) + ", key " + str(k) +
-                               ") is outside the " + str(M) + " rows or the " + str(K_) + " keys");
-    if (kid && kid[k] == -1)
-      throw contra::UsageError("info_nce: memory negative (row " + str(a) + ", key " + str(k) +
-                               ") is an empty slot of the memory");
-    ++neg_start_[a + 1];
-  }
+  for (const auto& [a, n] : pairs.negative) ++neg_start_[a + 1];
+  for (const auto& [a, k] : pairs.memory_negative) ++neg_start_[a + 1];
   for (std::int64_t i = 0; i < M; ++i) neg_start_[i + 1] += neg_start_[i];
   scratch_.assign(neg_start_.begin(), neg_start_.end() - 1);
   neg_col_.resize(static_cast<std::size_t>(neg_start_[M]));

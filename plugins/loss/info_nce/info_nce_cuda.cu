@@ -2,10 +2,12 @@
 
 #include "../listed_pairs_cuda.cuh"
 #include "../loss_cuda.cuh"
+#include "../pairs_forms.hpp"
+
+#include <contra/pairs_check.hpp>
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <string>
 
 namespace contra::plugins {
@@ -165,27 +167,9 @@ InfoNceCuda::InfoNceCuda(const contra::Params& p)
 }
 
 void InfoNceCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
-  if (!pairs.triplets.empty())
-    throw contra::UsageError(
-        "info_nce: triplets are not supported; it takes Pairs::all (the all_pairs miner) or explicit "
-        "negatives (Pairs::negative, Pairs::memory_negative) with optional Pairs::positive");
-  const bool explicit_negatives = !pairs.negative.empty() || !pairs.memory_negative.empty();
-  if (pairs.all && (explicit_negatives || !pairs.positive.empty()))
-    throw contra::UsageError(
-        "info_nce: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
-  if (!pairs.all && !explicit_negatives)
-    throw contra::UsageError(
-        "info_nce: no negatives selected; it needs Pairs::all (the all_pairs miner) or explicit negatives "
-        "(Pairs::negative, Pairs::memory_negative)");
-
+  contra::check_pairs_form("info_nce", pairs, pairs_forms::all_or_listed_negatives());
   const contra::Tensor& z = emb.z;
-  gpu::expect_device_matrix(who, z, -1, -1, "embeddings");
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (M >= std::numeric_limits<std::int32_t>::max())
-    throw contra::UsageError("info_nce: " + str(M) + " rows is more than it indexes");
-  if (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M)
-    throw contra::UsageError("info_nce: Embeddings::sample must give the sample of each of the " + str(M) +
-                             " rows");
+  const std::int64_t M = contra::check_embeddings("info_nce", emb, contra::Device::cuda), D = z.dim(1);
   const bool keys = emb.keys.defined();
   if (keys) gpu::expect_matrix(who, emb.keys, M, D, "momentum keys (Embeddings::keys)");
   std::int64_t K = 0;
@@ -196,6 +180,7 @@ void InfoNceCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pa
       throw contra::UsageError("info_nce: MemoryView::ids has " + str(emb.memory->ids->size()) + " entries for " +
                                str(K) + " keys");
   }
+  contra::check_pair_indices("info_nce", pairs, emb);
   const bool batch_neg = batch_negatives_ == 1 || (batch_negatives_ == 0 && !keys);
   std::int64_t anchors = 0;
   if (pairs.all) {
@@ -216,9 +201,7 @@ void InfoNceCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pa
             " rows (to keep a row's own sample out of its negatives)");
     }
   } else {
-    listed_->build("info_nce", pairs, *emb.sample, M, K,
-                   K > 0 && emb.memory->ids ? emb.memory->ids->data() : nullptr,
-                   emb.memory ? "empty" : "absent", false);
+    listed_->build(pairs, *emb.sample, M);
     anchors = listed_->anchors;
     if (anchors == 0)
       throw contra::UsageError("info_nce: no row has a positive (another view of its sample) among " + str(M) +

@@ -1,6 +1,10 @@
 #include "supcon.hpp"
 
+#include "../pairs_forms.hpp"
+
 #include <contra/blas.hpp>
+#include <contra/l2_normalize.hpp>
+#include <contra/pairs_check.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -9,11 +13,6 @@
 #include <string>
 
 namespace contra::plugins {
-
-namespace {
-// Norms below this are clamped, as torch.nn.functional.normalize does.
-constexpr float norm_eps = 1e-12f;
-}  // namespace
 
 contra::Schema SupCon::schema() {
   return contra::Schema("supcon",
@@ -29,26 +28,11 @@ SupCon::SupCon(const contra::Params& p)
     : temperature_(p.get<double>("temperature")), chunk_(p.get<std::int64_t>("chunk")) {}
 
 void SupCon::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
-  if (!pairs.all)
-    throw contra::UsageError(
-        "supcon: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and triplets are "
-        "not supported");
-  if (!pairs.positive.empty() || !pairs.negative.empty() || !pairs.triplets.empty() ||
-      !pairs.memory_negative.empty())
-    throw contra::UsageError(
-        "supcon: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
+  contra::check_pairs_form("supcon", pairs, pairs_forms::all_only());
+  contra::EmbeddingsUse use;
+  use.label = true;
   const contra::Tensor& z = emb.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu)
-    throw contra::UsageError("supcon: expected embeddings as an f32 [M, D] CPU tensor, got " +
-                             std::string(contra::dtype_name(z.dtype())) + " " + z.shape().str() + " on " +
-                             contra::device_name(z.device()));
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M)
-    throw contra::UsageError("supcon: Embeddings::sample must give the sample of each of the " +
-                             std::to_string(M) + " rows");
-  if (emb.label && static_cast<std::int64_t>(emb.label->size()) != M)
-    throw contra::UsageError("supcon: Embeddings::label has " + std::to_string(emb.label->size()) +
-                             " entries for " + std::to_string(M) + " rows");
+  const std::int64_t M = contra::check_embeddings("supcon", emb, contra::Device::cpu, use), D = z.dim(1);
   // Positives share the class, or the sample when the batch has no labels.
   const std::int64_t* group = emb.label ? emb.label->data() : emb.sample->data();
   const float inv_t = static_cast<float>(1.0 / temperature_);
@@ -59,16 +43,7 @@ void SupCon::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, 
   const float* zp = z.data<float>();
   float* zh = zhat_.data<float>();
   float* nrm = norm_.data<float>();
-  for (std::int64_t i = 0; i < M; ++i) {
-    const float* zi = zp + i * D;
-    float ss = 0.0f;
-    for (std::int64_t k = 0; k < D; ++k) ss += zi[k] * zi[k];
-    const float n = std::sqrt(ss);
-    nrm[i] = n;
-    const float inv = 1.0f / std::max(n, norm_eps);
-    float* hi = zh + i * D;
-    for (std::int64_t k = 0; k < D; ++k) hi[k] = zi[k] * inv;
-  }
+  contra::l2_normalize_rows(zp, M, D, zh, nrm);
 
   // 2. Blocks of at most `chunk` anchors: S = ẑ_blk ẑᵀ / T, turned in place into
   //    dL/ds = softmax_{a≠i}(s_i) − [a ∈ P(i)] / |P(i)|, then dL/dẑ accumulates
@@ -136,24 +111,10 @@ void SupCon::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, 
                              std::string(emb.label ? "class" : "sample") + ") among " + std::to_string(M) +
                              " rows");
 
-  // 3. Mean over anchors, and through the normalisation:
-  //    dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|.
-  const float scale = 1.0f / static_cast<float>(anchors);
+  // 3. Mean over anchors, and through the normalisation.
   out.grad.ensure(z.shape(), contra::DType::f32);
-  float* gz = out.grad.data<float>();
-  for (std::int64_t i = 0; i < M; ++i) {
-    const float* hi = zh + i * D;
-    const float* gi = dzh + i * D;
-    float* oi = gz + i * D;
-    if (nrm[i] < norm_eps) {  // clamped norm: ẑ = z / eps is linear in z
-      for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] * scale / norm_eps;
-      continue;
-    }
-    float dot = 0.0f;
-    for (std::int64_t k = 0; k < D; ++k) dot += hi[k] * gi[k];
-    const float inv = scale / nrm[i];
-    for (std::int64_t k = 0; k < D; ++k) oi[k] = (gi[k] - hi[k] * dot) * inv;
-  }
+  contra::l2_normalize_rows_backward(zh, nrm, dzh, 1.0f / static_cast<float>(anchors), M, D,
+                                     out.grad.data<float>());
 
   out.value = loss / static_cast<double>(anchors);
   out.metrics.clear();

@@ -1,6 +1,9 @@
 #include "supcon_cuda.hpp"
 
 #include "../loss_cuda.cuh"
+#include "../pairs_forms.hpp"
+
+#include <contra/pairs_check.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -91,23 +94,11 @@ SupConCuda::SupConCuda(const contra::Params& p)
 SupConCuda::~SupConCuda() = default;
 
 void SupConCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
-  if (!pairs.all)
-    throw contra::UsageError(
-        "supcon: needs the all_pairs miner (Pairs::all); explicit positive/negative pairs and triplets are "
-        "not supported");
-  if (!pairs.positive.empty() || !pairs.negative.empty() || !pairs.triplets.empty() ||
-      !pairs.memory_negative.empty())
-    throw contra::UsageError(
-        "supcon: Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
+  contra::check_pairs_form("supcon", pairs, pairs_forms::all_only());
+  contra::EmbeddingsUse use;
+  use.label = true;
   const contra::Tensor& z = emb.z;
-  gpu::expect_device_matrix(who, z, -1, -1, "embeddings");
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M)
-    throw contra::UsageError("supcon: Embeddings::sample must give the sample of each of the " +
-                             std::to_string(M) + " rows");
-  if (emb.label && static_cast<std::int64_t>(emb.label->size()) != M)
-    throw contra::UsageError("supcon: Embeddings::label has " + std::to_string(emb.label->size()) +
-                             " entries for " + std::to_string(M) + " rows");
+  const std::int64_t M = contra::check_embeddings("supcon", emb, contra::Device::cuda, use), D = z.dim(1);
   // Positives share the class, or the sample when the batch has no labels.
   const std::vector<std::int64_t>& group = emb.label ? *emb.label : *emb.sample;
   const std::int64_t anchors = gpu::rows_with_partner(group);

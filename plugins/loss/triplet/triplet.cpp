@@ -1,6 +1,10 @@
 #include "triplet.hpp"
 
+#include "../pairs_forms.hpp"
+
 #include <contra/blas.hpp>
+#include <contra/l2_normalize.hpp>
+#include <contra/pairs_check.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +15,6 @@
 namespace contra::plugins {
 
 namespace {
-// Norms below this are clamped, as torch.nn.functional.normalize does.
-constexpr float norm_eps = 1e-12f;
 // A pair whose squared distance from the Gram block, |x_i|² + |x_j|² − 2 x_i·x_j,
 // is below this share of |x_i|² + |x_j|² lost too many digits to cancellation:
 // its distance is recomputed from the difference, and its gradient added
@@ -55,15 +57,9 @@ Triplet::Triplet(const contra::Params& p)
 }
 
 void Triplet::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
-  const bool all = pairs.all;
-  if (!pairs.memory_negative.empty())
-    throw contra::UsageError(
-        "triplet: memory negatives (Pairs::memory_negative) are not supported; its triplets are batch rows");
-  if (all && (!pairs.triplets.empty() || !pairs.positive.empty() || !pairs.negative.empty()))
-    throw contra::UsageError(
-        "triplet: Pairs::all together with explicit triplets or pairs is ambiguous; a miner sets one or the "
-        "other");
-  if (!all && pairs.triplets.empty() && pairs.positive.empty() && pairs.negative.empty()) {
+  const contra::PairsSelection selection = contra::check_pairs_form("triplet", pairs, pairs_forms::all_or_triplets());
+  const bool all = selection == contra::PairsSelection::all;
+  if (selection == contra::PairsSelection::none) {
     // A triplet miner may find nothing in a batch (every triplet already
     // satisfied): no loss, no gradient, and the run goes on.
     out.value = 0.0;
@@ -74,27 +70,11 @@ void Triplet::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
     out.metrics.emplace_back("active_triplets", 0.0);
     return;
   }
-  if (!all && pairs.triplets.empty())
-    throw contra::UsageError(
-        "triplet: needs triplets: use a triplet miner (e.g. batch_all, batch_hard or semi_hard), or the "
-        "all_pairs miner to form every (anchor, positive, negative) of the batch; explicit positive/negative "
-        "pairs are not supported");
   const contra::Tensor& z = emb.z;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != contra::Device::cpu)
-    throw contra::UsageError("triplet: expected embeddings as an f32 [M, D] CPU tensor, got " +
-                             std::string(contra::dtype_name(z.dtype())) + " " + z.shape().str() + " on " +
-                             contra::device_name(z.device()));
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (all && (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M))
-    throw contra::UsageError("triplet: Embeddings::sample must give the sample of each of the " +
-                             std::to_string(M) + " rows");
-  if (!all)
-    for (const auto& t : pairs.triplets)
-      if (t.anchor < 0 || t.anchor >= M || t.positive < 0 || t.positive >= M || t.negative < 0 ||
-          t.negative >= M)
-        throw contra::UsageError("triplet: triplet (" + std::to_string(t.anchor) + ", " +
-                                 std::to_string(t.positive) + ", " + std::to_string(t.negative) +
-                                 ") is out of range for " + std::to_string(M) + " rows");
+  contra::EmbeddingsUse use;
+  use.sample = all;  // the triplets of Pairs::all come from the grouping by sample
+  const std::int64_t M = contra::check_embeddings("triplet", emb, contra::Device::cpu, use), D = z.dim(1);
+  contra::check_pair_indices("triplet", pairs, emb);
 
   // 1. x = z, or ẑ = z / max(|z|, eps) for cosine distances and `normalize`.
   const float* zp = z.data<float>();
@@ -106,14 +86,7 @@ void Triplet::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
     norm_.ensure({M}, contra::DType::f32);
     float* zh = zhat_.data<float>();
     nrm = norm_.data<float>();
-    for (std::int64_t i = 0; i < M; ++i) {
-      const float* zi = zp + i * D;
-      float ss = 0.0f;
-      for (std::int64_t k = 0; k < D; ++k) ss += zi[k] * zi[k];
-      nrm[i] = std::sqrt(ss);
-      const float inv = 1.0f / std::max(nrm[i], norm_eps);
-      for (std::int64_t k = 0; k < D; ++k) zh[i * D + k] = zi[k] * inv;
-    }
+    contra::l2_normalize_rows(zp, M, D, zh, nrm);
     x = zh;
   }
   dx_.ensure({M, D}, contra::DType::f32);
@@ -319,23 +292,10 @@ void Triplet::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
   const float scale = divisor > 0.0 ? static_cast<float>(1.0 / divisor) : 0.0f;
   out.grad.ensure(z.shape(), contra::DType::f32);
   float* gz = out.grad.data<float>();
-  for (std::int64_t i = 0; i < M; ++i) {
-    const float* gi = dx + i * D;
-    float* oi = gz + i * D;
-    if (!normalized) {
-      for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] * scale;
-      continue;
-    }
-    if (nrm[i] < norm_eps) {  // clamped norm: ẑ = z / eps is linear in z
-      for (std::int64_t k = 0; k < D; ++k) oi[k] = gi[k] * scale / norm_eps;
-      continue;
-    }
-    // dL/dz_i = (g_i − ẑ_i (ẑ_i·g_i)) / |z_i|.
-    const float* hi = x + i * D;
-    float dot = 0.0f;
-    for (std::int64_t k = 0; k < D; ++k) dot += hi[k] * gi[k];
-    const float inv = scale / nrm[i];
-    for (std::int64_t k = 0; k < D; ++k) oi[k] = (gi[k] - hi[k] * dot) * inv;
+  if (normalized) {
+    contra::l2_normalize_rows_backward(x, nrm, dx, scale, M, D, gz);
+  } else {
+    for (std::int64_t k = 0; k < M * D; ++k) gz[k] = dx[k] * scale;
   }
 
   out.value = divisor > 0.0 ? loss / divisor : 0.0;

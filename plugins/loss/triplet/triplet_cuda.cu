@@ -1,6 +1,9 @@
 #include "triplet_cuda.hpp"
 
 #include "../distance_cuda.cuh"
+#include "../pairs_forms.hpp"
+
+#include <contra/pairs_check.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -231,18 +234,14 @@ TripletCuda::TripletCuda(const contra::Params& p)
 TripletCuda::~TripletCuda() = default;
 
 void TripletCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pairs, contra::LossResult& out) {
-  const bool all = pairs.all;
-  if (!pairs.memory_negative.empty())
-    throw contra::UsageError(
-        "triplet: memory negatives (Pairs::memory_negative) are not supported; its triplets are batch rows");
-  if (all && (!pairs.triplets.empty() || !pairs.positive.empty() || !pairs.negative.empty()))
-    throw contra::UsageError(
-        "triplet: Pairs::all together with explicit triplets or pairs is ambiguous; a miner sets one or the "
-        "other");
+  const contra::PairsSelection selection = contra::check_pairs_form("triplet", pairs, pairs_forms::all_or_triplets());
+  const bool all = selection == contra::PairsSelection::all;
   TripletCudaState& st = *state_;
-  if (!all && pairs.triplets.empty() && pairs.positive.empty() && pairs.negative.empty()) {
+  contra::EmbeddingsUse use;
+  use.sample = all;  // the triplets of Pairs::all come from the grouping by sample
+  if (selection == contra::PairsSelection::none) {
     // A miner may find nothing in a batch: no loss, no gradient, the run goes on.
-    gpu::expect_device_matrix(who, emb.z, -1, -1, "embeddings");
+    contra::check_embeddings("triplet", emb, contra::Device::cuda, use);
     const cudaStream_t s = gpu::stream();
     out.value = 0.0;
     out.grad.ensure(emb.z.shape(), contra::DType::f32, contra::Device::cuda);
@@ -252,24 +251,9 @@ void TripletCuda::compute(const contra::Embeddings& emb, const contra::Pairs& pa
     out.metrics.emplace_back("active_triplets", 0.0);
     return;
   }
-  if (!all && pairs.triplets.empty())
-    throw contra::UsageError(
-        "triplet: needs triplets: use a triplet miner (e.g. batch_all, batch_hard or semi_hard), or the "
-        "all_pairs miner to form every (anchor, positive, negative) of the batch; explicit positive/negative "
-        "pairs are not supported");
   const contra::Tensor& z = emb.z;
-  gpu::expect_device_matrix(who, z, -1, -1, "embeddings");
-  const std::int64_t M = z.dim(0), D = z.dim(1);
-  if (all && (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != M))
-    throw contra::UsageError("triplet: Embeddings::sample must give the sample of each of the " +
-                             std::to_string(M) + " rows");
-  if (!all)
-    for (const auto& t : pairs.triplets)
-      if (t.anchor < 0 || t.anchor >= M || t.positive < 0 || t.positive >= M || t.negative < 0 ||
-          t.negative >= M)
-        throw contra::UsageError("triplet: triplet (" + std::to_string(t.anchor) + ", " +
-                                 std::to_string(t.positive) + ", " + std::to_string(t.negative) +
-                                 ") is out of range for " + std::to_string(M) + " rows");
+  const std::int64_t M = contra::check_embeddings("triplet", emb, contra::Device::cuda, use), D = z.dim(1);
+  contra::check_pair_indices("triplet", pairs, emb);
   if (all) {
     // Positives per row (other rows of its sample, ascending), and whether any triplet exists.
     const std::vector<std::int64_t>& sample = *emb.sample;

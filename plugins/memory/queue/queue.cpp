@@ -1,5 +1,7 @@
 #include "queue.hpp"
 
+#include <contra/l2_normalize.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -7,9 +9,6 @@
 namespace contra::plugins {
 
 namespace {
-// Norms below this are clamped, as torch.nn.functional.normalize does.
-constexpr float norm_eps = 1e-12f;
-
 std::string located(const contra::Params& p, const char* key) {
   std::string where = p.where(key).str();
   return where.empty() ? std::string() : where + ": ";
@@ -26,14 +25,9 @@ std::string num(double v) {
 void write_keys_on_host(const contra::Tensor& src, std::int64_t first_row, std::int64_t count, contra::Tensor& keys,
                         std::int64_t first_slot) {
   const std::int64_t size = keys.dim(0), dim = keys.dim(1);
-  for (std::int64_t i = 0; i < count; ++i) {
-    const float* x = src.data<float>() + (first_row + i) * dim;
-    float ss = 0.0f;
-    for (std::int64_t k = 0; k < dim; ++k) ss += x[k] * x[k];
-    const float inv = 1.0f / std::max(std::sqrt(ss), norm_eps);
-    float* slot = keys.data<float>() + ((first_slot + i) % size) * dim;
-    for (std::int64_t k = 0; k < dim; ++k) slot[k] = x[k] * inv;
-  }
+  for (std::int64_t i = 0; i < count; ++i)
+    contra::l2_normalize_rows(src.data<float>() + (first_row + i) * dim, 1, dim,
+                              keys.data<float>() + ((first_slot + i) % size) * dim, nullptr);
 }
 }  // namespace
 

@@ -2,6 +2,8 @@
 
 #include "../../cuda_support.cuh"
 
+#include <contra/l2_normalize.hpp>
+
 #include <cstdint>
 
 namespace contra::plugins {
@@ -10,7 +12,7 @@ namespace {
 
 constexpr const char* who = "queue (cuda)";
 // Norms below this are clamped, as torch.nn.functional.normalize does (and the CPU build).
-constexpr float norm_eps = 1e-12f;
+constexpr float norm_eps = contra::l2_norm_eps;
 
 // Row first_row + i of src, normalised, into slot (first_slot + i) mod K; one warp per row.
 __global__ void write_keys_kernel(const float* __restrict__ src, std::int64_t first_row, std::int64_t count,

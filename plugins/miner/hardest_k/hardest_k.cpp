@@ -1,6 +1,8 @@
 #include "hardest_k.hpp"
 
 #include <contra/blas.hpp>
+#include <contra/l2_normalize.hpp>
+#include <contra/pairs_check.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -12,8 +14,6 @@
 namespace contra::plugins {
 
 namespace {
-
-constexpr float norm_eps = 1e-12f;  // norms below are clamped, as F.normalize does
 
 // Key s is a better (harder) negative than t: more similar, or as similar and
 // a lower key index.
@@ -34,21 +34,11 @@ contra::Schema HardestK::schema() {
 HardestK::HardestK(const contra::Params& p) : k_(p.get<std::int64_t>("k")), chunk_(p.get<std::int64_t>("chunk")) {}
 
 const contra::MemoryView& hardest_k_inputs(const contra::Embeddings& e, contra::Device device) {
-  const contra::Tensor& z = e.z;
   const bool cpu = device == contra::Device::cpu;
-  if (z.rank() != 2 || z.dtype() != contra::DType::f32 || z.device() != device || z.dim(1) < 1)
-    throw contra::UsageError(std::string("hardest_k: expected embeddings as an f32 [M, D] ") + (cpu ? "CPU" : "cuda") +
-                             " tensor, got " + contra::dtype_name(z.dtype()) + " " + z.shape().str() + " on " +
-                             contra::device_name(z.device()));
-  const std::int64_t m = z.dim(0), d = z.dim(1);
-  if (m > std::numeric_limits<std::int32_t>::max())
-    throw contra::UsageError("hardest_k: " + std::to_string(m) + " rows do not fit the int32 row indices of Pairs");
-  if (!e.sample || static_cast<std::int64_t>(e.sample->size()) != m)
-    throw contra::UsageError("hardest_k: Embeddings::sample must give the sample of each of the " +
-                             std::to_string(m) + " rows");
-  if (e.ids && static_cast<std::int64_t>(e.ids->size()) != m)
-    throw contra::UsageError("hardest_k: Embeddings::ids has " + std::to_string(e.ids->size()) + " entries for " +
-                             std::to_string(m) + " rows");
+  contra::EmbeddingsUse use;
+  use.ids = true;
+  contra::check_embeddings("hardest_k", e, device, use);
+  const std::int64_t d = e.z.dim(1);
   if (!e.memory || e.memory->size() == 0)
     throw contra::UsageError("hardest_k: needs a [memory] (queue or bank) to mine from");
   const contra::MemoryView& mem = *e.memory;
@@ -95,7 +85,7 @@ void HardestK::mine(const contra::Embeddings& e, contra::Pairs& out) {
     float* xi = x_.data() + i * d;
     double ss = 0.0;
     for (std::int64_t c = 0; c < d; ++c) ss += static_cast<double>(zi[c]) * zi[c];
-    const float inv = 1.0f / std::max(static_cast<float>(std::sqrt(ss)), norm_eps);
+    const float inv = 1.0f / std::max(static_cast<float>(std::sqrt(ss)), contra::l2_norm_eps);
     for (std::int64_t c = 0; c < d; ++c) xi[c] = zi[c] * inv;
   }
 

@@ -1,8 +1,7 @@
 #include "adam_cuda.hpp"
 
-#include "../optimizer_cuda.cuh"
+#include "../adam_cuda.cuh"
 
-#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -11,21 +10,6 @@ namespace contra::plugins {
 namespace {
 
 constexpr const char* who = "adam (cuda)";
-
-// The CPU build's loop (adam.cpp), one element per thread iteration.
-__global__ void adam_kernel(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, std::int64_t n, float step_size, float inv_sqrt_bc2, float b1,
-                            float c1, float b2, float c2, float eps, float wd) {
-  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
-       k += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const float gk = g[k] + wd * w[k];
-    const float mk = b1 * m[k] + c1 * gk;
-    const float vk = b2 * v[k] + c2 * (gk * gk);
-    m[k] = mk;
-    v[k] = vk;
-    w[k] -= step_size * mk / (sqrtf(vk) * inv_sqrt_bc2 + eps);
-  }
-}
 
 }  // namespace
 
@@ -63,23 +47,12 @@ void AdamCuda::step(const contra::OptimizerStep& s) {
                                ", the parameter " + q->value.shape().str());
   const std::int64_t t = ++t_.data<std::int64_t>()[0];
   const double lr = lr_ * s.lr_scale;
-  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
-  const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
-  const float step_size = static_cast<float>(lr / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-  const float b1 = static_cast<float>(beta1_), c1 = static_cast<float>(1.0 - beta1_);
-  const float b2 = static_cast<float>(beta2_), c2 = static_cast<float>(1.0 - beta2_);
-  const float eps = static_cast<float>(eps_);
+  const adam::StepScalars scalars = adam::step_scalars(lr, beta1_, beta2_, eps_, t);
   const cudaStream_t st = gpu::stream();
   for (std::size_t i = 0; i < params_.size(); ++i) {
     contra::Parameter& q = *params_[i];
-    const std::int64_t n = q.value.numel();
-    if (n == 0) continue;
     const float wd = q.decay ? static_cast<float>(weight_decay_) : 0.0f;
-    adam_kernel<<<gpu::update_blocks(n), gpu::update_threads, 0, st>>>(
-        q.value.data<float>(), q.grad.data<float>(), m_[i].data<float>(), v_[i].data<float>(), n, step_size,
-        inv_sqrt_bc2, b1, c1, b2, c2, eps, wd);
-    CONTRA_CUDA_LAUNCHED(who, adam_kernel);
+    gpu::adam_step<adam::Decay::l2>(who, q.value, q.grad, m_[i], v_[i], scalars, wd, st);
   }
   last_lr_ = lr;
 }

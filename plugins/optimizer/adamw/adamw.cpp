@@ -1,6 +1,7 @@
 #include "adamw.hpp"
 
-#include <cmath>
+#include "../adam_update.hpp"
+
 #include <cstdint>
 #include <string>
 
@@ -56,15 +57,8 @@ void AdamW::step(const contra::OptimizerStep& s) {
                                q->grad.shape().str() + ", the parameter " + q->value.shape().str());
   const std::int64_t t = ++t_.data<std::int64_t>()[0];
   const double lr = lr_ * s.lr_scale;
-  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t));
-  const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t));
-  // w = w * (1 - lr * wd) - step_size * m / (sqrt(v) / sqrt(bc2) + eps), as PyTorch computes it.
-  const float step_size = static_cast<float>(lr / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-  const float b1 = static_cast<float>(beta1_), c1 = static_cast<float>(1.0 - beta1_);
-  const float b2 = static_cast<float>(beta2_), c2 = static_cast<float>(1.0 - beta2_);
-  const float eps = static_cast<float>(eps_);
-  const float decayed = static_cast<float>(1.0 - lr * weight_decay_);
+  const adam::StepScalars scalars = adam::step_scalars(lr, beta1_, beta2_, eps_, t);
+  const float decayed = static_cast<float>(1.0 - lr * weight_decay_);  // decoupled: w shrinks by lr * wd
   for (std::size_t i = 0; i < params_.size(); ++i) {
     contra::Parameter& q = *params_[i];
     float* w = q.value.data<float>();
@@ -73,14 +67,7 @@ void AdamW::step(const contra::OptimizerStep& s) {
     float* v = v_[i].data<float>();
     const std::int64_t n = q.value.numel();
     const float keep = q.decay ? decayed : 1.0f;
-    for (std::int64_t k = 0; k < n; ++k) {
-      float gk = g[k];
-      float mk = b1 * m[k] + c1 * gk;
-      float vk = b2 * v[k] + c2 * (gk * gk);
-      m[k] = mk;
-      v[k] = vk;
-      w[k] = keep * w[k] - step_size * mk / (std::sqrt(vk) * inv_sqrt_bc2 + eps);
-    }
+    for (std::int64_t k = 0; k < n; ++k) adam::update<adam::Decay::decoupled>(w, g, m, v, k, scalars, keep);
   }
   last_lr_ = lr;
 }

@@ -1,12 +1,12 @@
 #include <contra/nn/conv2d.hpp>
 
 #include "dnnl_util.hpp"
+#include "staging.hpp"
 #include "winograd.hpp"
 
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -18,59 +18,6 @@ using namespace detail;
 using dnnl::memory;
 
 constexpr std::size_t max_plans = 4;  // input shapes kept (e.g. train, last partial batch, eval)
-
-// A memory in the caller's layout and the memory a primitive reads: the same
-// one when the descriptors match, else a cached reorder into a buffer owned
-// here. run() points the caller's memory at `p` and converts.
-struct Staged {
-  memory user, used;
-  dnnl::reorder reorder;
-  bool converts = false;
-  Tensor buf;
-
-  void init(const memory::desc& user_md, const memory::desc& want) {
-    user = memory(user_md, engine(), DNNL_MEMORY_NONE);
-    converts = !(user_md == want);
-    if (converts) {
-      used = scratch(buf, want);
-      reorder = dnnl::reorder(user, used);
-    } else {
-      used = user;
-    }
-  }
-  void run(const void* p) {
-    user.set_data_handle(const_cast<void*>(p));
-    if (converts) reorder.execute(stream(), user, used);
-  }
-};
-
-// A primitive with its arguments, built once; the memories in `args` are
-// re-pointed with set_data_handle before each call.
-struct Prim {
-  dnnl::primitive prim;
-  std::unordered_map<int, memory> args;
-  memory pad;  // user-mode scratchpad (shared buffer of the layer)
-  bool has_pad = false;
-
-  void set(dnnl::primitive p, const memory::desc& pad_md) {
-    prim = std::move(p);
-    has_pad = pad_md.get_size() > 0;
-    if (has_pad) {
-      pad = memory(pad_md, engine(), DNNL_MEMORY_NONE);
-      args[DNNL_ARG_SCRATCHPAD] = pad;
-    }
-  }
-  void run(Tensor& pad_buf) {
-    if (has_pad) pad.set_data_handle(pad_buf.raw());
-    prim.execute(stream(), args);
-  }
-};
-
-dnnl::primitive_attr user_scratchpad() {
-  dnnl::primitive_attr a;
-  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return a;
-}
 
 // Reorder that adds its source into its destination (sum post-op, beta = 1).
 dnnl::reorder accumulating_reorder(const memory& from, const memory& to) {

@@ -1,10 +1,10 @@
 #include <contra/nn/linear.hpp>
 
 #include "dnnl_util.hpp"
+#include "staging.hpp"
 
 #include <cmath>
 #include <cstdint>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -16,66 +16,6 @@ using namespace detail;
 using dnnl::memory;
 
 constexpr std::size_t max_plans = 4;  // batch sizes kept (e.g. train, last partial batch, eval)
-
-// A memory in the caller's layout and the memory a primitive reads: the same
-// one when the descriptors match, else a cached reorder into a buffer owned
-// here. run() points the caller's memory at `p` and converts.
-struct Staged {
-  memory user, used;
-  dnnl::reorder reorder;
-  bool converts = false;
-  Tensor buf;
-
-  void init(const memory::desc& user_md, const memory::desc& want) {
-    user = memory(user_md, engine(), DNNL_MEMORY_NONE);
-    converts = !(user_md == want);
-    if (converts) {
-      used = scratch(buf, want);
-      reorder = dnnl::reorder(user, used);
-    } else {
-      used = user;
-    }
-  }
-  void run(const void* p) {
-    user.set_data_handle(const_cast<void*>(p));
-    if (converts) reorder.execute(stream(), user, used);
-  }
-};
-
-// A primitive with its arguments, built once; the memories in `args` are
-// re-pointed with set_data_handle before each call.
-struct Prim {
-  dnnl::primitive prim;
-  std::unordered_map<int, memory> args;
-  memory pad;  // user-mode scratchpad (shared buffer of the layer)
-  bool has_pad = false;
-
-  void set(dnnl::primitive p, const memory::desc& pad_md) {
-    prim = std::move(p);
-    has_pad = pad_md.get_size() > 0;
-    if (has_pad) {
-      pad = memory(pad_md, engine(), DNNL_MEMORY_NONE);
-      args[DNNL_ARG_SCRATCHPAD] = pad;
-    }
-  }
-  void run(Tensor& pad_buf) {
-    if (has_pad) pad.set_data_handle(pad_buf.raw());
-    prim.execute(stream(), args);
-  }
-};
-
-// User-mode scratchpad; with `accumulate`, the result is added into dst
-// (sum post-op, beta = 1).
-dnnl::primitive_attr attr(bool accumulate) {
-  dnnl::primitive_attr a;
-  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (accumulate) {
-    dnnl::post_ops po;
-    po.append_sum(1.f);
-    a.set_post_ops(po);
-  }
-  return a;
-}
 
 memory::desc md(std::int64_t rows, std::int64_t cols, dt type, tag t = tag::ab) {
   return memory::desc({rows, cols}, type, t);
@@ -194,7 +134,7 @@ const Tensor& Linear::forward(const Tensor& x, Mode mode) {
       const memory::desc src_md = md(n, in_, ct), wei_md = md(in_, out_, ct, tag::ba), dst_md = md(n, out_, dt::f32);
       auto d = has_bias_ ? dnnl::matmul::desc(src_md, wei_md, bias_md, dst_md)
                          : dnnl::matmul::desc(src_md, wei_md, dst_md);
-      dnnl::matmul::primitive_desc pd(d, attr(false), engine());
+      dnnl::matmul::primitive_desc pd(d, user_scratchpad(), engine());
       f.src.init(md(n, in_, dt::f32), pd.src_desc());
       f.wei.init(md(in_, out_, dt::f32, tag::ba), pd.weights_desc());
       f.dst = memory(pd.dst_desc(), engine(), DNNL_MEMORY_NONE);
@@ -241,7 +181,7 @@ const Tensor& Linear::backward(const Tensor& dy, bool want_input_grad) {
 
       // dx [N, in] = dy [N, out] · W [out, in] (W as converted by the forward).
       dnnl::matmul::primitive_desc dpd(dnnl::matmul::desc(md(n, out_, ct), md(out_, in_, ct), md(n, in_, dt::f32)),
-                                       attr(false), engine());
+                                       user_scratchpad(), engine());
       p.wei = memory(dpd.weights_desc(), engine(), DNNL_MEMORY_NONE);
       p.dx = memory(dpd.dst_desc(), engine(), DNNL_MEMORY_NONE);
       p.bwd_data.args = {{DNNL_ARG_SRC, p.dy.used}, {DNNL_ARG_WEIGHTS, p.wei}, {DNNL_ARG_DST, p.dx}};
@@ -250,7 +190,7 @@ const Tensor& Linear::backward(const Tensor& dy, bool want_input_grad) {
 
       // grad_W [out, in] += dyᵀ [out, N] · x [N, in].
       dnnl::matmul::primitive_desc wpd(
-          dnnl::matmul::desc(md(out_, n, ct, tag::ba), md(n, in_, ct), md(out_, in_, dt::f32)), attr(true), engine());
+          dnnl::matmul::desc(md(out_, n, ct, tag::ba), md(n, in_, ct), md(out_, in_, dt::f32)), user_scratchpad(true), engine());
       p.dy_t = memory(wpd.src_desc(), engine(), DNNL_MEMORY_NONE);
       p.x = memory(wpd.weights_desc(), engine(), DNNL_MEMORY_NONE);
       p.gw = memory(wpd.dst_desc(), engine(), DNNL_MEMORY_NONE);
@@ -261,7 +201,7 @@ const Tensor& Linear::backward(const Tensor& dy, bool want_input_grad) {
       // grad_b [1, out] += 1 [1, N] · dy [N, out], in f32.
       if (has_bias_) {
         dnnl::matmul::primitive_desc bpd(
-            dnnl::matmul::desc(md(1, n, dt::f32), md(n, out_, dt::f32), md(1, out_, dt::f32)), attr(true), engine());
+            dnnl::matmul::desc(md(1, n, dt::f32), md(n, out_, dt::f32), md(1, out_, dt::f32)), user_scratchpad(true), engine());
         p.ones = scratch(p.ones_buf, bpd.src_desc());
         float* one = static_cast<float*>(p.ones_buf.raw());
         for (std::int64_t i = 0; i < n; ++i) one[i] = 1.0f;

@@ -1,0 +1,126 @@
+#include <contra/errors.hpp>
+#include <contra/pairs_check.hpp>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace contra {
+
+namespace {
+
+std::string str(std::int64_t v) { return std::to_string(v); }
+
+[[noreturn]] void fail(std::string_view who, const std::string& what) {
+  throw UsageError(std::string(who) + ": " + what);
+}
+
+void check_row_count(std::string_view who, const std::vector<std::int64_t>* field, const char* name,
+                     std::int64_t rows) {
+  if (field && static_cast<std::int64_t>(field->size()) != rows)
+    fail(who, std::string(name) + " has " + str(static_cast<std::int64_t>(field->size())) + " entries for " +
+                  str(rows) + " rows");
+}
+
+struct ListUse {
+  const char* name;
+  const char* source;  // where such a list comes from, for the hint
+  PairsForms::Use use;
+  bool given;
+};
+
+// "it takes Pairs::all (the all_pairs miner), or Pairs::negative and/or
+// Pairs::memory_negative with optional Pairs::positive".
+std::string what_it_takes(const PairsForms& forms, const ListUse (&lists)[4]) {
+  std::string primary, optional;
+  for (const ListUse& l : lists) {
+    if (l.use == PairsForms::refused) continue;
+    const bool is_primary = l.use == PairsForms::primary;
+    std::string& to = is_primary ? primary : optional;
+    if (!to.empty()) to += is_primary ? " and/or " : ", ";
+    to += std::string(l.name) + l.source;
+  }
+  std::string listed = primary;
+  if (!listed.empty() && !optional.empty()) listed += " with optional " + optional;
+  const std::string all = "Pairs::all (the all_pairs miner)";
+  if (forms.all && !listed.empty()) return "it takes " + all + ", or " + listed;
+  if (forms.all) return "it takes " + all + " only";
+  return "it takes " + listed;
+}
+
+}  // namespace
+
+std::int64_t check_embeddings(std::string_view who, const Embeddings& emb, Device device, const EmbeddingsUse& use) {
+  const Tensor& z = emb.z;
+  if (z.rank() != 2 || z.dtype() != DType::f32 || z.device() != device || z.dim(1) < 1)
+    fail(who, std::string("expected embeddings as an f32 [M, D] ") + (device == Device::cpu ? "CPU" : "cuda") +
+                  " tensor, got " + dtype_name(z.dtype()) + " " + z.shape().str() + " on " +
+                  device_name(z.device()));
+  const std::int64_t rows = z.dim(0);
+  if (rows > std::numeric_limits<std::int32_t>::max())
+    fail(who, str(rows) + " rows do not fit the int32 row indices of Pairs");
+  if (use.sample && (!emb.sample || static_cast<std::int64_t>(emb.sample->size()) != rows))
+    fail(who, "Embeddings::sample must give the sample of each of the " + str(rows) + " rows");
+  if (use.label) check_row_count(who, emb.label, "Embeddings::label", rows);
+  if (use.ids) check_row_count(who, emb.ids, "Embeddings::ids", rows);
+  return rows;
+}
+
+PairsSelection check_pairs_form(std::string_view who, const Pairs& pairs, const PairsForms& forms) {
+  const ListUse lists[4] = {
+      {"Pairs::positive", "", forms.positive, !pairs.positive.empty()},
+      {"Pairs::negative", "", forms.negative, !pairs.negative.empty()},
+      {"Pairs::memory_negative", "", forms.memory_negative, !pairs.memory_negative.empty()},
+      {"Pairs::triplets", " (a triplet miner)", forms.triplets, !pairs.triplets.empty()},
+  };
+  bool any_list = false, any_primary = false;
+  for (const ListUse& l : lists) {
+    if (l.given && l.use == PairsForms::refused)
+      fail(who, std::string(l.name) + " is not supported; " + what_it_takes(forms, lists));
+    any_list = any_list || l.given;
+    any_primary = any_primary || (l.given && l.use == PairsForms::primary);
+  }
+  if (pairs.all && !forms.all) fail(who, "Pairs::all is not supported; " + what_it_takes(forms, lists));
+  if (pairs.all && any_list)
+    fail(who, "Pairs::all together with explicit pair lists is ambiguous; a miner sets one or the other");
+  if (pairs.all) return PairsSelection::all;
+  if (any_primary) return PairsSelection::listed;
+  if (!any_list && forms.may_be_empty) return PairsSelection::none;
+  fail(who, "nothing selected to compute on; " + what_it_takes(forms, lists));
+}
+
+void check_pair_indices(std::string_view who, const Pairs& pairs, const Embeddings& emb) {
+  const std::int64_t rows = emb.rows();
+  auto in_rows = [rows](std::int64_t i) { return i >= 0 && i < rows; };
+  auto check_list = [&](const std::vector<std::pair<std::int32_t, std::int32_t>>& list, const char* kind) {
+    for (const auto& [a, b] : list)
+      if (!in_rows(a) || !in_rows(b))
+        fail(who, std::string(kind) + " pair (" + str(a) + ", " + str(b) + ") is outside the " + str(rows) +
+                      " rows");
+  };
+  check_list(pairs.positive, "positive");
+  check_list(pairs.negative, "negative");
+  if (!pairs.memory_negative.empty()) {
+    const MemoryView* memory = emb.memory;
+    const std::int64_t keys = memory ? memory->size() : 0;
+    if (keys == 0)
+      fail(who, std::string("Pairs::memory_negative lists memory keys, but the memory is ") +
+                    (memory ? "empty" : "absent"));
+    const std::vector<std::int64_t>* ids =
+        memory->ids && static_cast<std::int64_t>(memory->ids->size()) == keys ? memory->ids : nullptr;
+    auto pair = [](std::int64_t a, std::int64_t k) {
+      return "memory negative (row " + str(a) + ", key " + str(k) + ")";
+    };
+    for (const auto& [a, k] : pairs.memory_negative) {
+      if (!in_rows(a) || k < 0 || k >= keys)
+        fail(who, pair(a, k) + " is outside the " + str(rows) + " rows or the " + str(keys) + " keys");
+      if (ids && (*ids)[static_cast<std::size_t>(k)] < 0) fail(who, pair(a, k) + " is an empty slot of the memory");
+    }
+  }
+  for (const Triplet& t : pairs.triplets)
+    if (!in_rows(t.anchor) || !in_rows(t.positive) || !in_rows(t.negative))
+      fail(who, "triplet (" + str(t.anchor) + ", " + str(t.positive) + ", " + str(t.negative) + ") is outside the " +
+                    str(rows) + " rows");
+}
+
+}  // namespace contra
