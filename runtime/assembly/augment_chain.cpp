@@ -3,6 +3,7 @@
 #include "assembly/make_plugin.hpp"
 
 #include <contra/errors.hpp>
+#include <contra/guard.hpp>
 #include <contra/rng.hpp>
 
 #include <algorithm>
@@ -20,13 +21,7 @@ AugmentChain::AugmentChain(const std::vector<PluginSpec>& chain, const PluginReg
   for (const PluginSpec& ps : chain) {
     ops_.push_back({make_plugin<Augmentation>(registry, ps), ps.label()});
     const Op& op = ops_.back();
-    try {
-      formats_.push_back(op.plugin->output_format(formats_.back()));
-    } catch (const std::exception& e) {
-      throw ConfigError(op.label + ": " + e.what());
-    } catch (...) {
-      throw ConfigError(op.label + ": output_format() threw something that is not a std::exception");
-    }
+    formats_.push_back(guarded<ConfigError>(op.label, [&] { return op.plugin->output_format(formats_.back()); }));
     parallel_ = parallel_ && op.plugin->concurrency() == Concurrency::parallel;
   }
   // What a skip (random_apply) may leave out: only format-preserving ones.
@@ -88,10 +83,8 @@ const Tensor& AugmentChain::apply(const Tensor& in, Tensor* scratch, const Draw&
     try {
       skip = ops_[op].plugin->skip_following(rng);
       ops_[op].plugin->apply(*cur, out, rng);
-    } catch (const std::exception& e) {
-      fail(e.what());
     } catch (...) {
-      fail("it threw something that is not a std::exception");
+      fail(current_exception_message());
     }
     cur = &out;
     flip ^= 1;

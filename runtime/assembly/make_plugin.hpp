@@ -6,6 +6,7 @@
 #include "loader/registry.hpp"
 
 #include <contra/errors.hpp>
+#include <contra/guard.hpp>
 
 #include <memory>
 
@@ -16,13 +17,7 @@ namespace contra::runtime {
 template <class Role> std::shared_ptr<Role> make_plugin(const PluginRegistry& registry, const PluginSpec& ps) {
   const PluginRecord* rec = registry.find(ps.kind, ps.name, ps.device);
   if (!rec) throw PluginError(ps.label() + ": plugin not found");  // bind_plugins() reported it already
-  try {
-    return registry.create<Role>(*rec, ps.params);
-  } catch (const std::exception& e) {
-    throw PluginError(ps.label() + ": " + e.what());
-  } catch (...) {
-    throw PluginError(ps.label() + ": its constructor threw something that is not a std::exception");
-  }
+  return guarded(ps.label(), [&] { return registry.create<Role>(*rec, ps.params); });
 }
 
 }  // namespace contra::runtime

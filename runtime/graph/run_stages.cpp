@@ -3,6 +3,7 @@
 #include "train/checkpoint.hpp"
 
 #include <contra/errors.hpp>
+#include <contra/guard.hpp>
 
 #include <oneapi/tbb/parallel_for.h>
 #include <omp.h>
@@ -33,13 +34,7 @@ bool PlanStage::operator()(BatchWork& w) {
   w.batch.epoch = epoch;
   w.batch.step = next_;
   const std::string where = " at epoch " + std::to_string(epoch) + ", batch " + std::to_string(b);
-  try {
-    sampler_.plan(epoch, b, w.indices);
-  } catch (const std::exception& e) {
-    throw PluginError("plan stage: " + label_ + " failed" + where + ": " + e.what());
-  } catch (...) {
-    throw PluginError("plan stage: " + label_ + " failed" + where + ": it threw something that is not a std::exception");
-  }
+  guarded("plan stage: " + label_ + " failed" + where, [&] { sampler_.plan(epoch, b, w.indices); });
   if (w.indices.empty()) throw PluginError("plan stage: " + label_ + " planned an empty batch" + where);
   for (auto& i : w.indices) {
     if (i < 0 || i >= data_.size())
@@ -74,10 +69,8 @@ void LoadStage::operator()(BatchWork& w) const {
       failed[i] = 1;
       data_.count_skip();
       return;
-    } catch (const std::exception& e) {
-      throw PluginError("load stage: " + label_ + sample + e.what());
     } catch (...) {
-      throw PluginError("load stage: " + label_ + sample + "it threw something that is not a std::exception");
+      throw PluginError("load stage: " + label_ + sample + current_exception_message());
     }
     if (w.raw[i].dtype() != DType::u8 || w.raw[i].shape() != image_shape_)
       throw PluginError("load stage: " + label_ + " returned a " + dtype_name(w.raw[i].dtype()) + " image of shape " +
@@ -144,13 +137,8 @@ void TrainStage::operator()(BatchWork& w) {
       p_.to_device->consumed(w, p_.stream->handle());
       p_.to_device->release(w);
     }
-    try {
-      p_.sampler->observe(w.batch.step, p_.trainer->last_embeddings());
-    } catch (const std::exception& e) {
-      throw PluginError(p_.sampler_label + ": observe() failed: " + e.what());
-    } catch (...) {
-      throw PluginError(p_.sampler_label + ": observe() failed: it threw something that is not a std::exception");
-    }
+    guarded(p_.sampler_label + ": observe() failed",
+            [&] { p_.sampler->observe(w.batch.step, p_.trainer->last_embeddings()); });
     w.loss = o.loss;
     w.lr = o.lr;
     w.metrics = std::move(o.metrics);

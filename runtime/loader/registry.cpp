@@ -1,6 +1,7 @@
 #include "registry.hpp"
 
 #include <contra/cpu.hpp>
+#include <contra/guard.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
@@ -164,17 +165,13 @@ void PluginRegistry::add_library(const fs::path& file) {
     if (!known_kind(e.kind))
       throw PluginError(name + ": plugin #" + std::to_string(i) + " has an unknown kind (" +
                         std::to_string(static_cast<unsigned>(e.kind)) + ")");
-    Schema schema;
-    try {
-      schema = e.schema();
-      schema.check_well_formed();
-    } catch (const std::exception& ex) {
-      throw PluginError(name + ": the schema of its " + kind_name(e.kind) + " plugin #" + std::to_string(i) +
-                        " is invalid: " + ex.what());
-    } catch (...) {
-      throw PluginError(name + ": the schema of its " + kind_name(e.kind) + " plugin #" + std::to_string(i) +
-                        " is invalid: schema() threw something that is not a std::exception");
-    }
+    const Schema schema = guarded(name + ": the schema of its " + kind_name(e.kind) + " plugin #" +
+                                      std::to_string(i) + " is invalid",
+                                  [&] {
+                                    Schema s = e.schema();
+                                    s.check_well_formed();
+                                    return s;
+                                  });
     if (e.device != Device::cpu && e.device != Device::cuda)
       throw PluginError(name + ": plugin #" + std::to_string(i) + " has an unknown device (" +
                         std::to_string(static_cast<unsigned>(e.device)) + ")");
@@ -250,16 +247,9 @@ std::vector<const PluginRecord*> PluginRegistry::all() const {
 }
 
 std::shared_ptr<Plugin> PluginRegistry::create_plugin(const PluginRecord& rec, const Params& p) const {
-  Plugin* raw = nullptr;
-  try {
-    raw = rec.entry->create(p);
-  } catch (const std::exception& e) {
-    throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
-                      ") failed to start: " + e.what());
-  } catch (...) {
-    throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
-                      ") failed to start: it threw something that is not a std::exception");
-  }
+  Plugin* raw = guarded(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
+                            ") failed to start",
+                        [&] { return rec.entry->create(p); });
   if (!raw)
     throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
                       ") returned no object");

@@ -4,6 +4,7 @@
 #include "device/device_ops.hpp"
 
 #include <contra/errors.hpp>
+#include <contra/guard.hpp>
 #include <contra/rng.hpp>
 
 #include <algorithm>
@@ -13,14 +14,8 @@ namespace contra::runtime {
 
 namespace {
 // Runs one plugin call, naming the plugin and the call in any error.
-template <class F> auto guarded(const std::string& label, const char* call, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    throw PluginError(label + ": " + call + " failed: " + e.what());
-  } catch (...) {
-    throw PluginError(label + ": " + call + " failed: it threw something that is not a std::exception");
-  }
+template <class F> decltype(auto) plugin_call(const std::string& label, const char* call, F&& f) {
+  return contra::guarded(label + ": " + call + " failed", std::forward<F>(f));
 }
 
 // Throws naming the plugin, the call and the first bad element when an f32
@@ -41,7 +36,7 @@ void check_finite(const Tensor& t, const std::string& label, const char* what, s
 
 Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx) : p_(std::move(parts)) {
   auto collect = [&](Encoder& e, const std::string& label) {
-    auto ps = guarded(label, "parameters()", [&] { return e.parameters(); });
+    auto ps = plugin_call(label, "parameters()", [&] { return e.parameters(); });
     for (Parameter* q : ps) {
       if (!q || q->value.dtype() != DType::f32 || q->grad.shape() != q->value.shape() ||
           q->grad.dtype() != DType::f32)
@@ -54,23 +49,23 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
       params_.push_back(q);
     }
   };
-  guarded(p_.encoder_label, "build()", [&] { p_.encoder->build(ctx); });
+  plugin_call(p_.encoder_label, "build()", [&] { p_.encoder->build(ctx); });
   collect(*p_.encoder, p_.encoder_label);
   const EncoderContext head_ctx{Shape{p_.encoder->output_dim()}, mix64(ctx.seed ^ 0x68656164ull), ctx.precision};
   if (p_.head) {
-    guarded(p_.head_label, "build()", [&] { p_.head->build(head_ctx); });
+    plugin_call(p_.head_label, "build()", [&] { p_.head->build(head_ctx); });
     collect(*p_.head, p_.head_label);
   }
   if (p_.memory) {
     memory_ctx.dim = p_.head ? p_.head->output_dim() : p_.encoder->output_dim();
-    guarded(p_.memory_label, "configure()", [&] { p_.memory->configure(memory_ctx); });
+    plugin_call(p_.memory_label, "configure()", [&] { p_.memory->configure(memory_ctx); });
   }
   if (p_.momentum_encoder) {
     // Same plugin, same parameters, same seed: an exact copy to start from.
-    guarded(p_.encoder_label, "build() of the momentum encoder", [&] { p_.momentum_encoder->build(ctx); });
+    plugin_call(p_.encoder_label, "build() of the momentum encoder", [&] { p_.momentum_encoder->build(ctx); });
     momentum_params_ = p_.momentum_encoder->parameters();
     if (p_.momentum_head) {
-      guarded(p_.head_label, "build() of the momentum head", [&] { p_.momentum_head->build(head_ctx); });
+      plugin_call(p_.head_label, "build() of the momentum head", [&] { p_.momentum_head->build(head_ctx); });
       for (Parameter* q : p_.momentum_head->parameters()) momentum_params_.push_back(q);
     }
     if (momentum_params_.size() != params_.size())
@@ -89,7 +84,7 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
       device_ops::copy_into(momentum_params_[i]->value, params_[i]->value);
     }
   }
-  guarded(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
+  plugin_call(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
 
 void Trainer::forward_again(const Tensor& x) {
@@ -110,9 +105,9 @@ void Trainer::forward_again(const Tensor& x) {
       }
   saved_buffers_.resize(k);
   // The outputs were checked at the group's first forward; this one repeats it.
-  const Tensor& h = guarded(p_.encoder_label, "forward()",
+  const Tensor& h = plugin_call(p_.encoder_label, "forward()",
                             [&]() -> const Tensor& { return p_.encoder->forward(x, Mode::train); });
-  if (p_.head) guarded(p_.head_label, "forward()", [&]() -> const Tensor& { return p_.head->forward(h, Mode::train); });
+  if (p_.head) plugin_call(p_.head_label, "forward()", [&]() -> const Tensor& { return p_.head->forward(h, Mode::train); });
   for (auto& [buffer, saved] : saved_buffers_) copy(*buffer, saved);
 }
 
@@ -125,7 +120,7 @@ std::string Trainer::where(const Tensor& t) const {
 
 const Tensor& Trainer::forward_checked(Encoder& e, const std::string& label, const Tensor& x, bool check_values,
                                        std::int64_t step) {
-  const Tensor& y = guarded(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
+  const Tensor& y = plugin_call(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
   const std::int64_t d = e.output_dim();
   if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d || y.device() != p_.device)
     throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
@@ -244,9 +239,9 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
 
   pairs_.clear();
   const Embeddings& for_miner = p_.miner_device == Device::cpu ? emb_host_ : emb_;
-  guarded(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
+  plugin_call(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
   result_.metrics.clear();
-  guarded(p_.loss_label, "compute()", [&] { p_.loss->compute(emb_, pairs_, result_); });
+  plugin_call(p_.loss_label, "compute()", [&] { p_.loss->compute(emb_, pairs_, result_); });
   if (!std::isfinite(result_.value))
     throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
                       std::to_string(result_.value) + ") at step " + std::to_string(global_step));
@@ -277,19 +272,19 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
     const Tensor dz = groups_.size() == 1 ? dz_local : dz_local.rows(begin, end);
     const Tensor* dh = &dz;
     if (p_.head) {
-      dh = &guarded(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
+      dh = &plugin_call(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
       if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != p_.encoder->output_dim() ||
           dh->dtype() != DType::f32 || dh->device() != p_.device)
         throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
                           where(*dh) + ", expected f32 " + Shape{x.dim(0), p_.encoder->output_dim()}.str() +
                           (p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device)));
     }
-    guarded(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
+    plugin_call(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
     end = begin;
   }
   // Data-parallel ranks all-reduce the parameters' gradients here.
   if (collectives_) collectives_->reduce_gradients(params_);
-  guarded(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
+  plugin_call(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
   if (p_.momentum_encoder) {
     // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo), after the optimizer's update.
     const float m = static_cast<float>(p_.memory->encoder_momentum());
@@ -300,7 +295,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   if (!diagnose_first) diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
   if (p_.memory) {
     const Embeddings& for_memory = p_.memory_device == Device::cpu ? emb_host_ : emb_;
-    guarded(p_.memory_label, "update()", [&] { p_.memory->update(for_memory); });
+    plugin_call(p_.memory_label, "update()", [&] { p_.memory->update(for_memory); });
   }
 
   StepOutcome out;

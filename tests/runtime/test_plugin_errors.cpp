@@ -229,7 +229,7 @@ TEST_CASE("plugin errors: a schema() that throws refuses its library, and the pi
     FAIL("the library was accepted");
   } catch (const PluginError& e) {
     CHECK(std::string(e.what()) == lib +
-                                       ": the schema of its miner plugin #0 is invalid: schema() threw something "
+                                       ": the schema of its miner plugin #0 is invalid: it threw something "
                                        "that is not a std::exception");
   }
   // A pipeline naming a plugin of an invalid library: the error is at the
