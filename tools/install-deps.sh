@@ -10,7 +10,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libtbb-dev libdnnl-dev ocl-icd-opencl-dev libboost-dev libtomlplusplus-dev
-  catch2 zlib1g-dev libpng-dev libjpeg62-turbo-dev
+  nlohmann-json3-dev libcli11-dev catch2 zlib1g-dev libpng-dev libjpeg62-turbo-dev
   dataset-fashion-mnist
 )
 case "${1:-}" in

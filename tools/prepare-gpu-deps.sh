@@ -2,8 +2,8 @@
 # Prepares, on a Debian 12 machine with apt, the packages a GPU machine needs
 # to build contra but cannot fetch (it reaches no package registry and its
 # image has none of contra's Debian libraries): oneTBB, oneDNN, Boost,
-# toml++, Catch2, zlib, libpng, libjpeg and what they depend on, as .deb files
-# (about 20 MiB). Nothing is installed here. tests/gpu/run.sh --deps DIR
+# toml++, nlohmann-json, CLI11, Catch2, zlib, libpng, libjpeg and what they
+# depend on, as .deb files (about 20 MiB). Nothing is installed here. tests/gpu/run.sh --deps DIR
 # unpacks them into a private prefix on the GPU machine and builds against it.
 #
 # Usage: tools/prepare-gpu-deps.sh [DIR]   (default: .device/debs, git-ignored)
@@ -13,10 +13,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$root/.device/debs}
 
-# What contra's CMakeLists find_package()s. ocl-icd-opencl-dev is only a
-# Recommends of libdnnl-dev, but Debian's dnnl-config.cmake requires OpenCL.
-roots=(libtbb-dev libdnnl-dev ocl-icd-opencl-dev libboost-dev libtomlplusplus-dev catch2
-       zlib1g-dev libpng-dev libjpeg62-turbo-dev)
+# What contra's CMakeLists find_package()s (CLI11 too: configuring needs it,
+# though the GPU run builds no CLI). ocl-icd-opencl-dev is only a Recommends
+# of libdnnl-dev, but Debian's dnnl-config.cmake requires OpenCL.
+roots=(libtbb-dev libdnnl-dev ocl-icd-opencl-dev libboost-dev libtomlplusplus-dev nlohmann-json3-dev
+       libcli11-dev catch2 zlib1g-dev libpng-dev libjpeg62-turbo-dev)
 # Left out: the C/C++ toolchain and the C runtime with its own dependencies.
 # The GPU image has them (nvcc needs a host g++), and Debian's copies would
 # fight the image's own.

@@ -3,6 +3,8 @@
 #include "assembly/make_plugin.hpp"
 
 #include <contra/errors.hpp>
+#include <contra/guard.hpp>
+#include <contra/pairs_check.hpp>
 #include <contra/roles/memory.hpp>
 
 namespace contra::runtime {
@@ -45,6 +47,14 @@ Pipeline assemble(const PipelineSpec& spec, const PluginRegistry& reg) {
   parts.device = p.settings.train.device;
   parts.miner_device = spec.miner.device;
   parts.memory_device = spec.memory.name.empty() ? Device::cpu : spec.memory.device;
+  // A loss that cannot use what its miner fills would fail at the first
+  // step: said now, by validate and run alike.
+  const PairsForms forms = guarded(parts.loss_label + ": pairs_forms() failed", [&] { return parts.loss->pairs_forms(); });
+  const MinedLists lists =
+      guarded(parts.miner_label + ": mined_lists() failed", [&] { return parts.miner->mined_lists(); });
+  if (const std::string why = pairs_mismatch(forms, lists); !why.empty())
+    throw ConfigError(parts.loss_label + ": " + why + "; " + parts.miner_label + " fills " +
+                      mined_lists_text(lists));
   if (!spec.head.name.empty()) {
     parts.head = make_plugin<Encoder>(reg, spec.head);
     parts.head_label = spec.head.label();

@@ -1,5 +1,7 @@
 #include "executor.hpp"
 
+#include "train/json_io.hpp"
+
 #include <contra/errors.hpp>
 
 #include <oneapi/tbb/flow_graph.h>
@@ -225,16 +227,18 @@ ExecutorReport run_graph(const ExecutorStages& stages, const ExecutorOptions& op
 }
 
 void write_chrome_trace(const ExecutorReport& report, const std::string& path) {
+  json::Json events = json::Json::array();
+  for (const auto& e : report.events)
+    events.push_back({{"name", std::string(e.stage) + " #" + std::to_string(e.sequence)},
+                      {"cat", e.stage},
+                      {"ph", "X"},
+                      {"pid", 1},
+                      {"tid", e.thread + 1},
+                      {"ts", static_cast<long long>(e.start_s * 1e6)},
+                      {"dur", static_cast<long long>((e.end_s - e.start_s) * 1e6)}});
   std::ofstream f(path);
   if (!f) throw Error("cannot write the trace file " + path);
-  f << "{\"traceEvents\":[\n";
-  for (std::size_t i = 0; i < report.events.size(); ++i) {
-    const auto& e = report.events[i];
-    f << (i ? ",\n" : "") << "{\"name\":\"" << e.stage << " #" << e.sequence << "\",\"cat\":\"" << e.stage
-      << "\",\"ph\":\"X\",\"pid\":1,\"tid\":" << (e.thread + 1) << ",\"ts\":" << static_cast<long long>(e.start_s * 1e6)
-      << ",\"dur\":" << static_cast<long long>((e.end_s - e.start_s) * 1e6) << "}";
-  }
-  f << "\n]}\n";
+  f << json::document({{"traceEvents", std::move(events)}}, {"traceEvents"});
   if (!f) throw Error("cannot write the trace file " + path);
 }
 

@@ -61,9 +61,4 @@ void append_evaluation(const std::filesystem::path& run_dir, const std::string& 
                        const std::vector<std::string>& overrides, std::int64_t step,
                        const std::vector<std::pair<std::string, double>>& figures);
 
-/// A JSON number, or null for NaN and infinities.
-std::string json_number(double v);
-/// A JSON string literal.
-std::string json_quote(const std::string& s);
-
 }  // namespace contra::runtime

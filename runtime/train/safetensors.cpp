@@ -1,4 +1,5 @@
 #include "safetensors.hpp"
+#include "json_io.hpp"
 
 #include <contra/device.hpp>
 #include <contra/errors.hpp>
@@ -7,11 +8,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <set>
 #include <sstream>
+#include <string_view>
 
 namespace contra::runtime {
 
@@ -33,19 +35,6 @@ bool parse_dtype(const std::string& s, DType& out) {
   if (s == "I64") return out = DType::i64, true;
   if (s == "F32") return out = DType::f32, true;
   return false;
-}
-
-std::string json_string(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += c;
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else o += c;
-  }
-  return o + "\"";
 }
 
 void write_all(int fd, const void* data, std::size_t n, const std::string& path) {
@@ -79,59 +68,67 @@ template <class Writer> void atomic_write(const std::string& path, Writer&& writ
     throw Error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
 }
 
-// A minimal JSON reader for safetensors headers: objects, strings, integers, arrays.
-class HeaderParser {
- public:
-  HeaderParser(const std::string& s, const std::string& file) : s_(s), file_(file) {}
-  void ws() {
-    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-  }
-  [[noreturn]] void fail(const std::string& what) {
-    throw DataError(file_ + ": malformed safetensors header at byte " + std::to_string(8 + i_) + ": " + what);
-  }
-  void expect(char c) {
-    ws();
-    if (i_ >= s_.size() || s_[i_] != c) fail(std::string("expected '") + c + "'");
-    ++i_;
-  }
-  bool peek(char c) {
-    ws();
-    return i_ < s_.size() && s_[i_] == c;
-  }
-  std::string string() {
-    expect('"');
-    std::string o;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      if (s_[i_] == '\\' && i_ + 1 < s_.size()) ++i_;
-      o += s_[i_++];
-    }
-    if (i_ >= s_.size()) fail("unterminated string");
-    ++i_;
-    return o;
-  }
-  std::int64_t integer() {
-    ws();
-    std::size_t start = i_;
-    while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '-')) ++i_;
-    if (start == i_) fail("expected an integer");
-    return std::stoll(s_.substr(start, i_ - start));
-  }
-  std::vector<std::int64_t> integers() {
-    std::vector<std::int64_t> v;
-    expect('[');
-    if (peek(']')) return ++i_, v;
-    do v.push_back(integer());
-    while (peek(',') && ++i_);
-    expect(']');
-    return v;
-  }
-  std::size_t pos() const { return i_; }
+// Shape has no push_back: a shape of the right rank, then its dimensions.
+// Rank 0 (a scalar) is one element.
+Shape shape_of(const std::vector<std::int64_t>& dims) {
+  if (dims.empty()) return Shape{1};
+  static const Shape zeros[] = {{0}, {0, 0}, {0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 0}};
+  Shape s = zeros[dims.size() - 1];
+  for (std::size_t d = 0; d < dims.size(); ++d) s[static_cast<int>(d)] = dims[d];
+  return s;
+}
 
- private:
-  const std::string& s_;
-  std::string file_;
-  std::size_t i_ = 0;
-};
+// An array of at most `max_size` integers in [0, 2^63), or false.
+bool read_integers(const json::Json& v, std::size_t max_size, std::vector<std::int64_t>& out) {
+  if (!v.is_array() || v.size() > max_size) return false;
+  out.clear();
+  for (const auto& x : v) {
+    if (!x.is_number_unsigned() || x.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) return false;
+    out.push_back(static_cast<std::int64_t>(x.get<std::uint64_t>()));
+  }
+  return true;
+}
+
+// One tensor's entry of the header, checked against the file's bytes.
+Tensor read_tensor(const std::string& path, const std::string& name, const json::Json& entry, const std::string& bytes,
+                   std::size_t data_start) {
+  if (!entry.is_object())
+    throw DataError(path + ": tensor '" + name + "' is described by " + json::kind_of(entry) +
+                    "; expected an object with dtype, shape and data_offsets");
+  for (const auto& [key, value] : entry.items())
+    if (key != "dtype" && key != "shape" && key != "data_offsets")
+      throw DataError(path + ": tensor '" + name + "' has the unexpected key '" + key +
+                      "'; expected dtype, shape and data_offsets");
+  const std::string dtype = json::string_at(entry, "dtype");
+  DType t;
+  if (!parse_dtype(dtype, t))
+    throw DataError(path + ": tensor '" + name + "' has dtype '" + dtype + "'; expected U8, I32, I64 or F32");
+  std::vector<std::int64_t> dims, range;
+  const json::Json* shape = json::find(entry, "shape");
+  if (!shape || !read_integers(*shape, Shape::max_rank, dims))
+    throw DataError(path + ": tensor '" + name + "' has a malformed shape; expected an array of at most " +
+                    std::to_string(Shape::max_rank) + " non-negative integers");
+  const json::Json* offsets = json::find(entry, "data_offsets");
+  if (!offsets || !read_integers(*offsets, 2, range) || range.size() != 2 || range[1] < range[0])
+    throw DataError(path + ": tensor '" + name + "' has malformed data_offsets; expected [begin, end] with "
+                    "0 <= begin <= end");
+  // The size the shape needs, without overflow: a hostile shape may multiply past 2^63.
+  std::int64_t bytes_needed = static_cast<std::int64_t>(dtype_size(t));
+  for (std::int64_t d : dims)
+    if (__builtin_mul_overflow(bytes_needed, d, &bytes_needed))
+      throw DataError(path + ": tensor '" + name + "' has a shape of more than 2^63 bytes");
+  const Shape s = shape_of(dims);
+  if (range[1] - range[0] != bytes_needed)
+    throw DataError(path + ": tensor '" + name + "' of shape " + s.str() + " needs " + std::to_string(bytes_needed) +
+                    " bytes, its data_offsets span " + std::to_string(range[1] - range[0]));
+  if (static_cast<std::uint64_t>(range[1]) > bytes.size() - data_start)
+    throw DataError(path + ": truncated: tensor '" + name + "' ends at byte " +
+                    std::to_string(static_cast<std::uint64_t>(data_start) + static_cast<std::uint64_t>(range[1])) +
+                    ", the file has " + std::to_string(bytes.size()));
+  Tensor tensor = Tensor::empty(s, t);
+  std::memcpy(tensor.raw(), bytes.data() + data_start + range[0], static_cast<std::size_t>(bytes_needed));
+  return tensor;
+}
 
 }  // namespace
 
@@ -141,40 +138,30 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  std::string header = "{";
-  std::size_t offset = 0;
-  bool first = true;
-  if (!metadata.empty()) {
-    header += "\"__metadata__\":{";
-    for (auto it = metadata.begin(); it != metadata.end(); ++it)
-      header += (it == metadata.begin() ? "" : ",") + json_string(it->first) + ":" + json_string(it->second);
-    header += "}";
-    first = false;
-  }
-  std::set<std::string> names;
+  json::Json header = json::Json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     // A repeated name would leave one tensor unreadable: readers keep one entry per name.
-    if (!names.insert(name).second)
-      throw UsageError("safetensors: two tensors named '" + name + "' written to " + path);
+    if (name == "__metadata__") throw UsageError("safetensors: a tensor named '__metadata__' written to " + path);
+    if (header.contains(name)) throw UsageError("safetensors: two tensors named '" + name + "' written to " + path);
     // Device tensors (GPU runs) are copied to the host by the caller.
     expect_host(*t, ("safetensors: tensor '" + name + "' written to " + path).c_str());
-    std::string shape = "[";
-    for (int d = 0; d < t->rank(); ++d) shape += (d ? "," : "") + std::to_string(t->dim(d));
-    shape += "]";
-    header += (first ? "" : ",") + json_string(name) + ":{\"dtype\":\"" + st_dtype(t->dtype()) + "\",\"shape\":" +
-              shape + ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t->nbytes()) +
-              "]}";
+    std::vector<std::int64_t> shape;
+    for (int d = 0; d < t->rank(); ++d) shape.push_back(t->dim(d));
+    header[name] = {{"dtype", st_dtype(t->dtype())},
+                    {"shape", shape},
+                    {"data_offsets", {offset, offset + t->nbytes()}}};
     offset += t->nbytes();
-    first = false;
   }
-  header += "}";
-  while (header.size() % 8) header += ' ';  // aligned data, as the reference writer pads
+  std::string text = header.dump(-1, ' ', false, json::Json::error_handler_t::replace);
+  text.resize((text.size() + 7) / 8 * 8, ' ');  // aligned data, as the reference writer pads
   atomic_write(path, [&](int fd, const std::string& tmp) {
-    std::uint64_t n = header.size();
+    std::uint64_t n = text.size();
     unsigned char len[8];
     for (int b = 0; b < 8; ++b) len[b] = static_cast<unsigned char>(n >> (8 * b));
     write_all(fd, len, 8, tmp);
-    write_all(fd, header.data(), header.size(), tmp);
+    write_all(fd, text.data(), text.size(), tmp);
     for (const auto& [name, t] : tensors) write_all(fd, t->raw(), t->nbytes(), tmp);
   });
 }
@@ -191,73 +178,25 @@ SafetensorsFile read_safetensors(const std::string& path) {
   if (n > bytes.size() - 8)
     throw DataError(path + ": truncated: the header declares " + std::to_string(n) + " bytes, the file has " +
                     std::to_string(bytes.size() - 8) + " after the length");
-  const std::string header = bytes.substr(8, n);
   const std::size_t data_start = 8 + n;
+  const json::Json header = json::parse(std::string_view(bytes).substr(8, n), path, 1, "safetensors header");
+  if (!header.is_object())
+    throw DataError(path + ": the safetensors header is " + json::kind_of(header) + "; expected an object");
   SafetensorsFile out;
-  HeaderParser p(header, path);
-  p.expect('{');
-  if (!p.peek('}')) {
-    do {
-      std::string name = p.string();
-      p.expect(':');
-      if (name == "__metadata__") {
-        p.expect('{');
-        if (!p.peek('}')) {
-          do {
-            std::string k = p.string();
-            p.expect(':');
-            out.metadata[k] = p.string();
-          } while (p.peek(',') && (p.expect(','), true));
-        }
-        p.expect('}');
-        continue;
-      }
-      std::string dtype;
-      std::vector<std::int64_t> shape, range;
-      p.expect('{');
-      do {
-        std::string k = p.string();
-        p.expect(':');
-        if (k == "dtype") dtype = p.string();
-        else if (k == "shape") shape = p.integers();
-        else if (k == "data_offsets") range = p.integers();
-        else p.fail("unexpected key '" + k + "'");
-      } while (p.peek(',') && (p.expect(','), true));
-      p.expect('}');
-      DType t;
-      if (!parse_dtype(dtype, t)) throw DataError(path + ": tensor '" + name + "' has dtype '" + dtype + "'; expected U8, I32, I64 or F32");
-      if (range.size() != 2 || range[0] < 0 || range[1] < range[0] || shape.size() > 6)
-        throw DataError(path + ": tensor '" + name + "' has malformed data_offsets or shape");
-      Shape s;
-      if (shape.empty()) s = Shape{1};
-      else {
-        s = Shape{};
-        for (std::size_t d = 0; d < shape.size(); ++d) {
-          // Shape has no push_back; build through an initializer of the right rank.
-        }
-        switch (shape.size()) {
-          case 1: s = Shape{shape[0]}; break;
-          case 2: s = Shape{shape[0], shape[1]}; break;
-          case 3: s = Shape{shape[0], shape[1], shape[2]}; break;
-          case 4: s = Shape{shape[0], shape[1], shape[2], shape[3]}; break;
-          case 5: s = Shape{shape[0], shape[1], shape[2], shape[3], shape[4]}; break;
-          default: s = Shape{shape[0], shape[1], shape[2], shape[3], shape[4], shape[5]}; break;
-        }
-      }
-      const auto bytes_needed = static_cast<std::int64_t>(static_cast<std::size_t>(s.numel()) * dtype_size(t));
-      if (range[1] - range[0] != bytes_needed)
-        throw DataError(path + ": tensor '" + name + "' of shape " + s.str() + " needs " + std::to_string(bytes_needed) +
-                        " bytes, its data_offsets span " + std::to_string(range[1] - range[0]));
-      if (data_start + static_cast<std::size_t>(range[1]) > bytes.size())
-        throw DataError(path + ": truncated: tensor '" + name + "' ends at byte " +
-                        std::to_string(data_start + static_cast<std::size_t>(range[1])) + ", the file has " +
-                        std::to_string(bytes.size()));
-      Tensor tensor = Tensor::empty(s, t);
-      std::memcpy(tensor.raw(), bytes.data() + data_start + range[0], static_cast<std::size_t>(bytes_needed));
-      out.tensors[name] = std::move(tensor);
-    } while (p.peek(',') && (p.expect(','), true));
+  for (const auto& [name, entry] : header.items()) {
+    if (name != "__metadata__") {
+      out.tensors[name] = read_tensor(path, name, entry, bytes, data_start);
+      continue;
+    }
+    if (!entry.is_object())
+      throw DataError(path + ": __metadata__ is " + json::kind_of(entry) + "; expected an object of strings");
+    for (const auto& [key, value] : entry.items()) {
+      if (!value.is_string())
+        throw DataError(path + ": __metadata__ '" + key + "' is " + json::kind_of(value) +
+                        "; expected a string");
+      out.metadata[key] = value.get<std::string>();
+    }
   }
-  p.expect('}');
   return out;
 }
 

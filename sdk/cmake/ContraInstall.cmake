@@ -8,6 +8,8 @@
 #   P/lib/cmake/contra/                contraConfig.cmake (+ version): contra::sdk,
 #                                      contra_add_plugin()
 #   P/lib/pkgconfig/contra.pc          for pkg-config users
+#   P/share/contra/templates/          what `contra new-plugin` writes (sdk/templates);
+#                                      the installed contra looks here by itself
 # Included at the end of the top-level CMakeLists.txt, once every plugin is
 # known.
 include(GNUInstallDirs)
@@ -37,6 +39,13 @@ set_target_properties(contra PROPERTIES INSTALL_RPATH "\$ORIGIN/${contra_bin_to_
 # Where the runtime dlopens libcontra_cuda from (graph/device_runtime.cpp).
 target_compile_definitions(contra_runtime PRIVATE CONTRA_LIBRARY_DIR_FROM_BIN="${contra_bin_to_lib}")
 install(TARGETS contra RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# The templates of `contra new-plugin`, found relative to the installed CLI
+# (tools/contra/new_plugin.cpp).
+set(CONTRA_INSTALL_TEMPLATEDIR ${CMAKE_INSTALL_DATADIR}/contra/templates)
+file(RELATIVE_PATH contra_bin_to_templates /${CMAKE_INSTALL_BINDIR} /${CONTRA_INSTALL_TEMPLATEDIR})
+target_compile_definitions(contra PRIVATE CONTRA_INSTALL_TEMPLATE_DIR_FROM_BIN="${contra_bin_to_templates}")
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/sdk/templates/ DESTINATION ${CONTRA_INSTALL_TEMPLATEDIR})
 
 # The SDK library and headers, exported as contra::sdk.
 install(TARGETS contra_sdk EXPORT contraTargets

@@ -89,6 +89,37 @@ PairsSelection check_pairs_form(std::string_view who, const Pairs& pairs, const 
   fail(who, "nothing selected to compute on; " + what_it_takes(forms, lists));
 }
 
+std::string pairs_mismatch(const PairsForms& forms, const MinedLists& lists) {
+  if (!forms.declared || !lists.declared) return {};
+  // What one step would hand the loss: one entry in each list the miner fills.
+  Pairs pairs;
+  pairs.all = lists.all;
+  if (lists.positive) pairs.positive.emplace_back(0, 1);
+  if (lists.negative) pairs.negative.emplace_back(0, 1);
+  if (lists.memory_negative) pairs.memory_negative.emplace_back(0, 0);
+  if (lists.triplets) pairs.triplets.push_back({0, 1, 2});
+  const std::string who = "-";
+  try {
+    check_pairs_form(who, pairs, forms);
+  } catch (const UsageError& e) {
+    return std::string(e.what()).substr(who.size() + 2);  // without "<who>: "
+  }
+  return {};
+}
+
+std::string mined_lists_text(const MinedLists& lists) {
+  std::vector<const char*> names;
+  if (lists.all) names.push_back("Pairs::all");
+  if (lists.positive) names.push_back("Pairs::positive");
+  if (lists.negative) names.push_back("Pairs::negative");
+  if (lists.memory_negative) names.push_back("Pairs::memory_negative");
+  if (lists.triplets) names.push_back("Pairs::triplets");
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    out += std::string(i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+  return out.empty() ? "nothing" : out;
+}
+
 void check_pair_indices(std::string_view who, const Pairs& pairs, const Embeddings& emb) {
   const std::int64_t rows = emb.rows();
   auto in_rows = [rows](std::int64_t i) { return i >= 0 && i < rows; };

@@ -8,7 +8,8 @@
   train    -> SDK and device
   assembly -> config, loader, device, train
   graph    -> everything above but the bridge (device/ wraps it)
-  plugins  -> the SDK alone (and files of their own under plugins/)
+  plugins  -> the SDK alone (and files of their own under plugins/); their
+              tests (test_*.cpp) also tests/support and other plugins' headers
   SDK      -> nothing of the runtime
   nothing under runtime/ includes sdk/src/
 
@@ -91,12 +92,24 @@ with open(os.path.join(root, "runtime", "CMakeLists.txt"), encoding="utf-8") as 
         if "sdk/src" in line and not line.lstrip().startswith("#"):
             wrong(os.path.join(root, "runtime", "CMakeLists.txt"), n, "adds sdk/src/ to the runtime's include path")
 
+plugin_headers = {os.path.basename(p) for p in sources("plugins")}
+test_support = {os.path.basename(p) for p in sources("tests/support")}
+
 for path in sources("plugins"):
     here = os.path.dirname(path)
+    # A plugin's tests (test_*.cpp beside it) may also use the test support
+    # headers and other plugins' headers (as oracles), never the runtime's.
+    is_test = os.path.basename(path).startswith("test_")
     for line, kind, name in includes(path):
         if kind == '"':
             resolved = os.path.normpath(os.path.join(here, name))
-            if not resolved.startswith(os.path.join(root, "plugins") + os.sep) or not os.path.exists(resolved):
+            if resolved.startswith(os.path.join(root, "plugins") + os.sep) and os.path.exists(resolved):
+                continue
+            if is_test and "/" not in name and (name in test_support or name in plugin_headers):
+                continue
+            if is_test:
+                wrong(path, line, f'includes "{name}": a plugin\'s test includes the SDK, tests/support and plugins only')
+            else:
                 wrong(path, line, f'includes "{name}": a plugin includes the SDK (<contra/...>) and files under plugins/ only')
         elif runtime_part(name) or name.startswith(("runtime/", "sdk/")):
             wrong(path, line, f"includes <{name}>: a plugin includes the SDK (<contra/...>) only")

@@ -157,7 +157,7 @@ if [[ -n $deps ]]; then
   # Every header each object was compiled with (ninja's dependency log), and
   # every library each binary resolves at run time.
   system_headers=$(ninja -C "$build" -t deps 2>/dev/null |
-    grep -E '^\s+/usr/include/(boost|oneapi|dnnl|tbb|oneapi/tbb|toml\+\+|catch2|png|libpng|jpeglib|jerror|jmorecfg|x86_64-linux-gnu/jconfig|zlib|zconf|CL)' |
+    grep -E '^\s+/usr/include/(boost|oneapi|dnnl|tbb|oneapi/tbb|toml\+\+|nlohmann|CLI|catch2|png|libpng|jpeglib|jerror|jmorecfg|x86_64-linux-gnu/jconfig|zlib|zconf|CL)' |
     sort -u || true)
   system_libs=$(for b in "$build"/bin/test_* "$build"/bench/* "$build"/lib/*.so* "$build"/plugins/*.so; do
       [[ -f $b && -x $b ]] && ldd "$b" 2>/dev/null; done |

@@ -19,7 +19,7 @@
 #include <contra/nn/residual.hpp>
 #include <contra/nn/sequential.hpp>
 
-#include "../plugins/layer_twin.hpp"
+#include "layer_twin.hpp"
 #include "gpu_test.hpp"
 
 #include <tuple>

@@ -1,5 +1,6 @@
 // The contra command line, run as a user would.
 #include "test_support.hpp"
+#include "cli_runner.hpp"
 
 #include <contra/cpu.hpp>
 
@@ -12,42 +13,29 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+using contra::test::run_cli;
+
 namespace {
-struct Result {
-  int status;
-  std::string out;
-};
-// Runs the CLI with stdout and stderr together.
-Result run_cli(const std::string& args) {
-  std::string cmd = std::string(CONTRA_BINARY_DIR) + "/bin/contra " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
 std::string fixture(const std::string& name) {
   return std::string(CONTRA_FIXTURE_DIR) + "/pipelines/invalid/" + name;
 }
 }  // namespace
 
 TEST_CASE("cli: validate prints diagnostics and exits 1 on a broken pipeline", "[runtime][cli]") {
-  Result r = run_cli("validate " + fixture("out_of_range.toml"));
+  contra::test::CommandResult r = run_cli("validate " + fixture("out_of_range.toml"));
   CHECK(r.status == 1);
   CHECK(r.out == fixture("out_of_range.toml") +
                      ":9:1: error: loss.temperature: expected a value in [0.001, 10], found 20.0\n");
 }
 
 TEST_CASE("cli: validate accepts the quickstart pipeline", "[runtime][cli]") {
-  Result r = run_cli("validate " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml");
+  contra::test::CommandResult r = run_cli("validate " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml");
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("quickstart.toml: valid"));
 }
 
 TEST_CASE("cli: validate opens the data: a missing file is said before any run", "[runtime][cli]") {
-  Result r = run_cli("validate " + std::string(CONTRA_SOURCE_DIR) +
+  contra::test::CommandResult r = run_cli("validate " + std::string(CONTRA_SOURCE_DIR) +
                      "/pipelines/quickstart.toml --set 'source.images=\"/nonexistent/x.gz\"'");
   CHECK(r.status == 1);
   CHECK_THAT(r.out, Catch::StartsWith("source 'idx' ([source] at "));
@@ -57,13 +45,13 @@ TEST_CASE("cli: validate opens the data: a missing file is said before any run",
 TEST_CASE("cli: validate says which precision a run would use, and refuses bf16 where the CPU has none",
           "[runtime][cli]") {
   const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/fashion_mnist_30min.toml";
-  Result r = run_cli("validate " + file);
+  contra::test::CommandResult r = run_cli("validate " + file);
   CHECK(r.status == 0);
   const bool native = contra::cpu_capabilities().bf16_native;
   CHECK_THAT(r.out, Catch::Contains(std::string("precision ") + (native ? "bf16" : "f32") + " from auto)"));
-  Result f32 = run_cli("validate " + file + " --set train.precision=f32");
+  contra::test::CommandResult f32 = run_cli("validate " + file + " --set train.precision=f32");
   CHECK_THAT(f32.out, Catch::Contains("precision f32)"));
-  Result bf16 = run_cli("validate " + file + " --set train.precision=bf16");
+  contra::test::CommandResult bf16 = run_cli("validate " + file + " --set train.precision=bf16");
   if (contra::cpu_capabilities().bf16) {
     CHECK(bf16.status == 0);
   } else {
@@ -74,42 +62,42 @@ TEST_CASE("cli: validate says which precision a run would use, and refuses bf16 
 }
 
 TEST_CASE("cli: plugins lists every kind and --describe renders the schema", "[runtime][cli]") {
-  Result list = run_cli("plugins");
+  contra::test::CommandResult list = run_cli("plugins");
   CHECK(list.status == 0);
   for (const char* k : {"source:", "augmentation:", "sampler:", "encoder:", "miner:", "loss:", "optimizer:"})
     CHECK_THAT(list.out, Catch::Contains(k));
-  Result d = run_cli("plugins --describe info_nce");
+  contra::test::CommandResult d = run_cli("plugins --describe info_nce");
   CHECK(d.status == 0);
   CHECK_THAT(d.out, Catch::Contains("temperature (number, default 0.5, in [0.001, 10])"));
   CHECK_THAT(d.out, Catch::Contains("[loss]\n  plugin = \"info_nce\"\n  temperature = 0.5\n"));
-  Result typo = run_cli("plugins --describe info_nse");
+  contra::test::CommandResult typo = run_cli("plugins --describe info_nse");
   CHECK(typo.status == 1);
   CHECK(typo.out == "contra plugins: no plugin named 'info_nse'; did you mean 'info_nce'?\n");
 }
 
 TEST_CASE("cli: usage errors exit 2 and say what is wrong", "[runtime][cli]") {
   CHECK(run_cli("").status == 2);
-  Result r = run_cli("run");
+  contra::test::CommandResult r = run_cli("run");
   CHECK(r.status == 2);
   CHECK(r.out == "contra run: no pipeline file given (see contra run --help)\n");
-  Result u = run_cli("frobnicate");
+  contra::test::CommandResult u = run_cli("frobnicate");
   CHECK(u.status == 2);
   CHECK_THAT(u.out, Catch::StartsWith("contra: unknown command 'frobnicate'"));
   CHECK(run_cli("run --help").status == 0);
 }
 
 TEST_CASE("cli: run with a bad --set fails before training", "[runtime][cli]") {
-  Result r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml --set loss.temperature=0");
+  contra::test::CommandResult r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml --set loss.temperature=0");
   CHECK(r.status == 1);
   CHECK(r.out == "--set loss.temperature=0: error: loss.temperature: expected a value in [0.001, 10], found 0\n");
 }
 
 TEST_CASE("cli: an unknown --kind is an error with the kinds", "[runtime][cli]") {
-  Result r = run_cli("plugins --kind los");
+  contra::test::CommandResult r = run_cli("plugins --kind los");
   CHECK(r.status == 2);
   CHECK(r.out == "contra plugins: unknown kind 'los' (did you mean 'loss'?); kinds are source, augmentation, "
                  "sampler, encoder, miner, loss, optimizer, memory, evaluator\n");
-  Result ok = run_cli("plugins --kind loss");
+  contra::test::CommandResult ok = run_cli("plugins --kind loss");
   CHECK(ok.status == 0);
   CHECK_THAT(ok.out, Catch::StartsWith("loss:\n"));
   CHECK_THAT(ok.out, !Catch::Contains("encoder:"));
@@ -117,17 +105,17 @@ TEST_CASE("cli: an unknown --kind is an error with the kinds", "[runtime][cli]")
 
 TEST_CASE("cli: a misspelt --set section or key gets a suggestion, at the --set", "[runtime][cli]") {
   const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml";
-  Result section = run_cli("validate " + file + " --set trian.epochs=1");
+  contra::test::CommandResult section = run_cli("validate " + file + " --set trian.epochs=1");
   CHECK(section.status == 1);
   CHECK(section.out == "--set trian.epochs=1: error: unknown section [trian]; did you mean [train]?\n");
-  Result key = run_cli("validate " + file + " --set train.epcohs=1");
+  contra::test::CommandResult key = run_cli("validate " + file + " --set train.epcohs=1");
   CHECK(key.status == 1);
   CHECK(key.out == "--set train.epcohs=1: error: train.epcohs: unknown key 'epcohs' in section [train]; did you "
                    "mean 'epochs'?\n");
 }
 
 TEST_CASE("cli: --describe prints a plugin once, with each build's device and library", "[runtime][cli]") {
-  Result d = run_cli("plugins --describe info_nce");
+  contra::test::CommandResult d = run_cli("plugins --describe info_nce");
   CHECK(d.status == 0);
   CHECK_THAT(d.out, Catch::StartsWith("info_nce (loss plugin)\n  cpu build: "));
   auto count = [&](const std::string& what) {
@@ -142,12 +130,12 @@ TEST_CASE("cli: --describe prints a plugin once, with each build's device and li
 
 TEST_CASE("cli: validate refuses an [eval] whose split has no labels", "[runtime][cli]") {
   const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/simclr_fashion_mnist.toml";
-  Result r = run_cli("validate " + file + " --set 'eval.test.labels=\"\"'");
+  contra::test::CommandResult r = run_cli("validate " + file + " --set 'eval.test.labels=\"\"'");
   CHECK(r.status == 1);
   CHECK_THAT(r.out, Catch::Contains("source 'idx' ([eval.test] at " + file + ":"));
   CHECK_THAT(r.out, Catch::Contains("evaluation needs labels, and this source has none (set its labels, or leave "
                                     "out [eval])"));
-  Result ok = run_cli("validate " + file);
+  contra::test::CommandResult ok = run_cli("validate " + file);
   CHECK(ok.status == 0);
 }
 
@@ -226,7 +214,7 @@ TEST_CASE("cli: progress says the percentage, elapsed time and ETA, and when it 
   contra::test::TempDir dir("cli-progress");
   const std::string file = dir.file("p.toml");
   contra::test::write_file(file, small_pipeline_with_eval);
-  Result r = run_cli("run " + file + " --no-record");
+  contra::test::CommandResult r = run_cli("run " + file + " --no-record");
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("step 1/4 (25.0%)  epoch 0  loss "));
@@ -257,7 +245,7 @@ TEST_CASE("cli: eval takes a run folder's own pipeline, records its figures, and
   contra::test::write_file(dir.file("p.toml"), small_pipeline_with_eval);
   const std::string run = dir.file("run");
   REQUIRE(run_cli("run " + dir.file("p.toml") + " --run-dir " + run).status == 0);
-  Result r = run_cli("eval " + run);
+  contra::test::CommandResult r = run_cli("eval " + run);
   INFO(r.out);
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::StartsWith("knn.top1_k3_t0.1 "));
@@ -266,7 +254,7 @@ TEST_CASE("cli: eval takes a run folder's own pipeline, records its figures, and
              Catch::StartsWith("{\"checkpoint\": \"" + run + "/checkpoints/step-00000004.safetensors\", \"step\": 4, "
                                "\"pipeline\": \"" + run + "/pipeline.toml\", \"overrides\": [], \"figures\": "
                                "{\"knn.top1_k3_t0.1\": "));
-  Result saved = run_cli("eval " + run + "/checkpoints/step-00000004.safetensors --set eval.save_embeddings=true");
+  contra::test::CommandResult saved = run_cli("eval " + run + "/checkpoints/step-00000004.safetensors --set eval.save_embeddings=true");
   CHECK(saved.status == 0);
   std::string header;
   npy_data(run + "/embeddings/eval-step-00000004.npy", &header);
@@ -274,7 +262,7 @@ TEST_CASE("cli: eval takes a run folder's own pipeline, records its figures, and
   CHECK(std::filesystem::exists(run + "/embeddings/eval-step-00000004-labels.npy"));
   // Outside a run folder the pipeline must be named.
   std::filesystem::copy_file(run + "/checkpoints/step-00000004.safetensors", dir.file("alone.safetensors"));
-  Result alone = run_cli("eval " + dir.file("alone.safetensors"));
+  contra::test::CommandResult alone = run_cli("eval " + dir.file("alone.safetensors"));
   CHECK(alone.status == 2);
   CHECK(alone.out == "contra eval: " + dir.file("alone.safetensors") +
                          " is not in a run folder (RUN/checkpoints/); give the pipeline it was trained with: "
@@ -287,7 +275,7 @@ TEST_CASE("cli: embed writes a source's embeddings as .npy, row i = sample i", "
   contra::test::write_file(dir.file("p.toml"), small_pipeline_with_eval);
   const std::string run = dir.file("run");
   REQUIRE(run_cli("run " + dir.file("p.toml") + " --run-dir " + run).status == 0);
-  Result r = run_cli("embed " + run + " --set source.size=10");
+  contra::test::CommandResult r = run_cli("embed " + run + " --set source.size=10");
   INFO(r.out);
   CHECK(r.status == 0);
   const std::string out = run + "/embeddings/embed-step-00000004.npy";
@@ -301,7 +289,7 @@ TEST_CASE("cli: embed writes a source's embeddings as .npy, row i = sample i", "
   CHECK(npy_data(dir.file("more.npy")).substr(0, ten.size()) == ten);
   CHECK(std::filesystem::exists(dir.file("more-labels.npy")));
   // --images sets the source's images: a source without that parameter says so.
-  Result images = run_cli("embed " + run + " --images " + dir.file("x.gz"));
+  contra::test::CommandResult images = run_cli("embed " + run + " --images " + dir.file("x.gz"));
   CHECK(images.status == 2);
   CHECK(images.out == "contra embed: --images sets the source's images and labels, and the pipeline's source "
                       "'synthetic' has no such parameters; give its data with --set source.KEY=VALUE (see contra "
@@ -309,7 +297,7 @@ TEST_CASE("cli: embed writes a source's embeddings as .npy, row i = sample i", "
 }
 
 TEST_CASE("cli: the margin tutorial's Fashion-MNIST pipeline runs", "[runtime][cli]") {
-  Result r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) +
+  contra::test::CommandResult r = run_cli("run " + std::string(CONTRA_SOURCE_DIR) +
                      "/pipelines/tutorial_margin_fashion_mnist.toml --no-record --set train.max_steps=2 "
                      "--set data.subset=512 --set eval.at_end=false --set encoder.width=8");
   INFO(r.out);

@@ -9,6 +9,7 @@
 #include "loader/registry.hpp"
 #include "train/safetensors.hpp"
 #include "test_support.hpp"
+#include "cli_runner.hpp"
 
 #include <contra/cpu.hpp>
 
@@ -27,21 +28,9 @@
 using namespace contra;
 using namespace contra::runtime;
 
+using contra::test::run_cli;
+
 namespace {
-struct Result {
-  int status;
-  std::string out;
-};
-Result run_cli(const std::string& args) {
-  std::string cmd = std::string(CONTRA_BINARY_DIR) + "/bin/contra " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
 
 // [train] device on line 2; a source whose data file does not exist, so that
 // an error about it would show that data was loaded.
@@ -183,14 +172,14 @@ TEST_CASE("device: contra run with device = cuda fails at start without a usable
   test::TempDir dir("device");
   std::string file = dir.file("p.toml");
   test::write_file(file, cuda_pipeline);
-  Result r = run_cli("run " + file + " --no-record");
+  test::CommandResult r = run_cli("run " + file + " --no-record");
   CHECK(r.status == 1);
   CHECK(r.out == file + ":2:1: error: train.device: " + expected + "\n");
 
   // Set from the command line: the pipeline file is named, without a line.
   std::string cpu_file = dir.file("cpu.toml");
   test::write_file(cpu_file, "[source]\nplugin = \"idx\"\nimages = \"/nonexistent/x\"\n");
-  Result set = run_cli("run " + cpu_file + " --no-record --set train.device=cuda");
+  test::CommandResult set = run_cli("run " + cpu_file + " --no-record --set train.device=cuda");
   CHECK(set.status == 1);
   CHECK(set.out == cpu_file + ": error: train.device: " + expected + "\n");
 
@@ -211,7 +200,7 @@ TEST_CASE("device: validate of a cuda pipeline names plugins without a cuda buil
                              "\"]\n\n[train]\ndevice = \"cuda\"\n\n[source]\nplugin = \"synthetic\"\n\n"
                              "[encoder]\nplugin = \"mlp\"\n\n[loss]\nplugin = \"lonely_loss\"\n\n"
                              "[optimizer]\nplugin = \"sgd\"\n");
-  Result r = run_cli("validate " + file);
+  test::CommandResult r = run_cli("validate " + file);
   CHECK(r.status == 1);
   if (!built_with_cuda()) {
     // Said once, instead of once per plugin.
@@ -227,12 +216,12 @@ TEST_CASE("device: validate of a cuda pipeline names plugins without a cuda buil
 }
 
 TEST_CASE("device: contra plugins marks GPU builds with their device", "[runtime][cli][device]") {
-  Result r = run_cli("plugins --kind loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
+  test::CommandResult r = run_cli("plugins --kind loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
   CHECK(r.status == 0);
   CHECK_THAT(r.out, Catch::Contains("  twin_loss              a loss with a cpu build\n"
                                     "  twin_loss (cuda)       a loss with a cuda build\n"));
   CHECK_THAT(r.out, Catch::Contains("  lonely_loss            a loss without a cuda build\n"));
-  Result d = run_cli("plugins --describe twin_loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
+  test::CommandResult d = run_cli("plugins --describe twin_loss --path " + std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins");
   // The fixture's two builds differ in their summaries: each is described.
   const std::string lib = std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/cuda_twins/libcuda_twins.so";
   CHECK_THAT(d.out, Catch::Contains("twin_loss (loss plugin)\n  cpu build: " + lib + "\ntwin_loss: a loss with a cpu build"));

@@ -214,6 +214,13 @@ TEST_CASE("pipeline: every mining pipeline runs on Fashion-MNIST and its loss fa
   }
 }
 
+namespace {
+std::string replace_loss(std::string text, const std::string& loss) {
+  const std::string from = "[loss]\nplugin = \"info_nce\"\n";
+  return text.replace(text.find(from), from.size(), "[loss]\nplugin = \"" + loss + "\"\n");
+}
+}  // namespace
+
 TEST_CASE("pipeline: check_pipeline (validate) says what a run would say before its first batch",
           "[runtime][pipeline]") {
   test::TempDir dir("check");
@@ -233,4 +240,19 @@ TEST_CASE("pipeline: check_pipeline (validate) says what a run would say before 
   CHECK_THROWS_WITH(check(base + "[encoder]\nplugin = \"projection_head\"\n[sampler]\nplugin = \"random\"\n"
                                  "batch_size = 4\n"),
                     Catch::Contains("projection_head: takes feature vectors [D], got inputs of shape [1, 4, 4]"));
+  // A loss that cannot use what its miner fills: the triplet loss, given
+  // multi_similarity's positive and negative pairs.
+  CHECK_NOTHROW(check(base + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\nbatch_size = 4\n"
+                             "[miner]\nplugin = \"multi_similarity\"\n"));
+  try {
+    check(replace_loss(base, "triplet") + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\n"
+                                          "batch_size = 4\n[miner]\nplugin = \"multi_similarity\"\n");
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    CHECK_THAT(m, Catch::StartsWith("loss 'triplet' ([loss] at " + dir.file("p.toml") + ":"));
+    CHECK_THAT(m, Catch::Contains("): Pairs::positive is not supported; it takes Pairs::all (the all_pairs miner), "
+                                  "or Pairs::triplets (a triplet miner); miner 'multi_similarity' ([miner] at "));
+    CHECK_THAT(m, Catch::EndsWith(") fills Pairs::positive and Pairs::negative"));
+  }
 }

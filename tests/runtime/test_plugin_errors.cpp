@@ -9,6 +9,7 @@
 
 #include <contra/errors.hpp>
 
+#include "cli_runner.hpp"
 #include <catch2/catch.hpp>
 
 #include <cstdio>
@@ -259,16 +260,10 @@ TEST_CASE("plugin errors: the CLI reports a misbehaving plugin and exits 1 witho
   test::TempDir dir("errors");
   std::string file = dir.file("p.toml");
   test::write_file(file, pipeline(good_encoder, good_miner, "plugin = \"bad_loss\"\nfault = \"non_std\""));
-  std::string cmd = std::string(CONTRA_BINARY_DIR) + "/bin/contra run " + file + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
+  const test::CommandResult r = test::run_cli("run " + file);
+  const std::string& out = r.out;
   INFO(out);
-  REQUIRE(WIFEXITED(st));
-  CHECK(WEXITSTATUS(st) == 1);
+  CHECK(r.status == 1);  // an exit, not a signal (-1)
   CHECK_THAT(out, Catch::Contains("loss 'bad_loss' ([loss] at " + file + ":"));
   CHECK_THAT(out, Catch::Contains(", library " + fixture_lib +
                                   "): compute() failed: it threw something that is not a std::exception\n"));

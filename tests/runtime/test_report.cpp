@@ -1,9 +1,10 @@
-// contra report: the JSON reader, run folders, grouping by seed, mean ± std,
+// contra report: the JSON reader (train/json_io.hpp), run folders, grouping by seed, mean ± std,
 // the Markdown table and the HTML page (checked in headless Chromium when it
 // is installed).
-#include "../../tools/contra/json.hpp"
 #include "../../tools/contra/report.hpp"
 #include "test_support.hpp"
+#include "cli_runner.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/errors.hpp>
 
@@ -19,25 +20,14 @@
 using namespace contra;
 using namespace contra::cli;
 namespace fs = std::filesystem;
+namespace json = contra::runtime::json;
+using json::Json;
+
+using contra::test::run_cli;
+using contra::test::run_shell;
 
 namespace {
 
-struct Result {
-  int status;
-  std::string out;
-};
-Result run_shell(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-Result run_cli(const std::string& args, const std::string& redirect = "2>&1") {
-  return run_shell(std::string(CONTRA_BINARY_DIR) + "/bin/contra " + args + " " + redirect);
-}
 
 const std::string fixtures = std::string(CONTRA_FIXTURE_DIR) + "/runs";
 const std::string hcl_runs = fixtures + "/hcl";
@@ -70,33 +60,62 @@ const char* expected_table =
 
 }  // namespace
 
-TEST_CASE("report: the JSON reader takes every JSON form and ignores nothing silently", "[report]") {
-  json::Value v = json::parse(
+TEST_CASE("report: the JSON reader takes every JSON form, and a member of the wrong type reads as missing",
+          "[report]") {
+  const Json v = json::parse(
       R"({"a": [1, -2.5e-1, 0, true, false, null], "s": "q\"\\\/\n\u00e9\ud83d\ude00", "o": {}, "e": [], "a": 3})",
       "x.json");
   REQUIRE(v.is_object());
-  CHECK(v.number_at("a") == 3);  // a repeated key: the last wins
-  const json::Value& arr = v.object[0].second;
-  REQUIRE(arr.array.size() == 6);
-  CHECK(arr.array[1].number == -0.25);
-  CHECK(arr.array[3].boolean);
-  CHECK(arr.array[5].is_null());
-  CHECK(std::isnan(arr.array[5].as_number()));
-  CHECK(v.string_at("s") == "q\"\\/\n\xc3\xa9\xf0\x9f\x98\x80");
-  CHECK(v.find("o")->is_object());
-  CHECK(v.find("missing") == nullptr);
-  CHECK(std::isnan(v.number_at("missing")));
+  CHECK(json::number_at(v, "a") == 3);  // a repeated key: the last wins
+  CHECK(v.begin().key() == "a");        // in the place of the first
+  CHECK(json::string_at(v, "s") == "q\"\\/\n\xc3\xa9\xf0\x9f\x98\x80");
+  REQUIRE(json::find(v, "o"));
+  CHECK(json::find(v, "o")->is_object());
+  CHECK(json::find(v, "missing") == nullptr);
+  CHECK(std::isnan(json::number_at(v, "missing")));
+  CHECK(std::isnan(json::number_at(v, "s")));          // a string is no number
+  CHECK(json::string_at(v, "a", "none") == "none");   // nor a number a string
+  CHECK(json::find(json::parse("[1]", "x.json"), "a") == nullptr);  // an array has no members
+
+  const Json arr = json::parse("[1, -2.5e-1, 0, true, false, null, 1e308]", "x.json");
+  CHECK(arr[1].get<double>() == -0.25);
+  CHECK(arr[3].get<bool>());
+  CHECK(arr[5].is_null());
+  CHECK(std::isnan(json::number_at(json::parse(R"({"n": null})", "x.json"), "n")));  // how NaN is written
 }
 
 TEST_CASE("report: malformed JSON is an error naming the file, line and column", "[report]") {
-  CHECK(json_error(R"({"a": [1, 2,]})") == "x.json:1:13: error: malformed JSON: expected a value, found ']'");
+  // nlohmann-json's own words; the place is where it stopped reading.
+  CHECK(json_error(R"({"a": [1, 2,]})") ==
+        "x.json:1:13: error: malformed JSON: syntax error while parsing value - unexpected ']'; expected '[', '{', or "
+        "a literal");
   CHECK(json_error("{\n  \"a\": 1\n  \"b\": 2\n}") ==
-        "x.json:3:3: error: malformed JSON: expected ',' or '}' in an object, found '\"'");
-  CHECK(json_error("{\"a\": 01}") == "x.json:1:8: error: malformed JSON: expected ',' or '}' in an object, found '1'");
-  CHECK(json_error("{\"a\": \"x") == "x.json:1:9: error: malformed JSON: unterminated string");
-  CHECK(json_error("[1] 2") == "x.json:1:5: error: malformed JSON: unexpected '2' after the JSON value");
-  CHECK(json_error("") == "x.json:1:1: error: malformed JSON: unexpected end of input");
-  CHECK(json_error("{\"a\": nul}") == "x.json:1:7: error: malformed JSON: expected a value, found 'n'");
+        "x.json:3:5: error: malformed JSON: syntax error while parsing object - unexpected string literal; expected "
+        "'}'");
+  CHECK(json_error("{\"a\": 01}") ==
+        "x.json:1:8: error: malformed JSON: syntax error while parsing object - unexpected number literal; expected "
+        "'}'");
+  CHECK(json_error("{\"a\": \"x") ==
+        "x.json:1:9: error: malformed JSON: syntax error while parsing value - invalid string: missing closing quote; "
+        "last read: '\"x'");
+  CHECK(json_error("[1] 2") ==
+        "x.json:1:5: error: malformed JSON: syntax error while parsing value - unexpected number literal; expected end "
+        "of input");
+  CHECK(json_error("") ==
+        "x.json:1:1: error: malformed JSON: syntax error while parsing value - unexpected end of input; expected '[', "
+        "'{', or a literal");
+  CHECK(json_error("{\"a\": nul}") ==
+        "x.json:1:10: error: malformed JSON: syntax error while parsing value - invalid literal; last read: '\"a\": "
+        "nul}'");
+  CHECK(json_error("{\"a\": \"\x01\"}") ==
+        "x.json:1:8: error: malformed JSON: syntax error while parsing value - invalid string: control character "
+        "U+0001 (SOH) must be escaped to \\u0001; last read: '\"<U+0001>'");
+  CHECK(json_error("{\"a\": \"\xc3\"}") ==
+        "x.json:1:9: error: malformed JSON: syntax error while parsing value - invalid string: ill-formed UTF-8 byte; "
+        "last read: '\"\xc3\"'");
+  // A number beyond a double: nlohmann says which, not where.
+  CHECK(json_error("{\"a\": 1e999}") == "x.json:1: error: malformed JSON: number overflow parsing '1e999'");
+  CHECK(json_error("{\n\"a\": 1e999}") == "x.json: error: malformed JSON: number overflow parsing '1e999'");
 
   // In a run folder, the message names the file and the line of metrics.jsonl.
   try {
@@ -104,20 +123,45 @@ TEST_CASE("report: malformed JSON is an error naming the file, line and column",
     FAIL("no error");
   } catch (const DataError& e) {
     CHECK(std::string(e.what()) == fixtures +
-                                       "/malformed/bad-metrics/metrics.jsonl:3:41: error: malformed JSON: expected a "
-                                       "string key, found ','");
+                                       "/malformed/bad-metrics/metrics.jsonl:3:41: error: malformed JSON: syntax error "
+                                       "while parsing object key - unexpected ','; expected string literal");
   }
   try {
     read_run(fixtures + "/malformed/bad-summary");
     FAIL("no error");
   } catch (const DataError& e) {
     CHECK(std::string(e.what()) == fixtures +
-                                       "/malformed/bad-summary/summary.json:4:3: error: malformed JSON: expected ',' "
-                                       "or '}' in an object, found '\"'");
+                                       "/malformed/bad-summary/summary.json:4:8: error: malformed JSON: syntax error "
+                                       "while parsing object - unexpected string literal; expected '}'");
   }
-  Result cli = run_cli("report " + fixtures + "/malformed/bad-summary --out /dev/null");
+  // A sweep folder's sweep.json.
+  test::TempDir dir("report-bad-sweep");
+  test::write_file(dir.file("sweep.json"), "{\"runs\": [1,");
+  CHECK_THROWS_WITH(expand_run_dirs({dir.path().string()}),
+                    dir.file("sweep.json") + ":1:13: error: malformed JSON: syntax error while parsing value - "
+                                             "unexpected end of input; expected '[', '{', or a literal");
+  test::CommandResult cli = run_cli("report " + fixtures + "/malformed/bad-summary --out /dev/null");
   CHECK(cli.status == 1);
-  CHECK_THAT(cli.out, Catch::Contains("summary.json:4:3: error: malformed JSON"));
+  CHECK_THAT(cli.out, Catch::Contains("summary.json:4:8: error: malformed JSON"));
+}
+
+TEST_CASE("report: records nested 100000 deep are read or refused without overflowing the stack", "[report]") {
+  test::TempDir dir("report-deep");
+  const std::string run = dir.file("r");
+  fs::create_directories(run);
+  const std::string deep_array = std::string(100000, '[') + std::string(100000, ']');
+  std::string deep_object;
+  for (int i = 0; i < 100000; ++i) deep_object += "{\"a\": ";
+  deep_object += "1" + std::string(100000, '}');
+  test::write_file(run + "/run.json", deep_object + "\n");
+  test::write_file(run + "/metrics.jsonl", "{\"type\": \"step\", \"step\": 1, \"loss\": 2.0, \"metrics\": {\"deep\": " +
+                                               deep_array + "}}\n");
+  RunData r = read_run(run);
+  CHECK(r.pipeline == "r");  // run.json names none: the folder's name
+  REQUIRE(r.step_curve("loss"));
+  CHECK(r.step_curve("deep") == nullptr);  // not a number: no curve
+  test::write_file(run + "/summary.json", deep_array);
+  CHECK_THROWS_WITH(read_run(run), run + "/summary.json:1:1: error: expected a JSON object, found an array");
 }
 
 TEST_CASE("report: a run folder's records are read, unknown keys ignored", "[report]") {
@@ -247,19 +291,19 @@ TEST_CASE("report: the HTML page has the table and an inline SVG per chart, noth
 TEST_CASE("report: the CLI prints the Markdown table and writes the page and --markdown", "[report]") {
   test::TempDir dir("report-cli");
   const std::string html = dir.file("r.html"), md = dir.file("r.md");
-  Result r = run_cli("report " + hcl_runs + " --out " + html + " --markdown " + md, "2>/dev/null");
+  test::CommandResult r = run_cli("report " + hcl_runs + " --out " + html + " --markdown " + md, "2>/dev/null");
   CHECK(r.status == 0);
   CHECK(r.out == expected_table);
   CHECK(test::read_file(md) == expected_table);
   CHECK_THAT(test::read_file(html), Catch::Contains("<table id=\"final-figures\">"));
   // Run folders one by one give the same groups.
-  Result one = run_cli("report " + hcl_runs + "/fixture-loss.beta=0.5-seed0 " + hcl_runs +
+  test::CommandResult one = run_cli("report " + hcl_runs + "/fixture-loss.beta=0.5-seed0 " + hcl_runs +
                            "/fixture-loss.beta=0.5-seed1 --out " + html,
                        "2>/dev/null");
   CHECK(one.status == 0);
   CHECK_THAT(one.out, Catch::Contains("| fixture loss.beta=0.5 | 2 | 0.9500 ± 0.0707 | 0.8350 ± 0.0071 | 0.8900 ± 0.0141 |"));
   CHECK(run_cli("report").status == 2);
-  Result unknown = run_cli("report " + hcl_runs + " --frobnicate");
+  test::CommandResult unknown = run_cli("report " + hcl_runs + " --frobnicate");
   CHECK(unknown.status == 2);
   CHECK(unknown.out == "contra report: unknown option '--frobnicate' (see contra report --help)\n");
 }
@@ -291,11 +335,11 @@ TEST_CASE("report: the page loads in headless Chromium with the table and no con
   const std::string bad = dir.file("bad.html");
   test::write_file(bad, "<!DOCTYPE html><html><body><p>x</p><script>console.error('boom'); undefined_function();"
                         "</script></body></html>");
-  Result b = chromium(bad, dir.file("bad.err"));
+  test::CommandResult b = chromium(bad, dir.file("bad.err"));
   REQUIRE(b.status == 0);
   CHECK_THAT(console_errors(test::read_file(dir.file("bad.err"))), Catch::Contains("boom"));
 
-  Result r = chromium(html, dir.file("report.err"));
+  test::CommandResult r = chromium(html, dir.file("report.err"));
   std::string log = test::read_file(dir.file("report.err"));
   INFO(log);
   CHECK(r.status == 0);

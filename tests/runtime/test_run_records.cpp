@@ -118,7 +118,7 @@ TEST_CASE("run records: the folder holds the pipeline, metrics, evaluations and 
   std::string run_json = test::read_file(run_dir + "/run.json");
   CHECK_THAT(run_json, Catch::Contains("\"overrides\": [\"train.epochs=2\"]"));
   CHECK_THAT(run_json, Catch::Contains("\"git_revision\": "));
-  CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.2.2;"));
+  CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.3.0;"));
   CHECK_THAT(run_json, Catch::Contains("\"steps_from\": 1"));
   // Each plugin's library, with a CRC-32 of its bytes.
   const std::string lib = fs::absolute(fs::path(CONTRA_PLUGIN_DIR) / "libcontra_loss_info_nce.so").lexically_normal();
@@ -335,4 +335,93 @@ TEST_CASE("checkpoints: a damaged or foreign file is refused with its reason", "
   CHECK_THROWS_WITH(RunRecord::latest_checkpoint(dir.path()),
                     dir.path().string() + ": no checkpoint to resume from (" + dir.file("checkpoints/latest") +
                         " is missing)");
+}
+
+namespace {
+// A safetensors file: the 8-byte little-endian header length, `header`, then `data_bytes` zero bytes.
+void write_safetensors_file(const std::string& path, const std::string& header, std::size_t data_bytes = 0) {
+  std::string bytes(8, '\0');
+  for (int b = 0; b < 8; ++b) bytes[b] = static_cast<char>(static_cast<std::uint64_t>(header.size()) >> (8 * b));
+  test::write_file(path, bytes + header + std::string(data_bytes, '\0'));
+}
+std::string read_error(const std::string& path) {
+  try {
+    read_safetensors(path);
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+}  // namespace
+
+TEST_CASE("checkpoints: the header is the reference writer's JSON, padded to 8 bytes", "[runtime][records]") {
+  test::TempDir dir("ck-header");
+  Tensor w = Tensor::zeros({3, 2}, DType::f32), s = Tensor::zeros({1}, DType::i64);
+  write_safetensors(dir.file("a.safetensors"), {{"w", &w}, {"s", &s}}, {{"step", "4"}, {"note", "a \"b\"\n"}});
+  const std::string bytes = test::read_file(dir.file("a.safetensors"));
+  const std::string header = R"({"__metadata__":{"note":"a \"b\"\n","step":"4"},)"
+                             R"("w":{"dtype":"F32","shape":[3,2],"data_offsets":[0,24]},)"
+                             R"("s":{"dtype":"I64","shape":[1],"data_offsets":[24,32]}})";
+  const std::size_t padded = (header.size() + 7) / 8 * 8;
+  REQUIRE(bytes.size() == 8 + padded + 32);
+  CHECK(static_cast<unsigned char>(bytes[0]) == padded);
+  CHECK(bytes.substr(8, padded) == header + std::string(padded - header.size(), ' '));
+  SafetensorsFile f = read_safetensors(dir.file("a.safetensors"));
+  CHECK(f.metadata.at("note") == "a \"b\"\n");
+  CHECK(f.tensors.at("s").shape() == Shape{1});
+  CHECK_THROWS_WITH(write_safetensors(dir.file("m.safetensors"), {{"__metadata__", &w}}, {}),
+                    "safetensors: a tensor named '__metadata__' written to " + dir.file("m.safetensors"));
+}
+
+TEST_CASE("checkpoints: a hostile safetensors header is refused with its reason, never a crash", "[runtime][records]") {
+  test::TempDir dir("ck-hostile");
+  const std::string f = dir.file("x.safetensors");
+  auto header_error = [&](const std::string& header, std::size_t data_bytes = 0) {
+    write_safetensors_file(f, header, data_bytes);
+    return read_error(f);
+  };
+  CHECK(header_error(R"({"w": {"dtype": "F32",)") ==
+        f + ":1:23: error: malformed safetensors header: syntax error while parsing object key - unexpected end of "
+            "input; expected string literal");
+  CHECK(header_error("[1, 2]") == f + ": the safetensors header is an array; expected an object");
+  CHECK(header_error(R"({"w": 3})") ==
+        f + ": tensor 'w' is described by a number; expected an object with dtype, shape and data_offsets");
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": 1}})", 4) ==
+        f + ": tensor 'w' has the unexpected key 'x'; expected dtype, shape and data_offsets");
+  CHECK(header_error(R"({"w": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}})", 2) ==
+        f + ": tensor 'w' has dtype 'F16'; expected U8, I32, I64 or F32");
+  CHECK(header_error(R"({"w": {"dtype": 7, "shape": [1], "data_offsets": [0, 4]}})", 4) ==
+        f + ": tensor 'w' has dtype ''; expected U8, I32, I64 or F32");
+  const std::string bad_shape =
+      f + ": tensor 'w' has a malformed shape; expected an array of at most 6 non-negative integers";
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4) == bad_shape);
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}})", 4) == bad_shape);
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [1,1,1,1,1,1,1], "data_offsets": [0, 4]}})", 4) == bad_shape);
+  CHECK(header_error(R"({"w": {"dtype": "F32", "data_offsets": [0, 4]}})", 4) == bad_shape);
+  const std::string bad_offsets =
+      f + ": tensor 'w' has malformed data_offsets; expected [begin, end] with 0 <= begin <= end";
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}})", 4) == bad_offsets);
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0]}})", 4) == bad_offsets);
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 18446744073709551615]}})", 4) ==
+        bad_offsets);
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 8], "data_offsets": [0, 4]}})", 4) ==
+        f + ": tensor 'w' has a shape of more than 2^63 bytes");
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})", 4) ==
+        f + ": tensor 'w' of shape [2] needs 8 bytes, its data_offsets span 4");
+  CHECK(header_error(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", 4) ==
+        f + ": truncated: tensor 'w' ends at byte " + std::to_string(8 + 61 + 8) + ", the file has " +
+            std::to_string(8 + 61 + 4));
+  CHECK(header_error(R"({"__metadata__": [1]})") == f + ": __metadata__ is an array; expected an object of strings");
+  CHECK(header_error(R"({"__metadata__": {"step": 4}})") == f + ": __metadata__ 'step' is a number; expected a string");
+  // Nested 100000 deep: parsed and destroyed without recursion, then refused.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK(header_error(R"({"w": )" + deep + "}") ==
+        f + ": tensor 'w' is described by an array; expected an object with dtype, shape and data_offsets");
+  CHECK(header_error(R"({"__metadata__": {"a": )" + deep + "}}") ==
+        f + ": __metadata__ 'a' is an array; expected a string");
+  // The length itself.
+  test::write_file(f, std::string("\x10\0\0\0\0\0\0\0{}", 10));
+  CHECK(read_error(f) == f + ": truncated: the header declares 16 bytes, the file has 2 after the length");
+  test::write_file(f, "abc");
+  CHECK(read_error(f) == f + ": truncated: 3 bytes, a safetensors file starts with an 8-byte header length");
 }

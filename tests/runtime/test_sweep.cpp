@@ -1,8 +1,9 @@
 // contra sweep: grid expansion, run-folder names, the dry run, and real sweeps
 // through the CLI.
-#include "../../tools/contra/json.hpp"
 #include "../../tools/contra/sweep.hpp"
 #include "test_support.hpp"
+#include "cli_runner.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/errors.hpp>
 
@@ -16,24 +17,13 @@
 using namespace contra;
 using namespace contra::cli;
 namespace fs = std::filesystem;
+namespace json = contra::runtime::json;
+using json::Json;
+
+using contra::test::run_cli;
 
 namespace {
 
-struct Result {
-  int status;
-  std::string out;
-};
-// Runs the CLI; `redirect` says where its streams go ("2>&1": both in out).
-Result run_cli(const std::string& args, const std::string& redirect = "2>&1") {
-  std::string cmd = std::string(CONTRA_BINARY_DIR) + "/bin/contra " + args + " " + redirect;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
 
 const char* tiny_pipeline = R"(
 [pipeline]
@@ -163,7 +153,7 @@ TEST_CASE("sweep: --dry-run prints each run's folder and command, checks them, a
   test::TempDir dir("sweep-dry");
   const std::string file = dir.file("tiny.toml"), out = dir.file("out");
   test::write_file(file, tiny_pipeline);
-  Result r = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --set train.max_steps=3 --out " +
+  test::CommandResult r = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --set train.max_steps=3 --out " +
                      out + " --dry-run");
   CHECK(r.status == 0);
   std::string expected = "contra sweep " + file + ": 4 runs (2 values, 2 seeds), 1 at a time, in " + out + "\n";
@@ -180,7 +170,7 @@ TEST_CASE("sweep: --dry-run prints each run's folder and command, checks them, a
   CHECK_FALSE(fs::exists(out));
 
   // Several at once: each run gets its share of the cores, unless --set says otherwise.
-  Result j = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --jobs 2 --set runtime.data_threads=1 --out " +
+  test::CommandResult j = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --jobs 2 --set runtime.data_threads=1 --out " +
                      out + " --dry-run");
   CHECK(j.status == 0);
   CHECK_THAT(j.out, Catch::Contains("2 runs (2 values, 1 seed), 2 at a time"));
@@ -192,24 +182,24 @@ TEST_CASE("sweep: a wrong command line exits 2, an invalid combination 1, before
   test::TempDir dir("sweep-bad");
   const std::string file = dir.file("tiny.toml"), out = dir.file("out");
   test::write_file(file, tiny_pipeline);
-  Result dup = run_cli("sweep " + file + " --grid loss.temperature=0.1 --grid loss.temperature=0.5");
+  test::CommandResult dup = run_cli("sweep " + file + " --grid loss.temperature=0.1 --grid loss.temperature=0.5");
   CHECK(dup.status == 2);
   CHECK(dup.out == "contra sweep: --grid loss.temperature is given twice; list all its values in one\n");
-  Result both = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --set loss.temperature=0.2");
+  test::CommandResult both = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --set loss.temperature=0.2");
   CHECK(both.status == 2);
   CHECK(both.out == "contra sweep: loss.temperature is given both by --set and by --grid\n");
-  Result seeds = run_cli("sweep " + file + " --grid pipeline.seed=1,2 --seeds 2");
+  test::CommandResult seeds = run_cli("sweep " + file + " --grid pipeline.seed=1,2 --seeds 2");
   CHECK(seeds.status == 2);
   CHECK(seeds.out == "contra sweep: --grid pipeline.seed and --seeds both choose the seed; use one of them\n");
-  Result jobs = run_cli("sweep " + file + " --jobs 0");
+  test::CommandResult jobs = run_cli("sweep " + file + " --jobs 0");
   CHECK(jobs.status == 2);
-  CHECK(jobs.out == "contra sweep: --jobs expects an integer in [1, 1024], found '0'\n");
-  Result none = run_cli("sweep --grid loss.temperature=0.1");
+  CHECK(jobs.out == "contra sweep: --jobs: Value 0 not in range 1 to 1024 (see contra sweep --help)\n");
+  test::CommandResult none = run_cli("sweep --grid loss.temperature=0.1");
   CHECK(none.status == 2);
   CHECK(none.out == "contra sweep: no pipeline file given (see contra sweep --help)\n");
   CHECK(run_cli("sweep --help").status == 0);
 
-  Result invalid = run_cli("sweep " + file + " --grid loss.temperature=0.1,0 --out " + out);
+  test::CommandResult invalid = run_cli("sweep " + file + " --grid loss.temperature=0.1,0 --out " + out);
   CHECK(invalid.status == 1);
   CHECK_THAT(invalid.out,
              Catch::Contains("[2/2] tiny-loss.temperature=0-seed0: invalid:\n--set loss.temperature=0: error: "
@@ -218,11 +208,34 @@ TEST_CASE("sweep: a wrong command line exits 2, an invalid combination 1, before
   CHECK_FALSE(fs::exists(out));
 }
 
+TEST_CASE("sweep: --continue refuses a malformed sweep.json or summary.json, naming it, and runs nothing",
+          "[sweep]") {
+  test::TempDir dir("sweep-malformed");
+  const std::string file = dir.file("tiny.toml"), out = dir.file("out");
+  test::write_file(file, tiny_pipeline);
+  fs::create_directories(out + "/tiny-loss.temperature=0.1-seed0");
+  test::write_file(out + "/tiny-loss.temperature=0.1-seed0/summary.json", "{\"steps\": 5,}");
+  test::write_file(out + "/sweep.json", "{");
+  const std::string command = "sweep " + file + " --grid loss.temperature=0.1 --continue --out " + out;
+  test::CommandResult bad_sweep = run_cli(command);
+  CHECK(bad_sweep.status == 1);
+  CHECK_THAT(bad_sweep.out, Catch::EndsWith("contra sweep: " + out + "/sweep.json:1:2: error: malformed JSON: syntax "
+                                            "error while parsing object key - unexpected end of input; expected "
+                                            "string literal\n"));
+  test::write_file(out + "/sweep.json", "[]");  // no runs listed: the folder's own summary.json decides
+  test::CommandResult bad_summary = run_cli(command);
+  CHECK(bad_summary.status == 1);
+  CHECK_THAT(bad_summary.out, Catch::EndsWith("contra sweep: " + out + "/tiny-loss.temperature=0.1-seed0/summary.json"
+                                              ":1:13: error: malformed JSON: syntax error while parsing object key - "
+                                              "unexpected '}'; expected string literal\n"));
+  CHECK_FALSE(fs::exists(out + "/tiny-loss.temperature=0.1-seed0/output.log"));
+}
+
 TEST_CASE("sweep: 2 values x 2 seeds run one at a time, a run folder each, listed in sweep.json", "[sweep]") {
   test::TempDir dir("sweep-run");
   const std::string file = dir.file("tiny.toml"), out = dir.file("out");
   test::write_file(file, tiny_pipeline);
-  Result r = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --jobs 1 --out " + out);
+  test::CommandResult r = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --jobs 1 --out " + out);
   INFO(r.out);
   REQUIRE(r.status == 0);
   std::vector<std::string> names = {"tiny-loss.temperature=0.1-seed0", "tiny-loss.temperature=0.1-seed1",
@@ -244,26 +257,26 @@ TEST_CASE("sweep: 2 values x 2 seeds run one at a time, a run folder each, liste
   CHECK(r.out.find("[1/4] ok") < r.out.find("[2/4] start"));
   CHECK_THAT(r.out, Catch::Contains("4 ok, 0 failed; sweep recorded in " + out + "/sweep.json"));
 
-  json::Value sweep = json::parse_file(out + "/sweep.json");
-  CHECK(sweep.string_at("pipeline") == "tiny");
-  CHECK(sweep.number_at("seeds") == 2);
-  const json::Value* runs = sweep.find("runs");
+  const Json sweep = json::parse_file(out + "/sweep.json");
+  CHECK(json::string_at(sweep, "pipeline") == "tiny");
+  CHECK(json::number_at(sweep, "seeds") == 2);
+  const Json* runs = json::find(sweep, "runs");
   REQUIRE(runs);
-  REQUIRE(runs->array.size() == 4);
+  REQUIRE(runs->size() == 4);
   for (std::size_t i = 0; i < 4; ++i) {
-    const json::Value& run = runs->array[i];
-    CHECK(run.string_at("dir") == names[i]);
-    CHECK(run.string_at("status") == "ok");
-    CHECK(run.number_at("seed") == static_cast<double>(3 + i % 2));
-    const json::Value* o = run.find("overrides");
+    const Json& run = (*runs)[i];
+    CHECK(json::string_at(run, "dir") == names[i]);
+    CHECK(json::string_at(run, "status") == "ok");
+    CHECK(json::number_at(run, "seed") == static_cast<double>(3 + i % 2));
+    const Json* o = json::find(run, "overrides");
     REQUIRE(o);
-    REQUIRE(o->array.size() == 2);
-    CHECK(o->array[0].string == std::string("loss.temperature=") + (i < 2 ? "0.1" : "0.5"));
+    REQUIRE(o->size() == 2);
+    CHECK((*o)[0] == std::string("loss.temperature=") + (i < 2 ? "0.1" : "0.5"));
   }
 
   // The same sweep again refuses to overwrite; --continue skips the finished runs, resumes the
   // interrupted ones from their checkpoint and runs the others again.
-  Result again = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --out " + out);
+  test::CommandResult again = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --out " + out);
   CHECK(again.status == 2);
   CHECK_THAT(again.out, Catch::Contains("contra sweep: 4 run folders already exist:\n"));
   std::string record = test::read_file(out + "/sweep.json");
@@ -276,7 +289,7 @@ TEST_CASE("sweep: 2 values x 2 seeds run one at a time, a run folder each, liste
   test::write_file(out + "/sweep.json", record);
   fs::remove(fs::path(out) / names[3] / "summary.json");
   fs::remove_all(fs::path(out) / names[3] / "checkpoints");
-  Result cont = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --continue --out " + out);
+  test::CommandResult cont = run_cli("sweep " + file + " --grid loss.temperature=0.1,0.5 --seeds 2 --continue --out " + out);
   INFO(cont.out);
   CHECK(cont.status == 0);
   CHECK_THAT(cont.out, Catch::Contains("[1/4] skip   " + out + "/" + names[0] + "  (finished before)\n"));
@@ -288,7 +301,7 @@ TEST_CASE("sweep: 2 values x 2 seeds run one at a time, a run folder each, liste
   CHECK_THAT(test::read_file(out + "/sweep.json"), !Catch::Contains("\"interrupted\""));
 
   // The report groups the sweep's runs by temperature.
-  Result rep = run_cli("report " + out + " --out " + dir.file("r.html"), "2>/dev/null");
+  test::CommandResult rep = run_cli("report " + out + " --out " + dir.file("r.html"), "2>/dev/null");
   CHECK(rep.status == 0);
   CHECK_THAT(rep.out, Catch::Contains("| tiny loss.temperature=0.1 | 2 | "));
   CHECK_THAT(rep.out, Catch::Contains("| tiny loss.temperature=0.5 | 2 | "));
@@ -305,7 +318,7 @@ TEST_CASE("sweep: a failed run is reported and the others still run, exit code 1
   const std::string file = dir.file("tiny.toml"), out = dir.file("out");
   test::write_file(file, std::string(tiny_pipeline) + "[miner]\nplugin = \"bad_miner\"\n[plugins]\npaths = [\"" +
                              misbehaving.string() + "\"]\n");
-  Result r = run_cli("sweep " + file + " --grid miner.fault=\\\"throw\\\",none --jobs 2 --out " + out);
+  test::CommandResult r = run_cli("sweep " + file + " --grid miner.fault=\\\"throw\\\",none --jobs 2 --out " + out);
   INFO(r.out);
   CHECK(r.status == 1);
   const std::string bad = out + "/tiny-miner.fault=throw-seed0", good = out + "/tiny-miner.fault=none-seed0";
@@ -319,9 +332,11 @@ TEST_CASE("sweep: a failed run is reported and the others still run, exit code 1
   CHECK_THAT(test::read_file(bad + "/summary.json"), Catch::Contains("\"failed\": "));
   // Two at a time on this machine's cores: each run was given its share.
   CHECK_THAT(test::read_file(good + "/run.json"), Catch::Contains("\"runtime.compute_threads="));
-  json::Value sweep = json::parse_file(out + "/sweep.json");
-  REQUIRE(sweep.find("runs"));
-  CHECK(sweep.find("runs")->array[0].string_at("status") == "failed");
-  CHECK(sweep.find("runs")->array[0].number_at("exit_code") == 1);
-  CHECK(sweep.find("runs")->array[1].string_at("status") == "ok");
+  const Json sweep = json::parse_file(out + "/sweep.json");
+  const Json* runs = json::find(sweep, "runs");
+  REQUIRE(runs);
+  REQUIRE(runs->size() == 2);
+  CHECK(json::string_at((*runs)[0], "status") == "failed");
+  CHECK(json::number_at((*runs)[0], "exit_code") == 1);
+  CHECK(json::string_at((*runs)[1], "status") == "ok");
 }

@@ -79,8 +79,8 @@ class Sweep {
         for (int d = 0; d < p->value.rank(); ++d) dims += (d ? "x" : "") + std::to_string(p->value.dim(d));
         names += " " + p->name + "=" + dims;
       }
-      manifest += c.id + " " + (c.mode == Mode::train ? "train" : "eval") + " " + test::shape_json(c.input) + " " +
-                  test::shape_json(y.shape()) + " " + c.spec + " |" + names + "\n";
+      manifest += c.id + " " + (c.mode == Mode::train ? "train" : "eval") + " " + test::shape_json(c.input).dump() + " " +
+                  test::shape_json(y.shape()).dump() + " " + c.spec + " |" + names + "\n";
       // Eval-mode batch norm reads running statistics the oracle needs.
       std::vector<std::pair<std::string, Tensor*>> buffers;
       c.layer->buffers(buffers);

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <vector>
 
+using contra::MinedLists;
+using contra::mined_lists_text;
+using contra::pairs_mismatch;
 using contra::PairsForms;
 using contra::PairsSelection;
 
@@ -166,4 +169,52 @@ TEST_CASE("pairs_check: indices against the rows and the memory, each message", 
   bad.memory_negative = {{1, 1}};
   CHECK_THROWS_WITH(contra::check_pair_indices("x", bad, e),
                     "x: memory negative (row 1, key 1) is an empty slot of the memory");
+}
+
+TEST_CASE("pairs_mismatch: what a miner fills against what a loss takes, before any step", "[sdk][pairs]") {
+  PairsForms triplet_forms;  // Pairs::all or triplets, as the triplet loss takes
+  triplet_forms.triplets = PairsForms::primary;
+  triplet_forms.may_be_empty = true;
+  PairsForms info_nce_forms;  // Pairs::all or listed negatives with optional positives
+  info_nce_forms.positive = PairsForms::optional;
+  info_nce_forms.negative = PairsForms::primary;
+  info_nce_forms.memory_negative = PairsForms::primary;
+  const PairsForms all_only;
+
+  MinedLists multi_similarity;
+  multi_similarity.declared = true;
+  multi_similarity.positive = multi_similarity.negative = true;
+  MinedLists hardest_k;
+  hardest_k.declared = true;
+  hardest_k.positive = hardest_k.memory_negative = true;
+  MinedLists semi_hard;
+  semi_hard.declared = true;
+  semi_hard.triplets = true;
+  MinedLists all_pairs;
+  all_pairs.declared = true;
+  all_pairs.all = true;
+  MinedLists positives_only;
+  positives_only.declared = true;
+  positives_only.positive = true;
+
+  CHECK(pairs_mismatch(triplet_forms, multi_similarity) ==
+        "Pairs::positive is not supported; it takes Pairs::all (the all_pairs miner), or Pairs::triplets (a triplet "
+        "miner)");
+  CHECK(pairs_mismatch(all_only, semi_hard) ==
+        "Pairs::triplets is not supported; it takes Pairs::all (the all_pairs miner) only");
+  CHECK(pairs_mismatch(info_nce_forms, positives_only) ==
+        "nothing selected to compute on; it takes Pairs::all (the all_pairs miner), or Pairs::negative and/or "
+        "Pairs::memory_negative with optional Pairs::positive");
+  CHECK(pairs_mismatch(info_nce_forms, hardest_k).empty());
+  CHECK(pairs_mismatch(triplet_forms, semi_hard).empty());
+  CHECK(pairs_mismatch(all_only, all_pairs).empty());
+  // Either side silent: nothing to check.
+  CHECK(pairs_mismatch(triplet_forms, MinedLists{}).empty());
+  PairsForms undeclared;
+  undeclared.declared = false;
+  CHECK(pairs_mismatch(undeclared, multi_similarity).empty());
+
+  CHECK(mined_lists_text(hardest_k) == "Pairs::positive and Pairs::memory_negative");
+  CHECK(mined_lists_text(multi_similarity) == "Pairs::positive and Pairs::negative");
+  CHECK(mined_lists_text(all_pairs) == "Pairs::all");
 }

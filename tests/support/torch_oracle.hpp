@@ -10,11 +10,14 @@
 // python3-torch), where they fail: a CI run never passes without its oracle.
 
 #include "test_support.hpp"
+#include "cli_runner.hpp"
 
 #include <contra/tensor.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -44,26 +47,38 @@ inline void dump_tensor(const TempDir& dir, const std::string& name, const Tenso
   f.write(static_cast<const char*>(t.raw()), static_cast<std::streamsize>(t.nbytes()));
 }
 
-inline std::string shape_json(const Shape& s) {
-  std::string j = "[";
-  for (int i = 0; i < s.rank(); ++i) j += (i ? ", " : "") + std::to_string(s[i]);
-  return j + "]";
+/// A shape as the oracles read it: a JSON array of its dimensions.
+inline nlohmann::json shape_json(const Shape& s) {
+  nlohmann::json dims = nlohmann::json::array();
+  for (int i = 0; i < s.rank(); ++i) dims.push_back(s[i]);
+  return dims;
 }
 
 /// Runs `/usr/bin/python3 <source dir>/<script> <args>` and returns what it
 /// printed (stdout and stderr); REQUIREs exit status 0.
 inline std::string run_oracle(const std::string& script, const std::string& args) {
   const std::string cmd = "/usr/bin/python3 " CONTRA_SOURCE_DIR "/" + script + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  INFO(cmd << "\n" << out);
-  REQUIRE(rc == 0);
-  return out;
+  const CommandResult r = run_shell(cmd);
+  INFO(cmd << "\n" << r.out);
+  REQUIRE(r.status == 0);
+  return r.out;
+}
+
+/// The figures an oracle printed: the last line of `out` that is a JSON
+/// object (warnings may come before it); REQUIREs one.
+inline nlohmann::json oracle_figures(const std::string& out) {
+  nlohmann::json figures;
+  std::size_t start = 0;
+  while (start < out.size()) {
+    const std::size_t end = std::min(out.find('\n', start), out.size());
+    nlohmann::json line = nlohmann::json::parse(out.begin() + static_cast<std::ptrdiff_t>(start),
+                                                out.begin() + static_cast<std::ptrdiff_t>(end), nullptr, false);
+    if (line.is_object()) figures = std::move(line);
+    start = end + 1;
+  }
+  INFO(out);
+  REQUIRE(figures.is_object());
+  return figures;
 }
 
 }  // namespace contra::test

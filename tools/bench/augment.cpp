@@ -12,6 +12,7 @@
 #include "assembly/pipeline.hpp"
 #include "graph/augment_stage.hpp"
 #include "loader/registry.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/cpu.hpp>
 #include <contra/plugin.hpp>
@@ -110,12 +111,6 @@ double time_contra(const PipelineSpec& spec, const PluginRegistry& reg, Source& 
   return views / elapsed;
 }
 
-double json_number(const std::string& s, const std::string& key) {
-  auto pos = s.find("\"" + key + "\":");
-  if (pos == std::string::npos) return NAN;
-  return std::strtod(s.c_str() + pos + key.size() + 3, nullptr);
-}
-
 // Raw uint8 images of the source for the Python peer.
 std::string dump_images(Source& source, std::int64_t n, const std::string& path) {
   const SourceInfo info = source.info();
@@ -181,12 +176,13 @@ int main(int argc, char** argv) {
       char buf[4096];
       std::size_t n;
       while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-      if (!p || pclose(p) != 0 || out.find("batched") == std::string::npos) {
+      const json::Json figures = json::last_object_line(out);
+      if (!p || pclose(p) != 0 || !json::find(figures, "batched")) {
         std::fprintf(stderr, "torchvision peer failed:\n%s\n", out.c_str());
         continue;
       }
-      double pil = json_number(out, "dataloader_pil"), tensor = json_number(out, "dataloader_tensor"),
-             batched = json_number(out, "batched");
+      double pil = json::number_at(figures, "dataloader_pil"), tensor = json::number_at(figures, "dataloader_tensor"),
+             batched = json::number_at(figures, "batched");
       std::printf("%-40s %12.0f %12.0f\n", "torchvision DataLoader, PIL (2 workers)", pil, pil / 2);
       std::printf("%-40s %12.0f %12.0f\n", "torchvision DataLoader, tensors (2 wk)", tensor, tensor / 2);
       std::printf("%-40s %12.0f %12.0f\n", "torch batched tensor ops (2 threads)", batched, batched / 2);

@@ -17,6 +17,7 @@
 #include "assembly/load_pipeline.hpp"
 #include "graph/pipeline_run.hpp"
 #include "loader/registry.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/cuda.hpp>
 #include <contra/plugin.hpp>
@@ -131,19 +132,13 @@ StepFigures time_contra(PluginRegistry& reg, const Options& o) {
   return f;
 }
 
-double json_number(const std::string& s, const std::string& key) {
-  auto pos = s.find("\"" + key + "\":");
-  if (pos == std::string::npos) return NAN;
-  return std::strtod(s.c_str() + pos + key.size() + 3, nullptr);
-}
-
 std::string python() {
   const char* p = std::getenv("PYTHON");
   return p && *p ? p : "python3";
 }
 
-// Runs the peer; its last line is one JSON object. Empty on failure (said why).
-std::string run_peer(const std::string& args) {
+// Runs the peer: the figures of its last line, one JSON object; an empty object on failure (said why).
+json::Json run_peer(const std::string& args) {
   std::string cmd = python() + " " CONTRA_SOURCE_DIR "/tools/bench/gpu_train_step_torch.py " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
@@ -151,11 +146,12 @@ std::string run_peer(const std::string& args) {
   std::size_t n;
   while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   const int rc = p ? pclose(p) : -1;
-  if (rc != 0 || out.find("\"images_per_s\"") == std::string::npos) {
+  json::Json figures = json::last_object_line(out);
+  if (rc != 0 || !json::find(figures, "images_per_s")) {
     std::printf("  pytorch peer failed (%s):\n%s\n", cmd.c_str(), out.c_str());
-    return "";
+    return json::Json::object();
   }
-  return out;
+  return figures;
 }
 
 // CIFAR-10 binary batches (data_batch_1..5.bin) of `n` synthetic 32×32×3
@@ -240,18 +236,17 @@ int epoch(PluginRegistry& reg, const Options& o, const fs::path& tmp) {
     std::printf("contra : not run: %s\n", e.what());
   }
   if (o.peer) {
-    const std::string out = run_peer("--epoch --folder " + data.string() + " --batch " + std::to_string(o.batch) +
-                                     " --skip " + std::to_string(skip) +
-                                     (o.peer_channels_last ? " --channels-last" : "") +
-                                     (o.workers > 0 ? " --workers " + std::to_string(o.workers) : std::string()));
+    const json::Json out = run_peer("--epoch --folder " + data.string() + " --batch " + std::to_string(o.batch) +
+                                    " --skip " + std::to_string(skip) +
+                                    (o.peer_channels_last ? " --channels-last" : "") +
+                                    (o.workers > 0 ? " --workers " + std::to_string(o.workers) : std::string()));
     if (!out.empty()) {
-      const double ips = json_number(out, "images_per_s");
+      auto figure = [&](const char* key) { return json::number_at(out, key); };
+      const double ips = figure("images_per_s");
       std::printf("pytorch: wall %.2f s, GPU busy %.2f s (%.0f%%); after %d steps: %.0f%% busy, %.0f images/s "
                   "(DataLoader, %d workers)\n",
-                  json_number(out, "wall_s"), json_number(out, "busy_s"),
-                  100 * json_number(out, "busy_s") / json_number(out, "wall_s"), skip,
-                  100 * json_number(out, "busy_late_s") / json_number(out, "wall_late_s"), ips,
-                  static_cast<int>(json_number(out, "workers")));
+                  figure("wall_s"), figure("busy_s"), 100 * figure("busy_s") / figure("wall_s"), skip,
+                  100 * figure("busy_late_s") / figure("wall_late_s"), ips, static_cast<int>(figure("workers")));
       if (ran) std::printf("contra / pytorch end to end: %.2fx\n", contra_ips / ips);
     }
   }
@@ -312,15 +307,17 @@ int main(int argc, char** argv) {
       else
         std::printf("%-12s %-8s %12.0f %12.2f %10.4f\n", mode, "contra", c.images_per_s, c.gpu_ms, c.loss);
       if (!o.peer) continue;
-      const std::string out = run_peer("--batch " + std::to_string(o.batch) + " --steps " + std::to_string(o.steps) +
-                                       " --warmup " + std::to_string(o.warmup) +
-                                       (m == cuda::MathMode::tf32 ? " --tf32" : ""));
+      const json::Json out = run_peer("--batch " + std::to_string(o.batch) + " --steps " + std::to_string(o.steps) +
+                                      " --warmup " + std::to_string(o.warmup) +
+                                      (m == cuda::MathMode::tf32 ? " --tf32" : ""));
       if (out.empty()) continue;
-      const double ips = json_number(out, "images_per_s");
-      const bool channels_last = out.find("channels_last\": true") != std::string::npos;
+      const double ips = json::number_at(out, "images_per_s");
+      const json::Json* layout = json::find(out, "channels_last");
+      const bool channels_last = layout && layout->is_boolean() && layout->get<bool>();
       if (m == cuda::MathMode::strict_f32) o.peer_channels_last = channels_last;
-      std::printf("%-12s %-8s %12.0f %12.2f %10.4f  (%s)\n", mode, "pytorch", ips, json_number(out, "gpu_ms"),
-                  json_number(out, "loss"), channels_last ? "channels_last" : "NCHW");
+      std::printf("%-12s %-8s %12.0f %12.2f %10.4f  (%s)\n", mode, "pytorch", ips,
+                  json::number_at(out, "gpu_ms"), json::number_at(out, "loss"),
+                  channels_last ? "channels_last" : "NCHW");
       if (c.note.empty()) std::printf("%-12s contra / pytorch: %.2fx\n", mode, c.images_per_s / ips);
     }
     cuda::set_math_mode(cuda::MathMode::strict_f32);

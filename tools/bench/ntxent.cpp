@@ -11,6 +11,7 @@
 //   build/bench/ntxent --rows 2048 --big 0 --no-peer --chunk 256
 
 #include "loader/registry.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/cpu.hpp>
 #include <contra/blas.hpp>
@@ -123,12 +124,6 @@ Result time_contra(const std::shared_ptr<Loss>& loss, const Tensor& z, const Opt
   return r;
 }
 
-double json_number(const std::string& s, const std::string& key) {
-  auto pos = s.find("\"" + key + "\":");
-  if (pos == std::string::npos) return NAN;
-  return std::strtod(s.c_str() + pos + key.size() + 3, nullptr);
-}
-
 // Runs the PyTorch peer once for every size; rows -> result.
 bool time_pytorch(const Options& o, const std::string& input, std::map<std::int64_t, Result>& out,
                   std::string& version) {
@@ -157,20 +152,17 @@ bool time_pytorch(const Options& o, const std::string& input, std::map<std::int6
   std::size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) all.append(buf, n);
   const int rc = pclose(p);
-  if (rc != 0 || all.find("\"seconds\"") == std::string::npos) {
+  // One JSON object a line, one line per size.
+  std::vector<json::Json> lines = json::object_lines(all);
+  std::erase_if(lines, [](const json::Json& l) { return !json::find(l, "seconds"); });
+  if (rc != 0 || lines.empty()) {
     std::fprintf(stderr, "PyTorch peer failed (%s):\n%s\n", cmd.c_str(), all.c_str());
     return false;
   }
-  std::size_t start = 0;
-  while (start < all.size()) {
-    std::size_t end = all.find('\n', start);
-    if (end == std::string::npos) end = all.size();
-    const std::string line = all.substr(start, end - start);
-    start = end + 1;
-    if (line.find("\"seconds\"") == std::string::npos) continue;
-    const auto v = line.find("\"peer\": \"");
-    if (v != std::string::npos) version = line.substr(v + 9, line.find('"', v + 9) - v - 9);
-    out[static_cast<std::int64_t>(json_number(line, "rows"))] = {json_number(line, "seconds"), json_number(line, "loss")};
+  for (const auto& line : lines) {
+    version = json::string_at(line, "peer", version);
+    out[static_cast<std::int64_t>(json::number_at(line, "rows"))] = {json::number_at(line, "seconds"),
+                                                                            json::number_at(line, "loss")};
   }
   return true;
 }

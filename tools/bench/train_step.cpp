@@ -12,6 +12,7 @@
 #include "assembly/load_pipeline.hpp"
 #include "graph/pipeline_run.hpp"
 #include "loader/registry.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/cpu.hpp>
 #include <contra/plugin.hpp>
@@ -172,12 +173,6 @@ Timing time_contra(PluginRegistry& reg, const Options& o, Precision precision) {
   return t;
 }
 
-double json_number(const std::string& s, const std::string& key) {
-  auto pos = s.find("\"" + key + "\":");
-  if (pos == std::string::npos) return NAN;
-  return std::strtod(s.c_str() + pos + key.size() + 3, nullptr);
-}
-
 bool time_pytorch(const Options& o, Timing& t) {
   const char* tc = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
   const char* ob = "/usr/lib/x86_64-linux-gnu/openblas-openmp";
@@ -193,17 +188,20 @@ bool time_pytorch(const Options& o, Timing& t) {
   std::size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int rc = pclose(p);
-  if (rc != 0 || out.find("images_per_s") == std::string::npos) {
+  const json::Json figures = json::last_object_line(out);
+  if (rc != 0 || !json::find(figures, "images_per_s")) {
     std::fprintf(stderr, "PyTorch peer failed (%s):\n%s\n", cmd.c_str(), out.c_str());
     return false;
   }
   t.label = "pytorch fp32";
-  t.step_s = json_number(out, "step_s");
-  t.images_per_s = json_number(out, "images_per_s");
-  t.forward = json_number(out, "forward");
-  t.loss = json_number(out, "loss");  // first "loss" key is the split's
-  t.backward = json_number(out, "backward");
-  t.optimizer = json_number(out, "optimizer");
+  t.step_s = json::number_at(figures, "step_s");
+  t.images_per_s = json::number_at(figures, "images_per_s");
+  // The split of a step's time; its "loss" is the loss computation's seconds.
+  const json::Json split = json::find(figures, "split_s") ? *json::find(figures, "split_s") : json::Json::object();
+  t.forward = json::number_at(split, "forward");
+  t.loss = json::number_at(split, "loss");
+  t.backward = json::number_at(split, "backward");
+  t.optimizer = json::number_at(split, "optimizer");
   return true;
 }
 
@@ -286,12 +284,13 @@ int end_to_end(const Options& o) {
   char buf[4096];
   std::size_t n;
   while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  if (!p || pclose(p) != 0 || out.find("wall_s") == std::string::npos) {
+  const json::Json figures = json::last_object_line(out);
+  if (!p || pclose(p) != 0 || !json::find(figures, "wall_s")) {
     std::fprintf(stderr, "PyTorch peer failed:\n%s\n", out.c_str());
     return 1;
   }
-  const double wall = json_number(out, "wall_s"), tsteps = json_number(out, "train_s"),
-               ips = json_number(out, "images_per_s");
+  const double wall = json::number_at(figures, "wall_s"), tsteps = json::number_at(figures, "train_s"),
+               ips = json::number_at(figures, "images_per_s");
   std::printf("pytorch, DataLoader with 2 workers: wall %.1f s, train steps %.1f s: %.3fx its train steps; %.0f "
               "images/s end to end\n",
               wall, tsteps, wall / tsteps, ips);

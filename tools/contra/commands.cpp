@@ -2,6 +2,7 @@
 #include "plugin_docs.hpp"
 
 #include "assembly/load_pipeline.hpp"
+#include "config/settings.hpp"
 #include "assembly/pipeline_device.hpp"
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
@@ -9,6 +10,8 @@
 #include "graph/evaluation.hpp"
 
 #include <contra/errors.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -20,6 +23,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <numeric>
 
@@ -28,64 +32,30 @@ namespace {
 
 using runtime::PluginRegistry;
 
+// What the pipeline commands take on their command line.
 struct PipelineArgs {
-  std::string file;
-  std::vector<std::string> overrides;
-  std::string run_dir;      // --run-dir
-  std::string resume;       // --resume RUN_DIR
-  std::string pipeline;     // --pipeline FILE (eval, embed)
+  std::string file;                 // FILE, RUN_DIR or CHECKPOINT
+  std::vector<std::string> overrides;  // --set
+  std::string run_dir;              // --run-dir
+  std::string resume;               // --resume RUN_DIR
+  std::string pipeline;             // --pipeline FILE (eval, embed)
   std::string images, labels, out;  // --images, --labels, --out (embed)
-  bool labels_given = false;
-  bool no_record = false;   // --no-record
+  bool no_record = false;           // --no-record
 };
 
-// Parses "FILE [--set k=v ...]"; prints the problem and returns false on a bad line.
-bool parse_pipeline_args(const char* cmd, const std::vector<std::string>& args, PipelineArgs& out) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--set") {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "contra %s: --set needs section.key=value\n", cmd);
-        return false;
-      }
-      out.overrides.push_back(args[++i]);
-    } else if (a.rfind("--set=", 0) == 0) {
-      out.overrides.push_back(a.substr(6));
-    } else if ((a == "--run-dir" || a == "--resume" || a == "--pipeline") && std::string(cmd) != "validate") {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "contra %s: %s needs a value\n", cmd, a.c_str());
-        return false;
-      }
-      (a == "--run-dir" ? out.run_dir : a == "--resume" ? out.resume : out.pipeline) = args[++i];
-    } else if ((a == "--images" || a == "--labels" || a == "--out") && std::string(cmd) == "embed") {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "contra %s: %s needs a value\n", cmd, a.c_str());
-        return false;
-      }
-      (a == "--images" ? out.images : a == "--labels" ? out.labels : out.out) = args[++i];
-      out.labels_given = out.labels_given || a == "--labels";
-    } else if (a == "--no-record" && std::string(cmd) == "run") {
-      out.no_record = true;
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "contra %s: unknown option '%s' (see contra %s --help)\n", cmd, a.c_str(), cmd);
-      return false;
-    } else if (out.file.empty()) {
-      out.file = a;
-    } else {
-      std::fprintf(stderr, "contra %s: only one pipeline file, got '%s' and '%s'\n", cmd, out.file.c_str(),
-                   a.c_str());
-      return false;
-    }
-  }
-  if (out.file.empty() && out.resume.empty()) {
-    std::fprintf(stderr, "contra %s: no pipeline file given (see contra %s --help)\n", cmd, cmd);
-    return false;
-  }
-  return true;
-}
+// What `contra plugins` takes.
+struct PluginsArgs {
+  std::string describe, kind, markdown;  // --describe NAME, --kind KIND, --markdown DIR
+  std::vector<std::string> paths;        // --path DIR ...
+  bool sections = false;                 // --sections
+};
 
-bool wants_help(const std::vector<std::string>& args) {
-  return std::any_of(args.begin(), args.end(), [](const std::string& a) { return a == "--help" || a == "-h"; });
+// A pipeline command without its FILE (CLI11 cannot require it: run takes
+// --resume RUN_DIR instead).
+bool has_file(const char* cmd, const PipelineArgs& pa) {
+  if (!pa.file.empty() || !pa.resume.empty()) return true;
+  std::fprintf(stderr, "contra %s: no pipeline file given (see contra %s --help)\n", cmd, cmd);
+  return false;
 }
 
 void print_error(const std::exception& e) { std::fprintf(stderr, "%s\n", e.what()); }
@@ -170,23 +140,8 @@ std::atomic<bool> interrupted{false};
 extern "C" void on_interrupt(int) { interrupted = true; }
 }  // namespace
 
-int run_command(const std::vector<std::string>& args) {
-  if (wants_help(args)) {
-    std::printf(
-        "usage: contra run FILE [--set section.key=value ...] [--run-dir DIR | --no-record]\n"
-        "       contra run --resume RUN_DIR\n\n"
-        "Train the pipeline described in FILE (TOML). --set overrides one key, e.g.\n"
-        "  --set train.max_steps=100 --set loss.temperature=0.2\n"
-        "values are TOML (numbers, booleans, [lists], \"strings\"); anything else is a string.\n"
-        "The run is recorded in a folder ([record] dir/<name>-<time>, or --run-dir):\n"
-        "pipeline.toml, run.json, metrics.jsonl, summary.json, checkpoints/.\n"
-        "Ctrl-C stops after the batches in flight, writes a checkpoint and exits 130;\n"
-        "--resume RUN_DIR continues from that folder's latest checkpoint.\n"
-        "Progress goes to standard output; per-stage times are printed at the end.\n");
-    return 0;
-  }
-  PipelineArgs pa;
-  if (!parse_pipeline_args("run", args, pa)) return 2;
+int run_command(PipelineArgs pa) {
+  if (!has_file("run", pa)) return 2;
   if (!pa.resume.empty() && (!pa.file.empty() || !pa.overrides.empty())) {
     std::fprintf(stderr, "contra run: --resume takes the run folder alone (its pipeline.toml is the pipeline)\n");
     return 2;
@@ -204,7 +159,8 @@ int run_command(const std::vector<std::string>& args) {
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
     if (run_dir.empty() && !pa.no_record) run_dir = runtime::RunRecord::default_dir(spec).string();
-    std::string name = spec.pipeline.get<std::string>("name");
+    const runtime::PipelineSettings settings = runtime::decode_settings(spec);
+    const std::string& name = settings.name;
     std::printf("contra run %s%s%s\n", pa.file.c_str(), name.empty() ? "" : "  ", name.c_str());
     std::printf("  source %s, encoder %s, miner %s, loss %s, optimizer %s\n", spec.source.name.c_str(),
                 spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
@@ -212,7 +168,7 @@ int run_command(const std::vector<std::string>& args) {
     if (!run_dir.empty())
       std::printf("  %s %s\n", resume_from.empty() ? "recording in" : "resuming from", resume_from.empty() ? run_dir.c_str() : resume_from.c_str());
     std::fflush(stdout);
-    Progress progress(spec.train.get<std::int64_t>("log_every"));
+    Progress progress(settings.train.log_every);
     runtime::RunOptions options;
     options.run_dir = run_dir;
     options.overrides = pa.overrides;
@@ -336,20 +292,8 @@ std::string step_file(const std::string& prefix, std::int64_t step) {
 
 }  // namespace
 
-int eval_command(const std::vector<std::string>& args) {
-  if (wants_help(args)) {
-    std::printf(
-        "usage: contra eval RUN_DIR|CHECKPOINT [--pipeline FILE] [--set section.key=value ...]\n\n"
-        "Run the pipeline's [eval] evaluators on the encoder saved in CHECKPOINT (a\n"
-        "checkpoints/step-*.safetensors file) or in RUN_DIR's latest checkpoint. The\n"
-        "pipeline is the run folder's own pipeline.toml unless --pipeline names one.\n"
-        "The figures are printed and, for a run folder, appended to its\n"
-        "evaluations.jsonl; [eval] save_embeddings = true writes the test split's\n"
-        "features to RUN_DIR/embeddings/eval-step-<n>.npy.\n");
-    return 0;
-  }
-  PipelineArgs pa;
-  if (!parse_pipeline_args("eval", args, pa)) return 2;
+int eval_command(const PipelineArgs& pa) {
+  if (!has_file("eval", pa)) return 2;
   try {
     CheckpointArgs ca;
     if (!checkpoint_args("eval", pa, ca)) return 2;
@@ -361,7 +305,7 @@ int eval_command(const std::vector<std::string>& args) {
     }
     // The step is known once the checkpoint is read: name the file after.
     std::string embeddings;
-    if (spec.eval.get<bool>("save_embeddings") && !ca.run_dir.empty()) {
+    if (runtime::decode_settings(spec).eval.save_embeddings && !ca.run_dir.empty()) {
       std::filesystem::create_directories(ca.run_dir / "embeddings");
       embeddings = (ca.run_dir / "embeddings" / "eval.npy").string();
     }
@@ -387,22 +331,8 @@ int eval_command(const std::vector<std::string>& args) {
   }
 }
 
-int embed_command(const std::vector<std::string>& args) {
-  if (wants_help(args)) {
-    std::printf(
-        "usage: contra embed RUN_DIR|CHECKPOINT [--images FILE [--labels FILE]] [--out FILE.npy]\n"
-        "                    [--pipeline FILE] [--set section.key=value ...]\n\n"
-        "Write the encoder's embeddings (its output, before any projection head) of\n"
-        "every sample of a source as .npy: float32 [N, D], row i = the source's sample\n"
-        "i, and its labels beside (…-labels.npy, int64; -1 where there are none).\n"
-        "The source is the pipeline's [source]; --images FILE (and --labels FILE)\n"
-        "set its images (and labels, else none), --set source.KEY=VALUE anything else.\n"
-        "Images go through [eval]'s chain. Default --out: RUN_DIR/embeddings/\n"
-        "embed-step-<n>.npy.\n");
-    return 0;
-  }
-  PipelineArgs pa;
-  if (!parse_pipeline_args("embed", args, pa)) return 2;
+int embed_command(const PipelineArgs& pa) {
+  if (!has_file("embed", pa)) return 2;
   try {
     CheckpointArgs ca;
     if (!checkpoint_args("embed", pa, ca)) return 2;
@@ -437,9 +367,6 @@ int embed_command(const std::vector<std::string>& args) {
       }
       overrides.push_back("source.images=" + quoted(std::filesystem::absolute(pa.images).string()));
       overrides.push_back("source.labels=" + quoted(pa.labels.empty() ? "" : std::filesystem::absolute(pa.labels).string()));
-    } else if (pa.labels_given) {
-      std::fprintf(stderr, "contra embed: --labels goes with --images\n");
-      return 2;
     }
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(ca.pipeline, overrides, registry);
@@ -459,26 +386,17 @@ int embed_command(const std::vector<std::string>& args) {
   }
 }
 
-int validate_command(const std::vector<std::string>& args) {
-  if (wants_help(args)) {
-    std::printf(
-        "usage: contra validate FILE [--set section.key=value ...]\n\n"
-        "Check FILE without running it: TOML syntax, sections and keys, plugin names,\n"
-        "and every plugin's parameters against its schema; then open its data (the\n"
-        "[source] and [eval] sources). Prints every problem with file:line:column;\n"
-        "exits 1 if there is any.\n");
-    return 0;
-  }
-  PipelineArgs pa;
-  if (!parse_pipeline_args("validate", args, pa)) return 2;
+int validate_command(const PipelineArgs& pa) {
+  if (!has_file("validate", pa)) return 2;
   try {
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
-    // The sources are opened (their files read and checked), [eval]'s too:
-    // data that cannot be read, or an evaluation that cannot run, is said
-    // now, not when the run starts or after the training it would follow.
-    open_source(registry, spec.source);
-    if (spec.has_eval) runtime::Evaluation(spec, registry).check();
+    // What a run does before its first batch: every plugin created, the
+    // sources opened (their files read and checked, [eval]'s too), the
+    // chains fitted to the images, the trainer built, so that data that
+    // cannot be read or an evaluation that cannot run is said now, not when
+    // the run starts or after the training it would follow.
+    runtime::check_pipeline(spec, registry);
     const std::string precision = runtime::train_precision_name(spec), setting = runtime::train_precision_setting(spec);
     std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s', precision %s%s)\n", pa.file.c_str(),
                 static_cast<long long>(spec.total_views()), spec.source.name.c_str(), spec.encoder.name.c_str(),
@@ -490,49 +408,17 @@ int validate_command(const std::vector<std::string>& args) {
   }
 }
 
-int plugins_command(const std::vector<std::string>& args) {
-  if (wants_help(args)) {
-    std::printf(
-        "usage: contra plugins [--describe NAME] [--kind KIND] [--path DIR ...] [--sections]\n"
-        "                      [--markdown DIR]\n\n"
-        "List the plugins found on the plugin path, or describe one plugin's\n"
-        "parameters. --path adds a folder (or .so file) to the search.\n"
-        "--sections describes the built-in pipeline sections instead.\n"
-        "--markdown writes the plugin reference (DIR/README.md, DIR/<kind>/<name>.md).\n");
+int plugins_command(const PluginsArgs& args) {
+  const std::string& describe = args.describe;
+  const std::string& kind = args.kind;
+  const std::string& markdown = args.markdown;
+  const std::vector<std::string>& extra = args.paths;
+  if (args.sections) {
+    for (const Schema& sec : {runtime::pipeline_section_schema(), runtime::runtime_section_schema(),
+                              runtime::train_section_schema(), runtime::augment_section_schema(),
+                              runtime::plugins_section_schema()})
+      std::printf("%s\n", sec.describe().c_str());
     return 0;
-  }
-  std::string describe, kind, markdown;
-  std::vector<std::string> extra;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    auto need = [&](const char* opt) -> bool {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "contra plugins: %s needs a value\n", opt);
-        return false;
-      }
-      return true;
-    };
-    if (args[i] == "--describe") {
-      if (!need("--describe")) return 2;
-      describe = args[++i];
-    } else if (args[i] == "--kind") {
-      if (!need("--kind")) return 2;
-      kind = args[++i];
-    } else if (args[i] == "--sections") {
-      for (const Schema& sec : {runtime::pipeline_section_schema(), runtime::runtime_section_schema(),
-                                runtime::train_section_schema(), runtime::augment_section_schema(),
-                                runtime::plugins_section_schema()})
-        std::printf("%s\n", sec.describe().c_str());
-      return 0;
-    } else if (args[i] == "--markdown") {
-      if (!need("--markdown")) return 2;
-      markdown = args[++i];
-    } else if (args[i] == "--path") {
-      if (!need("--path")) return 2;
-      extra.push_back(args[++i]);
-    } else {
-      std::fprintf(stderr, "contra plugins: unknown argument '%s' (see contra plugins --help)\n", args[i].c_str());
-      return 2;
-    }
   }
   if (!kind.empty()) {
     std::vector<std::string> kinds;
@@ -611,6 +497,93 @@ int plugins_command(const std::vector<std::string>& args) {
     for (const auto& p : registry.problems()) std::printf("  %s\n", p.message.c_str());
   }
   return 0;
+}
+
+Command add_run_command(CLI::App& contra) {
+  auto pa = std::make_shared<PipelineArgs>();
+  CLI::App* run = contra.add_subcommand("run", "train the pipeline in FILE, or continue a run (--resume RUN_DIR)");
+  run->add_option("FILE", pa->file, "the pipeline (TOML)");
+  add_set_option(*run, pa->overrides);
+  CLI::Option* run_dir = run->add_option("--run-dir", pa->run_dir, "record the run in DIR")->type_name("DIR");
+  run->add_option("--resume", pa->resume, "continue the run in RUN_DIR from its latest checkpoint")
+      ->type_name("RUN_DIR");
+  run->add_flag("--no-record", pa->no_record, "record nothing")->excludes(run_dir);
+  run->footer(
+      "Train the pipeline described in FILE (TOML), e.g.\n"
+      "  contra run FILE --set train.max_steps=100 --set loss.temperature=0.2\n"
+      "The run is recorded in a folder ([record] dir/<name>-<time>, or --run-dir):\n"
+      "pipeline.toml, run.json, metrics.jsonl, summary.json, checkpoints/.\n"
+      "Ctrl-C stops after the batches in flight, writes a checkpoint and exits 130;\n"
+      "--resume RUN_DIR (alone) continues from that folder's latest checkpoint.\n"
+      "Progress goes to standard output; per-stage times are printed at the end.");
+  return {run, [pa] { return run_command(*pa); }};
+}
+
+Command add_eval_command(CLI::App& contra) {
+  auto pa = std::make_shared<PipelineArgs>();
+  CLI::App* eval = contra.add_subcommand("eval", "run the pipeline's [eval] on a saved encoder");
+  eval->add_option("RUN_DIR|CHECKPOINT", pa->file, "a run folder (its latest checkpoint) or a checkpoint file");
+  eval->add_option("--pipeline", pa->pipeline, "the pipeline, when not the run folder's own")->type_name("FILE");
+  add_set_option(*eval, pa->overrides);
+  eval->footer(
+      "Run the pipeline's [eval] evaluators on the encoder saved in CHECKPOINT (a\n"
+      "checkpoints/step-*.safetensors file) or in RUN_DIR's latest checkpoint. The\n"
+      "pipeline is the run folder's own pipeline.toml unless --pipeline names one.\n"
+      "The figures are printed and, for a run folder, appended to its\n"
+      "evaluations.jsonl; [eval] save_embeddings = true writes the test split's\n"
+      "features to RUN_DIR/embeddings/eval-step-<n>.npy.");
+  return {eval, [pa] { return eval_command(*pa); }};
+}
+
+Command add_embed_command(CLI::App& contra) {
+  auto pa = std::make_shared<PipelineArgs>();
+  CLI::App* embed = contra.add_subcommand("embed", "write a source's embeddings as .npy");
+  embed->add_option("RUN_DIR|CHECKPOINT", pa->file, "a run folder (its latest checkpoint) or a checkpoint file");
+  CLI::Option* images =
+      embed->add_option("--images", pa->images, "the source's images (its `images` parameter)")->type_name("FILE");
+  embed->add_option("--labels", pa->labels, "their labels (else none)")->type_name("FILE")->needs(images);
+  embed->add_option("--out", pa->out, "the .npy file to write")->type_name("FILE.npy");
+  embed->add_option("--pipeline", pa->pipeline, "the pipeline, when not the run folder's own")->type_name("FILE");
+  add_set_option(*embed, pa->overrides);
+  embed->footer(
+      "Write the encoder's embeddings (its output, before any projection head) of\n"
+      "every sample of a source as .npy: float32 [N, D], row i = the source's sample\n"
+      "i, and its labels beside (…-labels.npy, int64; -1 where there are none).\n"
+      "The source is the pipeline's [source]; --images FILE (and --labels FILE)\n"
+      "set its images (and labels, else none), --set source.KEY=VALUE anything else.\n"
+      "Images go through [eval]'s chain. Default --out: RUN_DIR/embeddings/\n"
+      "embed-step-<n>.npy.");
+  return {embed, [pa] { return embed_command(*pa); }};
+}
+
+Command add_validate_command(CLI::App& contra) {
+  auto pa = std::make_shared<PipelineArgs>();
+  CLI::App* validate = contra.add_subcommand("validate", "check FILE and its plugins' parameters");
+  validate->add_option("FILE", pa->file, "the pipeline (TOML)");
+  add_set_option(*validate, pa->overrides);
+  validate->footer(
+      "Check FILE without running it: TOML syntax, sections and keys, plugin names,\n"
+      "and every plugin's parameters against its schema; then open its data (the\n"
+      "[source] and [eval] sources). Prints every problem with file:line:column;\n"
+      "exits 1 if there is any.");
+  return {validate, [pa] { return validate_command(*pa); }};
+}
+
+Command add_plugins_command(CLI::App& contra) {
+  auto args = std::make_shared<PluginsArgs>();
+  CLI::App* plugins = contra.add_subcommand("plugins", "list plugins, or describe one");
+  plugins->add_option("--describe", args->describe, "describe the plugin NAME's parameters")->type_name("NAME");
+  plugins->add_option("--kind", args->kind, "only plugins of this kind")->type_name("KIND");
+  plugins->add_option("--path", args->paths, "also search this folder (or .so file); repeatable")
+      ->type_name("DIR")
+      ->allow_extra_args(false);
+  plugins->add_flag("--sections", args->sections, "describe the built-in pipeline sections instead");
+  plugins->add_option("--markdown", args->markdown, "write the plugin reference (DIR/README.md, DIR/<kind>/<name>.md)")
+      ->type_name("DIR");
+  plugins->footer(
+      "List the plugins found on the plugin path, or describe one plugin's\n"
+      "parameters.");
+  return {plugins, [args] { return plugins_command(*args); }};
 }
 
 }  // namespace contra::cli

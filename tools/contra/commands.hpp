@@ -1,16 +1,15 @@
 #pragma once
-// The CLI's subcommands. Each returns the process exit code: 0 success,
-// 1 the pipeline, a plugin or the data failed, 2 the command line was wrong.
+// The CLI's pipeline commands (run, eval, embed, validate) and plugins: each
+// adds its subcommand to contra's CLI::App (see command_line.hpp).
 
-#include <string>
-#include <vector>
+#include "command_line.hpp"
 
 namespace contra::cli {
 
-int run_command(const std::vector<std::string>& args);
-int eval_command(const std::vector<std::string>& args);
-int embed_command(const std::vector<std::string>& args);
-int validate_command(const std::vector<std::string>& args);
-int plugins_command(const std::vector<std::string>& args);
+Command add_run_command(CLI::App& contra);
+Command add_eval_command(CLI::App& contra);
+Command add_embed_command(CLI::App& contra);
+Command add_validate_command(CLI::App& contra);
+Command add_plugins_command(CLI::App& contra);
 
 }  // namespace contra::cli

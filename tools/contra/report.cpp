@@ -1,9 +1,11 @@
 #include "report.hpp"
-#include "json.hpp"
 
 #include "config/pipeline_spec.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/errors.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,10 +13,13 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <set>
 
 namespace contra::cli {
 namespace fs = std::filesystem;
+namespace json = runtime::json;
+using json::Json;
 
 // ---------------------------------------------------------------------------
 // Reading run folders
@@ -84,7 +89,7 @@ void read_metrics(const fs::path& file, RunData& r, double first_step) {
     pos = end + 1;
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    json::Value v;
+    Json v;
     try {
       v = json::parse(line, name, line_no);
     } catch (const DataError& e) {
@@ -95,21 +100,24 @@ void read_metrics(const fs::path& file, RunData& r, double first_step) {
       }
       throw;
     }
-    if (!v.is_object()) throw DataError(name + ":" + std::to_string(line_no) + ": error: expected a JSON object");
-    std::string type = v.string_at("type");
-    double step = v.number_at("step");
+    if (!v.is_object())
+      throw DataError(name + ":" + std::to_string(line_no) + ": error: expected a JSON object, found " +
+                      json::kind_of(v));
+    const std::string type = json::string_at(v, "type");
+    double step = json::number_at(v, "step");
     if (!std::isfinite(step)) continue;
     step += 1 - first_step;  // the number of steps done, as the CLI prints it
     if (type == "step") {
       for (const char* k : {"loss", "lr"})
-        if (const json::Value* x = v.find(k); x && x->is_number()) add_point(steps, step_index, k, step, x->number);
-      if (const json::Value* m = v.find("metrics"); m && m->is_object())
-        for (const auto& [k, x] : m->object)
-          if (x.is_number()) add_point(steps, step_index, k, step, x.number);
+        if (const Json* x = json::find(v, k); x && x->is_number())
+          add_point(steps, step_index, k, step, x->get<double>());
+      if (const Json* m = json::find(v, "metrics"); m && m->is_object())
+        for (const auto& [k, x] : m->items())
+          if (x.is_number()) add_point(steps, step_index, k, step, x.get<double>());
     } else if (type == "eval") {
-      if (const json::Value* f = v.find("figures"); f && f->is_object())
-        for (const auto& [k, x] : f->object)
-          if (x.is_number()) add_point(evals, eval_index, k, step, x.number);
+      if (const Json* f = json::find(v, "figures"); f && f->is_object())
+        for (const auto& [k, x] : f->items())
+          if (x.is_number()) add_point(evals, eval_index, k, step, x.get<double>());
     }
   }
   for (auto& [k, p] : steps) r.step_curves.emplace_back(k, to_curve(p));
@@ -150,39 +158,43 @@ RunData read_run(const fs::path& dir) {
   if (!fs::is_directory(dir, ec)) throw DataError(dir.string() + ": not a folder");
   fs::path run_json = dir / "run.json";
   if (!fs::exists(run_json, ec)) throw DataError(dir.string() + ": not a run folder (it has no run.json)");
-  json::Value run = json::parse_file(run_json.string());
-  if (!run.is_object()) throw DataError(run_json.string() + ":1:1: error: expected a JSON object");
-  r.pipeline = run.string_at("pipeline");
-  if (r.pipeline.empty()) r.pipeline = fs::path(run.string_at("file")).stem().string();
+  const Json run = json::parse_file(run_json.string());
+  if (!run.is_object())
+    throw DataError(run_json.string() + ":1:1: error: expected a JSON object, found " + json::kind_of(run));
+  r.pipeline = json::string_at(run, "pipeline");
+  if (r.pipeline.empty()) r.pipeline = fs::path(json::string_at(run, "file")).stem().string();
   if (r.pipeline.empty()) r.pipeline = dir.filename().string();
-  if (const json::Value* o = run.find("overrides"); o && o->is_array())
-    for (const auto& x : o->array)
-      if (x.is_string()) r.overrides.push_back(x.string);
-  if (double s = run.number_at("seed"); std::isfinite(s)) r.seed = static_cast<std::int64_t>(s);
-  r.git_revision = run.string_at("git_revision");
+  if (const Json* o = json::find(run, "overrides"); o && o->is_array())
+    for (const auto& x : *o)
+      if (x.is_string()) r.overrides.push_back(x.get<std::string>());
+  if (double s = json::number_at(run, "seed"); std::isfinite(s)) r.seed = static_cast<std::int64_t>(s);
+  r.git_revision = json::string_at(run, "git_revision");
   r.plugins = plugin_names(dir / "pipeline.toml");
 
   fs::path summary = dir / "summary.json";
   if (fs::exists(summary, ec)) {
-    json::Value s = json::parse_file(summary.string());
-    if (!s.is_object()) throw DataError(summary.string() + ":1:1: error: expected a JSON object");
+    const Json s = json::parse_file(summary.string());
+    if (!s.is_object())
+      throw DataError(summary.string() + ":1:1: error: expected a JSON object, found " + json::kind_of(s));
     // A run that failed records its error there; it does not count as finished.
-    r.error = s.string_at("error");
+    r.error = json::string_at(s, "error");
     r.finished = r.error.empty();
-    if (double v = s.number_at("steps"); std::isfinite(v)) r.steps = static_cast<std::int64_t>(v);
-    r.final_loss = s.number_at("final_loss");
-    r.images_per_s = s.number_at("images_per_s");
-    r.wall_s = s.number_at("wall_s");
-    if (const json::Value* e = s.find("eval"); e && e->is_object())
-      for (const auto& [k, x] : e->object) r.eval.emplace_back(k, x.as_number());
-    if (const json::Value* st = s.find("stages"); st && st->is_array())
-      for (const auto& x : st->array) {
+    if (double v = json::number_at(s, "steps"); std::isfinite(v)) r.steps = static_cast<std::int64_t>(v);
+    r.final_loss = json::number_at(s, "final_loss");
+    r.images_per_s = json::number_at(s, "images_per_s");
+    r.wall_s = json::number_at(s, "wall_s");
+    // null (how NaN is written) or anything but a number reads as NaN.
+    if (const Json* e = json::find(s, "eval"); e && e->is_object())
+      for (const auto& [k, x] : e->items()) r.eval.emplace_back(k, x.is_number() ? x.get<double>() : NAN);
+    if (const Json* st = json::find(s, "stages"); st && st->is_array())
+      for (const auto& x : *st) {
         if (!x.is_object()) continue;
-        r.stages.push_back({x.string_at("name"), x.number_at("calls"), x.number_at("busy_s"), x.number_at("idle_s")});
+        r.stages.push_back({json::string_at(x, "name"), json::number_at(x, "calls"), json::number_at(x, "busy_s"),
+                            json::number_at(x, "idle_s")});
       }
   }
   fs::path metrics = dir / "metrics.jsonl";
-  const double steps_from = run.number_at("steps_from");
+  const double steps_from = json::number_at(run, "steps_from");
   if (fs::exists(metrics, ec)) read_metrics(metrics, r, std::isfinite(steps_from) ? steps_from : 0.0);
   return r;
 }
@@ -199,10 +211,10 @@ std::vector<fs::path> expand_run_dirs(const std::vector<std::string>& args) {
     if (!fs::is_directory(p, ec)) throw DataError(a + ": no such folder");
     std::vector<fs::path> found;
     if (fs::exists(p / "sweep.json", ec)) {
-      json::Value sweep = json::parse_file((p / "sweep.json").string());
-      if (const json::Value* runs = sweep.find("runs"); runs && runs->is_array())
-        for (const auto& r : runs->array) {
-          std::string d = r.string_at("dir");
+      const Json sweep = json::parse_file((p / "sweep.json").string());
+      if (const Json* runs = json::find(sweep, "runs"); runs && runs->is_array())
+        for (const auto& r : *runs) {
+          const std::string d = json::string_at(r, "dir");
           if (!d.empty() && fs::exists(p / d / "run.json", ec)) found.push_back(p / d);
         }
     } else {
@@ -837,17 +849,12 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
 // The command
 
 namespace {
-const char* report_help =
-    "usage: contra report RUN_DIR... [--out report.html] [--markdown report.md] [--title TEXT]\n\n"
-    "Read run folders (pipeline.toml, run.json, metrics.jsonl, summary.json) and\n"
-    "write one self-contained HTML page (inline SVG and CSS; no script, no network):\n"
-    "the final figures as mean ± std over seeds, loss and evaluation curves, mining\n"
-    "diagnostics over steps and per-stage timings. Runs that differ only by seed\n"
-    "(same pipeline name, same --set overrides apart from pipeline.seed, runtime.*\n"
-    "and record.*) form one group. A folder without run.json stands for the runs\n"
-    "in it (a sweep folder: those its sweep.json lists).\n"
-    "The table of final figures is printed as Markdown, and written to --markdown.\n"
-    "--out defaults to report.html in the current folder.\n";
+
+// What `contra report` takes on its command line.
+struct ReportArgs {
+  std::vector<std::string> dirs;
+  std::string out = "report.html", markdown, title;
+};
 
 bool write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -859,37 +866,18 @@ bool write_text(const std::string& path, const std::string& text) {
   }
   return true;
 }
-}  // namespace
 
-int report_command(const std::vector<std::string>& args) {
-  std::vector<std::string> dirs;
-  std::string out = "report.html", markdown, title;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(report_help, stdout);
-      return 0;
-    }
-    if (a == "--out" || a == "--markdown" || a == "--title") {
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "contra report: %s needs a value\n", a.c_str());
-        return 2;
-      }
-      (a == "--out" ? out : a == "--markdown" ? markdown : title) = args[++i];
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "contra report: unknown option '%s' (see contra report --help)\n", a.c_str());
-      return 2;
-    } else {
-      dirs.push_back(a);
-    }
-  }
-  if (dirs.empty()) {
+int report_command(const ReportArgs& args) {
+  const std::string& out = args.out;
+  const std::string& markdown = args.markdown;
+  std::string title = args.title;
+  if (args.dirs.empty()) {
     std::fprintf(stderr, "contra report: no run folder given (see contra report --help)\n");
     return 2;
   }
   try {
     std::vector<RunData> runs;
-    for (const auto& d : expand_run_dirs(dirs)) runs.push_back(read_run(d));
+    for (const auto& d : expand_run_dirs(args.dirs)) runs.push_back(read_run(d));
     std::vector<RunGroup> groups = group_runs(std::move(runs));
     if (title.empty()) {
       std::set<std::string> names;
@@ -912,6 +900,27 @@ int report_command(const std::vector<std::string>& args) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
+}
+
+}  // namespace
+
+Command add_report_command(CLI::App& contra) {
+  auto args = std::make_shared<ReportArgs>();
+  CLI::App* report = contra.add_subcommand("report", "compare runs: one HTML page, a Markdown table");
+  report->add_option("RUN_DIR", args->dirs, "run folders, or folders of runs (a sweep's)");
+  report->add_option("--out", args->out, "the HTML page (default report.html)")->type_name("FILE");
+  report->add_option("--markdown", args->markdown, "also write the table of final figures here")->type_name("FILE");
+  report->add_option("--title", args->title, "the page's title (default: the pipelines' names)")->type_name("TEXT");
+  report->footer(
+      "Read run folders (pipeline.toml, run.json, metrics.jsonl, summary.json) and\n"
+      "write one self-contained HTML page (inline SVG and CSS; no script, no network):\n"
+      "the final figures as mean ± std over seeds, loss and evaluation curves, mining\n"
+      "diagnostics over steps and per-stage timings. Runs that differ only by seed\n"
+      "(same pipeline name, same --set overrides apart from pipeline.seed, runtime.*\n"
+      "and record.*) form one group. A folder without run.json stands for the runs\n"
+      "in it (a sweep folder: those its sweep.json lists).\n"
+      "The table of final figures is printed as Markdown, and written to --markdown.");
+  return {report, [args] { return report_command(*args); }};
 }
 
 }  // namespace contra::cli

@@ -3,6 +3,8 @@
 // and write one self-contained HTML page (inline SVG and CSS, no script, no
 // network) plus a Markdown table of final figures (see docs/experiments.md).
 
+#include "command_line.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -92,6 +94,6 @@ Band average_curves(const std::vector<const Curve*>& curves, std::size_t max_poi
 std::string html_report(const std::vector<RunGroup>& groups, const std::string& title);
 
 /// `contra report RUN_DIR... [--out report.html] [--markdown report.md] [--title TEXT]`.
-int report_command(const std::vector<std::string>& args);
+Command add_report_command(CLI::App& contra);
 
 }  // namespace contra::cli

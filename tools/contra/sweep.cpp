@@ -1,11 +1,14 @@
 #include "sweep.hpp"
-#include "json.hpp"
 
 #include "assembly/load_pipeline.hpp"
+#include "config/settings.hpp"
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"
+#include "train/json_io.hpp"
 
 #include <contra/errors.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include <fcntl.h>
 #include <sched.h>
@@ -26,6 +29,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -160,8 +164,8 @@ std::vector<std::string> run_folder_names(const std::string& pipeline, const std
 
 namespace {
 
-using runtime::json_number;
-using runtime::json_quote;
+namespace json = runtime::json;
+using json::Json;
 
 std::string shell_quote(const std::string& s) {
   bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
@@ -244,29 +248,24 @@ extern "C" void on_sweep_interrupt(int) { sweep_interrupted = true; }
 void write_sweep_json(const fs::path& out, const std::string& file, const std::string& pipeline,
                       const std::vector<GridAxis>& grid, std::int64_t seeds, std::int64_t base_seed,
                       const std::vector<std::string>& sets, int jobs, const std::vector<Job>& all) {
-  std::string t = "{\n  \"pipeline\": " + json_quote(pipeline) + ",\n  \"file\": " + json_quote(file) +
-                  ",\n  \"grid\": [";
-  for (std::size_t a = 0; a < grid.size(); ++a) {
-    t += std::string(a ? ", " : "") + "{\"key\": " + json_quote(grid[a].key) + ", \"values\": [";
-    for (std::size_t v = 0; v < grid[a].values.size(); ++v) t += (v ? ", " : "") + json_quote(grid[a].values[v]);
-    t += "]}";
+  Json axes = Json::array();
+  for (const auto& a : grid) axes.push_back({{"key", a.key}, {"values", a.values}});
+  Json runs = Json::array();
+  for (const Job& j : all) {
+    // "seed": null without a seed axis.
+    Json run = {{"dir", j.name},
+                {"overrides", j.overrides},
+                {"seed", j.run.seed >= 0 ? Json(j.run.seed) : Json(nullptr)},
+                {"status", status_name(j.status)}};
+    if (j.exit_code >= 0) run["exit_code"] = j.exit_code;
+    if (j.status == Status::ok || j.status == Status::failed || j.status == Status::interrupted)
+      run["wall_s"] = json::number(j.wall_s);
+    runs.push_back(std::move(run));
   }
-  t += "],\n  \"seeds\": " + std::to_string(seeds) + ",\n  \"base_seed\": " + std::to_string(base_seed) +
-       ",\n  \"set\": [";
-  for (std::size_t i = 0; i < sets.size(); ++i) t += (i ? ", " : "") + json_quote(sets[i]);
-  t += "],\n  \"jobs\": " + std::to_string(jobs) + ",\n  \"runs\": [";
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    const Job& j = all[i];
-    t += std::string(i ? "," : "") + "\n    {\"dir\": " + json_quote(j.name) + ", \"overrides\": [";
-    for (std::size_t k = 0; k < j.overrides.size(); ++k) t += (k ? ", " : "") + json_quote(j.overrides[k]);
-    t += "], \"seed\": " + (j.run.seed >= 0 ? std::to_string(j.run.seed) : std::string("null")) +
-         ", \"status\": " + json_quote(status_name(j.status)) +
-         (j.exit_code >= 0 ? ", \"exit_code\": " + std::to_string(j.exit_code) : std::string()) +
-         (j.status == Status::ok || j.status == Status::failed || j.status == Status::interrupted ? ", \"wall_s\": " + json_number(j.wall_s)
-                                                                 : std::string()) +
-         "}";
-  }
-  t += "\n  ]\n}\n";
+  const Json sweep = {{"pipeline", pipeline}, {"file", file},         {"grid", std::move(axes)},
+                      {"seeds", seeds},       {"base_seed", base_seed}, {"set", sets},
+                      {"jobs", jobs},         {"runs", std::move(runs)}};
+  const std::string t = json::document(sweep, {"runs"});
   fs::path tmp = out / "sweep.json.tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
@@ -279,12 +278,13 @@ void write_sweep_json(const fs::path& out, const std::string& file, const std::s
 // "final loss 0.5123  knn.top1_k20_t0.07 0.8570" from a finished run's summary.json.
 std::string summary_line(const fs::path& dir) {
   try {
-    json::Value s = json::parse_file((dir / "summary.json").string());
+    const Json s = json::parse_file((dir / "summary.json").string());
     char buf[96];
-    std::snprintf(buf, sizeof buf, "final loss %.4f", s.number_at("final_loss"));
+    std::snprintf(buf, sizeof buf, "final loss %.4f", json::number_at(s, "final_loss"));
     std::string o = buf;
-    if (const json::Value* e = s.find("eval"); e && e->is_object() && !e->object.empty()) {
-      std::snprintf(buf, sizeof buf, "  %s %.4f", e->object.front().first.c_str(), e->object.front().second.as_number());
+    if (const Json* e = json::find(s, "eval"); e && e->is_object() && !e->empty()) {
+      const std::string& name = e->begin().key();
+      std::snprintf(buf, sizeof buf, "  %s %.4f", name.c_str(), json::number_at(*e, name));
       o += buf;
     }
     return o;
@@ -293,94 +293,37 @@ std::string summary_line(const fs::path& dir) {
   }
 }
 
-const char* sweep_help =
-    "usage: contra sweep FILE --grid section.key=v1,v2,... [--grid ...] [--seeds N]\n"
-    "                    [--set section.key=value ...] [--jobs J] [--out DIR]\n"
-    "                    [--dry-run] [--continue]\n\n"
-    "Run the pipeline in FILE once per combination of the --grid values (the\n"
-    "cartesian product of all --grid keys) and per seed: with --seeds N each\n"
-    "combination runs N times with pipeline.seed = the pipeline's seed + 0..N-1\n"
-    "(default 1). Values are TOML as for --set (0.1, true, \"x\", [0.5,1.0]); commas\n"
-    "inside [...] or quotes do not split. --set applies to every run.\n\n"
-    "Each run is `contra run FILE --set ... --run-dir DIR` in its own process, with\n"
-    "its own run folder DIR = OUT/<pipeline>-<key>=<value>-...-seed<i>; its output\n"
-    "goes to DIR/output.log. Runs go one at a time; --jobs J runs up to J at once\n"
-    "and gives each [runtime] compute_threads = data_threads = cores / J (unless\n"
-    "--set or --grid names them). OUT defaults to [record] dir/<pipeline>-sweep-<time>;\n"
-    "OUT/sweep.json lists the runs with their overrides and status.\n\n"
-    "Every combination is validated before anything runs. A failed run is\n"
-    "reported and the sweep goes on; the exit code is 1 if any run failed.\n"
-    "--dry-run prints the runs (and checks them) without running them.\n"
-    "--continue finishes an interrupted sweep (same command, same --out): finished\n"
-    "runs are skipped, interrupted ones resumed from their checkpoint, the others\n"
-    "run again. Ctrl-C stops the running runs (each writes a checkpoint) and starts\n"
-    "no new one. `contra report OUT` then\n"
-    "compares the runs.\n";
-
 }  // namespace
 
-int sweep_command(const std::vector<std::string>& args) {
+namespace {
+
+// What `contra sweep` takes on its command line.
+struct SweepArgs {
   std::string file, out_dir;
-  std::vector<GridAxis> grid;
-  std::vector<std::string> sets;
-  std::int64_t seeds = -1;
+  std::vector<std::string> grid, sets;  // --grid and --set, as given
+  std::int64_t seeds = -1;              // -1: not given
   int jobs = 1;
   bool dry_run = false, continue_sweep = false;
+};
+
+int sweep_command(const SweepArgs& args) {
+  const std::string& file = args.file;
+  const std::string& out_dir = args.out_dir;
+  const std::vector<std::string>& sets = args.sets;
+  const int jobs = args.jobs;
+  const bool dry_run = args.dry_run, continue_sweep = args.continue_sweep;
+  std::int64_t seeds = args.seeds;
+  std::vector<GridAxis> grid;
   try {
-    for (std::size_t i = 0; i < args.size(); ++i) {
-      std::string a = args[i], inline_value;
-      bool has_inline = false;
-      if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
-        inline_value = a.substr(a.find('=') + 1);
-        a = a.substr(0, a.find('='));
-        has_inline = true;
-      }
-      auto value = [&]() -> std::string {
-        if (has_inline) return inline_value;
-        if (i + 1 >= args.size()) throw UsageError(a + " needs a value");
-        return args[++i];
-      };
-      auto integer = [&](std::int64_t lo, std::int64_t hi) -> std::int64_t {
-        std::string v = value();
-        char* end = nullptr;
-        errno = 0;
-        long long n = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end || errno || n < lo || n > hi)
-          throw UsageError(a + " expects an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                           "], found '" + v + "'");
-        return n;
-      };
-      if (a == "--help" || a == "-h") {
-        std::fputs(sweep_help, stdout);
-        return 0;
-      } else if (a == "--grid") {
-        GridAxis axis = parse_grid_axis(value());
-        for (const auto& g : grid)
-          if (g.key == axis.key) throw UsageError("--grid " + axis.key + " is given twice; list all its values in one");
-        grid.push_back(std::move(axis));
-      } else if (a == "--set") {
-        std::string v = value();
-        if (v.find('=') == std::string::npos) throw UsageError("--set " + v + ": expected section.key=value");
-        sets.push_back(v);
-      } else if (a == "--seeds") {
-        seeds = integer(1, 100000);
-      } else if (a == "--jobs" || a == "-j") {
-        jobs = static_cast<int>(integer(1, 1024));
-      } else if (a == "--out") {
-        out_dir = value();
-      } else if (a == "--dry-run" && !has_inline) {
-        dry_run = true;
-      } else if (a == "--continue" && !has_inline) {
-        continue_sweep = true;
-      } else if (!a.empty() && a[0] == '-') {
-        throw UsageError("unknown option '" + args[i] + "' (see contra sweep --help)");
-      } else if (file.empty()) {
-        file = a;
-      } else {
-        throw UsageError("only one pipeline file, got '" + file + "' and '" + a + "'");
-      }
-    }
     if (file.empty()) throw UsageError("no pipeline file given (see contra sweep --help)");
+    for (const auto& text : args.grid) {
+      GridAxis axis = parse_grid_axis(text);
+      for (const auto& g : grid)
+        if (g.key == axis.key) throw UsageError("--grid " + axis.key + " is given twice; list all its values in one");
+      grid.push_back(std::move(axis));
+    }
+    for (const auto& v : sets)
+      if (v.find('=') == std::string::npos) throw UsageError("--set " + v + ": expected section.key=value");
     for (const auto& g : grid) {
       if (has_key(sets, g.key)) throw UsageError(g.key + " is given both by --set and by --grid");
       if (g.key == "pipeline.seed" && seeds > 0)
@@ -400,10 +343,11 @@ int sweep_command(const std::vector<std::string>& args) {
   fs::path record_dir;
   try {
     runtime::PipelineSpec spec = runtime::load_pipeline(file, sets, registry);
-    pipeline_name = spec.pipeline.get<std::string>("name");
+    const runtime::PipelineSettings settings = runtime::decode_settings(spec);
+    pipeline_name = settings.name;
     if (pipeline_name.empty()) pipeline_name = fs::path(file).stem().string();
-    base_seed = spec.pipeline.get<std::int64_t>("seed");
-    record_dir = spec.record.get<std::string>("dir");
+    base_seed = static_cast<std::int64_t>(settings.seed);
+    record_dir = settings.record.dir;
   } catch (const Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
@@ -500,9 +444,9 @@ int sweep_command(const std::vector<std::string>& args) {
     std::error_code ec;
     if (fs::exists(out / "sweep.json", ec)) {
       try {
-        json::Value old = json::parse_file((out / "sweep.json").string());
-        if (const json::Value* runs_v = old.find("runs"); runs_v && runs_v->is_array())
-          for (const auto& r : runs_v->array) previous[r.string_at("dir")] = r.string_at("status");
+        const Json old = json::parse_file((out / "sweep.json").string());
+        if (const Json* runs_v = json::find(old, "runs"); runs_v && runs_v->is_array())
+          for (const auto& r : *runs_v) previous[json::string_at(r, "dir")] = json::string_at(r, "status");
       } catch (const Error& e) {
         std::fprintf(stderr, "contra sweep: %s\n", e.what());
         return 1;
@@ -519,9 +463,16 @@ int sweep_command(const std::vector<std::string>& args) {
     }
     auto it = previous.find(j.name);
     // A run that failed writes summary.json too, with its "error".
-    bool finished = fs::exists(j.dir / "summary.json", ec) &&
-                    json::parse_file((j.dir / "summary.json").string()).find("error") == nullptr &&
-                    (it == previous.end() ? true : it->second == "ok" || it->second == "skipped");
+    bool finished = false;
+    if (fs::exists(j.dir / "summary.json", ec) &&
+        (it == previous.end() || it->second == "ok" || it->second == "skipped")) {
+      try {
+        finished = json::find(json::parse_file((j.dir / "summary.json").string()), "error") == nullptr;
+      } catch (const Error& e) {
+        std::fprintf(stderr, "contra sweep: %s\n", e.what());
+        return 1;
+      }
+    }
     if (finished) j.status = Status::skipped;
     else if (fs::exists(j.dir / "checkpoints" / "latest", ec)) j.resume = true;
   }
@@ -655,6 +606,45 @@ int sweep_command(const std::vector<std::string>& args) {
     std::printf("to finish the sweep, run the same command with --continue (and --out %s)\n",
                 shell_quote(out.string()).c_str());
   return failed || not_run || interrupted || sweep_interrupted ? 1 : 0;
+}
+
+}  // namespace
+
+Command add_sweep_command(CLI::App& contra) {
+  auto args = std::make_shared<SweepArgs>();
+  CLI::App* sweep = contra.add_subcommand("sweep", "run a grid of overrides x seeds, a run folder each");
+  sweep->add_option("FILE", args->file, "the pipeline (TOML)");
+  sweep->add_option("--grid", args->grid, "a key and the values it takes, e.g. loss.temperature=0.1,0.5; repeatable")
+      ->type_name("KEY=V1,V2,...")
+      ->allow_extra_args(false);
+  sweep->add_option("--seeds", args->seeds, "run each combination N times, seed + 0..N-1 (default 1)")
+      ->type_name("N")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000}));
+  add_set_option(*sweep, args->sets)->description("override one key in every run; repeatable");
+  sweep->add_option("-j,--jobs", args->jobs, "runs at once (default 1)")->type_name("J")->check(CLI::Range(1, 1024));
+  sweep->add_option("--out", args->out_dir, "the sweep's folder (default [record] dir/<pipeline>-sweep-<time>)")
+      ->type_name("DIR");
+  sweep->add_flag("--dry-run", args->dry_run, "print the runs (and check them) without running them");
+  sweep->add_flag("--continue", args->continue_sweep, "finish an interrupted sweep (same command, same --out)");
+  sweep->footer(
+      "Run the pipeline in FILE once per combination of the --grid values (the\n"
+      "cartesian product of all --grid keys) and per seed: with --seeds N each\n"
+      "combination runs N times with pipeline.seed = the pipeline's seed + 0..N-1\n"
+      "(default 1). Values are TOML as for --set (0.1, true, \"x\", [0.5,1.0]); commas\n"
+      "inside [...] or quotes do not split. --set applies to every run.\n\n"
+      "Each run is `contra run FILE --set ... --run-dir DIR` in its own process, with\n"
+      "its own run folder DIR = OUT/<pipeline>-<key>=<value>-...-seed<i>; its output\n"
+      "goes to DIR/output.log. Runs go one at a time; --jobs J runs up to J at once\n"
+      "and gives each [runtime] compute_threads = data_threads = cores / J (unless\n"
+      "--set or --grid names them). OUT/sweep.json lists the runs with their\n"
+      "overrides and status.\n\n"
+      "Every combination is validated before anything runs. A failed run is\n"
+      "reported and the sweep goes on; the exit code is 1 if any run failed.\n"
+      "--continue skips the runs that finished, resumes the interrupted ones from\n"
+      "their checkpoint and runs the others again. Ctrl-C stops the running runs\n"
+      "(each writes a checkpoint) and starts no new one. `contra report OUT` then\n"
+      "compares the runs.");
+  return {sweep, [args] { return sweep_command(*args); }};
 }
 
 }  // namespace contra::cli

@@ -2,6 +2,8 @@
 // contra sweep: run a pipeline over a grid of --set overrides and seeds, one
 // run folder per combination (see docs/experiments.md).
 
+#include "command_line.hpp"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -55,6 +57,6 @@ std::vector<std::string> run_folder_names(const std::string& pipeline, const std
 /// [--jobs J] [--out DIR] [--dry-run] [--continue]`. Exit code 0 when every
 /// run succeeded, 1 when one failed or a combination is invalid, 2 for a wrong
 /// command line.
-int sweep_command(const std::vector<std::string>& args);
+Command add_sweep_command(CLI::App& contra);
 
 }  // namespace contra::cli

@@ -3,6 +3,8 @@
 /// contrastive_margin: the pairwise contrastive loss of Hadsell, Chopra & LeCun
 /// 2006 ("Dimensionality Reduction by Learning an Invariant Mapping").
 
+#include "../pairs_forms.hpp"
+
 #include <contra/roles/loss.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -27,6 +29,7 @@ class ContrastiveMargin final : public contra::Loss {
   /// Writes the value, dL/dz (out.grad, [M, D]) and the metrics "pos_dist",
   /// "neg_dist" and "active_negatives". With Pairs::all holds at most `chunk`
   /// × M distances at a time. Allocates only when a size grows.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_pairs(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 

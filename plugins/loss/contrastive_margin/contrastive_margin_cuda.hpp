@@ -3,6 +3,7 @@
 /// contrastive_margin on the GPU: the same loss, parameters and metrics as the
 /// CPU build (contrastive_margin.hpp, README.md), for embeddings on Device::cuda.
 
+#include "../pairs_forms.hpp"
 #include "contrastive_margin.hpp"
 
 #include <contra/roles/loss.hpp>
@@ -34,6 +35,7 @@ class ContrastiveMarginCuda final : public contra::Loss {
   /// z.z: [M, D] f32 on cuda. Writes the value, dL/dz (out.grad, on cuda)
   /// and the metrics "pos_dist", "neg_dist" and "active_negatives". Runs on
   /// contra::cuda::current_stream() and synchronises it once, to read the value.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_pairs(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs, contra::LossResult& out) override;
 
  private:

@@ -4,6 +4,8 @@
 /// Contrastive Learning"), InfoNCE corrected for negatives that share the
 /// anchor's class.
 
+#include "../pairs_forms.hpp"
+
 #include <contra/roles/loss.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -34,6 +36,7 @@ class Debiased final : public contra::Loss {
   /// Writes the value, dL/dz (out.grad, [M, D]) and the metrics "pos_sim",
   /// "neg_sim" and "clamped". Holds at most `chunk` × (M + K) similarities at
   /// a time; allocates only when a size grows.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_negatives(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 

@@ -4,6 +4,8 @@
 /// ("Contrastive Learning with Hard Negative Samples"), on top of the debiased
 /// estimator of Chuang et al. 2020.
 
+#include "../pairs_forms.hpp"
+
 #include <contra/roles/loss.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -37,6 +39,7 @@ class Hcl final : public contra::Loss {
   /// Writes the value, dL/dz (out.grad, [M, D]) and the metrics "pos_sim",
   /// "neg_sim", "weight_concentration" and "clamped". Holds at most `chunk` ×
   /// (M + K) similarities at a time; allocates only when a size grows.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_negatives(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 

@@ -3,6 +3,7 @@
 /// hcl on the GPU: the same loss, parameters and metrics as the CPU build
 /// (hcl.hpp, README.md), for embeddings on Device::cuda.
 
+#include "../pairs_forms.hpp"
 #include "hcl.hpp"
 
 #include <contra/roles/loss.hpp>
@@ -34,6 +35,7 @@ class HclCuda final : public contra::Loss {
   /// over). Writes the value, dL/dz (out.grad, on cuda) and the metrics
   /// "pos_sim", "neg_sim", "weight_concentration" and "clamped". Runs on
   /// contra::cuda::current_stream() and synchronises it once, to read the value.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_negatives(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs, contra::LossResult& out) override;
 
  private:

@@ -4,6 +4,8 @@
 /// views per sample, with negatives from a memory (memory bank, MoCo queue) and
 /// MoCo's momentum keys as positives. See README.md for the exact formulas.
 
+#include "../pairs_forms.hpp"
+
 #include <contra/roles/loss.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -45,6 +47,7 @@ class InfoNce final : public contra::Loss {
   /// loss). Runs row blocks or tiles on the calling thread's OpenMP team.
   /// Its large buffers (similarities, M × D) are allocated when a size grows
   /// and reused; per call it allocates only O(M) index lists.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_negatives(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 

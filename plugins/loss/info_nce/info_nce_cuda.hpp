@@ -3,6 +3,7 @@
 /// info_nce on the GPU: the same loss, parameters and metrics as the CPU
 /// build (info_nce.hpp, README.md), for embeddings on Device::cuda.
 
+#include "../pairs_forms.hpp"
 #include "info_nce.hpp"
 
 #include "../../cuda_support.cuh"
@@ -39,6 +40,7 @@ class InfoNceCuda final : public contra::Loss {
   /// (out.grad, [M, D] on cuda) and the metrics "pos_sim" and "neg_sim". Runs
   /// on contra::cuda::current_stream() and synchronises it once, to read the
   /// value. Memory: chunk × (M + K) floats of similarities plus a few M × D.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_negatives(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs, contra::LossResult& out) override;
 
  private:

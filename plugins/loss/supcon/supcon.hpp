@@ -3,6 +3,8 @@
 /// supcon: the supervised contrastive loss of Khosla et al. 2020 (the L_out
 /// form), which falls back to SimCLR's grouping by sample without labels.
 
+#include "../pairs_forms.hpp"
+
 #include <contra/roles/loss.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -26,6 +28,7 @@ class SupCon final : public contra::Loss {
   /// null. Writes the value, dL/dz (out.grad, [M, D]) and the metrics
   /// "pos_sim", "neg_sim" and "anchors". Holds at most `chunk` × M
   /// similarities at a time; allocates only when M or D grows.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_only(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 

@@ -3,6 +3,8 @@
 /// triplet: the triplet margin loss (Weinberger & Saul 2009; Schroff et al.
 /// 2015, FaceNet), with the soft-margin variant of Hermans et al. 2017.
 
+#include "../pairs_forms.hpp"
+
 #include <contra/roles/loss.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -29,6 +31,7 @@ class Triplet final : public contra::Loss {
   /// "active_triplets", "pos_dist", "neg_dist" and "triplets". With
   /// Pairs::all holds at most `chunk` × M distances at a time. Allocates
   /// only when a size grows.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_triplets(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 

@@ -3,6 +3,7 @@
 /// triplet on the GPU: the same loss, parameters and metrics as the CPU build
 /// (triplet.hpp, README.md), for embeddings on Device::cuda.
 
+#include "../pairs_forms.hpp"
 #include "triplet.hpp"
 
 #include <contra/roles/loss.hpp>
@@ -35,6 +36,7 @@ class TripletCuda final : public contra::Loss {
   /// and the metrics "active_triplets", "pos_dist", "neg_dist" and
   /// "triplets". Runs on contra::cuda::current_stream() and synchronises it
   /// once, to read the value.
+  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_triplets(); }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs, contra::LossResult& out) override;
 
  private:

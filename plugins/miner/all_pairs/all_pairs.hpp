@@ -13,6 +13,12 @@ class AllPairs final : public contra::Miner {
  public:
   static contra::Schema schema();
   explicit AllPairs(const contra::Params& p);
+  contra::MinedLists mined_lists() const override {
+    contra::MinedLists l;
+    l.declared = true;
+    l.all = true;
+    return l;
+  }
   void mine(const contra::Embeddings& z, contra::Pairs& out) override;
 };
 

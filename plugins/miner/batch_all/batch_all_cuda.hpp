@@ -31,6 +31,12 @@ class BatchAllCuda final : public contra::Miner {
   /// z.z: [M, D] f32 on cuda; the rest as the CPU build. Runs on
   /// contra::cuda::current_stream() and synchronises it once per block of
   /// anchor rows (only with `only_violating`).
+  contra::MinedLists mined_lists() const override {
+    contra::MinedLists l;
+    l.declared = true;
+    l.triplets = true;
+    return l;
+  }
   void mine(const contra::Embeddings& z, contra::Pairs& out) override;
 
  private:

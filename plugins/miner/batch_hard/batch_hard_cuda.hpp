@@ -30,6 +30,12 @@ class BatchHardCuda final : public contra::Miner {
   /// z.z: [M, D] f32 on cuda; the rest as the CPU build. Runs on
   /// contra::cuda::current_stream() and synchronises it once, to read the
   /// choices back.
+  contra::MinedLists mined_lists() const override {
+    contra::MinedLists l;
+    l.declared = true;
+    l.triplets = true;
+    return l;
+  }
   void mine(const contra::Embeddings& z, contra::Pairs& out) override;
 
  private:

@@ -34,6 +34,13 @@ class HardestK final : public contra::Miner {
   /// z.z: [M, D] f32 on the CPU; z.sample: M entries; z.ids: M entries or
   /// null; z.memory: a memory with K > 0 keys [K, D] and K ids. Throws
   /// UsageError without a memory. Allocates only when M, K or D grows.
+  contra::MinedLists mined_lists() const override {
+    contra::MinedLists l;
+    l.declared = true;
+    l.positive = true;
+    l.memory_negative = true;
+    return l;
+  }
   void mine(const contra::Embeddings& z, contra::Pairs& out) override;
 
  private:

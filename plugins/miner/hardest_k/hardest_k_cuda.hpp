@@ -34,6 +34,13 @@ class HardestKCuda final : public contra::Miner {
   /// z.z: [M, D] f32 on cuda; z.memory's keys on either device; the rest as
   /// the CPU build. Runs on contra::cuda::current_stream() and synchronises
   /// it once per chunk, to read the choices back.
+  contra::MinedLists mined_lists() const override {
+    contra::MinedLists l;
+    l.declared = true;
+    l.positive = true;
+    l.memory_negative = true;
+    return l;
+  }
   void mine(const contra::Embeddings& z, contra::Pairs& out) override;
 
  private:

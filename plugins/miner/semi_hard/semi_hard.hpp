@@ -27,6 +27,12 @@ class SemiHard final : public contra::Miner {
   /// z.z: [M, D] f32 on the CPU; z.sample: M entries; z.label: M entries when
   /// `use_labels`. Fills out.triplets in (anchor, positive) order. Allocates
   /// only when M or D grows.
+  contra::MinedLists mined_lists() const override {
+    contra::MinedLists l;
+    l.declared = true;
+    l.triplets = true;
+    return l;
+  }
   void mine(const contra::Embeddings& z, contra::Pairs& out) override;
 
  private:

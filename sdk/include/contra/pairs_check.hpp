@@ -46,6 +46,9 @@ struct PairsForms {
   /// An empty Pairs (a miner that found nothing in a batch) is no error:
   /// check_pairs_form() returns PairsSelection::none.
   bool may_be_empty = false;
+  /// false: a loss that does not say what it takes (Loss::pairs_forms()'s
+  /// default); nothing is checked before a run.
+  bool declared = true;
 };
 
 /// What a Pairs selects, by check_pairs_form().
@@ -69,5 +72,15 @@ PairsSelection check_pairs_form(std::string_view who, const Pairs& pairs, const 
 ///   "<who>: memory negative (row 1, key 1) is an empty slot of the memory"
 ///   "<who>: triplet (0, 2, 7) is outside the 4 rows"
 void check_pair_indices(std::string_view who, const Pairs& pairs, const Embeddings& emb);
+
+/// Empty when a loss taking `forms` can compute on what a miner filling
+/// `lists` gives (or either does not say); else why not, as
+/// check_pairs_form() would say it at the first step, e.g. "Pairs::positive
+/// is not supported; it takes Pairs::all (the all_pairs miner), or
+/// Pairs::triplets (a triplet miner)".
+std::string pairs_mismatch(const PairsForms& forms, const MinedLists& lists);
+
+/// "Pairs::positive and Pairs::memory_negative": the lists a miner fills.
+std::string mined_lists_text(const MinedLists& lists);
 
 }  // namespace contra

@@ -5,10 +5,10 @@
 /// plugin library whose ABI version differs from its own.
 
 #define CONTRA_SDK_VERSION_MAJOR 0
-#define CONTRA_SDK_VERSION_MINOR 2
-#define CONTRA_SDK_VERSION_PATCH 2
-#define CONTRA_SDK_VERSION_STRING "0.2.2"
-#define CONTRA_SDK_ABI_VERSION 2u
+#define CONTRA_SDK_VERSION_MINOR 3
+#define CONTRA_SDK_VERSION_PATCH 0
+#define CONTRA_SDK_VERSION_STRING "0.3.0"
+#define CONTRA_SDK_ABI_VERSION 3u
 
 namespace contra {
 inline constexpr unsigned sdk_abi_version = CONTRA_SDK_ABI_VERSION;

@@ -2,6 +2,7 @@
 /// \file
 /// Loss: value and gradient with respect to the embeddings.
 
+#include <contra/pairs_check.hpp>
 #include <contra/roles/miner.hpp>
 #include <contra/roles/plugin.hpp>
 #include <contra/tensor.hpp>
@@ -24,6 +25,14 @@ class Loss : public Plugin {
   /// Loss over the mined pairs, and dL/dz into out.grad. Called from one thread.
   /// Throws UsageError when `pairs` is of a form the loss cannot use.
   virtual void compute(const Embeddings& z, const Pairs& pairs, LossResult& out) = 0;
+  /// The forms of Pairs compute() takes; declared, a miner whose lists it
+  /// cannot use is refused before a run (Miner::mined_lists()). The default
+  /// says nothing.
+  virtual PairsForms pairs_forms() const {
+    PairsForms f;
+    f.declared = false;
+    return f;
+  }
 };
 
 }  // namespace contra

@@ -59,11 +59,26 @@ struct Pairs {
   }
 };
 
+/// The lists of Pairs a miner's mine() fills (Miner::mined_lists()), which
+/// `contra validate` checks against the forms its loss takes
+/// (Loss::pairs_forms()) before a run.
+struct MinedLists {
+  bool declared = false;  ///< false: the miner does not say, nothing is checked
+  bool all = false;
+  bool positive = false;
+  bool negative = false;
+  bool memory_negative = false;
+  bool triplets = false;
+};
+
 class Miner : public Plugin {
  public:
   /// Fill `out` (already cleared) from the batch's embeddings. Called from one
   /// thread.
   virtual void mine(const Embeddings& z, Pairs& out) = 0;
+  /// What mine() fills; declared, a loss that cannot use it is refused
+  /// before a run instead of at its first step.
+  virtual MinedLists mined_lists() const { return {}; }
 };
 
 }  // namespace contra

@@ -20,15 +20,9 @@ namespace {
 using test::dump_tensor;
 using test::shape_json;
 
-double field(const std::string& json, const std::string& key) {
-  auto pos = json.find("\"" + key + "\":");
-  REQUIRE(pos != std::string::npos);
-  return std::strtod(json.c_str() + pos + key.size() + 3, nullptr);
-}
-
 // Runs forward and backward in contra, dumps everything, and returns the
-// oracle's JSON.
-std::string compare(Encoder& net, const std::string& model, const Shape& input) {
+// oracle's figures.
+nlohmann::json compare(Encoder& net, const std::string& model, const Shape& input) {
   test::TempDir dir("torch");
   Tensor x = test::random_tensor(input, 21);
   Tensor y = net.forward(x, Mode::train).clone();
@@ -40,14 +34,15 @@ std::string compare(Encoder& net, const std::string& model, const Shape& input) 
   dump_tensor(dir, "y", y);
   dump_tensor(dir, "w", w);
   dump_tensor(dir, "dx", dx);
-  std::string meta = "{\"x\": " + shape_json(input) + ", \"params\": {";
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    dump_tensor(dir, "p_" + params[i]->name, params[i]->value);
-    dump_tensor(dir, "g_" + params[i]->name, params[i]->grad);
-    meta += (i ? ", \"" : "\"") + params[i]->name + "\": " + shape_json(params[i]->value.shape());
+  nlohmann::ordered_json meta = {{"x", shape_json(input)}, {"params", nlohmann::ordered_json::object()}};
+  for (auto* p : params) {
+    dump_tensor(dir, "p_" + p->name, p->value);
+    dump_tensor(dir, "g_" + p->name, p->grad);
+    meta["params"][p->name] = shape_json(p->value.shape());
   }
-  test::write_file(dir.file("meta.json"), meta + "}}");
-  return test::run_oracle("tests/plugins/encoders_vs_torch.py", dir.path().string() + " " + model);
+  test::write_file(dir.file("meta.json"), meta.dump());
+  return test::oracle_figures(
+      test::run_oracle("plugins/encoder/resnet18/encoders_vs_torch.py", dir.path().string() + " " + model));
 }
 
 }  // namespace
@@ -57,21 +52,21 @@ TEST_CASE("encoders: seed_resnet and resnet18 match PyTorch autograd in float64"
   SECTION("seed_resnet") {
     plugins::SeedResNet net(plugins::SeedResNet::schema().bind({{"width", 4}, {"output", 6}}));
     net.build({Shape{3, 9, 7}, 11});
-    std::string r = compare(net, "seed_resnet", {8, 3, 9, 7});
-    INFO(r);
-    CHECK(field(r, "forward") < 1e-5);
-    CHECK(field(r, "dx") < 1e-4);
-    CHECK(field(r, "params") < 1e-4);
-    CHECK(field(r, "count") == 17);
+    const nlohmann::json r = compare(net, "seed_resnet", {8, 3, 9, 7});
+    INFO(r.dump());
+    CHECK(r.at("forward").get<double>() < 1e-5);
+    CHECK(r.at("dx").get<double>() < 1e-4);
+    CHECK(r.at("params").get<double>() < 1e-4);
+    CHECK(r.at("count").get<double>() == 17);
   }
   SECTION("resnet18") {
     plugins::ResNet18 net(plugins::ResNet18::schema().bind({{"width", 2}}));
     net.build({Shape{3, 8, 8}, 4});
-    std::string r = compare(net, "resnet18", {8, 3, 8, 8});
-    INFO(r);
-    CHECK(field(r, "forward") < 1e-5);
-    CHECK(field(r, "dx") < 1e-4);
-    CHECK(field(r, "params") < 1e-4);
-    CHECK(field(r, "count") == 60);
+    const nlohmann::json r = compare(net, "resnet18", {8, 3, 8, 8});
+    INFO(r.dump());
+    CHECK(r.at("forward").get<double>() < 1e-5);
+    CHECK(r.at("dx").get<double>() < 1e-4);
+    CHECK(r.at("params").get<double>() < 1e-4);
+    CHECK(r.at("count").get<double>() == 60);
   }
 }
