@@ -51,6 +51,20 @@ std::unique_ptr<Trainer> make_trainer(const Pipeline& p, const SourceView& data)
       MemoryContext{0, data.info().size, labels.empty() ? nullptr : &labels, p.settings.seed});
 }
 
+LrSchedule make_schedule(const ScheduleSettings& s, std::int64_t batches_per_epoch, std::int64_t total) {
+  return LrSchedule::over_epochs(s.cosine ? LrSchedule::Kind::cosine : LrSchedule::Kind::constant, s.warmup_epochs,
+                                 s.final_scale, batches_per_epoch, total);
+}
+
+// Evaluation ran inside the train stage: its time is neither the train
+// stage's work nor training throughput.
+void leave_out_evaluation(RunSummary& summary) {
+  for (auto& st : summary.telemetry.stages)
+    if (st.name == "train") st.busy_s = std::max(0.0, st.busy_s - summary.eval_s);
+  const double train_wall = summary.telemetry.wall_s - summary.eval_s;
+  summary.images_per_s = train_wall > 0 ? summary.images / train_wall : 0.0;
+}
+
 }  // namespace
 
 void check_pipeline(const PipelineSpec& spec, const PluginRegistry& reg) {
@@ -81,9 +95,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   std::unique_ptr<Trainer> trainer = make_trainer(p, data);
   const std::int64_t bpe = p.sampler->batches_per_epoch();
   const std::int64_t total = planned_steps(bpe, settings.train.epochs, settings.train.max_steps);
-  const LrSchedule schedule = LrSchedule::over_epochs(
-      settings.schedule.cosine ? LrSchedule::Kind::cosine : LrSchedule::Kind::constant,
-      settings.schedule.warmup_epochs, settings.schedule.final_scale, bpe, total);
+  const LrSchedule schedule = make_schedule(settings.schedule, bpe, total);
 
   RunSummary summary;
   summary.data_threads = settings.runtime.data_threads;
@@ -115,20 +127,12 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   const AugmentStage augment(p.views, settings.seed);
   std::unique_ptr<DeviceCopyStage> to_device;
   if (train_stream) to_device = std::make_unique<DeviceCopyStage>();
-  TrainStage::Parts tp;
-  tp.trainer = trainer.get();
-  tp.trainer_parts = &p.parts;
-  tp.sampler = p.sampler.get();
-  tp.sampler_label = spec.sampler.label();
-  tp.schedule = &schedule;
-  tp.evaluation = evaluation.get();
-  tp.checkpoints = &checkpoints;
-  tp.record = record.get();
-  tp.stream = train_stream.get();
-  tp.to_device = to_device.get();
-  tp.time_device_steps = train_stream && options.time_device_steps;
-  tp.on_eval_start = options.on_eval_start;
-  TrainStage train(std::move(tp), settings, bpe, total);
+  TrainStage train({.trainer = trainer.get(), .trainer_parts = &p.parts, .sampler = p.sampler.get(),
+                    .sampler_label = spec.sampler.label(), .schedule = &schedule, .evaluation = evaluation.get(),
+                    .checkpoints = &checkpoints, .record = record.get(), .stream = train_stream.get(),
+                    .to_device = to_device.get(), .time_device_steps = train_stream && options.time_device_steps,
+                    .on_eval_start = options.on_eval_start},
+                   settings, bpe, total);
   PlanStage plan(*p.sampler, spec.sampler.label(), data, bpe, summary.first_step, total, options.stop);
   const LoadStage load(data, spec.source.label());
   ReportSink sink(summary, record.get(), options, total);
@@ -151,12 +155,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     summary.device_step_s = train.device_step_seconds();
     summary.device_done_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sink.start()).count();
   }
-  // Evaluation ran inside the train stage: its time is neither the train
-  // stage's work nor training throughput.
-  for (auto& st : summary.telemetry.stages)
-    if (st.name == "train") st.busy_s = std::max(0.0, st.busy_s - summary.eval_s);
-  const double train_wall = summary.telemetry.wall_s - summary.eval_s;
-  summary.images_per_s = train_wall > 0 ? summary.images / train_wall : 0.0;
+  leave_out_evaluation(summary);
   summary.skipped_samples = data.skipped();
   // The final checkpoint: after the last step trained (also when stopped early).
   if (summary.steps > 0) checkpoints.write(summary.first_step + summary.steps - 1);
