@@ -20,6 +20,10 @@
 
 #include <zlib.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #ifndef CONTRA_GIT_REVISION
 #define CONTRA_GIT_REVISION "unknown"
 #endif
@@ -95,6 +99,43 @@ void append_evaluation(const fs::path& run_dir, const std::string& checkpoint, c
   if (std::fclose(f) != 0 || !ok) throw Error("cannot write " + file.string() + ": " + std::strerror(errno));
 }
 
+namespace {
+// Takes RUN/.lock (flock, exclusive, without waiting) and writes who holds
+// it; the lock goes with the descriptor or the process. A folder held by
+// another run is a ConfigError naming its holder.
+int lock_run_folder(const fs::path& dir) {
+  const fs::path file = dir / ".lock";
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot open " + file.string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    std::string holder;
+    char buf[256];
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    if (n > 0) holder.assign(buf, static_cast<std::size_t>(n));
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0')) holder.pop_back();
+    ::close(fd);
+    if (err == EWOULDBLOCK)
+      throw ConfigError(dir.string() + ": the run folder is in use by another run (" +
+                        (holder.empty() ? std::string("holder unknown") : holder) +
+                        "); wait for it to end, or give another --run-dir");
+    throw Error("cannot lock " + file.string() + ": " + std::strerror(err));
+  }
+  char host[256] = "";
+  ::gethostname(host, sizeof host - 1);
+  const std::time_t t = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  const std::string holder = "pid " + std::to_string(::getpid()) + " on " + host + ", since " + when + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, holder.data(), holder.size(), 0) != static_cast<ssize_t>(holder.size())) {
+    const int err = errno;
+    ::close(fd);
+    throw Error("cannot write " + file.string() + ": " + std::strerror(err));
+  }
+  return fd;
+}
+}  // namespace
+
 fs::path RunRecord::default_dir(const PipelineSpec& spec) {
   const PipelineSettings settings = decode_settings(spec);
   std::string name = settings.name;
@@ -102,11 +143,16 @@ fs::path RunRecord::default_dir(const PipelineSpec& spec) {
   std::time_t t = std::time(nullptr);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
-  fs::path dir = settings.record.dir / (name + "-" + stamp);
-  // Two runs started in the same second get distinct folders.
-  for (int i = 2; fs::exists(dir); ++i)
-    dir = settings.record.dir / (name + "-" + stamp + "-" + std::to_string(i));
-  return dir;
+  std::error_code ec;
+  fs::create_directories(settings.record.dir, ec);
+  if (ec) throw Error("cannot create the folder of run folders " + settings.record.dir.string() + ": " + ec.message());
+  // mkdir either creates the folder or finds it there: of two runs started
+  // in the same second, each gets a folder of its own.
+  for (int i = 1;; ++i) {
+    fs::path dir = settings.record.dir / (name + "-" + stamp + (i == 1 ? "" : "-" + std::to_string(i)));
+    if (fs::create_directory(dir, ec)) return dir;
+    if (ec) throw Error("cannot create the run folder " + dir.string() + ": " + ec.message());
+  }
 }
 
 std::string RunRecord::latest_checkpoint(const fs::path& run_dir) {
@@ -125,6 +171,7 @@ RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<s
   std::error_code ec;
   fs::create_directories(dir_ / "checkpoints", ec);
   if (ec) throw Error("cannot create the run folder " + dir_.string() + ": " + ec.message());
+  lock_fd_ = lock_run_folder(dir_);
   if (!resuming) {
     write_file_atomically((dir_ / "pipeline.toml").string(),
                           "# Resolved from " + spec.file + " by contra " + sdk_version + "\n" + spec.resolved_toml);
@@ -150,6 +197,7 @@ RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<s
 
 RunRecord::~RunRecord() {
   if (metrics_) std::fclose(metrics_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
 }
 
 void RunRecord::step(const StepReport& r) {

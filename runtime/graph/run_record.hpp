@@ -26,7 +26,10 @@ namespace contra::runtime {
 class RunRecord {
  public:
   /// Create `dir` and write pipeline.toml and run.json; when `resuming`, keep
-  /// what is there and append to metrics.jsonl.
+  /// what is there and append to metrics.jsonl. The folder is locked first
+  /// (an advisory lock on RUN/.lock, held until the record is destroyed or
+  /// the process ends): a second run on one folder is refused, naming the
+  /// process that holds it.
   RunRecord(std::filesystem::path dir, const PipelineSpec& spec, const std::vector<std::string>& overrides,
             bool resuming);
   ~RunRecord();
@@ -44,13 +47,16 @@ class RunRecord {
   /// summary.json; with a non-empty `error`, of a run that failed with it.
   void summary(const RunSummary& s, const std::string& error = "");
 
-  /// `[record] dir`/<pipeline name>-<YYYYmmdd-HHMMSS>.
+  /// `[record] dir`/<pipeline name>-<YYYYmmdd-HHMMSS>, created here (with a
+  /// -2, -3, ... suffix when a run started in the same second has it), so
+  /// that two runs never pick one folder.
   static std::filesystem::path default_dir(const PipelineSpec& spec);
   /// The newest checkpoint of a run folder; throws ConfigError naming the folder when there is none.
   static std::string latest_checkpoint(const std::filesystem::path& run_dir);
 
  private:
   std::filesystem::path dir_;
+  int lock_fd_ = -1;  // RUN/.lock, flock()ed for the record's life
   std::FILE* metrics_ = nullptr;
 };
 

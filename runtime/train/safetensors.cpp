@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -51,9 +52,12 @@ void write_all(int fd, const void* data, std::size_t n, const std::string& path)
 }
 
 // Temporary file, fsync, rename: a reader sees the old file or the new one.
+// The temporary name is this writer's own (process id and a counter, created
+// exclusively), so two writers of one file never write into each other's.
 template <class Writer> void atomic_write(const std::string& path, Writer&& writer) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd < 0) throw Error("cannot write " + tmp + ": " + std::strerror(errno));
   try {
     writer(fd, tmp);

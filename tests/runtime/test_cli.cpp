@@ -139,6 +139,16 @@ TEST_CASE("cli: validate refuses an [eval] whose split has no labels", "[runtime
   CHECK(ok.status == 0);
 }
 
+TEST_CASE("cli: a run that fails before recording anything leaves no run folder behind", "[runtime][cli]") {
+  contra::test::TempDir dir("cli-no-folder");
+  const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/simclr_fashion_mnist.toml";
+  contra::test::CommandResult r =
+      run_cli("run " + file + " --set 'eval.test.labels=\"\"' --set 'record.dir=\"" + dir.file("runs") + "\"'");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.out, Catch::Contains("evaluation needs labels"));
+  CHECK(std::filesystem::is_empty(dir.file("runs")));
+}
+
 TEST_CASE("cli: Ctrl-C stops a run after a checkpoint and exits 130", "[runtime][cli]") {
   contra::test::TempDir dir("cli-interrupt");
   int out[2];

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
 #include <zlib.h>
 
 using namespace contra;
@@ -424,4 +425,40 @@ TEST_CASE("checkpoints: a hostile safetensors header is refused with its reason,
   CHECK(read_error(f) == f + ": truncated: the header declares 16 bytes, the file has 2 after the length");
   test::write_file(f, "abc");
   CHECK(read_error(f) == f + ": truncated: 3 bytes, a safetensors file starts with an 8-byte header length");
+}
+
+TEST_CASE("run records: one run per folder: a second is refused naming the holder, folders never shared",
+          "[runtime][records]") {
+  Fixture fx;
+  PluginRegistry reg;
+  const PipelineSpec spec = load_pipeline(fx.file, {}, reg);
+  const std::string run_dir = fx.dir.file("run");
+  {
+    RunRecord first(run_dir, spec, {}, false);
+    try {
+      RunRecord second(run_dir, spec, {}, false);
+      FAIL("the second record took the folder");
+    } catch (const ConfigError& e) {
+      CHECK_THAT(e.what(), Catch::StartsWith(run_dir + ": the run folder is in use by another run (pid " +
+                                             std::to_string(::getpid()) + " on "));
+      CHECK_THAT(e.what(), Catch::EndsWith("); wait for it to end, or give another --run-dir"));
+    }
+    // A run through run_pipeline is refused alike, and changes nothing.
+    const std::string pipeline_before = test::read_file(run_dir + "/pipeline.toml");
+    CHECK_THROWS_WITH(fx.run(run_dir), Catch::Contains("the run folder is in use by another run"));
+    CHECK(test::read_file(run_dir + "/pipeline.toml") == pipeline_before);
+  }
+  // Released with the record: the folder can be used again.
+  CHECK_NOTHROW(RunRecord(run_dir, spec, {}, true));
+  // Atomic writes leave no temporary file behind.
+  for (const auto& entry : fs::directory_iterator(run_dir))
+    CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
+
+  // Default folders: each call creates a folder of its own, also within one second.
+  test::write_file(fx.file, std::string(pipeline) + "[record]\ndir = \"" + fx.dir.file("runs") + "\"\n");
+  const PipelineSpec named = load_pipeline(fx.file, {}, reg);
+  const fs::path a = RunRecord::default_dir(named), b = RunRecord::default_dir(named);
+  CHECK(a != b);
+  CHECK(fs::is_directory(a));
+  CHECK(fs::is_directory(b));
 }

@@ -158,7 +158,19 @@ int run_command(PipelineArgs pa) {
     runtime::require_pipeline_device(pa.file, pa.overrides);
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
-    if (run_dir.empty() && !pa.no_record) run_dir = runtime::RunRecord::default_dir(spec).string();
+    // The run's own folder, created now so that no other run takes it; left
+    // out again when the run fails before recording anything in it.
+    struct CreatedFolder {
+      std::filesystem::path dir;
+      ~CreatedFolder() {
+        std::error_code ec;
+        if (!dir.empty() && std::filesystem::is_empty(dir, ec)) std::filesystem::remove(dir, ec);
+      }
+    } created;
+    if (run_dir.empty() && !pa.no_record) {
+      created.dir = runtime::RunRecord::default_dir(spec);
+      run_dir = created.dir.string();
+    }
     const runtime::PipelineSettings settings = runtime::decode_settings(spec);
     const std::string& name = settings.name;
     std::printf("contra run %s%s%s\n", pa.file.c_str(), name.empty() ? "" : "  ", name.c_str());
