@@ -157,7 +157,9 @@ void Reader::apply_override(toml::table& root, const std::string& text) {
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
     const std::string& p = parts[i];
     if (auto* arr = cur->as_array(); arr && is_index(p)) {
-      std::size_t idx = std::stoul(p);
+      // An index too long for any array (it would overflow stoul) is past
+      // the end like any other.
+      const std::size_t idx = p.size() > 9 ? arr->size() : std::stoul(p);
       if (idx >= arr->size()) {
         error(loc, dotted, "index " + p + " is past the end (" + std::to_string(arr->size()) + " entries)");
         return;
@@ -474,9 +476,18 @@ std::optional<PipelineSpec> read_pipeline(const std::string& file,
                                                        std::strerror(errno)});
     return std::nullopt;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return read_pipeline_text(ss.str(), file, overrides, out);
+  // Read at most a bound's worth: a pipeline file is text of a few KiB, and
+  // a device or a pipe (/dev/zero) would otherwise be read forever.
+  constexpr std::size_t max_bytes = 4u << 20;
+  std::string text(max_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > max_bytes) {
+    out.push_back({SourceLocation{file, 0, 0}, "",
+                   "more than " + std::to_string(max_bytes >> 20) + " MiB: not a pipeline file"});
+    return std::nullopt;
+  }
+  return read_pipeline_text(text, file, overrides, out);
 }
 
 Device pipeline_device(const PipelineSpec& spec) {

@@ -7,6 +7,7 @@
 #include <contra/errors.hpp>
 #include <contra/version.hpp>
 
+#include <charconv>
 #include <cstring>
 #include <map>
 #include <string>
@@ -44,7 +45,13 @@ void restore(const std::string& path, const SafetensorsFile& file,
 std::int64_t step_of(const std::string& path, const SafetensorsFile& file) {
   auto it = file.metadata.find("step");
   if (it == file.metadata.end()) throw DataError(path + ": not a contra checkpoint (no 'step' in its metadata)");
-  return std::stoll(it->second);
+  const std::string& text = it->second;
+  std::int64_t step = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), step);
+  if (ec != std::errc() || end != text.data() + text.size() || step < 0)
+    throw DataError(path + ": its 'step' metadata is \"" + text.substr(0, 40) +
+                    "\", expected the index of a step (an integer >= 0)");
+  return step;
 }
 
 }  // namespace
@@ -101,16 +108,18 @@ void save_checkpoint(const std::string& path, const TrainerParts& parts, std::in
 
 std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts) {
   SafetensorsFile file = read_safetensors(path);
+  const std::int64_t step = step_of(path, file);  // before any state is touched
   restore(path, file, training_state(parts));
-  return step_of(path, file);
+  return step;
 }
 
 std::int64_t load_encoder(const std::string& path, Encoder& encoder) {
   SafetensorsFile file = read_safetensors(path);
   std::vector<std::pair<std::string, Tensor*>> state;
   add_encoder(state, "encoder.", &encoder);
+  const std::int64_t step = step_of(path, file);
   restore(path, file, state);
-  return step_of(path, file);
+  return step;
 }
 
 }  // namespace contra::runtime

@@ -176,3 +176,15 @@ TEST_CASE("settings: the built-in sections decoded once, typed, with 0 threads r
   CHECK(s.record.checkpoint_every == 6);
   CHECK(s.record.keep == 3);
 }
+
+TEST_CASE("config: hostile input gets an error, not an abort or an endless read", "[runtime][config]") {
+  const fs::path quickstart = fs::path(CONTRA_SOURCE_DIR) / "pipelines" / "quickstart.toml";
+  // An index no array has (it would overflow stoul) is past the end.
+  CHECK_THAT(diagnostics_of(quickstart, {"augment.chain.99999999999999999999.p=1"}),
+             Catch::Contains("error: augment.chain: index 99999999999999999999 is past the end (3 entries)"));
+  // A device that never ends is read only up to the bound.
+  Diagnostics out;
+  CHECK_FALSE(read_pipeline("/dev/zero", {}, out).has_value());
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].str() == "/dev/zero: error: more than 4 MiB: not a pipeline file");
+}

@@ -4,6 +4,7 @@
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"
 #include "graph/evaluation.hpp"
+#include "train/checkpoint.hpp"
 #include "train/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -461,4 +462,22 @@ TEST_CASE("run records: one run per folder: a second is refused naming the holde
   CHECK(a != b);
   CHECK(fs::is_directory(a));
   CHECK(fs::is_directory(b));
+}
+
+TEST_CASE("checkpoints: a malformed step in the metadata is an error naming the file, not an abort",
+          "[runtime][records]") {
+  test::TempDir dir("ck-step");
+  const std::string path = dir.file("bad.safetensors");
+  PluginRegistry reg;
+  reg.scan_directory(CONTRA_PLUGIN_DIR);
+  const PluginRecord* rec = reg.find(PluginKind::encoder, "mlp");
+  REQUIRE(rec != nullptr);
+  auto encoder = reg.create<Encoder>(*rec, rec->schema.bind({}));
+  encoder->build({Shape{1, 2, 2}, 1});
+  for (const char* step : {"12x", "99999999999999999999999", "-3", ""}) {
+    write_safetensors(path, {}, {{"step", step}});
+    CHECK_THROWS_WITH(load_encoder(path, *encoder),
+                      path + ": its 'step' metadata is \"" + step +
+                          "\", expected the index of a step (an integer >= 0)");
+  }
 }

@@ -1,8 +1,12 @@
 #include "command_line.hpp"
 
+#include <contra/errors.hpp>
+#include <contra/guard.hpp>
+
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <new>
 
 namespace contra::cli {
 
@@ -58,8 +62,21 @@ int run_command_line(CLI::App& contra, const std::vector<Command>& commands, int
   } catch (const CLI::ParseError& e) {
     return usage_error(contra, e);
   }
-  for (const Command& c : commands)
-    if (c.app->parsed()) return c.run();
+  for (const Command& c : commands) {
+    if (!c.app->parsed()) continue;
+    // Every command ends alike on what its own handling let through: a
+    // message and exit 1, never an abort.
+    try {
+      return c.run();
+    } catch (const contra::Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr, "contra %s: out of memory\n", c.app->get_name().c_str());
+    } catch (...) {
+      std::fprintf(stderr, "internal error: %s\n", contra::current_exception_message().c_str());
+    }
+    return 1;
+  }
   return usage_error(contra, CLI::RequiredError("a command"));
 }
 
