@@ -6,6 +6,9 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
+#include <dlfcn.h>
+#include <link.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -123,6 +126,33 @@ void PluginRegistry::load_library(const fs::path& file) {
   loaded_.push_back(canon);
 }
 
+namespace {
+// The manifest the entry symbol points to, checked before it is read: the
+// symbol must be a whole pointer, and the manifest it points to must lie in
+// the library itself (a null or stray pointer would crash every command,
+// since every library on the plugin path is loaded).
+const LibraryManifest& manifest_of(const boost::dll::shared_library& lib, const std::string& name) {
+  const std::string what = name + ": the entry symbol '" + std::string(CONTRA_MANIFEST_SYMBOL) + "'";
+  void* symbol = ::dlsym(lib.native(), CONTRA_MANIFEST_SYMBOL);
+  Dl_info at{};
+  void* entry_info = nullptr;  // the symbol's ElfW(Sym)
+  if (!symbol || !::dladdr1(symbol, &at, &entry_info, RTLD_DL_SYMENT) || !entry_info)
+    throw PluginError(what + " cannot be located");
+  const auto* entry = static_cast<const ElfW(Sym)*>(entry_info);
+  if (entry->st_size < sizeof(void*))
+    throw PluginError(what + " is " + std::to_string(entry->st_size) + " byte(s), not the pointer to a manifest " +
+                      "that CONTRA_PLUGIN_LIBRARY exports");
+  const void* target = *static_cast<const void* const*>(symbol);
+  const char* first = static_cast<const char*>(target);
+  Dl_info start{}, end{};
+  if (!target || !::dladdr(first, &start) || !::dladdr(first + sizeof(LibraryManifest) - 1, &end) ||
+      start.dli_fbase != at.dli_fbase || end.dli_fbase != at.dli_fbase)
+    throw PluginError(what + " points " + (target ? "outside the library" : "nowhere (a null pointer)") +
+                      ", not to a contra plugin manifest");
+  return *static_cast<const LibraryManifest*>(target);
+}
+}  // namespace
+
 void PluginRegistry::add_library(const fs::path& file) {
   const std::string name = file.string();
   if (!fs::exists(file)) throw PluginError("plugin library " + name + " does not exist");
@@ -136,7 +166,7 @@ void PluginRegistry::add_library(const fs::path& file) {
   if (!lib->has(CONTRA_MANIFEST_SYMBOL))
     throw PluginError(name + " is not a contra plugin library: it does not export the entry symbol '" +
                       std::string(CONTRA_MANIFEST_SYMBOL) + "' (declare its plugins with CONTRA_PLUGIN_LIBRARY)");
-  const LibraryManifest& m = lib->get_alias<const LibraryManifest>(CONTRA_MANIFEST_SYMBOL);
+  const LibraryManifest& m = manifest_of(*lib, name);
   if (m.magic != manifest_magic)
     throw PluginError(name + ": the entry symbol '" + std::string(CONTRA_MANIFEST_SYMBOL) +
                       "' does not point to a contra plugin manifest");

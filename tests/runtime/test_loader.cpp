@@ -196,3 +196,13 @@ TEST_CASE("loader: scanning skips *_cuda.so libraries unless device builds are a
   CHECK(reg.find(PluginKind::loss, "twin_loss", Device::cuda) != nullptr);
   CHECK(reg.all().size() == 4);
 }
+
+TEST_CASE("loader: an entry symbol that is null or too small is refused, not followed", "[runtime][loader]") {
+  PluginRegistry reg;
+  const std::string null_path = fixture("null_manifest");
+  CHECK(error_of(reg, null_path) == null_path + ": the entry symbol 'contra_plugin_manifest' points nowhere (a null "
+                                                "pointer), not to a contra plugin manifest");
+  const std::string tiny_path = fixture("tiny_manifest");
+  CHECK(error_of(reg, tiny_path) == tiny_path + ": the entry symbol 'contra_plugin_manifest' is 1 byte(s), not the "
+                                                "pointer to a manifest that CONTRA_PLUGIN_LIBRARY exports");
+}

@@ -136,9 +136,14 @@ class HeaderParser {
     return pos_ < s_.size() && s_[pos_] == c;
   }
 
-  PyValue value() {
+  // A real header nests two levels (the dict, the shape tuple); a hostile
+  // one nesting thousands would overflow the stack of this recursive parser.
+  static constexpr int max_depth = 16;
+
+  PyValue value(int depth = 0) {
     skip_space();
     if (pos_ >= s_.size()) fail("unexpected end of the header");
+    if (depth > max_depth) fail("values nested deeper than " + std::to_string(max_depth) + " levels");
     const std::size_t start = pos_;
     PyValue v;
     const char c = s_[pos_];
@@ -183,16 +188,16 @@ class HeaderParser {
       const char close = c == '(' ? ')' : ']';
       ++pos_;
       while (!eat(close)) {
-        v.items.push_back(value());
+        v.items.push_back(value(depth + 1));
         if (!eat(',') && !peek(close)) fail(std::string("expected ',' or '") + close + "'");
       }
     } else if (c == '{') {
       v.kind = PyValue::dict;
       ++pos_;
       while (!eat('}')) {
-        v.items.push_back(value());
+        v.items.push_back(value(depth + 1));
         if (!eat(':')) fail("expected ':'");
-        v.items.push_back(value());
+        v.items.push_back(value(depth + 1));
         if (!eat(',') && !peek('}')) fail("expected ',' or '}'");
       }
     } else {
