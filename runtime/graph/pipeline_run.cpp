@@ -120,8 +120,10 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     evaluation->check();
   }
   std::unique_ptr<RunRecord> record;
-  if (!options.run_dir.empty())
+  if (!options.run_dir.empty()) {
     record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, !options.resume_from.empty());
+    if (!options.resume_from.empty()) record->keep_steps_through(summary.first_step);
+  }
   CheckpointWriter checkpoints(record.get(), p.parts, settings.name, bpe, settings.record.keep);
 
   const AugmentStage augment(p.views, settings.seed);

@@ -75,11 +75,6 @@ Json plugins_json(const PipelineSpec& spec) {
   return o;
 }
 
-// One record of metrics.jsonl, flushed: a run killed later keeps its lines.
-void write_line(std::FILE* f, const Json& record) {
-  std::fputs((json::one_line(record) + "\n").c_str(), f);
-  std::fflush(f);
-}
 
 }  // namespace
 
@@ -200,6 +195,39 @@ RunRecord::~RunRecord() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
 }
 
+// One record of metrics.jsonl, flushed: a run killed later keeps its lines.
+// A write that fails (a full disk, a device refusing it) stops the run,
+// naming the file, rather than leaving a cut line behind unsaid.
+void RunRecord::write_metrics(const Json& record) {
+  const std::string line = json::one_line(record) + "\n";
+  if (std::fputs(line.c_str(), metrics_) == EOF || std::fflush(metrics_) != 0)
+    throw Error("cannot write " + (dir_ / "metrics.jsonl").string() + ": " + std::strerror(errno));
+}
+
+void RunRecord::keep_steps_through(std::int64_t steps) {
+  const fs::path file = dir_ / "metrics.jsonl";
+  std::ifstream in(file);
+  std::string kept;
+  for (std::string line; std::getline(in, line);) {
+    // A line cut by a crash, or of a step after the checkpoint, goes.
+    Json record;
+    try {
+      record = json::parse(line, file.string());
+    } catch (const DataError&) {
+      continue;
+    }
+    const Json* step = json::find(record, "step");
+    if (step && step->is_number_integer() && step->get<std::int64_t>() > steps) continue;
+    kept += line + "\n";
+  }
+  in.close();
+  std::fclose(metrics_);
+  metrics_ = nullptr;
+  write_file_atomically(file.string(), kept);
+  metrics_ = std::fopen(file.string().c_str(), "a");
+  if (!metrics_) throw Error("cannot write " + file.string() + ": " + std::strerror(errno));
+}
+
 void RunRecord::step(const StepReport& r) {
   Json line = {{"type", "step"},
                {"step", r.step + 1},
@@ -209,15 +237,15 @@ void RunRecord::step(const StepReport& r) {
                {"images_per_s", json::number(r.images_per_s)},
                {"time_s", json::number(r.elapsed_s)}};
   if (r.metrics && !r.metrics->empty()) line["metrics"] = figures_json(*r.metrics);
-  write_line(metrics_, line);
+  write_metrics(line);
 }
 
 void RunRecord::eval(std::int64_t step, std::int64_t epoch, const std::vector<std::pair<std::string, double>>& figures) {
-  write_line(metrics_, {{"type", "eval"}, {"step", step + 1}, {"epoch", epoch}, {"figures", figures_json(figures)}});
+  write_metrics({{"type", "eval"}, {"step", step + 1}, {"epoch", epoch}, {"figures", figures_json(figures)}});
 }
 
 void RunRecord::eval_error(std::int64_t step, std::int64_t epoch, const std::string& message) {
-  write_line(metrics_, {{"type", "eval_error"}, {"step", step + 1}, {"epoch", epoch}, {"error", message}});
+  write_metrics({{"type", "eval_error"}, {"step", step + 1}, {"epoch", epoch}, {"error", message}});
 }
 
 std::string RunRecord::checkpoint_path(std::int64_t step) const {

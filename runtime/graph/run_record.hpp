@@ -14,6 +14,7 @@
 
 #include "config/pipeline_spec.hpp"
 #include "graph/pipeline_run.hpp"
+#include "train/json_io.hpp"
 
 #include <cstdio>
 #include <filesystem>
@@ -38,6 +39,10 @@ class RunRecord {
 
   const std::filesystem::path& dir() const { return dir_; }
   void step(const StepReport& r);
+  /// Resuming: metrics.jsonl keeps the records of the first `steps` steps
+  /// only (those the checkpoint holds); records of later steps, written
+  /// before the run stopped, are dropped so that none appears twice.
+  void keep_steps_through(std::int64_t steps);
   void eval(std::int64_t step, std::int64_t epoch, const std::vector<std::pair<std::string, double>>& figures);
   void eval_error(std::int64_t step, std::int64_t epoch, const std::string& message);
   std::string checkpoint_path(std::int64_t step) const;
@@ -56,6 +61,8 @@ class RunRecord {
 
  private:
   std::filesystem::path dir_;
+  void write_metrics(const json::Json& record);
+
   int lock_fd_ = -1;  // RUN/.lock, flock()ed for the record's life
   std::FILE* metrics_ = nullptr;
 };

@@ -149,6 +149,48 @@ TEST_CASE("cli: a run that fails before recording anything leaves no run folder 
   CHECK(std::filesystem::is_empty(dir.file("runs")));
 }
 
+namespace {
+// Runs the quickstart into `run_dir`, sends `sig` once step 3 is reported,
+// and returns the exit status and what it printed.
+std::pair<int, std::string> run_and_signal(const std::string& run_dir, int sig) {
+  int out[2];
+  REQUIRE(pipe(out) == 0);
+  const std::string contra = std::string(CONTRA_BINARY_DIR) + "/bin/contra";
+  const std::string pipeline = std::string(CONTRA_SOURCE_DIR) + "/pipelines/quickstart.toml";
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    execl(contra.c_str(), contra.c_str(), "run", pipeline.c_str(), "--set", "train.log_every=1", "--run-dir",
+          run_dir.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while (text.find("step 3/") == std::string::npos && (n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
+  kill(pid, sig);
+  while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
+  close(out[0]);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  INFO(text);
+  REQUIRE(WIFEXITED(status));
+  return {WEXITSTATUS(status), text};
+}
+}  // namespace
+
+TEST_CASE("cli: SIGTERM stops a run like Ctrl-C, after a checkpoint, and exits 143", "[runtime][cli]") {
+  contra::test::TempDir dir("cli-term");
+  const auto [status, text] = run_and_signal(dir.file("run"), SIGTERM);
+  INFO(text);
+  CHECK(status == 143);
+  CHECK_THAT(text, Catch::Contains("interrupted: stopped after step "));
+  CHECK(!contra::test::read_file(dir.file("run") + "/checkpoints/latest").empty());
+}
+
 TEST_CASE("cli: Ctrl-C stops a run after a checkpoint and exits 130", "[runtime][cli]") {
   contra::test::TempDir dir("cli-interrupt");
   int out[2];

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <unistd.h>
 #include <zlib.h>
@@ -480,4 +481,42 @@ TEST_CASE("checkpoints: a malformed step in the metadata is an error naming the 
                       path + ": its 'step' metadata is \"" + step +
                           "\", expected the index of a step (an integer >= 0)");
   }
+}
+
+TEST_CASE("run records: resuming from a periodic checkpoint keeps each step's record once", "[runtime][records]") {
+  Fixture fx;
+  const std::string run_dir = fx.dir.file("run");
+  // 24 steps, a checkpoint every 4, all kept: as if the run had been killed
+  // after step 24 and were resumed from the checkpoint of step 8.
+  fx.run(run_dir, {"record.checkpoint_every=4", "record.keep=10"});
+  // A line cut by the kill, too.
+  { std::ofstream(run_dir + "/metrics.jsonl", std::ios::app) << "{\"type\": \"step\", \"st"; }
+  fx.run(run_dir, {"record.checkpoint_every=4", "record.keep=10"},
+         run_dir + "/checkpoints/step-00000008.safetensors");
+  std::map<std::int64_t, int> seen;
+  for (const std::string& line : lines(run_dir + "/metrics.jsonl")) {
+    INFO(line);
+    REQUIRE(line.rfind("{", 0) == 0);
+    if (line.find("\"type\": \"step\"") == std::string::npos) continue;
+    const auto at = line.find("\"step\": ");
+    REQUIRE(at != std::string::npos);
+    seen[std::stoll(line.substr(at + 8))]++;
+  }
+  CHECK(seen.size() == 24);
+  for (const auto& [step, count] : seen) {
+    INFO("step " << step);
+    CHECK(count == 1);
+  }
+}
+
+TEST_CASE("run records: a metrics write that fails stops the run, naming the file and the reason",
+          "[runtime][records]") {
+  Fixture fx;
+  const std::string run_dir = fx.dir.file("full");
+  fs::create_directories(run_dir);
+  fs::create_symlink("/dev/full", run_dir + "/metrics.jsonl");  // every write: no space left
+  CHECK_THROWS_WITH(fx.run(run_dir), Catch::Contains("cannot write " + run_dir +
+                                                     "/metrics.jsonl: No space left on device"));
+  // The run folder says how the run ended.
+  CHECK_THAT(test::read_file(run_dir + "/summary.json"), Catch::Contains("No space left on device"));
 }

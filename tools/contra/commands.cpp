@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <cmath>
 #include <cstdio>
@@ -137,7 +138,14 @@ double mean_of(const std::vector<double>& v, std::size_t from, std::size_t to) {
 
 namespace {
 std::atomic<bool> interrupted{false};
-extern "C" void on_interrupt(int) { interrupted = true; }
+std::atomic<int> stop_signal{0};
+// The first SIGINT or SIGTERM (what schedulers send before a kill) stops the
+// run after the batches in flight, with a final checkpoint; a second one
+// ends the process at once (atomic writes leave no file half written).
+extern "C" void on_interrupt(int sig) {
+  if (interrupted.exchange(true)) std::_Exit(128 + sig);
+  stop_signal = sig;
+}
 }  // namespace
 
 int run_command(PipelineArgs pa) {
@@ -187,6 +195,7 @@ int run_command(PipelineArgs pa) {
     options.resume_from = resume_from;
     options.stop = &interrupted;
     std::signal(SIGINT, on_interrupt);
+    std::signal(SIGTERM, on_interrupt);
     // Per-step figures of the last steps, averaged in the summary.
     std::map<std::string, std::vector<double>> recent;
     options.on_step = [&](const runtime::StepReport& r) {
@@ -215,6 +224,7 @@ int run_command(PipelineArgs pa) {
     };
     runtime::RunSummary s = runtime::run_pipeline(spec, registry, options);
     std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
     if (s.already_finished) {
       std::printf("nothing to resume: the run had trained all its %lld steps (%s); its records are unchanged\n",
                   static_cast<long long>(s.first_step), s.checkpoint.c_str());
@@ -237,8 +247,9 @@ int run_command(PipelineArgs pa) {
       std::fprintf(stderr, "error: evaluation failed: %s\n", s.eval_error.c_str());
       return 1;
     }
-    // Stopped by Ctrl-C: the shell's convention for SIGINT (128 + 2).
-    return interrupted ? 130 : 0;
+    // Stopped by a signal: the shell's convention, 128 + its number (130
+    // for Ctrl-C, 143 for SIGTERM).
+    return interrupted ? 128 + stop_signal.load() : 0;
   } catch (const Error& e) {
     print_error(e);
     return 1;
