@@ -70,6 +70,15 @@ template <class Writer> void atomic_write(const std::string& path, Writer&& writ
   ::close(fd);
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     throw Error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  // The rename itself reaches the disk with its folder's entry: synced too,
+  // so that a power loss cannot bring the old file back.
+  const std::string folder = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/') + 1);
+  const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) throw Error("cannot open " + folder + " to sync it: " + std::strerror(errno));
+  const int synced = ::fsync(dir);
+  const int err = errno;
+  ::close(dir);
+  if (synced != 0 && err != EINVAL) throw Error("cannot sync " + folder + ": " + std::strerror(err));
 }
 
 // Shape has no push_back: a shape of the right rank, then its dimensions.
