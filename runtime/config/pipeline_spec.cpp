@@ -120,6 +120,17 @@ std::string a_kind(PluginKind k) {
   return (vowel ? "an " : "a ") + name;
 }
 
+// A view count as bound; one where the value was refused (its range error
+// is reported already, with its location: reading it would hide that error
+// behind an unlocated one).
+std::int64_t count_of(const Params& p, const char* key) {
+  try {
+    return p.get<std::int64_t>(key);
+  } catch (const UsageError&) {
+    return 1;
+  }
+}
+
 bool is_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
@@ -297,6 +308,19 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
 
   spec.pipeline = bind_section(r, pipeline_section_schema(), table("pipeline"), "pipeline", out);
   spec.runtime = bind_section(r, runtime_section_schema(), table("runtime"), "runtime", out);
+  // The trace is written after the last step: a folder that is not there
+  // is said now, not after all the training.
+  try {
+    if (!spec.runtime.get<std::string>("trace").empty()) {
+      const fs::path trace = spec.runtime.path("trace");
+      const fs::path folder = trace.has_parent_path() ? trace.parent_path() : fs::path(".");
+      std::error_code ec;
+      if (!fs::is_directory(folder, ec))
+        r.error(spec.runtime.where("trace"), "runtime.trace",
+                "no such folder: " + folder.string() + " (the trace " + trace.string() + " is written there)");
+    }
+  } catch (const UsageError&) {  // [runtime] did not bind: reported already
+  }
   spec.train = bind_section(r, train_section_schema(), table("train"), "train", out);
   if (pipeline_device(spec) == Device::cpu) {
     const std::string precision = train_precision_setting(spec);
@@ -406,14 +430,14 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
         const std::string prefix = "augment.view[" + std::to_string(j) + "]";
         ViewSpec v;
         Params vp = bind_section(r, augment_view_schema(), &vt, prefix, out, {"chain"});
-        v.count = vp.get<std::int64_t>("count");
+        v.count = count_of(vp, "count");
         read_chain(vt, prefix, v.chain);
         spec.views.push_back(std::move(v));
       }
     }
   } else {
     ViewSpec v;
-    v.count = spec.augment.get<std::int64_t>("views");
+    v.count = count_of(spec.augment, "views");
     if (aug) read_chain(*aug, "augment", v.chain);
     spec.views.push_back(std::move(v));
   }

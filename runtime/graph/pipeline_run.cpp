@@ -15,6 +15,7 @@
 #include "train/trainer.hpp"
 
 #include <contra/errors.hpp>
+#include <contra/guard.hpp>
 
 #include <omp.h>
 
@@ -40,6 +41,20 @@ void configure_sampler(const Pipeline& p, const SourceView& data) {
   } catch (const std::exception& e) {
     throw ConfigError(p.spec->sampler.label() + ": " + e.what());
   }
+}
+
+// A batch of one sample gives its views no negatives (without a memory to
+// supply them): every loss would be 0 at every step. Said before training,
+// from the sampler's first batch (sampling is a pure function of the epoch
+// and the batch).
+void require_negatives(const Pipeline& p) {
+  if (p.parts.memory) return;
+  std::vector<std::int64_t> first;
+  guarded(p.spec->sampler.label() + ": plan() failed", [&] { p.sampler->plan(0, 0, first); });
+  if (first.size() == 1)
+    throw ConfigError(p.spec->sampler.label() + ": plans batches of 1 sample, whose views have no negatives to "
+                      "contrast with (the loss would be 0 at every step); plan at least 2 samples a batch, or add "
+                      "a [memory]");
 }
 
 // The trainer: encoder and head built for the views' images, the memory
@@ -71,6 +86,7 @@ void check_pipeline(const PipelineSpec& spec, const PluginRegistry& reg) {
   const Pipeline p = assemble(spec, reg);
   const SourceView data(p.source, p.settings.data, spec.source.label(), p.settings.seed);
   configure_sampler(p, data);
+  require_negatives(p);
   // A cuda pipeline's plugins build on the GPU: checked when it runs.
   if (p.settings.train.device == Device::cpu) make_trainer(p, data);
   if (spec.has_eval) Evaluation(spec, reg).check();
@@ -91,6 +107,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   const PipelineSettings& settings = p.settings;
   const SourceView data(p.source, settings.data, spec.source.label(), settings.seed);
   configure_sampler(p, data);
+  require_negatives(p);
   omp_set_num_threads(settings.runtime.compute_threads);
   std::unique_ptr<Trainer> trainer = make_trainer(p, data);
   const std::int64_t bpe = p.sampler->batches_per_epoch();

@@ -188,3 +188,16 @@ TEST_CASE("config: hostile input gets an error, not an abort or an endless read"
   REQUIRE(out.size() == 1);
   CHECK(out[0].str() == "/dev/zero: error: more than 4 MiB: not a pipeline file");
 }
+
+TEST_CASE("config: a view count out of range and a trace folder that is not there are said at their keys",
+          "[runtime][config]") {
+  const fs::path quickstart = fs::path(CONTRA_SOURCE_DIR) / "pipelines" / "quickstart.toml";
+  for (const char* views : {"0", "100"}) {
+    const std::string got = diagnostics_of(quickstart, {std::string("augment.views=") + views});
+    CHECK_THAT(got, Catch::Contains(std::string("error: augment.views: expected a value in [1, 64], found ") + views));
+    CHECK_THAT(got, !Catch::Contains("not declared"));
+  }
+  CHECK_THAT(diagnostics_of(quickstart, {"runtime.trace=\"/nonexistent/folder/t.json\""}),
+             Catch::Contains("error: runtime.trace: no such folder: /nonexistent/folder (the trace "
+                             "/nonexistent/folder/t.json is written there)"));
+}

@@ -244,6 +244,11 @@ TEST_CASE("pipeline: check_pipeline (validate) says what a run would say before 
   // multi_similarity's positive and negative pairs.
   CHECK_NOTHROW(check(base + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\nbatch_size = 4\n"
                              "[miner]\nplugin = \"multi_similarity\"\n"));
+  // Batches of one sample: no negatives, a loss of 0 at every step.
+  CHECK_THROWS_WITH(check(base + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\nbatch_size = 1\n"),
+                    Catch::Contains("): plans batches of 1 sample, whose views have no negatives to contrast with "
+                                    "(the loss would be 0 at every step); plan at least 2 samples a batch, or add a "
+                                    "[memory]"));
   try {
     check(replace_loss(base, "triplet") + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\n"
                                           "batch_size = 4\n[miner]\nplugin = \"multi_similarity\"\n");
