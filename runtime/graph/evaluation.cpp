@@ -9,6 +9,7 @@
 #include <oneapi/tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 
@@ -92,6 +93,16 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
     device_ops::finish(z.device());
     if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
     std::memcpy(out.features.data<float>() + begin * z.dim(1), host_features.raw(), z.nbytes());
+  }
+  // Non-finite features (weights that diverged, a damaged checkpoint) would
+  // rank every neighbour alike: kNN would report nonsense, even 1.0.
+  if (device_ops::count_nonfinite(out.features) != 0) {
+    const float* f = out.features.data<float>();
+    std::int64_t i = 0;
+    while (std::isfinite(f[i])) ++i;
+    throw DataError(label + ": the encoder's features of sample " + std::to_string(i / out.features.dim(1)) +
+                    " hold " + std::to_string(f[i]) + "; its weights are not finite (a diverged run or a damaged "
+                    "checkpoint), and no figure computed from them would mean anything");
   }
   if (need_labels)
     for (auto l : out.labels)

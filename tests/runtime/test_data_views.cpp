@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <limits>
 #include <set>
 
 using namespace contra;
@@ -230,4 +232,22 @@ TEST_CASE("views: [eval]'s chain is the views' chain, with the same skip rules",
   CHECK_THROWS_WITH(eval_features("[[eval.chain]]\nplugin = \"random_apply\"\n"
                                   "[[eval.chain]]\nplugin = \"normalize\"\n"),
                     Catch::Contains("skipping the next 1 augmentation(s) would change the image"));
+}
+
+TEST_CASE("eval: features that are not finite are refused, not ranked", "[runtime][eval]") {
+  test::TempDir dir("evalnan");
+  const std::string source = "plugin = \"synthetic\"\nsize = 8\nheight = 4\nwidth = 4\n";
+  test::write_file(dir.file("p.toml"), "[source]\n" + source + "[encoder]\nplugin = \"mlp\"\noutput = 4\n"
+                                       "[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n"
+                                       "[eval]\n[eval.test]\n" + source + "[[eval.evaluator]]\nplugin = \"knn\"\n");
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(dir.file("p.toml"), {}, reg);
+  auto encoder = make_plugin<Encoder>(reg, spec.encoder);
+  encoder->build({Shape{1, 4, 4}, 1});
+  for (Parameter* q : encoder->parameters())
+    std::fill_n(q->value.data<float>(), q->value.numel(), std::numeric_limits<float>::quiet_NaN());
+  auto src = make_plugin<Source>(reg, spec.eval_test);
+  CHECK_THROWS_WITH(FeatureExtractor(spec, reg).embed(*encoder, *src, "test"),
+                    "test: the encoder's features of sample 0 hold nan; its weights are not finite (a diverged run "
+                    "or a damaged checkpoint), and no figure computed from them would mean anything");
 }
