@@ -262,6 +262,9 @@ PluginSpec Reader::plugin(const toml::table& t, PluginKind kind, const std::stri
   } else if (!name->is_string()) {
     error(where(section + ".plugin", name->source()), section + ".plugin",
           std::string("expected a string naming ") + a_kind(kind) + " plugin");
+  } else if (name->as_string()->get().empty()) {
+    error(where(section + ".plugin", name->source()), section + ".plugin",
+          std::string("an empty name; expected the name of ") + a_kind(kind) + " plugin (`contra plugins` lists them)");
   } else {
     s.name = name->as_string()->get();
     s.name_where = where(section + ".plugin", name->source());

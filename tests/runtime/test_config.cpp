@@ -201,3 +201,10 @@ TEST_CASE("config: a view count out of range and a trace folder that is not ther
              Catch::Contains("error: runtime.trace: no such folder: /nonexistent/folder (the trace "
                              "/nonexistent/folder/t.json is written there)"));
 }
+
+TEST_CASE("config: an empty plugin name is said at its key", "[runtime][config]") {
+  const fs::path quickstart = fs::path(CONTRA_SOURCE_DIR) / "pipelines" / "quickstart.toml";
+  CHECK(diagnostics_of(quickstart, {"loss.plugin=\"\""}) ==
+        "--set loss.plugin=\"\": error: loss.plugin: an empty name; expected the name of a loss plugin (`contra "
+        "plugins` lists them)\n");
+}
