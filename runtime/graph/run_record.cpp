@@ -156,6 +156,11 @@ std::string RunRecord::latest_checkpoint(const fs::path& run_dir) {
   std::string name;
   if (!f || !std::getline(f, name) || name.empty())
     throw ConfigError(run_dir.string() + ": no checkpoint to resume from (" + latest.string() + " is missing)");
+  // A file name in checkpoints/, nothing else: `latest` never leads outside
+  // the run folder.
+  if (name.find('/') != std::string::npos || name == "." || name == "..")
+    throw ConfigError(latest.string() + " names " + name + ", which is not a file name in " +
+                      (run_dir / "checkpoints").string());
   fs::path p = run_dir / "checkpoints" / name;
   if (!fs::exists(p)) throw ConfigError(latest.string() + " names " + name + ", which does not exist");
   return p.string();

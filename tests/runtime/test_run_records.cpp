@@ -520,3 +520,15 @@ TEST_CASE("run records: a metrics write that fails stops the run, naming the fil
   // The run folder says how the run ended.
   CHECK_THAT(test::read_file(run_dir + "/summary.json"), Catch::Contains("No space left on device"));
 }
+
+TEST_CASE("run records: checkpoints/latest never leads outside the run folder", "[runtime][records]") {
+  test::TempDir dir("latest");
+  fs::create_directories(dir.file("checkpoints"));
+  test::write_file(dir.file("outside.safetensors"), "x");
+  for (const char* name : {"../outside.safetensors", "/etc/passwd", ".."}) {
+    test::write_file(dir.file("checkpoints/latest"), std::string(name) + "\n");
+    CHECK_THROWS_WITH(RunRecord::latest_checkpoint(dir.path()),
+                      dir.file("checkpoints/latest") + " names " + name + ", which is not a file name in " +
+                          dir.file("checkpoints"));
+  }
+}
