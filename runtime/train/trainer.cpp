@@ -118,6 +118,11 @@ std::string Trainer::where(const Tensor& t) const {
                                                                                       device_name(t.device());
 }
 
+// " on DEVICE" of what the step expects, said when the step runs on a device.
+std::string Trainer::on_step_device() const {
+  return p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device);
+}
+
 const Tensor& Trainer::forward_checked(Encoder& e, const std::string& label, const Tensor& x, bool check_values,
                                        std::int64_t step) {
   const Tensor& y = plugin_call(label, "forward()", [&]() -> const Tensor& { return e.forward(x, Mode::train); });
@@ -125,7 +130,7 @@ const Tensor& Trainer::forward_checked(Encoder& e, const std::string& label, con
   if (y.dtype() != DType::f32 || y.rank() != 2 || y.dim(0) != x.dim(0) || y.dim(1) != d || y.device() != p_.device)
     throw PluginError(label + ": forward() returned a " + dtype_name(y.dtype()) + " tensor of shape " +
                       y.shape().str() + where(y) + ", expected f32 " + Shape{x.dim(0), d}.str() +
-                      (p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device)));
+                      on_step_device());
   // Counted where y lives; only a tensor with a bad value is copied to the
   // host, to name its first bad element.
   if (check_values && device_ops::count_nonfinite(y) != 0)
@@ -249,7 +254,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   if (grad.shape() != emb_.z.shape() || grad.dtype() != DType::f32 || grad.device() != p_.device)
     throw PluginError(p_.loss_label + ": compute() returned a " + dtype_name(grad.dtype()) + " gradient of shape " +
                       grad.shape().str() + where(grad) + ", expected f32 " + emb_.z.shape().str() +
-                      (p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device)));
+                      on_step_device());
   if (device_ops::count_nonfinite(grad) != 0)
     check_finite(device_ops::to_host(grad), p_.loss_label, "the gradient compute() returned", global_step);
   // On the host the host copies are the step's own tensors, which the
@@ -277,7 +282,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
           dh->dtype() != DType::f32 || dh->device() != p_.device)
         throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
                           where(*dh) + ", expected f32 " + Shape{x.dim(0), p_.encoder->output_dim()}.str() +
-                          (p_.device == Device::cpu ? std::string() : std::string(" on ") + device_name(p_.device)));
+                          on_step_device());
     }
     plugin_call(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
     end = begin;

@@ -91,6 +91,7 @@ class Trainer {
   // Every group's embeddings by `enc` (and `head`) in row order.
   Tensor embed_all(Encoder& enc, Encoder* head, Tensor& joined, std::int64_t step);
   std::string where(const Tensor& t) const;
+  std::string on_step_device() const;
 
   // Forwards multi-crop group x again for its backward pass (layers keep
   // only their last forward) without updating the encoder's and head's
