@@ -4,7 +4,9 @@
 #   tools/install-deps.sh          build and run
 #   tools/install-deps.sh --test   also what the test suite needs: PyTorch
 #                                  (python3-torch), the autograd oracle the
-#                                  layer and encoder tests compare against
+#                                  layer and encoder tests compare against;
+#                                  clang-15 with libFuzzer and its OpenMP for
+#                                  the fuzz targets (tools/fuzz.sh)
 set -euo pipefail
 
 packages=(
@@ -14,7 +16,7 @@ packages=(
   dataset-fashion-mnist
 )
 case "${1:-}" in
-  --test) packages+=(python3 python3-numpy python3-torch) ;;
+  --test) packages+=(python3 python3-numpy python3-torch clang-15 libfuzzer-15-dev libomp-15-dev) ;;
   "") ;;
   *) echo "usage: tools/install-deps.sh [--test]" >&2; exit 2 ;;
 esac

@@ -62,6 +62,19 @@ void AugmentChain::collate(const Tensor& image, float* dst, const char* stage, s
     for (std::int64_t i = 0; i < h * w; ++i) dst[ch * h * w + i] = src[i * c + ch] * (1.0f / 255.0f);
 }
 
+std::uint64_t AugmentChain::scratch_bytes() const {
+  std::uint64_t buffer[2] = {0, 0}, largest = 0;
+  bool skips = false;
+  for (std::size_t i = 0; i < ops_.size(); ++i) {
+    const ImageShape& s = formats_[i + 1].shape;
+    const auto bytes = static_cast<std::uint64_t>(s.height * s.width * s.channels) * dtype_size(formats_[i + 1].dtype);
+    buffer[i % 2] = std::max(buffer[i % 2], bytes);
+    largest = std::max(largest, bytes);
+    skips = skips || ops_[i].plugin->max_skip() > 0;
+  }
+  return skips ? 2 * largest : buffer[0] + buffer[1];
+}
+
 std::string AugmentChain::last_label() const { return ops_.empty() ? std::string("the source") : ops_.back().label; }
 
 const Tensor& AugmentChain::apply(const Tensor& in, Tensor* scratch, const Draw& draw, const char* stage) const {

@@ -9,6 +9,7 @@
 
 #include <contra/roles/augmentation.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,9 +27,16 @@ class AugmentChain {
 
   /// The images' format at the chain's end.
   const ImageFormat& output_format() const { return formats_.back(); }
+  /// The format before each plugin and, last, after the chain: formats()[i]
+  /// is plugin i's input, formats()[i + 1] its output.
+  const std::vector<ImageFormat>& formats() const { return formats_; }
   /// Whether the chain may run on many threads at once.
   bool parallel() const { return parallel_; }
   bool empty() const { return ops_.empty(); }
+  /// Bytes apply()'s two scratch tensors grow to for one image: the largest
+  /// format each of them holds (plugin i writes buffer i % 2; with a
+  /// random_apply-like skip, which shifts that, twice the largest format).
+  std::uint64_t scratch_bytes() const;
   /// The last plugin's label ("the source" for an empty chain), for errors.
   std::string last_label() const;
 

@@ -25,6 +25,48 @@ std::string a_kind(PluginKind k) {
   return (vowel ? "an " : "a ") + name;
 }
 
+// A [data] value as a value of the source parameter `spec` declares, or
+// nothing when the two are not the same setting (another type) or the value
+// is outside what the source accepts.
+std::optional<Value> as_parameter(const Value& v, const ParamSpec& spec) {
+  std::optional<Value> out;
+  if (spec.type == ParamType::integer && std::holds_alternative<std::int64_t>(v)) out = v;
+  else if (spec.type == ParamType::real && std::holds_alternative<double>(v)) out = v;
+  else if (spec.type == ParamType::real && std::holds_alternative<std::int64_t>(v))
+    out = Value(static_cast<double>(std::get<std::int64_t>(v)));
+  else if (spec.type == ParamType::string && std::holds_alternative<std::string>(v)) out = v;
+  if (!out) return out;
+  if (const auto* s = std::get_if<std::string>(&*out)) {
+    if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), *s) == spec.choices.end())
+      return std::nullopt;
+  } else {
+    const double x = std::holds_alternative<double>(*out) ? std::get<double>(*out)
+                                                          : static_cast<double>(std::get<std::int64_t>(*out));
+    if ((spec.min && x < *spec.min) || (spec.max && x > *spec.max)) return std::nullopt;
+  }
+  return out;
+}
+
+// A source's parameters named like a [data] key (source_data_keys()) and
+// left unset in its table take [data]'s value and location.
+Params with_data_settings(const Params& params, const Schema& schema, const Params& data, bool training_source) {
+  std::vector<Params::Entry> entries = params.entries();
+  bool changed = false;
+  for (const std::string& k : source_data_keys(training_source)) {
+    const ParamSpec* spec = schema.find(k);
+    auto mine = std::find_if(entries.begin(), entries.end(), [&](const Params::Entry& e) { return e.name == k; });
+    const auto& given_all = data.entries();
+    auto given = std::find_if(given_all.begin(), given_all.end(), [&](const Params::Entry& e) { return e.name == k; });
+    if (!spec || mine == entries.end() || mine->set || given == given_all.end()) continue;
+    if (std::optional<Value> v = as_parameter(given->value, *spec)) {
+      mine->value = std::move(*v);
+      mine->where = given->where;
+      changed = true;
+    }
+  }
+  return changed ? Params(params.prefix(), params.table(), std::move(entries)) : params;
+}
+
 }  // namespace
 
 void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostics& out) {
@@ -62,6 +104,8 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
       return;
     }
     ps.params = rec->schema.bind(ps.raw, ps.section, ps.where, out);
+    if (ps.kind == PluginKind::source)
+      ps.params = with_data_settings(ps.params, rec->schema, spec.data, &ps == &spec.source);
     ps.library = rec->library;
     ps.device = rec->device;
   };

@@ -582,9 +582,12 @@ toml::table* table_at(toml::table& root, const std::string& dotted) {
 }
 
 // Adds, to `t`, every parameter of `params` the pipeline left at its default.
-void add_defaults(toml::table& t, const Params& params) {
+// `passed`: keys left out unless set in the table (a source's [data] keys,
+// which take [data]'s value when the pipeline is read again).
+void add_defaults(toml::table& t, const Params& params, const std::vector<std::string>& passed = {}) {
   for (const auto& e : params.entries()) {
     if (e.set || t.contains(e.name)) continue;
+    if (std::find(passed.begin(), passed.end(), e.name) != passed.end()) continue;
     std::visit(
         [&](const auto& v) {
           using T = std::decay_t<decltype(v)>;
@@ -602,6 +605,12 @@ void add_defaults(toml::table& t, const Params& params) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& source_data_keys(bool training_source) {
+  static const std::vector<std::string> training{"on_error", "max_skip_fraction", "max_image_pixels"};
+  static const std::vector<std::string> evaluation{"max_image_pixels"};
+  return training_source ? training : evaluation;
+}
 
 std::string resolved_with_defaults(const PipelineSpec& spec) {
   toml::table root;
@@ -632,7 +641,8 @@ std::string resolved_with_defaults(const PipelineSpec& spec) {
       root.insert(p->section, toml::table{{"plugin", p->name}});
       t = root.get_as<toml::table>(p->section);
     }
-    add_defaults(*t, p->params);
+    if (p->kind == PluginKind::source) add_defaults(*t, p->params, source_data_keys(p == &spec.source));
+    else add_defaults(*t, p->params);
   }
   std::ostringstream os;
   os << root;

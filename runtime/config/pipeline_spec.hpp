@@ -115,6 +115,14 @@ Precision train_precision(const PipelineSpec& spec);
 /// pipeline file, or the file alone (set with --set, or defaulted).
 SourceLocation pipeline_device_location(const PipelineSpec& spec);
 
+/// The [data] keys a source plugin may take as parameters of its own, so that
+/// it sees the run's error policy and pixel limit through its Params (no SDK
+/// call): where the source's schema declares one with the same type and its
+/// table leaves it unset, bind_plugins() gives it [data]'s value. The
+/// training [source] takes on_error, max_skip_fraction and max_image_pixels;
+/// [eval]'s sources, which skip nothing, max_image_pixels alone.
+const std::vector<std::string>& source_data_keys(bool training_source);
+
 /// The resolved pipeline (spec.resolved_toml) with every value left at its
 /// default written out: each bound plugin's parameters, the built-in sections
 /// ([eval] only where the pipeline has one), the default plugins named. What

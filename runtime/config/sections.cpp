@@ -19,7 +19,12 @@ Schema runtime_section_schema() {
       .range(0, 1024)
       .add<std::int64_t>("compute_threads", 0, "OpenMP threads of the train step; 0 = one per core")
       .range(0, 1024)
-      .add<std::string>("trace", "", "write a Chrome trace (chrome://tracing) of the stages to this file");
+      .add<std::string>("trace", "", "write a Chrome trace (chrome://tracing) of the stages to this file")
+      // Far above any real step on one batch (evaluation and checkpoints
+      // included), and a hang is still said within the hour.
+      .add<double>("stage_timeout_s", 1800.0,
+                   "a stage working on one batch longer than this (a hung plugin) stops the run, naming it; 0 = never")
+      .at_least(0.0);
 }
 
 Schema train_section_schema() {
@@ -69,6 +74,17 @@ Schema data_section_schema() {
       .add<std::int64_t>("shard_rank", 0, "the shard this run reads, 0-based").at_least(0)
       .add<std::string>("on_error", "fail", "a sample that fails to load stops the run, or is skipped and counted")
       .choices({"fail", "skip"})
+      .add<double>("max_skip_fraction", 0.01,
+                   "with on_error = skip: the fraction of the samples in use that may fail to load; one more "
+                   "stops the run")
+      .range(0, 1)
+      // 8192 x 8192: a decoded RGB image of 192 MiB per data thread. A
+      // decoder's memory grows with the pixels its header declares, not with
+      // the file's size, so the limit is checked before decoding.
+      .add<std::int64_t>("max_image_pixels", std::int64_t(1) << 26,
+                         "an image whose stored width x height is larger is refused before it is decoded (a "
+                         "source that decodes images takes this limit)")
+      .range(1, std::int64_t(1) << 30)
       .add<std::int64_t>("cache_mb", 0, "keep decoded images in memory up to this many MiB; 0 = off")
       .range(0, 1 << 20);
 }
@@ -78,7 +94,13 @@ Schema record_section_schema() {
       .add<std::string>("dir", "runs", "folder of run folders (relative to the working directory)")
       .add<std::int64_t>("checkpoint_every", 0, "write a checkpoint every this many steps; 0 = at the end only")
       .at_least(0)
-      .add<std::int64_t>("keep", 2, "checkpoints kept; older ones are deleted").range(1, 1000000);
+      .add<std::int64_t>("keep", 2, "checkpoints kept; older ones are deleted").range(1, 1000000)
+      // A healthy network's weights stay within hundreds; one that reaches a
+      // million has diverged, and its checkpoint must not become `latest`.
+      .add<double>("max_abs_weight", 1e6,
+                   "a checkpoint whose encoder or head holds a value beyond this magnitude stops the run "
+                   "(diverged) instead of becoming latest; 0 = no bound")
+      .at_least(0.0);
 }
 
 Schema eval_section_schema() {

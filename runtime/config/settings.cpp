@@ -18,6 +18,7 @@ PipelineSettings decode_settings(const PipelineSpec& spec) {
   s.runtime.data_threads = threads(rt.get<std::int64_t>("data_threads"));
   s.runtime.compute_threads = threads(rt.get<std::int64_t>("compute_threads"));
   if (!rt.get<std::string>("trace").empty()) s.runtime.trace = rt.path("trace");
+  s.runtime.stage_timeout_s = rt.get<double>("stage_timeout_s");
 
   s.train.epochs = spec.train.get<std::int64_t>("epochs");
   s.train.max_steps = spec.train.get<std::int64_t>("max_steps");
@@ -37,6 +38,8 @@ PipelineSettings decode_settings(const PipelineSpec& spec) {
   s.data.shard_rank = d.get<std::int64_t>("shard_rank");
   s.data.shard_rank_where = d.where("shard_rank");
   s.data.skip_errors = d.get<std::string>("on_error") == "skip";
+  s.data.max_skip_fraction = d.get<double>("max_skip_fraction");
+  s.data.max_image_pixels = d.get<std::int64_t>("max_image_pixels");
   s.data.cache_bytes = d.get<std::int64_t>("cache_mb") << 20;
 
   s.eval.enabled = spec.has_eval;
@@ -48,6 +51,7 @@ PipelineSettings decode_settings(const PipelineSpec& spec) {
   s.record.dir = spec.record.get<std::string>("dir");
   s.record.checkpoint_every = spec.record.get<std::int64_t>("checkpoint_every");
   s.record.keep = spec.record.get<std::int64_t>("keep");
+  s.record.max_abs_weight = spec.record.get<double>("max_abs_weight");
   return s;
 }
 

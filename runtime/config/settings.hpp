@@ -16,6 +16,7 @@ struct RuntimeSettings {
   int data_threads = 1;     ///< 0 in the file is resolved here: one per core
   int compute_threads = 1;  ///< likewise
   std::filesystem::path trace;  ///< Chrome trace to write; empty = none
+  double stage_timeout_s = 1800;  ///< the stage watchdog's limit; 0 = none
 };
 
 struct TrainSettings {
@@ -38,6 +39,8 @@ struct DataSettings {
   bool random_subset = false;
   std::int64_t shard_count = 1, shard_rank = 0;
   bool skip_errors = false;  ///< on_error = "skip"
+  double max_skip_fraction = 0.01;  ///< of the samples in use, that may be skipped
+  std::int64_t max_image_pixels = std::int64_t(1) << 26;  ///< passed to sources (source_data_keys())
   std::int64_t cache_bytes = 0;
   SourceLocation shard_rank_where;  ///< for the message when shard_rank >= shard_count
 };
@@ -54,6 +57,7 @@ struct RecordSettings {
   std::filesystem::path dir;
   std::int64_t checkpoint_every = 0;
   std::int64_t keep = 2;
+  double max_abs_weight = 1e6;  ///< divergence guard of checkpoints; 0 = none
 };
 
 struct PipelineSettings {

@@ -39,6 +39,7 @@ struct BatchWork {
   std::vector<std::pair<std::string, double>> eval_figures;  ///< set when an evaluation ran after this step
   std::string eval_error;           ///< set when the evaluation after this step failed
   double eval_s = 0.0;              ///< seconds the evaluation after this step took
+  std::string checkpoint;           ///< written after this step; `latest` once the step is recorded
   bool failed = false;              ///< an earlier stage threw; later stages pass it on
   /// Device runs: the batch with its images on the device (ids, labels and
   /// counts copied), filled by the to_device stage.

@@ -7,9 +7,11 @@
 #include "graph/augment_stage.hpp"
 #include "graph/device_copy.hpp"
 #include "graph/evaluation.hpp"
+#include "graph/memory_estimate.hpp"
 #include "graph/run_record.hpp"
 #include "graph/run_stages.hpp"
 #include "graph/source_view.hpp"
+#include "graph/watchdog.hpp"
 #include "train/checkpoint.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/trainer.hpp"
@@ -21,6 +23,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 namespace contra::runtime {
@@ -43,15 +46,19 @@ void configure_sampler(const Pipeline& p, const SourceView& data) {
   }
 }
 
-// A batch of one sample gives its views no negatives (without a memory to
-// supply them): every loss would be 0 at every step. Said before training,
-// from the sampler's first batch (sampling is a pure function of the epoch
-// and the batch).
-void require_negatives(const Pipeline& p) {
-  if (p.parts.memory) return;
+// The samples of the sampler's first batch (sampling is a pure function of
+// the epoch and the batch): what the checks before training go by.
+std::int64_t first_batch_samples(const Pipeline& p) {
   std::vector<std::int64_t> first;
   guarded(p.spec->sampler.label() + ": plan() failed", [&] { p.sampler->plan(0, 0, first); });
-  if (first.size() == 1)
+  return static_cast<std::int64_t>(first.size());
+}
+
+// A batch of one sample gives its views no negatives (without a memory to
+// supply them): every loss would be 0 at every step. Said before training.
+void require_negatives(const Pipeline& p, std::int64_t first_batch) {
+  if (p.parts.memory) return;
+  if (first_batch == 1)
     throw ConfigError(p.spec->sampler.label() + ": plans batches of 1 sample, whose views have no negatives to "
                       "contrast with (the loss would be 0 at every step); plan at least 2 samples a batch, or add "
                       "a [memory]");
@@ -82,14 +89,26 @@ void leave_out_evaluation(RunSummary& summary) {
 
 }  // namespace
 
-void check_pipeline(const PipelineSpec& spec, const PluginRegistry& reg) {
+MemoryEstimate check_pipeline(const PipelineSpec& spec, const PluginRegistry& reg) {
   const Pipeline p = assemble(spec, reg);
   const SourceView data(p.source, p.settings.data, spec.source.label(), p.settings.seed);
   configure_sampler(p, data);
-  require_negatives(p);
+  const std::int64_t batch = first_batch_samples(p);
+  require_negatives(p, batch);
+  // The batches in flight, said before the trainer allocates anything; then
+  // everything, with what the trainer holds counted from its tensors.
+  MemoryEstimate memory = estimate_batches(p, batch);
+  require_pipeline_memory(memory, spec);
   // A cuda pipeline's plugins build on the GPU: checked when it runs.
-  if (p.settings.train.device == Device::cpu) make_trainer(p, data);
+  if (p.settings.train.device == Device::cpu) {
+    const std::unique_ptr<Trainer> trainer = make_trainer(p, data);
+    add_trainer_memory(memory, p, reg, batch);
+    require_pipeline_memory(memory, spec);
+  } else {
+    memory.left_out = "the GPU's memory is not estimated (a cuda pipeline's encoder is built when it runs)";
+  }
   if (spec.has_eval) Evaluation(spec, reg).check();
+  return memory;
 }
 
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, const RunOptions& options) {
@@ -107,9 +126,14 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   const PipelineSettings& settings = p.settings;
   const SourceView data(p.source, settings.data, spec.source.label(), settings.seed);
   configure_sampler(p, data);
-  require_negatives(p);
+  const std::int64_t first_batch = first_batch_samples(p);
+  require_negatives(p, first_batch);
+  MemoryEstimate memory = estimate_batches(p, first_batch);  // as check_pipeline()
+  require_pipeline_memory(memory, spec);
   omp_set_num_threads(settings.runtime.compute_threads);
   std::unique_ptr<Trainer> trainer = make_trainer(p, data);
+  add_trainer_memory(memory, p, reg, first_batch);
+  require_pipeline_memory(memory, spec);
   const std::int64_t bpe = p.sampler->batches_per_epoch();
   const std::int64_t total = planned_steps(bpe, settings.train.epochs, settings.train.max_steps);
   const LrSchedule schedule = make_schedule(settings.schedule, bpe, total);
@@ -117,12 +141,20 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   RunSummary summary;
   summary.data_threads = settings.runtime.data_threads;
   summary.compute_threads = settings.runtime.compute_threads;
-  if (!options.resume_from.empty()) {
-    summary.first_step = load_checkpoint(options.resume_from, p.parts) + 1;
+  const bool resuming = options.resume_latest || !options.resume_from.empty();
+  std::unique_ptr<RunRecord> record;
+  // A resume locks its folder before it reads a checkpoint there: a run
+  // holding the folder may be replacing them.
+  if (resuming && !options.run_dir.empty())
+    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, true);
+  if (resuming) {
+    const std::string from =
+        options.resume_latest ? RunRecord::latest_checkpoint(options.run_dir) : options.resume_from;
+    summary.first_step = load_checkpoint(from, p.parts, spec.resolved_toml, spec.file) + 1;
     if (summary.first_step >= total) {
       // A finished run: nothing to train, and its summary and metrics stay.
       summary.already_finished = true;
-      summary.checkpoint = options.resume_from;
+      summary.checkpoint = from;
       return summary;
     }
   }
@@ -136,12 +168,11 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     evaluation = std::make_unique<Evaluation>(spec, reg);
     evaluation->check();
   }
-  std::unique_ptr<RunRecord> record;
-  if (!options.run_dir.empty()) {
-    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, !options.resume_from.empty());
-    if (!options.resume_from.empty()) record->keep_steps_through(summary.first_step);
-  }
-  CheckpointWriter checkpoints(record.get(), p.parts, settings.name, bpe, settings.record.keep);
+  if (!options.run_dir.empty() && !record)
+    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, false);
+  if (record && resuming) record->keep_steps_through(summary.first_step);
+  CheckpointWriter checkpoints(record.get(), p.parts, settings.name, spec.resolved_toml, bpe, settings.record.keep,
+                               {settings.record.max_abs_weight, "[record] max_abs_weight"});
 
   const AugmentStage augment(p.views, settings.seed);
   std::unique_ptr<DeviceCopyStage> to_device;
@@ -154,19 +185,38 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
                    settings, bpe, total);
   PlanStage plan(*p.sampler, spec.sampler.label(), data, bpe, summary.first_step, total, options.stop);
   const LoadStage load(data, spec.source.label());
-  ReportSink sink(summary, record.get(), options, total);
+  ReportSink sink(summary, record.get(), checkpoints, options, total);
 
   ExecutorStages stages;
   stages.plan = [&](BatchWork& w) { return plan(w); };
-  stages.load = [&](BatchWork& w) { load(w); };
-  stages.augment = [&](BatchWork& w) { augment.run(w); };
+  // A stage that never returns cannot be stopped: the watchdog records why
+  // and ends the process; the checkpoints written so far stay.
+  StageWatchdog watchdog(settings.runtime.stage_timeout_s, "[runtime] stage_timeout_s", [&](const std::string& m) {
+    if (record) record->stopped(m);
+    std::fprintf(stderr, "%s\n", m.c_str());
+    std::fflush(stderr);
+    std::_Exit(1);
+  });
+  stages.load = [&](BatchWork& w) {
+    const StageWatchdog::Watch watch(&watchdog, "load", spec.source.label(), w.batch.step);
+    load(w);
+  };
+  stages.augment = [&](BatchWork& w) {
+    const StageWatchdog::Watch watch(&watchdog, "augment", "the augmentation chain", w.batch.step);
+    augment.run(w);
+  };
   if (to_device) stages.to_device = [&](BatchWork& w) { (*to_device)(w); };
-  stages.train = [&](BatchWork& w) { train(w); };
+  stages.train = [&](BatchWork& w) {
+    const StageWatchdog::Watch watch(&watchdog, "train", "", w.batch.step);
+    train(w);
+  };
   stages.sink = [&](BatchWork& w) { sink(w); };
   try {
     summary.telemetry = run_graph(stages, ExecutorOptions{settings.runtime.prefetch, settings.runtime.data_threads, true});
   } catch (const std::exception& e) {
     // The run folder says how the run ended; the checkpoints written so far stay.
+    summary.skipped_samples = data.skipped();
+    summary.skipped_distinct = data.skipped_distinct();
     if (record) record->summary(summary, e.what());
     throw;
   }
@@ -176,8 +226,17 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   }
   leave_out_evaluation(summary);
   summary.skipped_samples = data.skipped();
+  summary.skipped_distinct = data.skipped_distinct();
   // The final checkpoint: after the last step trained (also when stopped early).
-  if (summary.steps > 0) checkpoints.write(summary.first_step + summary.steps - 1);
+  if (summary.steps > 0) {
+    try {
+      checkpoints.write(summary.first_step + summary.steps - 1);
+      checkpoints.promote(checkpoints.last());
+    } catch (const std::exception& e) {
+      if (record) record->summary(summary, e.what());
+      throw;
+    }
+  }
   summary.checkpoint = checkpoints.last();
   if (record) record->summary(summary);
   if (!settings.runtime.trace.empty()) write_chrome_trace(summary.telemetry, settings.runtime.trace.string());
@@ -241,8 +300,9 @@ std::string format_stage_table(const RunSummary& s) {
     out += line;
   }
   if (s.skipped_samples > 0) {
-    std::snprintf(line, sizeof line, "%lld samples failed to load and were skipped ([data] on_error = \"skip\")\n",
-                  static_cast<long long>(s.skipped_samples));
+    std::snprintf(line, sizeof line,
+                  "%lld samples failed to load and were skipped (%lld distinct; [data] on_error = \"skip\")\n",
+                  static_cast<long long>(s.skipped_samples), static_cast<long long>(s.skipped_distinct));
     out += line;
   }
   return out;

@@ -3,6 +3,7 @@
 
 #include "config/pipeline_spec.hpp"
 #include "graph/executor.hpp"
+#include "graph/memory_estimate.hpp"
 
 #include <contra/roles/encoder.hpp>
 
@@ -38,6 +39,9 @@ struct RunOptions {
   std::vector<std::string> overrides;  ///< the --set overrides, for the record
   /// Continue from this checkpoint (its run folder is `run_dir`).
   std::string resume_from;
+  /// Continue from `run_dir`'s checkpoints/latest, read once the folder is
+  /// locked (instead of naming resume_from).
+  bool resume_latest = false;
   /// When it becomes true, no new batch is planned; the run ends after the
   /// batches in flight, with a final checkpoint (Ctrl-C in the CLI).
   const std::atomic<bool>* stop = nullptr;
@@ -61,6 +65,7 @@ struct RunSummary {
   ExecutorReport telemetry;       ///< the train stage's busy time excludes evaluation
   int data_threads = 0, compute_threads = 0;
   std::int64_t skipped_samples = 0;  ///< samples that failed to load, with [data] on_error = "skip"
+  std::int64_t skipped_distinct = 0; ///< distinct samples among them (one failing every epoch counts once)
   std::int64_t first_step = 0;       ///< 0, or the step after the checkpoint resumed from
   std::vector<std::pair<std::string, double>> eval;  ///< the last evaluation's figures
   std::string checkpoint;            ///< the last checkpoint written, if any
@@ -84,8 +89,9 @@ std::int64_t planned_steps(std::int64_t batches_per_epoch, std::int64_t epochs, 
 /// created), its [data] view made, the sampler configured, the trainer built
 /// (encoder and head for the views' images, memory, optimizer; on the CPU),
 /// [eval] checked: the steps a run takes before its first batch. Throws
-/// what run_pipeline() would.
-void check_pipeline(const PipelineSpec& spec, const PluginRegistry& registry);
+/// what run_pipeline() would, a pipeline whose memory estimate exceeds what
+/// the machine has (memory_estimate.hpp) included. Returns the estimate.
+MemoryEstimate check_pipeline(const PipelineSpec& spec, const PluginRegistry& registry);
 
 /// Run a validated pipeline to the end. Throws contra::Error subclasses with
 /// the stage, plugin and pipeline location of whatever failed.

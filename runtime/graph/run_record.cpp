@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -20,6 +21,7 @@
 
 #include <zlib.h>
 
+#include <csignal>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -129,6 +131,26 @@ int lock_run_folder(const fs::path& dir) {
   }
   return fd;
 }
+// Temporary files ("<file>.tmp.<pid>.<n>", write_file_atomically) of a
+// writer that died before its rename: the folder is locked by now, so only
+// files of processes that are gone are removed.
+void remove_orphaned_temporaries(const fs::path& dir) {
+  for (const fs::path& folder : {dir, dir / "checkpoints"}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(folder, ec)) {
+      const std::string name = e.path().filename().string();
+      const std::size_t at = name.rfind(".tmp.");
+      if (at == std::string::npos) continue;
+      char* end = nullptr;
+      const long pid = std::strtol(name.c_str() + at + 5, &end, 10);
+      if (pid <= 0 || *end != '.') continue;  // not one of ours
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+        std::error_code ignored;
+        fs::remove(e.path(), ignored);
+      }
+    }
+  }
+}
 }  // namespace
 
 fs::path RunRecord::default_dir(const PipelineSpec& spec) {
@@ -158,11 +180,18 @@ std::string RunRecord::latest_checkpoint(const fs::path& run_dir) {
     throw ConfigError(run_dir.string() + ": no checkpoint to resume from (" + latest.string() + " is missing)");
   // A file name in checkpoints/, nothing else: `latest` never leads outside
   // the run folder.
-  if (name.find('/') != std::string::npos || name == "." || name == "..")
-    throw ConfigError(latest.string() + " names " + name + ", which is not a file name in " +
+  if (name.find_first_of(std::string("/\0", 2)) != std::string::npos || name == "." || name == "..") {
+    std::string shown;  // a NUL would end the message
+    for (char c : name) shown += c == '\0' ? std::string("\\0") : std::string(1, c);
+    throw ConfigError(latest.string() + " names " + shown + ", which is not a file name in " +
                       (run_dir / "checkpoints").string());
+  }
   fs::path p = run_dir / "checkpoints" / name;
-  if (!fs::exists(p)) throw ConfigError(latest.string() + " names " + name + ", which does not exist");
+  // A name the file system refuses (too long) is said as such, not thrown as a filesystem_error.
+  std::error_code ec;
+  const bool there = fs::exists(p, ec);
+  if (ec) throw ConfigError(latest.string() + " names " + name + ", which cannot be read: " + ec.message());
+  if (!there) throw ConfigError(latest.string() + " names " + name + ", which does not exist");
   return p.string();
 }
 
@@ -172,6 +201,7 @@ RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<s
   fs::create_directories(dir_ / "checkpoints", ec);
   if (ec) throw Error("cannot create the run folder " + dir_.string() + ": " + ec.message());
   lock_fd_ = lock_run_folder(dir_);
+  remove_orphaned_temporaries(dir_);
   if (!resuming) {
     write_file_atomically((dir_ / "pipeline.toml").string(),
                           "# Resolved from " + spec.file + " by contra " + sdk_version + "\n" + spec.resolved_toml);
@@ -273,7 +303,12 @@ void RunRecord::checkpoint_written(const std::string& path, std::int64_t keep) {
   for (const auto& e : fs::directory_iterator(dir_ / "checkpoints"))
     if (e.path().extension() == ".safetensors") all.push_back(e.path());
   std::sort(all.begin(), all.end());
-  for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < all.size(); ++i) {
+  // Of the files up to the one `latest` names, the newest `keep` stay;
+  // later ones (written by steps not recorded yet) wait for their own turn.
+  const auto newest = std::find(all.begin(), all.end(), fs::path(path));
+  if (newest == all.end()) return;
+  const auto upto = static_cast<std::size_t>(newest - all.begin()) + 1;
+  for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < upto; ++i) {
     std::error_code ec;
     fs::remove(all[i], ec);
   }
@@ -298,11 +333,17 @@ void RunRecord::summary(const RunSummary& s, const std::string& error) {
                   {"eval_s", json::number(s.eval_s)},
                   {"final_loss", json::number(final_loss)},
                   {"skipped_samples", s.skipped_samples},
+                  {"skipped_distinct", s.skipped_distinct},
                   {"eval", figures_json(s.eval)},
                   {"stages", std::move(stages)}};
   if (!s.eval_error.empty()) summary["eval_error"] = s.eval_error;
   if (!error.empty()) summary["error"] = error;
   summary[error.empty() ? "finished" : "failed"] = now_iso();
+  write_file_atomically((dir_ / "summary.json").string(), json::document(summary));
+}
+
+void RunRecord::stopped(const std::string& error) {
+  const Json summary = {{"error", error}, {"failed", now_iso()}};
   write_file_atomically((dir_ / "summary.json").string(), json::document(summary));
 }
 

@@ -51,6 +51,9 @@ class RunRecord {
   void checkpoint_written(const std::string& path, std::int64_t keep);
   /// summary.json; with a non-empty `error`, of a run that failed with it.
   void summary(const RunSummary& s, const std::string& error = "");
+  /// summary.json of a run stopped from outside its stages (the stage
+  /// watchdog), which has no figures to give: only the error.
+  void stopped(const std::string& error);
 
   /// `[record] dir`/<pipeline name>-<YYYYmmdd-HHMMSS>, created here (with a
   /// -2, -3, ... suffix when a run started in the same second has it), so

@@ -8,9 +8,18 @@
 #include <oneapi/tbb/parallel_for.h>
 #include <omp.h>
 
+#include <cstdio>
+
 namespace contra::runtime {
 
 namespace {
+// 0.0312 for 1/32.
+std::string fraction(double f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", f);
+  return buf;
+}
+
 // Runs a per-item loop on TBB workers, or on this thread when a plugin says
 // it is serial.
 template <class F> void for_each_item(std::int64_t n, bool parallel, F&& f) {
@@ -67,7 +76,15 @@ void LoadStage::operator()(BatchWork& w) const {
     } catch (const DataError& e) {
       if (!data_.skips_errors()) throw DataError("load stage: " + label_ + sample + e.what());
       failed[i] = 1;
-      data_.count_skip();
+      if (!data_.count_skip(w.indices[i])) {
+        const std::int64_t bad = data_.skipped_distinct(), in_use = data_.size();
+        throw DataError("load stage: " + label_ + ": " + std::to_string(bad) + " of the " + std::to_string(in_use) +
+                        " samples in use failed to load (" +
+                        fraction(static_cast<double>(bad) / static_cast<double>(in_use)) +
+                        " of them), more than data.max_skip_fraction = " + fraction(data_.max_skip_fraction()) +
+                        " allows (data.on_error = \"skip\"); the last: sample " + std::to_string(w.indices[i]) +
+                        " (step " + std::to_string(w.batch.step) + "): " + e.what());
+      }
       return;
     } catch (...) {
       throw PluginError("load stage: " + label_ + sample + current_exception_message());
@@ -98,17 +115,36 @@ void LoadStage::operator()(BatchWork& w) const {
 }
 
 CheckpointWriter::CheckpointWriter(RunRecord* record, const TrainerParts& parts, std::string pipeline_name,
-                                   std::int64_t batches_per_epoch, std::int64_t keep)
-    : record_(record), parts_(parts), name_(std::move(pipeline_name)), batches_per_epoch_(batches_per_epoch),
-      keep_(keep) {}
+                                   std::string pipeline_toml, std::int64_t batches_per_epoch, std::int64_t keep,
+                                   StateBounds bounds)
+    : record_(record), parts_(parts), name_(std::move(pipeline_name)), pipeline_toml_(std::move(pipeline_toml)),
+      batches_per_epoch_(batches_per_epoch), keep_(keep), bounds_(std::move(bounds)) {}
 
-void CheckpointWriter::write(std::int64_t step) {
-  if (!record_ || step == last_step_) return;
+std::string CheckpointWriter::write(std::int64_t step) {
+  if (!record_ || step == last_step_) return "";
   const std::string path = record_->checkpoint_path(step);
-  save_checkpoint(path, parts_, step, {{"pipeline", name_}, {"epoch", std::to_string(step / batches_per_epoch_)}});
-  record_->checkpoint_written(path, keep_);
+  try {
+    save_checkpoint(path, parts_, step,
+                    {{"pipeline", name_},
+                     {"epoch", std::to_string(step / batches_per_epoch_)},
+                     {checkpoint_pipeline_key, pipeline_toml_}},
+                    bounds_);
+  } catch (const DivergedState& e) {
+    // What a resume would continue from, said where the run stops.
+    std::string kept = "no earlier checkpoint was written";
+    try {
+      kept = "checkpoints/latest still names " + RunRecord::latest_checkpoint(record_->dir());
+    } catch (const ConfigError&) {
+    }
+    throw DivergedState(std::string(e.what()) + "; " + kept);
+  }
   last_step_ = step;
   last_path_ = path;
+  return path;
+}
+
+void CheckpointWriter::promote(const std::string& path) {
+  if (record_ && !path.empty()) record_->checkpoint_written(path, keep_);
 }
 
 TrainStage::TrainStage(Parts parts, const PipelineSettings& settings, std::int64_t batches_per_epoch,
@@ -122,6 +158,7 @@ void TrainStage::operator()(BatchWork& w) {
   // Likewise the current stream, put back when the stage ends (this TBB
   // worker may run other work later); the step's work waits for its copy.
   const CurrentStream current(p_.stream);
+  w.checkpoint.clear();  // this BatchWork may have carried an earlier step
   if (p_.to_device) p_.to_device->wait(w, p_.stream->handle());
   try {
     const Batch& batch = p_.to_device ? w.device_batch : w.batch;
@@ -146,7 +183,12 @@ void TrainStage::operator()(BatchWork& w) {
     // a checkpoint copies the state while nothing else changes them.
     evaluate_if_due(w);
     const std::int64_t every = settings_.record.checkpoint_every;
-    if (every > 0 && (w.batch.step + 1) % every == 0) p_.checkpoints->write(w.batch.step);
+    if (every > 0 && (w.batch.step + 1) % every == 0) {
+      std::string path = p_.checkpoints->write(w.batch.step);
+      if (!path.empty()) w.checkpoint = std::move(path);
+    }
+  } catch (const DivergedState&) {
+    throw;  // about the run, not a plugin; it names its step
   } catch (const Error& e) {
     throw PluginError("train stage (step " + std::to_string(w.batch.step) + "): " + e.what());
   }
@@ -164,7 +206,7 @@ void TrainStage::evaluate_if_due(BatchWork& w) {
   if (!p_.evaluation || !due) return;
   // The state evaluated is checkpointed first: a failing evaluation costs no
   // training. Later evaluations would fail alike: none run.
-  p_.checkpoints->write(step);
+  w.checkpoint = p_.checkpoints->write(step);
   const bool save = p_.record && ev.save_embeddings;
   if (p_.on_eval_start) p_.on_eval_start(step);
   const auto t0 = std::chrono::steady_clock::now();
@@ -186,8 +228,9 @@ std::vector<double> TrainStage::device_step_seconds() const {
   return out;
 }
 
-ReportSink::ReportSink(RunSummary& summary, RunRecord* record, const RunOptions& options, std::int64_t total)
-    : summary_(summary), record_(record), options_(options), total_(total) {}
+ReportSink::ReportSink(RunSummary& summary, RunRecord* record, CheckpointWriter& checkpoints,
+                       const RunOptions& options, std::int64_t total)
+    : summary_(summary), record_(record), checkpoints_(checkpoints), options_(options), total_(total) {}
 
 void ReportSink::operator()(BatchWork& w) {
   RunSummary& s = summary_;
@@ -222,6 +265,7 @@ void ReportSink::operator()(BatchWork& w) {
     if (record_) record_->eval(w.batch.step, w.batch.epoch, w.eval_figures);
     if (options_.on_eval) options_.on_eval(w.batch.step, w.eval_figures);
   }
+  checkpoints_.promote(w.checkpoint);
 }
 
 }  // namespace contra::runtime

@@ -18,6 +18,7 @@
 #include "graph/pipeline_run.hpp"
 #include "graph/run_record.hpp"
 #include "graph/source_view.hpp"
+#include "train/checkpoint.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/trainer.hpp"
 
@@ -59,17 +60,28 @@ class LoadStage {
 class CheckpointWriter {
  public:
   /// `record` may be null (no run folder): nothing is written.
+  /// Each checkpoint records `pipeline_toml` (the resolved pipeline) and must
+  /// keep within `bounds`.
   CheckpointWriter(RunRecord* record, const TrainerParts& parts, std::string pipeline_name,
-                   std::int64_t batches_per_epoch, std::int64_t keep);
-  void write(std::int64_t step);
+                   std::string pipeline_toml, std::int64_t batches_per_epoch, std::int64_t keep, StateBounds bounds);
+  /// Writes the state after `step` to its file, not yet named by `latest`;
+  /// returns the file ("" when nothing was written: no run folder, or that
+  /// step's file was written already). Throws DivergedState, naming the
+  /// checkpoint `latest` keeps, for a state outside the bounds.
+  std::string write(std::int64_t step);
+  /// Points `latest` at `path` (written by write()): done once the step's
+  /// metrics are recorded, so that a run killed in between resumes from a
+  /// step whose records are all there.
+  void promote(const std::string& path);
   /// The last checkpoint written ("" when none).
   const std::string& last() const { return last_path_; }
 
  private:
   RunRecord* record_;
   const TrainerParts& parts_;
-  std::string name_;
+  std::string name_, pipeline_toml_;
   std::int64_t batches_per_epoch_, keep_;
+  StateBounds bounds_;
   std::int64_t last_step_ = -1;
   std::string last_path_;
 };
@@ -108,7 +120,10 @@ class TrainStage {
 
 class ReportSink {
  public:
-  ReportSink(RunSummary& summary, RunRecord* record, const RunOptions& options, std::int64_t total);
+  /// Promotes the checkpoint a step wrote (BatchWork::checkpoint) once the
+  /// step is recorded.
+  ReportSink(RunSummary& summary, RunRecord* record, CheckpointWriter& checkpoints, const RunOptions& options,
+             std::int64_t total);
   void operator()(BatchWork& w);
   /// The clock steps are reported on.
   std::chrono::steady_clock::time_point start() const { return t0_; }
@@ -116,6 +131,7 @@ class ReportSink {
  private:
   RunSummary& summary_;
   RunRecord* record_;
+  CheckpointWriter& checkpoints_;
   const RunOptions& options_;
   std::int64_t total_;
   std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();

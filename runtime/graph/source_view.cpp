@@ -44,12 +44,21 @@ SourceView::SourceView(std::shared_ptr<Source> source, const DataSettings& data,
     for (auto id : index_) labels_.push_back(source_labels_[static_cast<std::size_t>(id)]);
 
   skip_ = data.skip_errors;
+  max_skip_fraction_ = data.max_skip_fraction;
+  if (skip_) failed_ = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(info_.size));
   cache_budget_ = data.cache_bytes;
   if (cache_budget_ > 0) {
     cache_.resize(static_cast<std::size_t>(info_.size));
     cache_label_.assign(static_cast<std::size_t>(info_.size), -1);
     cache_state_ = std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(info_.size));
   }
+}
+
+bool SourceView::count_skip(std::int64_t id) const {
+  ++skipped_;
+  std::int64_t distinct = skipped_distinct_.load();
+  if (failed_ && !failed_[static_cast<std::size_t>(id)].exchange(true)) distinct = ++skipped_distinct_;
+  return static_cast<double>(distinct) <= max_skip_fraction_ * static_cast<double>(size());
 }
 
 std::int64_t SourceView::load(std::int64_t id, Tensor& image) const {

@@ -2,7 +2,8 @@
 // The samples of a source that a run uses ([data]): a subset (the first n,
 // or a seeded random n), one shard of several (rank, count), an optional
 // in-memory cache of decoded images, and the error policy (stop, or skip a
-// sample that fails to load and count it).
+// sample that fails to load and count it, up to max_skip_fraction of the
+// samples in use).
 
 #include "config/settings.hpp"
 
@@ -34,15 +35,24 @@ class SourceView {
   /// Decode sample `id` into `image` (through the cache when enabled).
   std::int64_t load(std::int64_t id, Tensor& image) const;
 
-  /// Samples skipped so far (on_error = "skip").
+  /// Loads that failed and were skipped so far (on_error = "skip"); a
+  /// sample failing in each epoch counts once per epoch.
   std::int64_t skipped() const { return skipped_.load(); }
-  void count_skip() const { ++skipped_; }
+  /// Distinct samples among them.
+  std::int64_t skipped_distinct() const { return skipped_distinct_.load(); }
+  /// [data] max_skip_fraction.
+  double max_skip_fraction() const { return max_skip_fraction_; }
+  /// Counts a failed load of sample `id`. Returns false once more than
+  /// max_skip_fraction of the samples in use have failed: the run stops.
+  bool count_skip(std::int64_t id) const;
 
  private:
   std::shared_ptr<Source> source_;
   SourceInfo info_;
   std::vector<std::int64_t> index_, labels_, source_labels_;
   bool skip_ = false;
+  double max_skip_fraction_ = 0.0;
+  std::unique_ptr<std::atomic<bool>[]> failed_;  // by sample id, with skip_
   // Cache: slot state 0 empty, 1 being written, 2 ready.
   std::int64_t cache_budget_ = 0;
   mutable std::atomic<std::int64_t> cache_used_{0};
@@ -50,6 +60,7 @@ class SourceView {
   mutable std::vector<std::int64_t> cache_label_;
   mutable std::unique_ptr<std::atomic<int>[]> cache_state_;
   mutable std::atomic<std::int64_t> skipped_{0};
+  mutable std::atomic<std::int64_t> skipped_distinct_{0};
 };
 
 }  // namespace contra::runtime

@@ -10,8 +10,10 @@
 #include <link.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <system_error>
 
 namespace contra::runtime {
@@ -99,14 +101,32 @@ void PluginRegistry::scan_directory(const fs::path& dir) {
   if (cpu_done && device_done) return;
   if (!cpu_done) scanned_.push_back(canon);
   if (!device_done) scanned_with_device_builds_.push_back(canon);
+  // A folder that cannot be read is said, not passed over: its plugins would
+  // be missing with no word why. On stderr, as it may be unrelated to the
+  // pipeline at hand, and in problems() for the messages that list them.
+  auto unreadable = [&](const fs::path& what, const char* kind, const std::error_code& why) {
+    const std::string msg =
+        what.string() + ": cannot read the " + kind + ": " + why.message() + "; its plugins are not loaded";
+    std::fprintf(stderr, "warning: %s\n", msg.c_str());
+    problems_.push_back({what, msg});
+  };
   std::vector<fs::path> files;
-  for (fs::directory_iterator it(canon, ec), end; !ec && it != end; it.increment(ec)) {
+  fs::directory_iterator it(canon, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
     const auto& p = it->path();
-    if (p.extension() != ".so" || !it->is_regular_file()) continue;
+    if (p.extension() != ".so") continue;
+    std::error_code file_ec;
+    const bool regular = it->is_regular_file(file_ec);
+    if (file_ec) {
+      unreadable(p, "plugin library", file_ec);
+      continue;
+    }
+    if (!regular) continue;
     bool device = is_device_build(p);
     if (device ? device_done : cpu_done) continue;
     files.push_back(p);
   }
+  if (ec) unreadable(canon, "plugin folder", ec);
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
     try {
@@ -153,20 +173,8 @@ const LibraryManifest& manifest_of(const boost::dll::shared_library& lib, const 
 }
 }  // namespace
 
-void PluginRegistry::add_library(const fs::path& file) {
+std::vector<PluginRecord> check_manifest(const LibraryManifest& m, const fs::path& file) {
   const std::string name = file.string();
-  if (!fs::exists(file)) throw PluginError("plugin library " + name + " does not exist");
-  auto lib = std::make_shared<boost::dll::shared_library>();
-  try {
-    // rtld_now: an unresolved symbol fails here, not at its first call.
-    lib->load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-  } catch (const std::exception& e) {
-    throw PluginError("cannot load plugin library " + name + ": " + dl_reason(e));
-  }
-  if (!lib->has(CONTRA_MANIFEST_SYMBOL))
-    throw PluginError(name + " is not a contra plugin library: it does not export the entry symbol '" +
-                      std::string(CONTRA_MANIFEST_SYMBOL) + "' (declare its plugins with CONTRA_PLUGIN_LIBRARY)");
-  const LibraryManifest& m = manifest_of(*lib, name);
   if (m.magic != manifest_magic)
     throw PluginError(name + ": the entry symbol '" + std::string(CONTRA_MANIFEST_SYMBOL) +
                       "' does not point to a contra plugin manifest");
@@ -205,9 +213,29 @@ void PluginRegistry::add_library(const fs::path& file) {
     if (e.device != Device::cpu && e.device != Device::cuda)
       throw PluginError(name + ": plugin #" + std::to_string(i) + " has an unknown device (" +
                         std::to_string(static_cast<unsigned>(e.device)) + ")");
-    found.push_back({e.kind, schema.name(), e.device, std::move(schema), file, &e, lib});
+    found.push_back({e.kind, schema.name(), e.device, std::move(schema), file, &e, nullptr});
   }
-  for (auto& r : found) records_.push_back(std::move(r));
+  return found;
+}
+
+void PluginRegistry::add_library(const fs::path& file) {
+  const std::string name = file.string();
+  if (!fs::exists(file)) throw PluginError("plugin library " + name + " does not exist");
+  auto lib = std::make_shared<boost::dll::shared_library>();
+  try {
+    // rtld_now: an unresolved symbol fails here, not at its first call.
+    lib->load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    throw PluginError("cannot load plugin library " + name + ": " + dl_reason(e));
+  }
+  if (!lib->has(CONTRA_MANIFEST_SYMBOL))
+    throw PluginError(name + " is not a contra plugin library: it does not export the entry symbol '" +
+                      std::string(CONTRA_MANIFEST_SYMBOL) + "' (declare its plugins with CONTRA_PLUGIN_LIBRARY)");
+  std::vector<PluginRecord> found = check_manifest(manifest_of(*lib, name), file);
+  for (auto& r : found) {
+    r.handle = lib;
+    records_.push_back(std::move(r));
+  }
 }
 
 bool device_build_required(PluginKind kind) noexcept {
@@ -277,9 +305,15 @@ std::vector<const PluginRecord*> PluginRegistry::all() const {
 }
 
 std::shared_ptr<Plugin> PluginRegistry::create_plugin(const PluginRecord& rec, const Params& p) const {
-  Plugin* raw = guarded(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
-                            ") failed to start",
-                        [&] { return rec.entry->create(p); });
+  Plugin* raw = nullptr;
+  try {
+    raw = rec.entry->create(p);
+  } catch (const std::bad_alloc&) {
+    throw;  // as itself: make_plugin(), which knows the plugin's table, says it ran out of memory
+  } catch (...) {
+    throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
+                      ") failed to start: " + current_exception_message());
+  }
   if (!raw)
     throw PluginError(std::string(kind_name(rec.kind)) + " plugin '" + rec.name + "' (" + rec.library.string() +
                       ") returned no object");

@@ -46,6 +46,15 @@ std::filesystem::path default_plugin_dir();
 /// sampler, evaluator, and miner and memory, which get host copies).
 bool device_build_required(PluginKind kind) noexcept;
 
+/// The check of a loaded library's manifest, before any of its plugins is
+/// used: magic number, SDK ABI version, the standard-library ABI and CPU
+/// extensions its fingerprint names, and each entry's kind, schema (called
+/// and checked well-formed) and device. Returns one record per entry, without
+/// the library handle; throws PluginError naming `file`. Everything it reads
+/// comes from the library, so it is kept apart from the loading to be tested
+/// (and fuzzed) on manifests built in memory.
+std::vector<PluginRecord> check_manifest(const LibraryManifest& m, const std::filesystem::path& file);
+
 /// Directories from CONTRA_PLUGIN_PATH (colon-separated); empty entries skipped.
 std::vector<std::filesystem::path> env_plugin_dirs();
 
@@ -96,7 +105,8 @@ class PluginRegistry {
   /// Create a plugin object. The returned pointer keeps the library loaded
   /// and destroys the object through the library's own destroy function.
   /// Exceptions from the plugin's constructor are rethrown as PluginError
-  /// naming the plugin and its library.
+  /// naming the plugin and its library; std::bad_alloc goes through as
+  /// itself, for make_plugin() to say with the plugin's table.
   template <class Role> std::shared_ptr<Role> create(const PluginRecord& rec, const Params& p) const {
     return std::static_pointer_cast<Role>(create_plugin(rec, p));
   }

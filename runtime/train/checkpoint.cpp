@@ -8,6 +8,8 @@
 #include <contra/version.hpp>
 
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
@@ -54,6 +56,80 @@ std::int64_t step_of(const std::string& path, const SafetensorsFile& file) {
   return step;
 }
 
+bool is_model_state(const std::string& name) {
+  for (const char* prefix : {"encoder.", "head.", "momentum_encoder.", "momentum_head."})
+    if (name.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// What puts a state outside `bounds` ("" when nothing does): the first
+// non-finite value of any tensor, or the first model value beyond the bound.
+std::string divergence(const std::vector<std::pair<std::string, const Tensor*>>& state, const StateBounds& bounds) {
+  for (const auto& [name, t] : state) {
+    if (t->dtype() != DType::f32) continue;
+    const float* p = t->data<float>();
+    const bool bounded = bounds.max_abs_weight > 0 && is_model_state(name);
+    for (std::int64_t i = 0; i < t->numel(); ++i) {
+      if (!std::isfinite(p[i]))
+        return name + " holds " + number_text(p[i]) + " at flat index " + std::to_string(i);
+      if (bounded && std::fabs(p[i]) > bounds.max_abs_weight)
+        return name + " holds " + number_text(p[i]) + " at flat index " + std::to_string(i) + ", beyond " +
+               bounds.setting + " = " + number_text(bounds.max_abs_weight);
+    }
+  }
+  return "";
+}
+
+// "section.key" -> value line of a resolved pipeline (toml++'s own output:
+// one `key = value` per line under [table] and [[array]] headers; the k-th
+// [[x]] is x.k).
+std::map<std::string, std::string> settings_of(const std::string& toml) {
+  std::map<std::string, std::string> out;
+  std::map<std::string, int> arrays;
+  std::string table;
+  std::size_t at = 0;
+  while (at < toml.size()) {
+    std::size_t end = toml.find('\n', at);
+    if (end == std::string::npos) end = toml.size();
+    std::string line = toml.substr(at, end - at);
+    at = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    if (line.rfind("[[", 0) == 0) {
+      const std::string name = line.substr(2, line.find("]]") - 2);
+      table = name + "." + std::to_string(arrays[name]++);
+    } else if (line[0] == '[') {
+      table = line.substr(1, line.find(']') - 1);
+    } else if (const std::size_t eq = line.find(" = "); eq != std::string::npos) {
+      out[table + "." + line.substr(0, eq)] = line.substr(eq + 3);
+    }
+  }
+  return out;
+}
+
+// The settings whose values differ between the checkpoint's run and the
+// pipeline about to continue it. [runtime] and [record] say how the run runs
+// and is recorded, not what it learns: they may change. A setting only the
+// pipeline has is a newer contra's default, not a change.
+std::vector<std::string> changed_settings(const std::string& was, const std::string& now) {
+  const auto before = settings_of(was), after = settings_of(now);
+  std::vector<std::string> changed;
+  for (const auto& [key, value] : before) {
+    if (key.rfind("runtime.", 0) == 0 || key.rfind("record.", 0) == 0) continue;
+    auto it = after.find(key);
+    if (it == after.end())
+      changed.push_back(key + " = " + value + " in the checkpoint's run, absent now");
+    else if (it->second != value)
+      changed.push_back(key + " = " + value + " in the checkpoint's run, " + it->second + " now");
+  }
+  return changed;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& parts) {
@@ -84,7 +160,7 @@ std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& 
 }
 
 void save_checkpoint(const std::string& path, const TrainerParts& parts, std::int64_t step,
-                     const std::map<std::string, std::string>& metadata) {
+                     const std::map<std::string, std::string>& metadata, const StateBounds& bounds) {
   std::vector<std::pair<std::string, const Tensor*>> tensors;
   const auto state = training_state(parts);
   // Device tensors (a [train] device = "cuda" run) are written from host
@@ -99,6 +175,9 @@ void save_checkpoint(const std::string& path, const TrainerParts& parts, std::in
       tensors.emplace_back(n, &host_copies.back());
     }
   }
+  if (std::string what = divergence(tensors, bounds); !what.empty())
+    throw DivergedState("step " + std::to_string(step + 1) + ": " + what + ": the training has diverged, and " + path +
+                        " is not written");
   std::map<std::string, std::string> meta = metadata;
   meta["step"] = std::to_string(step);
   meta["format"] = "contra checkpoint";
@@ -106,9 +185,21 @@ void save_checkpoint(const std::string& path, const TrainerParts& parts, std::in
   write_safetensors(path, tensors, meta);
 }
 
-std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts) {
+std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts, const std::string& pipeline_toml,
+                             const std::string& pipeline_file) {
   SafetensorsFile file = read_safetensors(path);
   const std::int64_t step = step_of(path, file);  // before any state is touched
+  auto recorded = file.metadata.find(checkpoint_pipeline_key);
+  if (!pipeline_toml.empty() && recorded != file.metadata.end()) {
+    const std::vector<std::string> changed = changed_settings(recorded->second, pipeline_toml);
+    if (!changed.empty()) {
+      std::string list;
+      for (std::size_t i = 0; i < changed.size() && i < 5; ++i) list += "\n  " + changed[i];
+      if (changed.size() > 5) list += "\n  (and " + std::to_string(changed.size() - 5) + " more)";
+      throw ConfigError(pipeline_file + " does not match the run that wrote " + path + ":" + list +
+                        "\na changed pipeline is a new run: start it with `contra run FILE`");
+    }
+  }
   restore(path, file, training_state(parts));
   return step;
 }

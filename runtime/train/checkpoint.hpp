@@ -19,14 +19,37 @@ namespace contra::runtime {
 /// "memory.…". Pointers into the live objects.
 std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& parts);
 
-/// Write `parts`' state after global step `step` to `path` atomically.
+/// What a state must hold to become a checkpoint: a guard against promoting
+/// a diverged run to `latest`. Non-finite values are always refused.
+struct StateBounds {
+  /// Largest magnitude of an encoder's or head's parameter or buffer; 0 = no bound.
+  double max_abs_weight = 0;
+  std::string setting;  ///< where the bound is set, for messages: "[record] max_abs_weight"
+};
+
+/// Thrown by save_checkpoint, before anything is written, for a state outside
+/// its StateBounds.
+class DivergedState : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The metadata key holding the resolved pipeline a checkpoint's run trained.
+inline constexpr const char* checkpoint_pipeline_key = "pipeline_toml";
+
+/// Write `parts`' state after global step `step` to `path` atomically, unless
+/// it is outside `bounds` (DivergedState).
 void save_checkpoint(const std::string& path, const TrainerParts& parts, std::int64_t step,
-                     const std::map<std::string, std::string>& metadata);
+                     const std::map<std::string, std::string>& metadata, const StateBounds& bounds = {});
 
 /// Restore `parts`' state in place from `path`; returns the step it was taken
 /// after. Throws DataError naming the file and the tensor when one is missing
-/// or of another shape (a checkpoint of another pipeline).
-std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts);
+/// or of another shape (a checkpoint of another pipeline). With
+/// `pipeline_toml` (the resolved pipeline about to continue, read from
+/// `pipeline_file`), a checkpoint that records another pipeline is refused
+/// (ConfigError naming the settings that differ) before any state is touched.
+std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts, const std::string& pipeline_toml = {},
+                             const std::string& pipeline_file = {});
 
 /// Restore only the encoder's parameters and buffers (for `contra eval`).
 std::int64_t load_encoder(const std::string& path, Encoder& encoder);

@@ -1,21 +1,35 @@
 #include "trainer.hpp"
 
+#include "activity.hpp"
 #include "mining_diagnostics.hpp"
 #include "device/device_ops.hpp"
 
 #include <contra/errors.hpp>
 #include <contra/guard.hpp>
+#include <contra/memory_budget.hpp>
 #include <contra/rng.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <new>
 
 namespace contra::runtime {
 
 namespace {
-// Runs one plugin call, naming the plugin and the call in any error.
+// Runs one plugin call, naming the plugin and the call in any error, and to
+// the stage watchdog while it runs. `label` outlives the call (a member).
 template <class F> decltype(auto) plugin_call(const std::string& label, const char* call, F&& f) {
-  return contra::guarded(label + ": " + call + " failed", std::forward<F>(f));
+  entering_plugin(label, call);
+  // std::bad_alloc, which says nothing, is said as running out of memory,
+  // with what this machine has (a build() or configure() whose own check,
+  // contra/memory_budget.hpp, let a size through, or had none).
+  return contra::guarded(label + ": " + call + " failed", [&]() -> decltype(auto) {
+    try {
+      return std::forward<F>(f)();
+    } catch (const std::bad_alloc&) {
+      throw PluginError(out_of_memory_text());
+    }
+  });
 }
 
 // Throws naming the plugin, the call and the first bad element when an f32

@@ -42,6 +42,30 @@ TEST_CASE("cli: validate opens the data: a missing file is said before any run",
   CHECK_THAT(r.out, Catch::Contains("/nonexistent/x.gz"));
 }
 
+TEST_CASE("cli: validate refuses cifar's label = coarse with variant = cifar10 before opening any file",
+          "[runtime][cli]") {
+  // No data folder: the parameters are refused first, at their key.
+  contra::test::TempDir dir("cli");
+  const std::string file = dir.file("p.toml");
+  contra::test::write_file(file, "[source]\nplugin = \"cifar\"\nfolder = \"no-such-folder\"\nvariant = \"cifar10\"\n"
+                                 "label = \"coarse\"\n[encoder]\nplugin = \"mlp\"\n[loss]\nplugin = \"info_nce\"\n"
+                                 "[optimizer]\nplugin = \"sgd\"\n");
+  const std::string library = std::string(CONTRA_BINARY_DIR) + "/plugins/libcontra_source_cifar.so";
+  contra::test::CommandResult r = run_cli("validate " + file);
+  CHECK(r.status == 1);
+  CHECK(r.out == "source 'cifar' ([source] at " + file + ":1:1, library " + library + "): source plugin 'cifar' (" +
+                     library + ") failed to start: " + file + ":5:1: source.label = \"coarse\" requires "
+                     "source.variant = \"cifar100\"; CIFAR-10 has only one label per image\n");
+  // The same from --set, said at the --set.
+  contra::test::write_file(file, "[source]\nplugin = \"cifar\"\nfolder = \"no-such-folder\"\n[encoder]\n"
+                                 "plugin = \"mlp\"\n[loss]\nplugin = \"info_nce\"\n[optimizer]\nplugin = \"sgd\"\n");
+  contra::test::CommandResult set = run_cli("validate " + file + " --set source.label=coarse");
+  CHECK(set.status == 1);
+  CHECK_THAT(set.out, Catch::EndsWith("failed to start: --set source.label=coarse: source.label = \"coarse\" "
+                                      "requires source.variant = \"cifar100\"; CIFAR-10 has only one label per "
+                                      "image\n"));
+}
+
 TEST_CASE("cli: validate says which precision a run would use, and refuses bf16 where the CPU has none",
           "[runtime][cli]") {
   const std::string file = std::string(CONTRA_SOURCE_DIR) + "/pipelines/fashion_mnist_30min.toml";

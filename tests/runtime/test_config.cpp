@@ -172,6 +172,12 @@ TEST_CASE("settings: the built-in sections decoded once, typed, with 0 threads r
   CHECK(s.data.shard_count == 2);
   CHECK(s.data.skip_errors);
   CHECK(s.data.cache_bytes == 2 << 20);
+  CHECK(s.data.max_skip_fraction == 0.01);
+  CHECK(s.data.max_image_pixels == 67108864);
+  const PipelineSettings set = decode_settings(
+      load_pipeline(dir.file("p.toml"), {"data.max_skip_fraction=0", "data.max_image_pixels=1000"}, reg));
+  CHECK(set.data.max_skip_fraction == 0.0);
+  CHECK(set.data.max_image_pixels == 1000);
   CHECK_FALSE(s.eval.enabled);
   CHECK(s.record.checkpoint_every == 6);
   CHECK(s.record.keep == 3);

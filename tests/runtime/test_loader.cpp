@@ -206,3 +206,40 @@ TEST_CASE("loader: an entry symbol that is null or too small is refused, not fol
   CHECK(error_of(reg, tiny_path) == tiny_path + ": the entry symbol 'contra_plugin_manifest' is 1 byte(s), not the "
                                                 "pointer to a manifest that CONTRA_PLUGIN_LIBRARY exports");
 }
+
+TEST_CASE("loader: a plugin folder that cannot be read is said on stderr and kept as a problem",
+          "[runtime][loader]") {
+  test::TempDir dir("loader");
+  test::write_file(dir.file("file"), "not a folder");
+  std::filesystem::create_symlink(dir.file("loop"), dir.file("loop"));
+  PluginRegistry reg;
+  test::CapturedStderr err;
+  reg.scan_directory(dir.file("missing"));
+  reg.scan_directory(dir.file("file"));
+  reg.scan_directory(dir.file("loop"));
+  const std::string missing = dir.file("missing") +
+                              ": cannot read the plugin folder: No such file or directory; its plugins are not loaded";
+  const std::string file =
+      dir.file("file") + ": cannot read the plugin folder: Not a directory; its plugins are not loaded";
+  const std::string loop = dir.file("loop") +
+                           ": cannot read the plugin folder: Too many levels of symbolic links; its plugins are not "
+                           "loaded";
+  CHECK(err.text() == "warning: " + missing + "\nwarning: " + file + "\nwarning: " + loop + "\n");
+  REQUIRE(reg.problems().size() == 3);
+  CHECK(reg.problems()[0].message == missing);
+  CHECK(reg.problems()[1].message == file);
+  CHECK(reg.problems()[2].message == loop);
+  CHECK(reg.problems()[0].library == dir.path() / "missing");
+
+  // A folder without read permission (root reads every folder, so only
+  // another user sees this one).
+  if (::geteuid() != 0) {
+    std::filesystem::create_directories(dir.path() / "locked");
+    std::filesystem::permissions(dir.path() / "locked", std::filesystem::perms::none);
+    test::CapturedStderr locked_err;
+    reg.scan_directory(dir.file("locked"));
+    CHECK(locked_err.text() == "warning: " + dir.file("locked") +
+                                   ": cannot read the plugin folder: Permission denied; its plugins are not loaded\n");
+    std::filesystem::permissions(dir.path() / "locked", std::filesystem::perms::owner_all);
+  }
+}

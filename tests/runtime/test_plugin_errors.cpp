@@ -12,6 +12,7 @@
 #include "cli_runner.hpp"
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <sys/wait.h>
@@ -267,4 +268,47 @@ TEST_CASE("plugin errors: the CLI reports a misbehaving plugin and exits 1 witho
   CHECK_THAT(out, Catch::Contains("loss 'bad_loss' ([loss] at " + file + ":"));
   CHECK_THAT(out, Catch::Contains(", library " + fixture_lib +
                                   "): compute() failed: it threw something that is not a std::exception\n"));
+}
+
+// `text` as a regular expression matching itself.
+std::string literal(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (std::string("\\^$.|?*+()[]{}").find(c) != std::string::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+TEST_CASE("watchdog: a plugin call that does not return stops the run, naming the stage, the step and the call",
+          "[runtime][plugin-errors][watchdog]") {
+  test::TempDir dir("watchdog");
+  const std::string file = dir.file("p.toml");
+  const std::string run_dir = dir.file("run");
+  std::string text;
+  std::string who;  // a pattern
+  auto watched = [](std::string t) { return t.replace(t.find("[runtime]\n"), 10, "[runtime]\nstage_timeout_s = 1\n"); };
+  SECTION("a loss, in the train stage") {
+    text = watched(pipeline(good_encoder, good_miner, "plugin = \"bad_loss\"\nfault = \"hang\""));
+    who = literal("train stage (step 0): " + label({file, ""}, text, "loss", "bad_loss", "loss") + ": compute()");
+  }
+  SECTION("a source, in the load stage") {
+    text = watched(pipeline(good_encoder, good_miner, good_loss));
+    const std::string synthetic = "plugin = \"synthetic\"\nsize = 64\nheight = 8\nwidth = 8";
+    text.replace(text.find(synthetic), synthetic.size(), "plugin = \"bad_source\"\nfault = \"hang\"");
+    // Loads of several steps run at once: any of them may be found first.
+    who = literal("load stage (step ") + "[0-9]+" +
+          literal("): " + label({file, ""}, text, "source", "bad_source", "source"));
+  }
+  test::write_file(file, text);
+  const auto start = std::chrono::steady_clock::now();
+  const test::CommandResult r = test::run_cli("run " + file + " --run-dir " + run_dir, "2>&1 >/dev/null");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  INFO(r.out);
+  CHECK(r.status == 1);
+  CHECK(seconds < 30);  // the plugin's call would last 60 s
+  CHECK_THAT(r.out, Catch::Matches(who + literal(" has not returned after ") + "[12]" +
+                                   literal(" s (over [runtime] stage_timeout_s = 1 s); the run stops, and a resume "
+                                           "continues from its last checkpoint\n")));
+  CHECK_THAT(test::read_file(run_dir + "/summary.json"), Catch::Contains("has not returned after"));
 }

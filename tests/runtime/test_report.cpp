@@ -217,6 +217,36 @@ TEST_CASE("report: a run numbered from 1 (run.json steps_from) and one that fail
   CHECK(r.error == "sample 3 is corrupt");
 }
 
+TEST_CASE("report: figures no integer or chart step can hold are read as missing or drawn, never hang",
+          "[report]") {
+  test::TempDir dir("report-huge");
+  const std::string run = dir.file("r");
+  fs::create_directories(run);
+  test::write_file(run + "/run.json", "{\"pipeline\": \"p\", \"seed\": 1e300}\n");
+  test::write_file(run + "/summary.json", "{\"steps\": -1e300, \"final_loss\": 1}\n");
+  // A diverged loss: near 1e16, where a tick step of 0.5 does not move a double.
+  test::write_file(run + "/metrics.jsonl",
+                   "{\"type\": \"step\", \"step\": 1, \"loss\": 10000000000000000}\n"
+                   "{\"type\": \"step\", \"step\": 2, \"loss\": 10000000000000002}\n"
+                   "{\"type\": \"step\", \"step\": 3, \"lr\": -1.7e308}\n"
+                   "{\"type\": \"step\", \"step\": 4, \"lr\": 1.7e308}\n");
+  const RunData r = read_run(run);
+  CHECK(r.seed == -1);
+  CHECK(r.steps == 0);
+  // Through the CLI, bounded: an endless tick loop is a timeout, not a hung suite.
+  const std::string out = dir.file("report.html");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const std::string memory_limit;  // a sanitizer reserves terabytes of address space at start
+#else
+  const std::string memory_limit = "ulimit -v 4000000; ";
+#endif
+  const auto res = run_shell(memory_limit + "timeout 60 " + std::string(CONTRA_BINARY_DIR) + "/bin/contra report " +
+                             run + " --out " + out + " 2>&1");
+  INFO(res.out);
+  CHECK(res.status == 0);
+  CHECK_THAT(test::read_file(out), Catch::Contains("Training loss per step"));
+}
+
 TEST_CASE("report: runs that differ only by seed form a group, with mean ± sample std per figure", "[report]") {
   std::vector<RunData> runs;
   for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));

@@ -532,3 +532,67 @@ TEST_CASE("run records: checkpoints/latest never leads outside the run folder", 
                           dir.file("checkpoints"));
   }
 }
+
+TEST_CASE("run records: a checkpoints/latest name no file can have is a ConfigError", "[runtime][records]") {
+  test::TempDir dir("latest_name");
+  fs::create_directories(dir.file("checkpoints"));
+  // Longer than NAME_MAX: the file system refuses to look it up.
+  const std::string long_name(300, 'x');
+  test::write_file(dir.file("checkpoints/latest"), long_name + "\n");
+  CHECK_THROWS_AS(RunRecord::latest_checkpoint(dir.path()), ConfigError);
+  CHECK_THROWS_WITH(RunRecord::latest_checkpoint(dir.path()),
+                    Catch::Contains(dir.file("checkpoints/latest") + " names " + long_name + ", which cannot be read"));
+  const char with_nul[] = "step\0-1.safetensors\n";
+  test::write_file(dir.file("checkpoints/latest"), std::string(with_nul, sizeof with_nul - 1));
+  CHECK_THROWS_WITH(RunRecord::latest_checkpoint(dir.path()),
+                    dir.file("checkpoints/latest") + " names step\\0-1.safetensors, which is not a file name in " +
+                        dir.file("checkpoints"));
+}
+
+TEST_CASE("resume: a pipeline.toml changed since its checkpoints is refused, naming what changed",
+          "[runtime][records]") {
+  Fixture fx;
+  const std::string run_dir = fx.dir.file("run");
+  const RunSummary first = fx.run(run_dir, {}, "", 5);
+  const std::string checkpoint = RunRecord::latest_checkpoint(run_dir);
+  const std::string pipeline_file = (fs::path(run_dir) / "pipeline.toml").string();
+  CHECK_THROWS_WITH(fx.run(run_dir, {"optimizer.lr=0.5", "sampler.batch_size=8"}, checkpoint),
+                    pipeline_file + " does not match the run that wrote " + checkpoint +
+                        ":\n  optimizer.lr = 0.001 in the checkpoint's run, 0.5 now"
+                        "\n  sampler.batch_size = 16 in the checkpoint's run, 8 now"
+                        "\na changed pipeline is a new run: start it with `contra run FILE`");
+  // Nothing was recorded by the refused resume; comments and layout are not
+  // changes, and the run goes on.
+  { std::ofstream(pipeline_file, std::ios::app) << "\n# a note\n"; }
+  const RunSummary rest = fx.run(run_dir, {}, checkpoint);
+  CHECK(rest.first_step == first.steps);
+  CHECK(first.steps + rest.steps == 24);
+}
+
+TEST_CASE("checkpoints: a state beyond [record] max_abs_weight stops the run and never becomes latest",
+          "[runtime][records]") {
+  Fixture fx;
+  const std::string run_dir = fx.dir.file("run");
+  // Healthy checkpoints first; then a bound no trained encoder keeps (a
+  // stand-in for a diverged run): [record] may change on a resume.
+  const RunSummary first = fx.run(run_dir, {"record.checkpoint_every=4"}, "", 5);
+  const std::string good = RunRecord::latest_checkpoint(run_dir);
+  const std::int64_t next = (first.steps / 4 + 1) * 4;  // the resumed run's first checkpoint
+  REQUIRE(next < 24);
+  char next_file[64];
+  std::snprintf(next_file, sizeof next_file, "step-%08lld.safetensors", static_cast<long long>(next));
+  try {
+    fx.run(run_dir, {"record.checkpoint_every=4", "record.max_abs_weight=0.001"}, good);
+    FAIL("the run went on");
+  } catch (const DivergedState& e) {
+    const std::string m = e.what();
+    INFO(m);
+    CHECK(m.rfind("step " + std::to_string(next) + ": encoder.", 0) == 0);
+    CHECK_THAT(m, Catch::Contains(", beyond [record] max_abs_weight = 0.001: the training has diverged, and " +
+                                  run_dir + "/checkpoints/" + next_file +
+                                  " is not written; checkpoints/latest still names " + good));
+  }
+  CHECK(RunRecord::latest_checkpoint(run_dir) == good);
+  CHECK_FALSE(fs::exists(run_dir + "/checkpoints/" + next_file));
+  CHECK_THAT(test::read_file(run_dir + "/summary.json"), Catch::Contains("the training has diverged"));
+}

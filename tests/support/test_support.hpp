@@ -4,7 +4,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -57,5 +60,43 @@ inline double numeric_derivative(const std::function<double()>& f, float* x, std
   x[i] = saved;
   return (up - down) / (2 * eps);
 }
+
+/// What is written to stderr (file descriptor 2) while it lives, for tests of
+/// warnings: text() ends the capture and returns what was written.
+class CapturedStderr {
+ public:
+  CapturedStderr() : file_(std::tmpfile()) {
+    REQUIRE(file_ != nullptr);
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    REQUIRE(saved_ >= 0);
+    REQUIRE(::dup2(::fileno(file_), 2) == 2);
+  }
+  ~CapturedStderr() {
+    restore();
+    std::fclose(file_);
+  }
+  CapturedStderr(const CapturedStderr&) = delete;
+  CapturedStderr& operator=(const CapturedStderr&) = delete;
+  std::string text() {
+    restore();
+    std::string s;
+    std::rewind(file_);
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, file_)) s.append(buf, n);
+    return s;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+  }
+  std::FILE* file_;
+  int saved_ = -1;
+};
 
 }  // namespace contra::test

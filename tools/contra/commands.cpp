@@ -160,7 +160,12 @@ int run_command(PipelineArgs pa) {
     if (!pa.resume.empty()) {
       run_dir = pa.resume;
       pa.file = (std::filesystem::path(pa.resume) / "pipeline.toml").string();
-      resume_from = runtime::RunRecord::latest_checkpoint(pa.resume);
+      // Said in the header; the run reads `latest` again once it holds the
+      // folder (another run may hold it now), and says what is wrong then.
+      try {
+        resume_from = runtime::RunRecord::latest_checkpoint(pa.resume);
+      } catch (const ConfigError&) {
+      }
     }
     // A missing GPU is said first, before plugins or data are loaded.
     runtime::require_pipeline_device(pa.file, pa.overrides);
@@ -186,13 +191,14 @@ int run_command(PipelineArgs pa) {
                 spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
                 spec.optimizer.name.c_str());
     if (!run_dir.empty())
-      std::printf("  %s %s\n", resume_from.empty() ? "recording in" : "resuming from", resume_from.empty() ? run_dir.c_str() : resume_from.c_str());
+      std::printf("  %s %s\n", pa.resume.empty() ? "recording in" : "resuming from",
+                  resume_from.empty() ? run_dir.c_str() : resume_from.c_str());
     std::fflush(stdout);
     Progress progress(settings.train.log_every);
     runtime::RunOptions options;
     options.run_dir = run_dir;
     options.overrides = pa.overrides;
-    options.resume_from = resume_from;
+    options.resume_latest = !pa.resume.empty();
     options.stop = &interrupted;
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
@@ -419,11 +425,14 @@ int validate_command(const PipelineArgs& pa) {
     // chains fitted to the images, the trainer built, so that data that
     // cannot be read or an evaluation that cannot run is said now, not when
     // the run starts or after the training it would follow.
-    runtime::check_pipeline(spec, registry);
+    const runtime::MemoryEstimate memory = runtime::check_pipeline(spec, registry);
     const std::string precision = runtime::train_precision_name(spec), setting = runtime::train_precision_setting(spec);
     std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s', precision %s%s)\n", pa.file.c_str(),
                 static_cast<long long>(spec.total_views()), spec.source.name.c_str(), spec.encoder.name.c_str(),
                 spec.loss.name.c_str(), precision.c_str(), setting == precision ? "" : (" from " + setting).c_str());
+    // What it will allocate, one line (memory_estimate.hpp), against what it may.
+    std::printf("%s: memory: %s; this machine has %s\n", pa.file.c_str(), memory.summary().c_str(),
+                runtime::pipeline_memory_budget(memory).text().c_str());
     return 0;
   } catch (const Error& e) {
     print_error(e);

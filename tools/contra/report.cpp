@@ -8,12 +8,14 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 namespace contra::cli {
@@ -124,6 +126,16 @@ void read_metrics(const fs::path& file, RunData& r, double first_step) {
   for (auto& [k, p] : evals) r.eval_curves.emplace_back(k, to_curve(p));
 }
 
+// A figure read as an integer, when it is one an int64_t holds (NaN, 1e300
+// and the like read as missing, as a member of the wrong type does).
+std::optional<std::int64_t> integer_of(double v) {
+  // 2^62 bounds what a seed or step count can be, far inside int64_t: the
+  // cast below never sees a value it cannot hold, whatever the optimiser
+  // makes of the comparison.
+  if (!std::isfinite(v) || std::fabs(v) > 4.6e18) return std::nullopt;
+  return static_cast<std::int64_t>(v);
+}
+
 std::string plugin_names(const fs::path& pipeline_toml) {
   std::error_code ec;
   if (!fs::exists(pipeline_toml, ec)) return "";
@@ -167,7 +179,7 @@ RunData read_run(const fs::path& dir) {
   if (const Json* o = json::find(run, "overrides"); o && o->is_array())
     for (const auto& x : *o)
       if (x.is_string()) r.overrides.push_back(x.get<std::string>());
-  if (double s = json::number_at(run, "seed"); std::isfinite(s)) r.seed = static_cast<std::int64_t>(s);
+  if (auto s = integer_of(json::number_at(run, "seed"))) r.seed = *s;
   r.git_revision = json::string_at(run, "git_revision");
   r.plugins = plugin_names(dir / "pipeline.toml");
 
@@ -179,7 +191,7 @@ RunData read_run(const fs::path& dir) {
     // A run that failed records its error there; it does not count as finished.
     r.error = json::string_at(s, "error");
     r.finished = r.error.empty();
-    if (double v = json::number_at(s, "steps"); std::isfinite(v)) r.steps = static_cast<std::int64_t>(v);
+    if (auto v = integer_of(json::number_at(s, "steps"))) r.steps = *v;
     r.final_loss = json::number_at(s, "final_loss");
     r.images_per_s = json::number_at(s, "images_per_s");
     r.wall_s = json::number_at(s, "wall_s");
@@ -481,9 +493,18 @@ Ticks nice_ticks(double lo, double hi, int target, bool extend) {
   }
   t.lo = lo;
   t.hi = hi;
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
-    t.at.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
-  t.decimals = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
+  // Counted, not accumulated: adding the step to figures far from 0 next to
+  // their spread (a diverged loss near 1e16 changing by 2) leaves them
+  // unchanged, and a spread beyond a double's range has no finite step.
+  const double first = std::ceil(lo / step - 1e-9) * step;
+  const double count = std::floor((hi - first) / step + 1e-9) + 1;
+  if (std::isfinite(first) && count >= 1 && count <= 100)
+    for (int i = 0; i < static_cast<int>(count); ++i) {
+      const double v = first + i * step;
+      if (t.at.empty() || v != t.at.back()) t.at.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+    }
+  const double decimals = -std::floor(std::log10(step) + 1e-9);
+  t.decimals = std::isfinite(decimals) ? static_cast<int>(std::clamp(decimals, 0.0, 20.0)) : 0;
   return t;
 }
 

@@ -1,6 +1,7 @@
 #include "mlp.hpp"
 
 #include <contra/nn/activation.hpp>
+#include <contra/memory_budget.hpp>
 #include <contra/nn/linear.hpp>
 #include <contra/rng.hpp>
 
@@ -20,7 +21,30 @@ contra::Schema Mlp::schema() {
 }
 
 Mlp::Mlp(const contra::Params& p)
-    : hidden_(p.get<std::vector<std::int64_t>>("hidden")), output_(p.get<std::int64_t>("output")) {}
+    : hidden_(p.get<std::vector<std::int64_t>>("hidden")),
+      output_(p.get<std::int64_t>("output")),
+      key_prefix_(p.prefix().empty() ? std::string() : p.prefix() + ".") {}
+
+void Mlp::require_memory(const std::vector<std::int64_t>& widths) const {
+  // Weights, biases and their gradients, f32, before any layer allocates.
+  std::uint64_t params = 0, largest = 0;
+  std::size_t at = 0;
+  for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+    const auto in = static_cast<std::uint64_t>(widths[l]), out = static_cast<std::uint64_t>(widths[l + 1]);
+    const std::uint64_t n = contra::add_bytes(contra::mul_bytes(in, out), out);
+    params = contra::add_bytes(params, n);
+    if (n > largest) largest = n, at = l;
+  }
+  // The key that sets the largest layer: output when it is the last layer's
+  // wider side (or there are no hidden layers), else hidden.
+  const bool output_key = hidden_.empty() || (at + 2 == widths.size() && output_ >= widths[at]);
+  const std::string subject = output_key ? key_prefix_ + "output = " + std::to_string(output_)
+                                         : key_prefix_ + "hidden = " + contra::list_text(hidden_);
+  contra::require_memory(subject, contra::mul_bytes(params, 2 * sizeof(float)), "weights and gradients",
+                         std::to_string(params) + " parameters × 4 B × 2; largest layer fc" + std::to_string(at) + ": " +
+                             std::to_string(widths[at]) + " × " + std::to_string(widths[at + 1]) + ", for inputs " +
+                             input_.str());
+}
 
 void Mlp::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("mlp: build() called twice");
@@ -32,6 +56,7 @@ void Mlp::build(const contra::EncoderContext& ctx) {
   std::vector<std::int64_t> widths{in_dim_};
   widths.insert(widths.end(), hidden_.begin(), hidden_.end());
   widths.push_back(output_);
+  require_memory(widths);
   const std::size_t L = widths.size() - 1;
   for (std::size_t l = 0; l < L; ++l) {
     // Layer l draws its weight, then its bias, from its own stream (nn.Linear's

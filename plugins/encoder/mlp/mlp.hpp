@@ -8,6 +8,7 @@
 #include <contra/tensor.hpp>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace contra::plugins {
@@ -23,8 +24,11 @@ class Mlp final : public contra::Encoder {
   static contra::Schema schema();
   explicit Mlp(const contra::Params& p);
 
-  /// Throws ConfigError for an empty input shape, UsageError when built twice
-  /// (and, from the first forward(), for bf16 on a CPU without it).
+  /// Throws ConfigError for an empty input shape, or for layers whose weights
+  /// and gradients need more memory than this machine has (naming `hidden`
+  /// or `output` and the figure, before allocating any;
+  /// contra/memory_budget.hpp), UsageError when built twice (and, from the
+  /// first forward(), for bf16 on a CPU without it).
   void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return output_; }
   std::vector<contra::Parameter*> parameters() override;
@@ -37,8 +41,11 @@ class Mlp final : public contra::Encoder {
   const contra::Tensor& backward(const contra::Tensor& dy, bool want_input_grad) override;
 
  private:
+  void require_memory(const std::vector<std::int64_t>& widths) const;
+
   std::vector<std::int64_t> hidden_;
   std::int64_t output_;
+  std::string key_prefix_;    // "encoder." or "head.": how messages name the keys
   bool built_ = false;
   contra::Shape input_;       // per-row input shape given to build()
   std::int64_t in_dim_ = 0;   // its element count

@@ -1,5 +1,6 @@
 #include "mlp.hpp"
 
+#include "scoped_env.hpp"
 #include "test_support.hpp"
 
 #include <contra/cpu.hpp>
@@ -320,4 +321,34 @@ TEST_CASE("mlp: bf16 precision stays close to f32 (where the CPU runs bf16)", "[
     INFO(p32[k]->name);
     CHECK(std::sqrt(num / den) < 2e-2);
   }
+}
+
+TEST_CASE("mlp: refuses, before allocating, layers this machine cannot hold, naming the key and the figure",
+          "[plugins][mlp][memory]") {
+  const contra::test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "16GiB");
+  // Bound as the pipeline's [encoder] table is, so that messages name encoder.hidden.
+  auto table = [](std::vector<contra::RawParam> raw) {
+    contra::Diagnostics d;
+    contra::Params p = Mlp::schema().bind(raw, "encoder", {}, d);
+    REQUIRE(d.empty());
+    return p;
+  };
+  // 784·65536 + 65536 + 65536² + 65536 + 65536·128 + 128 parameters.
+  Mlp wide(table({{"hidden", contra::Schema::to_value(std::vector<std::int64_t>{65536, 65536}), {}}}));
+  CHECK_THROWS_WITH(wide.build({{1, 28, 28}, 1}),
+                    "encoder.hidden = [65536, 65536] needs 32.4 GiB of weights and gradients (4354867328 parameters × "
+                    "4 B × 2; largest layer fc1: 65536 × 65536, for inputs [1, 28, 28]); this machine has 16.0 GiB "
+                    "available (CONTRA_MEMORY_AVAILABLE)");
+  CHECK(wide.parameters().empty());  // nothing was allocated
+  // The last layer the largest, and wider than its input: output is named.
+  Mlp flat(table({{"hidden", contra::Schema::to_value(std::vector<std::int64_t>{}), {}},
+                  {"output", contra::Schema::to_value(std::int64_t{65536}), {}}}));
+  CHECK_THROWS_WITH(flat.build({{1, 256, 256}, 1}),
+                    "encoder.output = 65536 needs 32.0 GiB of weights and gradients (4295032832 parameters × 4 B × 2; "
+                    "largest layer fc0: 65536 × 65536, for inputs [1, 256, 256]); this machine has 16.0 GiB available "
+                    "(CONTRA_MEMORY_AVAILABLE)");
+  // Bound without a table (tests, direct use): the schema's name stands for it.
+  CHECK_THROWS_WITH(make({65536, 65536}, 128).build({{784}, 1}),
+                    Catch::StartsWith("mlp.hidden = [65536, 65536] needs 32.4 GiB"));
+  CHECK_NOTHROW(make({512}, 128).build({{1, 28, 28}, 1}));
 }

@@ -2,6 +2,7 @@
 
 #include <contra/nn/activation.hpp>
 #include <contra/nn/batch_norm.hpp>
+#include <contra/memory_budget.hpp>
 #include <contra/nn/linear.hpp>
 
 namespace contra::plugins {
@@ -20,7 +21,8 @@ contra::Schema ProjectionHead::schema() {
 ProjectionHead::ProjectionHead(const contra::Params& p)
     : hidden_(p.get<std::int64_t>("hidden")),
       output_(p.get<std::int64_t>("output")),
-      batch_norm_(p.get<bool>("batch_norm")) {}
+      batch_norm_(p.get<bool>("batch_norm")),
+      key_prefix_(p.prefix().empty() ? std::string() : p.prefix() + ".") {}
 
 void ProjectionHead::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("projection_head: build() called twice");
@@ -29,6 +31,25 @@ void ProjectionHead::build(const contra::EncoderContext& ctx) {
                               "; place it in [head], after an encoder");
   input_ = ctx.input[0];
   const std::int64_t hidden = hidden_ > 0 ? hidden_ : input_;
+  {
+    // fc1 (input × hidden, a bias without batch norm), bn1 (scale, shift and
+    // two running statistics), fc2 (hidden × output + bias): f32 weights and
+    // gradients, checked before any layer allocates.
+    const auto in = static_cast<std::uint64_t>(input_), h = static_cast<std::uint64_t>(hidden),
+               out = static_cast<std::uint64_t>(output_);
+    const std::uint64_t fc1 = contra::mul_bytes(in, h), fc2 = contra::mul_bytes(h, out);
+    const std::uint64_t params = contra::add_bytes(contra::add_bytes(fc1, fc2), h * (batch_norm_ ? 2 : 1) + out);
+    const std::uint64_t bytes = contra::add_bytes(contra::mul_bytes(params, 2 * sizeof(float)),
+                                                  batch_norm_ ? 2 * h * sizeof(float) : 0);
+    const std::string hidden_text = hidden_ > 0 ? std::to_string(hidden_)
+                                                : "0 (the encoder's output width, " + std::to_string(input_) + ")";
+    const std::string subject = fc2 > fc1 && output_ > hidden ? key_prefix_ + "output = " + std::to_string(output_)
+                                                              : key_prefix_ + "hidden = " + hidden_text;
+    contra::require_memory(subject, bytes, "weights and gradients",
+                           std::to_string(params) + " parameters × 4 B × 2; fc1: " + std::to_string(input_) + " × " +
+                               std::to_string(hidden) + ", fc2: " + std::to_string(hidden) + " × " +
+                               std::to_string(output_));
+  }
   contra::Rng init(ctx.seed, 0, 0, 0, 0);
   net_.emplace<Linear>("fc1", input_, hidden, !batch_norm_, init, ctx.precision);
   if (batch_norm_) net_.emplace<BatchNorm>("bn1", hidden);

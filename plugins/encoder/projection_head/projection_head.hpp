@@ -6,6 +6,8 @@
 #include <contra/nn/sequential.hpp>
 #include <contra/plugin.hpp>
 
+#include <string>
+
 namespace contra::plugins {
 
 class ProjectionHead final : public contra::Encoder {
@@ -13,6 +15,9 @@ class ProjectionHead final : public contra::Encoder {
   static contra::Schema schema();
   explicit ProjectionHead(const contra::Params& p);
 
+  /// Throws ConfigError for inputs other than [D], or for layers whose weights
+  /// and gradients need more memory than this machine has (naming `hidden`
+  /// or `output` and the figure, before allocating; contra/memory_budget.hpp).
   void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return output_; }
   std::vector<contra::Parameter*> parameters() override;
@@ -23,6 +28,7 @@ class ProjectionHead final : public contra::Encoder {
  private:
   std::int64_t hidden_, output_;
   bool batch_norm_;
+  std::string key_prefix_;  // "head.": how messages name the keys
   std::int64_t input_ = 0;
   contra::nn::Sequential net_;
   bool built_ = false;

@@ -1,5 +1,7 @@
 #include "resnet18.hpp"
 
+#include <contra/memory_budget.hpp>
+
 namespace contra::plugins {
 
 using namespace contra::nn;
@@ -15,13 +17,23 @@ contra::Schema ResNet18::schema() {
 }
 
 ResNet18::ResNet18(const contra::Params& p)
-    : width_(p.get<std::int64_t>("width")), conv_algorithm_(conv_algorithm_of(p)) {}
+    : width_(p.get<std::int64_t>("width")),
+      conv_algorithm_(conv_algorithm_of(p)),
+      key_prefix_(p.prefix().empty() ? std::string() : p.prefix() + ".") {}
 
 void ResNet18::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("resnet18: build() called twice");
   if (ctx.input.rank() != 3)
     throw contra::ConfigError("resnet18: takes images [C, H, W], got inputs of shape " + ctx.input.str());
   channels_ = ctx.input[0];
+  // f32 weights and gradients, and the running statistics, before any layer allocates.
+  const ResNet18Size size = resnet18_size(channels_, width_);
+  contra::require_memory(key_prefix_ + "width = " + std::to_string(width_),
+                         contra::add_bytes(contra::mul_bytes(size.parameters, 2 * sizeof(float)),
+                                           contra::mul_bytes(size.buffers, sizeof(float))),
+                         "weights and gradients",
+                         std::to_string(size.parameters) + " parameters × 4 B × 2, for " + std::to_string(channels_) +
+                             "-channel images");
   build_resnet18<CpuLayers>(net_, channels_, width_, conv_algorithm_, ctx);
   built_ = true;
 }

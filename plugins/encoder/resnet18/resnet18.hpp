@@ -14,6 +14,7 @@
 #include "../conv_algorithm.hpp"
 
 #include <memory>
+#include <string>
 
 namespace contra::plugins {
 
@@ -35,6 +36,9 @@ class ResNet18 final : public contra::Encoder {
   static contra::Schema schema();
   explicit ResNet18(const contra::Params& p);
 
+  /// Throws ConfigError for inputs other than images [C, H, W], or for a
+  /// `width` whose weights and gradients need more memory than this machine
+  /// has (before allocating; contra/memory_budget.hpp).
   void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return 8 * width_; }
   std::vector<contra::Parameter*> parameters() override;
@@ -45,6 +49,7 @@ class ResNet18 final : public contra::Encoder {
  private:
   std::int64_t width_;
   contra::nn::ConvAlgorithm conv_algorithm_;
+  std::string key_prefix_;  // "encoder.": how messages name the keys
   std::int64_t channels_ = 0;
   contra::nn::Sequential net_;
   contra::Tensor nhwc_, dx_;

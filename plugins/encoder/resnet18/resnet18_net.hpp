@@ -70,6 +70,43 @@ class BasicBlockOf final : public contra::nn::Layer {
   contra::Tensor sum_, dx_;
 };
 
+/// Parameters of build_resnet18() (weights, batch-norm scales and shifts),
+/// and its batch-norm running statistics, counted without building it: what
+/// the build checks against the machine's memory before allocating.
+struct ResNet18Size {
+  std::uint64_t parameters = 0;
+  std::uint64_t buffers = 0;
+};
+inline ResNet18Size resnet18_size(std::int64_t channels, std::int64_t width) {
+  ResNet18Size s;
+  auto conv = [&](std::int64_t in, std::int64_t out, std::int64_t k) {
+    s.parameters += static_cast<std::uint64_t>(in) * static_cast<std::uint64_t>(out) * static_cast<std::uint64_t>(k * k);
+  };
+  auto bn = [&](std::int64_t c) {
+    s.parameters += 2 * static_cast<std::uint64_t>(c);
+    s.buffers += 2 * static_cast<std::uint64_t>(c);
+  };
+  conv(channels, width, 3);
+  bn(width);
+  std::int64_t in = width;
+  for (int stage = 0; stage < 4; ++stage) {
+    const std::int64_t out = width << stage;
+    for (int block = 0; block < 2; ++block) {
+      const std::int64_t from = block == 0 ? in : out;
+      conv(from, out, 3);
+      bn(out);
+      conv(out, out, 3);
+      bn(out);
+      if (block == 0 && (stage != 0 || from != out)) {
+        conv(from, out, 1);
+        bn(out);
+      }
+    }
+    in = out;
+  }
+  return s;
+}
+
 /// Appends the network to `net`: the 3x3 stem (`channels` → `width`), four
 /// stages of two BasicBlocks (width, 2, 4, 8 × width; stride 2 from the
 /// second), the global average pool. Weights drawn from `ctx.seed` in layer order.

@@ -1,6 +1,7 @@
 #include "resnet18.hpp"
 
 #include "layer_check.hpp"
+#include "scoped_env.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -34,4 +35,27 @@ TEST_CASE("resnet18: a tiny one matches finite differences end to end", "[plugin
   // autograd in float64 (test_encoders_vs_torch.cpp).
   o.max_skipped = 0.35;
   test::check_encoder_gradients(net, test::random_tensor({16, 3, 8, 8}, 8), o);
+}
+
+TEST_CASE("resnet18: its size is counted without building it, and a width this machine cannot hold is refused",
+          "[plugins][resnet18][memory]") {
+  for (std::int64_t width : {2, 8, 64})
+    for (std::int64_t channels : {1, 3}) {
+      ResNet18 net(ResNet18::schema().bind({{"width", width}}));
+      net.build({Shape{channels, 8, 8}, 0});
+      std::uint64_t params = 0, buffers = 0;
+      for (auto* p : net.parameters()) params += static_cast<std::uint64_t>(p->value.numel());
+      for (auto& b : net.buffers()) buffers += static_cast<std::uint64_t>(b.second->numel());
+      const plugins::ResNet18Size size = plugins::resnet18_size(channels, width);
+      CHECK(size.parameters == params);
+      CHECK(size.buffers == buffers);
+    }
+  const test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "16GiB");
+  Diagnostics d;
+  ResNet18 wide(ResNet18::schema().bind({{"width", Schema::to_value(std::int64_t{1024}), {}}}, "encoder", {}, d));
+  REQUIRE(d.empty());
+  CHECK_THROWS_WITH(wide.build({Shape{3, 32, 32}, 0}),
+                    "encoder.width = 1024 needs 21.3 GiB of weights and gradients (2856502272 parameters × 4 B × 2, "
+                    "for 3-channel images); this machine has 16.0 GiB available (CONTRA_MEMORY_AVAILABLE)");
+  CHECK(wide.parameters().empty());
 }

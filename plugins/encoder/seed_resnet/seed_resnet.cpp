@@ -3,6 +3,7 @@
 #include "seed_resnet_net.hpp"
 #include "../conv_algorithm.hpp"
 
+#include <contra/memory_budget.hpp>
 #include <contra/nn/activation.hpp>
 #include <contra/nn/batch_norm.hpp>
 #include <contra/nn/conv2d.hpp>
@@ -47,7 +48,8 @@ SeedResNet::SeedResNet(const contra::Params& p)
     : width_(p.get<std::int64_t>("width")),
       output_(p.get<std::int64_t>("output")),
       pool_grid_(p.get<std::int64_t>("pool_grid")),
-      conv_algorithm_(conv_algorithm_of(p)) {}
+      conv_algorithm_(conv_algorithm_of(p)),
+      key_prefix_(p.prefix().empty() ? std::string() : p.prefix() + ".") {}
 
 void SeedResNet::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("seed_resnet: build() called twice");
@@ -55,6 +57,18 @@ void SeedResNet::build(const contra::EncoderContext& ctx) {
     throw contra::ConfigError("seed_resnet: takes images [C, H, W], got inputs of shape " + ctx.input.str());
   const int cell = seed_resnet_pool_cell(ctx.input, pool_grid_);
   channels_ = ctx.input[0];
+  // f32 weights and gradients, and the running statistics, before any layer
+  // allocates; named by `output` when the linear layer is most of it.
+  const SeedResNetSize size = seed_resnet_size(channels_, width_, output_, pool_grid_);
+  const bool fc = size.fc * 2 > size.parameters;
+  contra::require_memory(
+      fc ? key_prefix_ + "output = " + std::to_string(output_) : key_prefix_ + "width = " + std::to_string(width_),
+      contra::add_bytes(contra::mul_bytes(size.parameters, 2 * sizeof(float)),
+                        contra::mul_bytes(size.buffers, sizeof(float))),
+      "weights and gradients",
+      std::to_string(size.parameters) + " parameters × 4 B × 2, for " + std::to_string(channels_) +
+          "-channel images; the linear layer " + std::to_string(2 * width_ * pool_grid_ * pool_grid_) + " × " +
+          std::to_string(output_));
   build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, conv_algorithm_, ctx);
   built_ = true;
 }

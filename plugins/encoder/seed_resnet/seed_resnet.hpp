@@ -6,6 +6,8 @@
 #include <contra/nn/sequential.hpp>
 #include <contra/plugin.hpp>
 
+#include <string>
+
 namespace contra::plugins {
 
 class SeedResNet final : public contra::Encoder {
@@ -13,6 +15,10 @@ class SeedResNet final : public contra::Encoder {
   static contra::Schema schema();
   explicit SeedResNet(const contra::Params& p);
 
+  /// Throws ConfigError for inputs other than images [C, H, W], a pool_grid
+  /// that does not divide the feature map, or a `width` (or `output`) whose
+  /// weights and gradients need more memory than this machine has (before
+  /// allocating; contra/memory_budget.hpp).
   void build(const contra::EncoderContext& ctx) override;
   std::int64_t output_dim() const override { return output_; }
   std::vector<contra::Parameter*> parameters() override;
@@ -24,6 +30,7 @@ class SeedResNet final : public contra::Encoder {
  private:
   std::int64_t width_, output_, pool_grid_;
   contra::nn::ConvAlgorithm conv_algorithm_;
+  std::string key_prefix_;  // "encoder.": how messages name the keys
   std::int64_t channels_ = 0;
   contra::nn::Sequential net_;
   contra::Tensor nhwc_, dx_;

@@ -27,6 +27,34 @@ inline int seed_resnet_pool_cell(const contra::Shape& input, std::int64_t pool_g
   return static_cast<int>(h / pool_grid);
 }
 
+/// Parameters of build_seed_resnet() (weights, batch-norm scales and shifts,
+/// the linear layer's bias), and its batch-norm running statistics, counted
+/// without building it: what the build checks against the machine's memory
+/// before allocating. `fc` is the linear layer's share of `parameters`.
+struct SeedResNetSize {
+  std::uint64_t parameters = 0;
+  std::uint64_t buffers = 0;
+  std::uint64_t fc = 0;
+};
+inline SeedResNetSize seed_resnet_size(std::int64_t channels, std::int64_t width, std::int64_t output,
+                                       std::int64_t pool_grid) {
+  SeedResNetSize s;
+  auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+  auto conv_bn = [&](std::int64_t in, std::int64_t out) {
+    s.parameters += u(in) * u(out) * 9 + 2 * u(out);
+    s.buffers += 2 * u(out);
+  };
+  const std::int64_t w = width, w2 = 2 * width;
+  conv_bn(channels, w);
+  conv_bn(w, w);
+  conv_bn(w, w);
+  conv_bn(w, w2);
+  conv_bn(w2, w2);
+  s.fc = u(w2) * u(pool_grid * pool_grid) * u(output) + u(output);
+  s.parameters += s.fc;
+  return s;
+}
+
 /// Appends the network to `net`: conv-BN-ReLU stem (`channels` → `width`),
 /// max pool 3/2, two conv-BN-ReLU at `width`, two at 2·`width`, then a
 /// global average pool, or (cell > 0, from seed_resnet_pool_cell()) an

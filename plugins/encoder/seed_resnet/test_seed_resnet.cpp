@@ -1,6 +1,8 @@
 #include "seed_resnet.hpp"
+#include "seed_resnet_net.hpp"
 
 #include "layer_check.hpp"
+#include "scoped_env.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -124,4 +126,36 @@ TEST_CASE("seed_resnet: conv_algorithm direct, winograd and auto compute the sam
   }
   CHECK_THROWS_WITH(SeedResNet::schema().bind({{"conv_algorithm", std::string("fft")}}),
                     Catch::Contains("conv_algorithm") && Catch::Contains("\"auto\", \"direct\" or \"winograd\""));
+}
+
+TEST_CASE("seed_resnet: its size is counted without building it, and one this machine cannot hold is refused",
+          "[plugins][seed_resnet][memory]") {
+  for (std::int64_t width : {2, 16})
+    for (std::int64_t grid : {1, 2}) {
+      SeedResNet net(SeedResNet::schema().bind({{"width", width}, {"output", 24}, {"pool_grid", grid}}));
+      net.build({Shape{3, 8, 8}, 0});
+      std::uint64_t buffers = 0;
+      for (auto& b : net.buffers()) buffers += static_cast<std::uint64_t>(b.second->numel());
+      const plugins::SeedResNetSize size = plugins::seed_resnet_size(3, width, 24, grid);
+      CHECK(size.parameters == static_cast<std::uint64_t>(count(net.parameters())));
+      CHECK(size.buffers == buffers);
+    }
+  const test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "4GiB");
+  auto table = [](std::vector<RawParam> raw) {
+    Diagnostics d;
+    Params p = SeedResNet::schema().bind(raw, "encoder", {}, d);
+    REQUIRE(d.empty());
+    return p;
+  };
+  // 72·4096² convolution weights: width is named.
+  SeedResNet wide(table({{"width", Schema::to_value(std::int64_t{4096}), {}}}));
+  CHECK_THROWS_WITH(wide.build({Shape{1, 28, 28}, 0}),
+                    "encoder.width = 4096 needs 9.0 GiB of weights and gradients (1209102464 parameters × 4 B × 2, "
+                    "for 1-channel images; the linear layer 8192 × 128); this machine has 4.0 GiB available "
+                    "(CONTRA_MEMORY_AVAILABLE)");
+  CHECK(wide.parameters().empty());
+  // A 16 × 16 grid of 128 channels into 65536 outputs: the linear layer is most of it, output is named.
+  SeedResNet fc(table({{"output", Schema::to_value(std::int64_t{65536}), {}},
+                       {"pool_grid", Schema::to_value(std::int64_t{16}), {}}}));
+  CHECK_THROWS_WITH(fc.build({Shape{1, 64, 64}, 0}), Catch::StartsWith("encoder.output = 65536 needs 16.0 GiB"));
 }

@@ -1,5 +1,6 @@
 #include "bank.hpp"
 
+#include <contra/memory_budget.hpp>
 #include <contra/rng.hpp>
 
 #include <algorithm>
@@ -109,6 +110,18 @@ void MemoryBank::configure(const contra::MemoryContext& ctx) {
   if (ctx.labels && static_cast<std::int64_t>(ctx.labels->size()) != ctx.dataset_size)
     throw contra::UsageError("bank: the source has " + std::to_string(ctx.dataset_size) + " samples but " +
                              std::to_string(ctx.labels->size()) + " labels");
+  {
+    // The slots (drawn on the host, then placed on the keys' device), the
+    // ids, labels and counters beside them, before allocating any.
+    const auto n = static_cast<std::uint64_t>(ctx.dataset_size), d = static_cast<std::uint64_t>(ctx.dim);
+    const std::uint64_t per_slot = d * sizeof(float) + 2 * sizeof(std::int64_t) + sizeof(std::int32_t) +
+                                   (negatives_ > 0 ? 1 : 0);
+    contra::require_memory("bank: one slot for each of the data set's " + std::to_string(ctx.dataset_size) +
+                               " samples",
+                           contra::mul_bytes(n, per_slot), "slots",
+                           std::to_string(ctx.dataset_size) + " × (" + std::to_string(ctx.dim) +
+                               " f32 + id, label and counter " + std::to_string(per_slot - d * sizeof(float)) + " B)");
+  }
   size_ = ctx.dataset_size;
   dim_ = ctx.dim;
   seed_ = ctx.seed;

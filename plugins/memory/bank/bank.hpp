@@ -62,8 +62,10 @@ class MemoryBank : public contra::Memory {
   ~MemoryBank() override;
 
   /// Allocates and initialises the slots. Throws ConfigError for an empty
-  /// data set, dim < 1, or negatives > dataset_size; UsageError when the
-  /// labels do not match the data set size.
+  /// data set, dim < 1, negatives > dataset_size, or, before allocating,
+  /// slots that need more memory than this machine has
+  /// (contra/memory_budget.hpp); UsageError when the labels do not match the
+  /// data set size.
   void configure(const contra::MemoryContext& ctx) override;
   /// 0: the bank keeps no momentum encoder; update() gets the encoder's own
   /// embeddings.

@@ -1,5 +1,6 @@
 #include "bank.hpp"
 
+#include <scoped_env.hpp>
 #include <test_support.hpp>
 
 #include <cmath>
@@ -254,4 +255,15 @@ TEST_CASE("bank: misuse and impossible settings are reported", "[plugins][bank]"
   Batch no_ids(1, 1, 2, {1, 0}, {0});
   no_ids.emb.ids = nullptr;
   CHECK_THROWS_WITH(c->update(no_ids.emb), "bank: update() needs Embeddings::ids, the sample id of each of the 1 rows");
+}
+
+TEST_CASE("bank: a data set whose slots this machine cannot hold is refused before allocating",
+          "[plugins][bank][memory]") {
+  const contra::test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "16GiB");
+  MemoryBank b(MemoryBank::schema().bind({}));
+  CHECK_THROWS_WITH(b.configure(MemoryContext{128, 10000000000, nullptr, 0}),
+                    "bank: one slot for each of the data set's 10000000000 samples needs 4.8 TiB of slots "
+                    "(10000000000 × (128 f32 + id, label and counter 20 B)); this machine has 16.0 GiB available "
+                    "(CONTRA_MEMORY_AVAILABLE)");
+  CHECK_NOTHROW(make(0.5, 0, 60000, 128));
 }

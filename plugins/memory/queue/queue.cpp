@@ -1,6 +1,7 @@
 #include "queue.hpp"
 
 #include <contra/l2_normalize.hpp>
+#include <contra/memory_budget.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -42,7 +43,8 @@ QueueMemory::QueueMemory(const contra::Params& p, contra::Device device, QueueKe
     : size_(p.get<std::int64_t>("size")),
       momentum_(p.get<double>("momentum")),
       device_(device),
-      write_keys_(write_keys ? write_keys : &write_keys_on_host) {
+      write_keys_(write_keys ? write_keys : &write_keys_on_host),
+      size_key_(key(p, "size")) {
   if (momentum_ >= 1.0)
     throw contra::ConfigError(located(p, "momentum") + key(p, "momentum") +
                               ": expected a value in [0, 1), found " + num(momentum_));
@@ -51,6 +53,16 @@ QueueMemory::QueueMemory(const contra::Params& p, contra::Device device, QueueKe
 void QueueMemory::configure(const contra::MemoryContext& ctx) {
   if (ctx.dim < 1)
     throw contra::ConfigError("queue: the embedding width must be at least 1, got " + std::to_string(ctx.dim));
+  // Keys (on the host unless the queue lives on a device) and the ids and
+  // labels beside them, before allocating any.
+  const auto k = static_cast<std::uint64_t>(size_), d = static_cast<std::uint64_t>(ctx.dim);
+  const bool host_keys = device_ == contra::Device::cpu;
+  contra::require_memory(
+      size_key_ + " = " + std::to_string(size_),
+      contra::add_bytes(host_keys ? contra::mul_bytes(contra::mul_bytes(k, d), sizeof(float)) : 0,
+                        contra::mul_bytes(k, 2 * sizeof(std::int64_t))),
+      host_keys ? "keys, ids and labels" : "ids and labels (the keys go on the device)",
+      std::to_string(size_) + " × " + (host_keys ? "(" + std::to_string(ctx.dim) + " f32 + 2 i64)" : "2 i64"));
   dim_ = ctx.dim;
   labelled_ = ctx.labels != nullptr;
   keys_ = contra::Tensor::zeros({size_, dim_}, contra::DType::f32, device_);

@@ -35,7 +35,9 @@ class QueueMemory : public contra::Memory {
   explicit QueueMemory(const contra::Params& p, contra::Device device = contra::Device::cpu,
                        QueueKeyWriter write_keys = nullptr);
 
-  /// Allocates the empty queue. Throws ConfigError for dim < 1.
+  /// Allocates the empty queue. Throws ConfigError for dim < 1, or, before
+  /// allocating, for a `size` whose keys, ids and labels need more memory
+  /// than this machine has (contra/memory_budget.hpp).
   void configure(const contra::MemoryContext& ctx) override;
   /// `momentum`: the runtime keeps an EMA copy of the encoder for the keys.
   double encoder_momentum() const override { return momentum_; }
@@ -59,6 +61,7 @@ class QueueMemory : public contra::Memory {
   double momentum_;
   contra::Device device_;
   QueueKeyWriter write_keys_;
+  std::string size_key_;  // "memory.size": how messages name it
   std::int64_t dim_ = 0;  // 0 until configure()
   bool labelled_ = false;
   // The state. ids_/labels_ are the storage the view points at; ids_t_ and

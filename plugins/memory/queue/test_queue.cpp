@@ -1,5 +1,6 @@
 #include "queue.hpp"
 
+#include <scoped_env.hpp>
 #include <test_support.hpp>
 
 #include <cmath>
@@ -247,4 +248,17 @@ TEST_CASE("queue: misuse is reported", "[plugins][queue]") {
   Batch c(1, 2, 3, {1, 0, 0, 0, 1, 0}, {0, 1});
   c.emb.views = 3;
   CHECK_THROWS_WITH(q.update(c.emb), "queue: 2 rows do not split into 3 views");
+}
+
+TEST_CASE("queue: a size this machine cannot hold is refused before allocating, naming the key and the figure",
+          "[plugins][queue][memory]") {
+  const contra::test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "16GiB");
+  contra::Diagnostics d;
+  QueueMemory q(QueueMemory::schema().bind({{"size", contra::Schema::to_value(std::int64_t{10000000000}), {}}},
+                                           "memory", {}, d));
+  REQUIRE(d.empty());
+  CHECK_THROWS_WITH(q.configure(MemoryContext{128, 1000, nullptr, 0}),
+                    "memory.size = 10000000000 needs 4.8 TiB of keys, ids and labels (10000000000 × (128 f32 + 2 "
+                    "i64)); this machine has 16.0 GiB available (CONTRA_MEMORY_AVAILABLE)");
+  CHECK_NOTHROW(make(65536, 128));
 }

@@ -1,5 +1,7 @@
 #include "adam.hpp"
 
+#include <contra/memory_budget.hpp>
+
 #include "../adam_update.hpp"
 
 #include <cstdint>
@@ -29,6 +31,14 @@ Adam::Adam(const contra::Params& p)
       last_lr_(lr_) {}
 
 void Adam::configure(const std::vector<contra::Parameter*>& params) {
+  {
+    // Moment estimates, checked before allocating any.
+    std::uint64_t numel = 0;
+    for (const contra::Parameter* q : params)
+      if (q) numel = contra::add_bytes(numel, static_cast<std::uint64_t>(q->value.numel()));
+    contra::require_memory("adam", contra::mul_bytes(numel, 2 * sizeof(float)), "moment estimates",
+                           "2 × " + std::to_string(numel) + " parameters × 4 B");
+  }
   params_ = params;
   m_.clear();
   v_.clear();

@@ -1,5 +1,7 @@
 #include "adam.hpp"
 
+#include "scoped_env.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -178,4 +180,16 @@ TEST_CASE("adam: misuse is a usage error", "[plugins][adam]") {
   Model m;
   m.w.grad = contra::Tensor::zeros({3}, contra::DType::f32);
   CHECK_THROWS_AS(opt.configure(m.params()), contra::UsageError);
+}
+
+TEST_CASE("adam: moment estimates this machine cannot hold are refused before allocating",
+          "[plugins][adam][memory]") {
+  const contra::test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "16GiB");
+  // 2^40 parameters, described but never touched: the check comes first.
+  float storage = 0;
+  contra::Parameter huge{"w", contra::Tensor::wrap(&storage, {1 << 20, 1 << 20}, contra::DType::f32),
+                         contra::Tensor::wrap(&storage, {1 << 20, 1 << 20}, contra::DType::f32), true};
+  Adam opt(Adam::schema().bind({}));
+  CHECK_THROWS_WITH(opt.configure({&huge}), "adam needs 8.0 TiB of moment estimates (2 × 1099511627776 parameters × "
+                                            "4 B); this machine has 16.0 GiB available (CONTRA_MEMORY_AVAILABLE)");
 }

@@ -1,5 +1,7 @@
 #include "adamw.hpp"
 
+#include <contra/memory_budget.hpp>
+
 #include "../adam_update.hpp"
 
 #include <cstdint>
@@ -30,6 +32,14 @@ AdamW::AdamW(const contra::Params& p)
       last_lr_(lr_) {}
 
 void AdamW::configure(const std::vector<contra::Parameter*>& params) {
+  {
+    // Moment estimates, checked before allocating any.
+    std::uint64_t numel = 0;
+    for (const contra::Parameter* q : params)
+      if (q) numel = contra::add_bytes(numel, static_cast<std::uint64_t>(q->value.numel()));
+    contra::require_memory("adamw", contra::mul_bytes(numel, 2 * sizeof(float)), "moment estimates",
+                           "2 × " + std::to_string(numel) + " parameters × 4 B");
+  }
   params_ = params;
   m_.clear();
   v_.clear();

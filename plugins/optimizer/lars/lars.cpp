@@ -1,5 +1,7 @@
 #include "lars.hpp"
 
+#include <contra/memory_budget.hpp>
+
 #include <cmath>
 #include <cstdint>
 #include <sstream>
@@ -88,6 +90,14 @@ Lars::Lars(const contra::Params& p)
 }
 
 void Lars::configure(const std::vector<contra::Parameter*>& params) {
+  if (momentum_ > 0.0) {
+    // Momentum buffers, checked before allocating any.
+    std::uint64_t numel = 0;
+    for (const contra::Parameter* q : params)
+      if (q) numel = contra::add_bytes(numel, static_cast<std::uint64_t>(q->value.numel()));
+    contra::require_memory("lars", contra::mul_bytes(numel, sizeof(float)), "momentum buffers",
+                           std::to_string(numel) + " parameters × 4 B");
+  }
   params_ = params;
   buffers_.clear();
   buffers_.resize(params_.size());

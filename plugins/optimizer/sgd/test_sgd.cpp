@@ -1,5 +1,7 @@
 #include "sgd.hpp"
 
+#include "scoped_env.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -147,4 +149,18 @@ TEST_CASE("sgd: misuse is a usage error", "[plugins][sgd]") {
   Model m;
   m.w.grad = contra::Tensor::zeros({3}, contra::DType::f32);
   CHECK_THROWS_AS(opt.configure(m.params()), contra::UsageError);
+}
+
+TEST_CASE("sgd: momentum buffers this machine cannot hold are refused before allocating",
+          "[plugins][sgd][memory]") {
+  const contra::test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "16GiB");
+  // 2^40 parameters, described but never touched: the check comes first.
+  float storage = 0;
+  contra::Parameter huge{"w", contra::Tensor::wrap(&storage, {1 << 20, 1 << 20}, contra::DType::f32),
+                         contra::Tensor::wrap(&storage, {1 << 20, 1 << 20}, contra::DType::f32), true};
+  Sgd opt(Sgd::schema().bind({{"momentum", 0.9}}));
+  CHECK_THROWS_WITH(opt.configure({&huge}), "sgd needs 4.0 TiB of momentum buffers (1099511627776 parameters × 4 B); "
+                                            "this machine has 16.0 GiB available (CONTRA_MEMORY_AVAILABLE)");
+  Sgd plain(Sgd::schema().bind({{"momentum", 0.0}}));
+  CHECK_NOTHROW(plain.configure({&huge}));  // no buffers to hold
 }

@@ -33,61 +33,158 @@ std::string hex32(std::uint32_t v) {
   return buf;
 }
 
-/// A file read through zlib, which reads gzip and plain files alike.
+/// A file read plain, or inflated when it starts with the gzip magic 1f 8b.
+/// gzip data may hold several members one after another (what `cat a.gz
+/// b.gz` makes): each is inflated in turn. Anything else after the last
+/// member is refused, naming its offset in the file; zlib's gzread would drop
+/// it silently.
 class GzReader {
  public:
   explicit GzReader(const std::string& path) : path_(path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw DataError(path + ": cannot open: " + std::strerror(errno));
     struct stat st {};
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) file_size_ = static_cast<std::uint64_t>(st.st_size);
-    file_ = gzdopen(fd, "rb");
-    if (!file_) {
-      ::close(fd);
+    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) file_size_ = static_cast<std::uint64_t>(st.st_size);
+    // A plain file is read in place from its first byte: only its first two
+    // bytes decide.
+    fill();
+    gzip_ = have_ >= 2 && in_[next_] == 0x1f && in_[next_ + 1] == 0x8b;
+    if (gzip_ && inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK) {
+      ::close(fd_);
       throw DataError(path + ": cannot open: out of memory");
     }
-    gzbuffer(file_, 1u << 17);
   }
-  ~GzReader() { gzclose(file_); }
+  ~GzReader() {
+    if (gzip_) inflateEnd(&z_);
+    ::close(fd_);
+  }
   GzReader(const GzReader&) = delete;
   GzReader& operator=(const GzReader&) = delete;
 
-  /// Reads up to n bytes; fewer only at the end of the data.
+  /// Reads up to n bytes; fewer only at the end of the data (or where gzip
+  /// data is cut short: rest() then says so).
   std::size_t read(void* buf, std::size_t n) {
+    auto* out = static_cast<unsigned char*>(buf);
     std::size_t total = 0;
     while (total < n) {
-      auto chunk = static_cast<unsigned>(std::min<std::size_t>(n - total, 1u << 30));
-      int got = gzread(file_, static_cast<char*>(buf) + total, chunk);
-      if (got < 0) fail();
-      if (got == 0) break;
-      total += static_cast<std::size_t>(got);
+      if (!gzip_) {
+        if (!fill()) break;
+        const std::size_t k = std::min(n - total, have_);
+        std::memcpy(out + total, in_ + next_, k);
+        consume(k);
+        total += k;
+        continue;
+      }
+      if (member_done_) {
+        // After a member: the end of the file, or another member.
+        if (have_ < 2 && !fill_to(2)) {
+          if (have_ == 0) break;
+          trailing();
+        }
+        if (in_[next_] != 0x1f || in_[next_ + 1] != 0x8b) trailing();
+        inflateReset(&z_);
+        member_done_ = false;
+      }
+      // inflate may hold output back for want of room: it is called even
+      // when no input is left.
+      const bool eof = !fill();
+      z_.next_in = in_ + next_;
+      z_.avail_in = static_cast<uInt>(have_);
+      z_.next_out = out + total;
+      z_.avail_out = static_cast<uInt>(std::min<std::size_t>(n - total, 1u << 30));
+      const uInt out_before = z_.avail_out;
+      const int rc = inflate(&z_, Z_NO_FLUSH);
+      const std::size_t used = have_ - z_.avail_in, made = out_before - z_.avail_out;
+      consume(used);
+      total += made;
+      if (rc == Z_STREAM_END) {
+        member_done_ = true;
+        continue;
+      }
+      if (rc == Z_MEM_ERROR) throw DataError(path_ + ": cannot inflate: out of memory");
+      if (rc != Z_OK && rc != Z_BUF_ERROR)
+        throw DataError(path_ + ": corrupt gzip data: " + (z_.msg ? z_.msg : "inflate error " + std::to_string(rc)));
+      if (used == 0 && made == 0 && eof) break;  // cut short: rest() says so
     }
     return total;
+  }
+
+  /// After the last byte the caller wants: nothing may follow but the end of
+  /// the last gzip member (its CRC and length, checked by inflate).
+  std::uint64_t rest() {
+    std::uint64_t extra = 0;
+    unsigned char buf[4096];
+    while (std::size_t got = read(buf, sizeof buf)) extra += got;
+    if (gzip_ && !member_done_ && have_ == 0)
+      throw DataError(path_ + ": truncated gzip data: the file ends after " + std::to_string(offset_) +
+                      " bytes, inside a gzip member (before its CRC and length)");
+    return extra;
   }
 
   /// Bytes left after `consumed` when the file is plain (not gzip) and
   /// regular, so that its length is known without reading it.
   std::optional<std::uint64_t> plain_remaining(std::uint64_t consumed) {
-    if (!file_size_ || gzdirect(file_) == 0) return std::nullopt;
+    if (!file_size_ || gzip_) return std::nullopt;
     return *file_size_ >= consumed ? *file_size_ - consumed : 0;
   }
 
  private:
-  [[noreturn]] void fail() {
-    int err = Z_OK;
-    std::string msg = gzerror(file_, &err);
-    // zlib prefixes its own name for the descriptor ("<fd:3>: ").
-    if (msg.rfind("<fd:", 0) == 0) {
-      auto colon = msg.find(": ");
-      if (colon != std::string::npos) msg = msg.substr(colon + 2);
+  /// Refills the input buffer when it is empty; false at the end of the file.
+  bool fill() {
+    if (have_ > 0) return true;
+    next_ = 0;
+    return fill_to(1);
+  }
+  /// Reads until `want` bytes are buffered (moving what is left to the
+  /// front); false when the file ends first.
+  bool fill_to(std::size_t want) {
+    if (next_ > 0) {
+      std::memmove(in_, in_ + next_, have_);
+      next_ = 0;
     }
-    if (err == Z_ERRNO) throw DataError(path_ + ": cannot read: " + msg);
-    throw DataError(path_ + ": corrupt gzip data: " + msg);
+    while (have_ < want) {
+      const ssize_t got = ::read(fd_, in_ + have_, sizeof in_ - have_);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        throw DataError(path_ + ": cannot read: " + std::strerror(errno));
+      }
+      if (got == 0) return false;
+      have_ += static_cast<std::size_t>(got);
+    }
+    return true;
+  }
+  void consume(std::size_t k) {
+    next_ += k;
+    have_ -= k;
+    offset_ += k;
+  }
+  /// What follows a gzip member that is not another one.
+  [[noreturn]] void trailing() {
+    const std::size_t shown = std::min<std::size_t>(have_, 8);
+    std::string bytes;
+    char hex[4];
+    for (std::size_t i = 0; i < shown; ++i) {
+      std::snprintf(hex, sizeof hex, "%02x", in_[next_ + i]);
+      bytes += (i ? " " : "") + std::string(hex);
+    }
+    std::string what = "bytes starting with " + bytes;
+    if (file_size_ && *file_size_ > offset_) {
+      const std::uint64_t n = *file_size_ - offset_;
+      what = std::to_string(n) + (n == 1 ? " byte, " : " bytes starting with ") + bytes;
+    }
+    throw DataError(path_ + ": trailing garbage at byte offset " + std::to_string(offset_) + " after the gzip data: " +
+                    what + "; expected the end of the file or another gzip member (1f 8b)");
   }
 
   std::string path_;
-  gzFile file_ = nullptr;
+  int fd_ = -1;
   std::optional<std::uint64_t> file_size_;
+  bool gzip_ = false;
+  z_stream z_{};
+  bool member_done_ = false;     // the last member inflated to its end
+  unsigned char in_[1 << 17];    // file bytes in_[next_, next_ + have_) not yet used
+  std::size_t next_ = 0, have_ = 0;
+  std::uint64_t offset_ = 0;     // file bytes used so far
 };
 
 /// Reads exactly `expected` bytes of payload after a header of `header`
@@ -118,10 +215,7 @@ void read_payload(GzReader& f, std::size_t header, std::uint64_t expected, std::
     out.resize(old + got);
     if (got < want) throw DataError(truncated(out.size()));
   }
-  std::uint64_t extra = 0;
-  unsigned char buf[4096];
-  while (std::size_t got = f.read(buf, sizeof buf)) extra += got;
-  if (extra > 0) throw DataError(trailing(extra));
+  if (const std::uint64_t extra = f.rest(); extra > 0) throw DataError(trailing(extra));
 }
 
 std::string plural(std::uint64_t n, const char* one, const char* many) {

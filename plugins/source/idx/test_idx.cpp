@@ -274,3 +274,70 @@ TEST_CASE("idx: reads the Debian Fashion-MNIST training set", "[plugins][idx][da
   CHECK(sum > 0);
   CHECK(src.load(59999, img) == all.back());
 }
+
+namespace {
+std::string gzip_bytes(const TempDir& dir, const std::string& bytes) {
+  write_gzip(dir.file("member.gz"), bytes);
+  return contra::test::read_file(dir.file("member.gz"));
+}
+}  // namespace
+
+TEST_CASE("idx: gzip data of several members is read whole", "[plugins][idx]") {
+  TempDir dir("idx");
+  // `cat a.gz b.gz`: the header and the first image in one member, the rest
+  // in another; the labels in three.
+  const std::string img = image_file(3, 2, 3, three_pixels());
+  write_file(dir.file("img.gz"), gzip_bytes(dir, img.substr(0, 22)) + gzip_bytes(dir, img.substr(22)));
+  const std::string lab = label_file(std::string("\x00\x04\x02", 3));
+  write_file(dir.file("lab.gz"), gzip_bytes(dir, lab.substr(0, 4)) + gzip_bytes(dir, lab.substr(4, 5)) +
+                                     gzip_bytes(dir, lab.substr(9)));
+  check_three(open(dir.file("img.gz"), dir.file("lab.gz")), true);
+  // An empty member between two others changes nothing.
+  write_file(dir.file("img2.gz"),
+             gzip_bytes(dir, img.substr(0, 22)) + gzip_bytes(dir, "") + gzip_bytes(dir, img.substr(22)));
+  check_three(open(dir.file("img2.gz")), false);
+}
+
+TEST_CASE("idx: garbage after the gzip data is refused, naming its offset", "[plugins][idx]") {
+  TempDir dir("idx");
+  const std::string img = gzip_bytes(dir, image_file(3, 2, 3, three_pixels()));
+  write_file(dir.file("img.gz"), img + "garbage!?");
+  CHECK_THROWS_AS(open(dir.file("img.gz")), DataError);
+  CHECK_THROWS_WITH(open(dir.file("img.gz")),
+                    dir.file("img.gz") + ": trailing garbage at byte offset " + std::to_string(img.size()) +
+                        " after the gzip data: 9 bytes starting with 67 61 72 62 61 67 65 21; expected the end of "
+                        "the file or another gzip member (1f 8b)");
+  // One stray byte, and zeros (padding) alike.
+  write_file(dir.file("one.gz"), img + std::string(1, '\0'));
+  CHECK_THROWS_WITH(open(dir.file("one.gz")),
+                    dir.file("one.gz") + ": trailing garbage at byte offset " + std::to_string(img.size()) +
+                        " after the gzip data: 1 byte, 00; expected the end of the file or another gzip member "
+                        "(1f 8b)");
+  // After a second member, the offset is past both.
+  const std::string second = gzip_bytes(dir, "");
+  write_file(dir.file("two.gz"), img + second + std::string(512, '\0'));
+  CHECK_THROWS_WITH(open(dir.file("two.gz")),
+                    dir.file("two.gz") + ": trailing garbage at byte offset " +
+                        std::to_string(img.size() + second.size()) +
+                        " after the gzip data: 512 bytes starting with 00 00 00 00 00 00 00 00; expected the end of "
+                        "the file or another gzip member (1f 8b)");
+  // The label file likewise.
+  write_file(dir.file("img.gz"), img);
+  const std::string lab = gzip_bytes(dir, label_file(std::string("\x00\x04\x02", 3)));
+  write_file(dir.file("lab.gz"), lab + "\n");
+  CHECK_THROWS_WITH(open(dir.file("img.gz"), dir.file("lab.gz")),
+                    dir.file("lab.gz") + ": trailing garbage at byte offset " + std::to_string(lab.size()) +
+                        " after the gzip data: 1 byte, 0a; expected the end of the file or another gzip member "
+                        "(1f 8b)");
+}
+
+TEST_CASE("idx: gzip data cut inside its last member's trailer is refused", "[plugins][idx]") {
+  TempDir dir("idx");
+  const std::string img = gzip_bytes(dir, image_file(3, 2, 3, three_pixels()));
+  // Every pixel is there; the CRC and length that end the member are not.
+  write_file(dir.file("img.gz"), img.substr(0, img.size() - 8));
+  CHECK_THROWS_AS(open(dir.file("img.gz")), DataError);
+  CHECK_THROWS_WITH(open(dir.file("img.gz")),
+                    dir.file("img.gz") + ": truncated gzip data: the file ends after " +
+                        std::to_string(img.size() - 8) + " bytes, inside a gzip member (before its CRC and length)");
+}

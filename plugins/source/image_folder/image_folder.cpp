@@ -38,6 +38,20 @@ std::string key(const contra::Params& p, const char* name) {
   return p.prefix().empty() ? std::string(name) : p.prefix() + "." + name;
 }
 
+/// The key a value came from: the source's own when its table set it, else
+/// [data]'s, which a pipeline passes to the source (or its default, which is
+/// the same).
+std::string data_key(const contra::Params& p, const char* name) {
+  return p.is_set(name) ? key(p, name) : std::string("data.") + name;
+}
+
+/// 0.0312 for 1/32.
+std::string fraction(double f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", f);
+  return buf;
+}
+
 std::string lower(std::string s) {
   for (char& c : s)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
@@ -636,29 +650,43 @@ std::string what_of(const std::string& path, std::int64_t index) {
   return path + ": sample " + std::to_string(index) + ": ";
 }
 
-void check_side(const ImageHeader& h, const std::string& what) {
+/// The largest image a decode may take: width x height, and the key that
+/// sets it, for messages.
+struct PixelLimit {
+  std::int64_t max_pixels;
+  const std::string* key;
+};
+
+void check_side(const ImageHeader& h, const std::string& what, const PixelLimit& limit) {
   if (h.width <= 0 || h.height <= 0 || h.width > ImageFolderSource::max_side ||
       h.height > ImageFolderSource::max_side)
     throw DataError(what + dims(h.width, h.height) + " pixels (width x height), expected at least 1x1 and at most " +
                     std::to_string(ImageFolderSource::max_side) + " on each side");
+  // Before anything is decoded: a decoder's memory grows with the pixels its
+  // header declares, whatever the file's size.
+  if (h.width * h.height > limit.max_pixels)
+    throw DataError(what + dims(h.width, h.height) + " pixels (width x height) is " +
+                    std::to_string(h.width * h.height) + " pixels, more than " + *limit.key + " = " +
+                    std::to_string(limit.max_pixels) + " allows; the image is refused before it is decoded (raise " +
+                    *limit.key + " to read it)");
 }
 
 template <class Reader>
-ImageHeader header_of(Reader& r, const std::string& what) {
+ImageHeader header_of(Reader& r, const std::string& what, const PixelLimit& limit) {
   ImageHeader h = r.header();
-  check_side(h, what);
+  check_side(h, what, limit);
   return h;
 }
 
-ImageHeader read_header(const std::string& path, std::int64_t index) {
+ImageHeader read_header(const std::string& path, std::int64_t index, const PixelLimit& limit) {
   const std::string what = what_of(path, index);
   CFile f(open_file(path, what));
   if (sniff(f.get(), what) == Format::png) {
     PngReader r(f.get(), what);
-    return header_of(r, what);
+    return header_of(r, what, limit);
   }
   JpegReader r(f.get(), what);
-  return header_of(r, what);
+  return header_of(r, what, limit);
 }
 
 /// What load() asks of one decode.
@@ -667,11 +695,12 @@ struct Target {
   std::int64_t size;     // 0: keep the image's size, which must be width x height
   std::int64_t width, height;
   const std::string* size_key;
+  PixelLimit limit;
 };
 
 template <class Reader>
 void decode_with(Reader& r, const std::string& what, const Target& t, contra::Tensor& image) {
-  const ImageHeader h = header_of(r, what);
+  const ImageHeader h = header_of(r, what, t.limit);
   if (t.size == 0 && (h.width != t.width || h.height != t.height))
     throw DataError(what + dims(h.width, h.height) + " pixels (width x height), but the source reports " +
                     dims(t.width, t.height) + " for every image (the file changed after the source was built?); set " +
@@ -750,11 +779,25 @@ contra::Schema ImageFolderSource::schema() {
                          "each image's size, which must then be the same for all")
       .range(0, 16384)
       .add<std::int64_t>("channels", 0, "output channels: 1 (gray), 3 (RGB), or 0 for those of the first image")
-      .range(0, 3);
+      .range(0, 3)
+      .add<std::string>("on_error", "fail",
+                        "an image whose header cannot be read when the source is built (or, with size = 0, whose "
+                        "size differs from the first readable one's) stops it, or is set aside (load() then refuses "
+                        "it); left unset in a pipeline, [data] on_error")
+      .choices({"fail", "skip"})
+      .add<double>("max_skip_fraction", 0.01,
+                   "with on_error = skip: the fraction of the images that may be set aside when the source is "
+                   "built; left unset in a pipeline, [data] max_skip_fraction")
+      .range(0, 1)
+      .add<std::int64_t>("max_image_pixels", std::int64_t(1) << 26,
+                         "an image whose stored width x height is larger is refused before it is decoded; left "
+                         "unset in a pipeline, [data] max_image_pixels")
+      .range(1, std::int64_t(1) << 30);
 }
 
 ImageFolderSource::ImageFolderSource(const contra::Params& p)
-    : folder_(p.path("folder")), size_key_(key(p, "size")), size_(p.get<std::int64_t>("size")) {
+    : folder_(p.path("folder")), size_key_(key(p, "size")), max_pixels_(p.get<std::int64_t>("max_image_pixels")),
+      pixels_key_(data_key(p, "max_image_pixels")), size_(p.get<std::int64_t>("size")) {
   const std::int64_t channels = p.get<std::int64_t>("channels");
   if (channels == 2)
     throw contra::ConfigError(located(p, "channels") + key(p, "channels") +
@@ -866,23 +909,72 @@ ImageFolderSource::ImageFolderSource(const contra::Params& p)
     throw DataError(e.path1().string() + ": cannot read: " + e.code().message());
   }
 
-  // One shape for every image: the first image's header fixes the channels
-  // (and, without `size`, the size every other image must have).
-  const ImageHeader first = read_header(paths_[0], 0);
+  // One shape for every image: the first readable image's header fixes the
+  // channels (and, without `size`, the size every other image must have).
+  // With on_error = "skip" an image that fails here is set aside, keeping its
+  // index: load() refuses it with the reason found now, and the run skips it.
+  const bool skip = p.get<std::string>("on_error") == "skip";
+  const double max_skip = p.get<double>("max_skip_fraction");
+  const PixelLimit limit{max_pixels_, &pixels_key_};
+  const std::size_t n = paths_.size();
+  auto set_aside = [&](std::size_t i, const std::string& why) {
+    if (!skip) throw DataError(why);
+    unreadable_.emplace(static_cast<std::int64_t>(i), why);
+    const auto bad = static_cast<double>(unreadable_.size());
+    if (bad > max_skip * static_cast<double>(n))
+      throw DataError(folder_ + ": " + std::to_string(unreadable_.size()) + " of the " +
+                      plural(n, "image", "images") + " (" + fraction(bad / static_cast<double>(n)) +
+                      " of them) cannot be read, more than " + data_key(p, "max_skip_fraction") + " = " +
+                      fraction(max_skip) + " allows (" + data_key(p, "on_error") + " = \"skip\"); the last: " + why);
+  };
+  std::size_t first_index = 0;
+  ImageHeader first;
+  for (; first_index < n; ++first_index) {
+    try {
+      first = read_header(paths_[first_index], static_cast<std::int64_t>(first_index), limit);
+      break;
+    } catch (const DataError& e) {
+      set_aside(first_index, e.what());
+    }
+  }
+  if (first_index == n)
+    throw DataError(folder_ + ": none of the " + plural(n, "image", "images") + " can be read; the last: " +
+                    unreadable_.rbegin()->second);
   channels_ = channels != 0 ? channels : first.channels;
   if (size_ != 0) {
     height_ = width_ = size_;
-    return;
+  } else {
+    height_ = first.height;
+    width_ = first.width;
+    const std::string first_is =
+        (first_index == 0 ? "the first image, " : "the first readable image, ") + paths_[first_index];
+    for (std::size_t i = first_index + 1; i < n; ++i) {
+      ImageHeader h;
+      try {
+        h = read_header(paths_[i], static_cast<std::int64_t>(i), limit);
+      } catch (const DataError& e) {
+        set_aside(i, e.what());
+        continue;
+      }
+      if (h.width != first.width || h.height != first.height)
+        set_aside(i, what_of(paths_[i], static_cast<std::int64_t>(i)) + dims(h.width, h.height) +
+                         " pixels (width x height), but " + first_is + ", is " + dims(first.width, first.height) +
+                         "; a source reports one shape, so set " + size_key_ + " to resize every image to size x size");
+    }
   }
-  height_ = first.height;
-  width_ = first.width;
-  for (std::size_t i = 1; i < paths_.size(); ++i) {
-    const ImageHeader h = read_header(paths_[i], static_cast<std::int64_t>(i));
-    if (h.width != first.width || h.height != first.height)
-      throw DataError(what_of(paths_[i], static_cast<std::int64_t>(i)) + dims(h.width, h.height) +
-                      " pixels (width x height), but the first image, " + paths_[0] + ", is " +
-                      dims(first.width, first.height) + "; a source reports one shape, so set " + size_key_ +
-                      " to resize every image to size x size");
+  if (!unreadable_.empty()) {
+    // Said once, on stderr: the run goes on without these images.
+    constexpr std::size_t shown = 5;
+    std::string msg = "warning: " + folder_ + ": " + std::to_string(unreadable_.size()) + " of the " +
+                      plural(n, "image", "images") + " cannot be read and will be skipped (" +
+                      data_key(p, "on_error") + " = \"skip\"):\n";
+    std::size_t k = 0;
+    for (const auto& [index, why] : unreadable_) {
+      if (k++ == shown) break;
+      msg += "  " + why + "\n";
+    }
+    if (unreadable_.size() > shown) msg += "  and " + std::to_string(unreadable_.size() - shown) + " more\n";
+    std::fputs(msg.c_str(), stderr);
   }
 }
 
@@ -899,7 +991,9 @@ std::int64_t ImageFolderSource::load(std::int64_t index, contra::Tensor& image) 
     throw DataError(folder_ + ": sample index " + std::to_string(index) + " is out of range for " +
                     plural(paths_.size(), "image", "images"));
   const auto i = static_cast<std::size_t>(index);
-  decode(paths_[i], index, Target{static_cast<int>(channels_), size_, width_, height_, &size_key_}, image);
+  if (const auto bad = unreadable_.find(index); bad != unreadable_.end()) throw DataError(bad->second);
+  decode(paths_[i], index,
+         Target{static_cast<int>(channels_), size_, width_, height_, &size_key_, {max_pixels_, &pixels_key_}}, image);
   return labels_[i];
 }
 

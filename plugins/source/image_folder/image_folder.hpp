@@ -8,6 +8,7 @@
 #include <contra/tensor.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,12 @@ namespace contra::plugins {
 
 /// Lists the images (a scan of `folder`, or the `files` list) at
 /// construction, in a deterministic order, and reads the first image's header
-/// (every header when `size` = 0) to fix the one shape info() reports.
+/// (every header when `size` = 0) to fix the one shape info() reports. With
+/// `on_error = "skip"` an image whose header cannot be read (or whose size
+/// differs, with `size` = 0) is set aside, up to `max_skip_fraction` of them:
+/// it keeps its index, and load() refuses it with the reason found then.
+/// Every decode refuses an image of more than `max_image_pixels` pixels
+/// before decoding it. A pipeline passes these three from [data].
 /// load() opens and decodes one file with libpng or libjpeg; every library
 /// object is local to the call and scratch rows are thread_local, so load()
 /// may run on any number of threads.
@@ -46,6 +52,9 @@ class ImageFolderSource final : public contra::Source {
  private:
   std::string folder_;
   std::string size_key_;             // "source.size", for messages
+  std::int64_t max_pixels_ = 0;      // max_image_pixels
+  std::string pixels_key_;           // the key that set it: "data.max_image_pixels", for messages
+  std::map<std::int64_t, std::string> unreadable_;  // index -> why (on_error = "skip")
   std::vector<std::string> classes_;
   std::vector<std::string> paths_;   // full path of each image
   std::vector<std::int64_t> labels_; // class index of each image

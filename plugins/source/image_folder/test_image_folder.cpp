@@ -774,3 +774,147 @@ TEST_CASE("image_folder: channels = 2 is a configuration error", "[plugins][imag
                     "source.channels = 2: expected 1 (gray), 3 (RGB) or 0 (as the first image)");
   CHECK_THROWS_AS(open(dir.path().string(), {param("channels", std::int64_t{4})}), contra::ConfigError);
 }
+
+namespace {
+
+// A PNG whose header declares width x height and whose image data is a few
+// bytes: what a file of huge, valid dimensions looks like to a header read.
+std::string png_header_only(std::uint32_t width, std::uint32_t height) {
+  auto be = [](std::uint32_t v) {
+    return std::string{char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& data) {
+    const std::string body = type + data;
+    const auto c = static_cast<std::uint32_t>(
+        crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+    return be(static_cast<std::uint32_t>(data.size())) + body + be(c);
+  };
+  const std::string ihdr = be(width) + be(height) + std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit RGB
+  return std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) + chunk("IDAT", std::string("\x78\x9c", 2)) +
+         chunk("IEND", "");
+}
+
+}  // namespace
+
+TEST_CASE("image_folder: an image of more than max_image_pixels pixels is refused before it is decoded",
+          "[plugins][image_folder]") {
+  TempDir dir("imgf");
+  mkdir(dir, "a");
+  // 20000 x 20000 RGB would decode to 1.2 GB; with size = 0 every header is
+  // read when the source is built, and the first is refused there.
+  write_file(dir.file("a/0.png"), png_header_only(20000, 20000));
+  write_file(dir.file("a/1.png"), png_header_only(20000, 20000));
+  CHECK_THROWS_AS(open(dir.path().string()), DataError);
+  CHECK_THROWS_WITH(open(dir.path().string()),
+                    dir.file("a/0.png") + ": sample 0: 20000x20000 pixels (width x height) is 400000000 pixels, more "
+                                          "than data.max_image_pixels = 67108864 allows; the image is refused before "
+                                          "it is decoded (raise data.max_image_pixels to read it)");
+  // Set in the source's own table, the message names that key.
+  CHECK_THROWS_WITH(open(dir.path().string(), {param("max_image_pixels", std::int64_t{1000})}),
+                    dir.file("a/0.png") + ": sample 0: 20000x20000 pixels (width x height) is 400000000 pixels, more "
+                                          "than source.max_image_pixels = 1000 allows; the image is refused before "
+                                          "it is decoded (raise source.max_image_pixels to read it)");
+
+  // With size set only the first header is read: a large image later on is
+  // refused by load(), as a sample that fails to load.
+  TempDir small("imgf");
+  mkdir(small, "a");
+  write_png(small.file("a/0.png"), gray_png(0, 30, 20));  // 600 pixels
+  write_png(small.file("a/1.png"), gray_png(1, 31, 20));  // 620 pixels
+  ImageFolderSource src = open(small.path().string(), {param("size", std::int64_t{8}),
+                                                      param("max_image_pixels", std::int64_t{600})});
+  Tensor img;
+  CHECK_NOTHROW(src.load(0, img));
+  CHECK_THROWS_AS(src.load(1, img), DataError);
+  CHECK_THROWS_WITH(src.load(1, img),
+                    small.file("a/1.png") + ": sample 1: 31x20 pixels (width x height) is 620 pixels, more than "
+                                            "source.max_image_pixels = 600 allows; the image is refused before it is "
+                                            "decoded (raise source.max_image_pixels to read it)");
+}
+
+TEST_CASE("image_folder: on_error = skip sets unreadable images aside when the source is built",
+          "[plugins][image_folder]") {
+  TempDir dir("imgf");
+  mkdir(dir, "a");
+  mkdir(dir, "b");
+  write_file(dir.file("a/0.png"), "hello, world\n");         // not an image: the first file
+  write_png(dir.file("a/1.png"), gray_png(1, 4, 3));         // the first readable one fixes the shape
+  write_png(dir.file("a/2.png"), gray_png(2, 4, 3));
+  write_jpeg(dir.file("b/3.jpg"), 5, 3, 1, JCS_GRAYSCALE, pixels(3, 5, 3, 1));  // another size
+  write_png(dir.file("b/4.png"), gray_png(4, 4, 3));
+  const std::string not_an_image = dir.file("a/0.png") +
+                                   ": sample 0: not a PNG or JPEG image: the file starts with 68 65 6c 6c 6f 2c 20 "
+                                   "77, expected 89 50 4e 47 0d 0a 1a 0a (PNG) or ff d8 ff (JPEG)";
+  const std::string other_size = dir.file("b/3.jpg") +
+                                 ": sample 3: 5x3 pixels (width x height), but the first readable image, " +
+                                 dir.file("a/1.png") +
+                                 ", is 4x3; a source reports one shape, so set source.size to resize every image to "
+                                 "size x size";
+
+  // on_error = "fail" (the default): the first bad file stops it, as before.
+  CHECK_THROWS_WITH(open(dir.path().string()), not_an_image);
+
+  // skip: both are set aside, said once on stderr, and refused by load().
+  contra::test::CapturedStderr err;
+  ImageFolderSource src = open(dir.path().string(), {param("on_error", std::string("skip")),
+                                                    param("max_skip_fraction", 0.5)});
+  CHECK(err.text() == "warning: " + dir.path().string() +
+                          ": 2 of the 5 images cannot be read and will be skipped (source.on_error = \"skip\"):\n  " +
+                          not_an_image + "\n  " + other_size + "\n");
+  CHECK(src.info().size == 5);
+  CHECK(src.info().shape == contra::ImageShape{3, 4, 1});
+  Tensor img;
+  CHECK_THROWS_WITH(src.load(0, img), not_an_image);
+  CHECK_THROWS_WITH(src.load(3, img), other_size);
+  for (std::int64_t i : {1, 2, 4}) CHECK(load(src, i, {3, 4, 1}) == pixels(static_cast<int>(i), 4, 3, 1));
+
+  // More than max_skip_fraction of them: the source is not built, and the
+  // message names the key, the fraction reached and the last file.
+  CHECK_THROWS_AS(open(dir.path().string(), {param("on_error", std::string("skip"))}), DataError);
+  CHECK_THROWS_WITH(open(dir.path().string(), {param("on_error", std::string("skip"))}),
+                    dir.path().string() + ": 1 of the 5 images (0.2 of them) cannot be read, more than "
+                                          "data.max_skip_fraction = 0.01 allows (source.on_error = \"skip\"); the "
+                                          "last: " + not_an_image);
+  CHECK_THROWS_WITH(open(dir.path().string(), {param("on_error", std::string("skip")),
+                                               param("max_skip_fraction", 0.25)}),
+                    dir.path().string() + ": 2 of the 5 images (0.4 of them) cannot be read, more than "
+                                          "source.max_skip_fraction = 0.25 allows (source.on_error = \"skip\"); the "
+                                          "last: " + other_size);
+
+  // With size set only the headers up to the first readable one are read.
+  contra::test::CapturedStderr err2;
+  ImageFolderSource sized = open(dir.path().string(), {param("on_error", std::string("skip")),
+                                                      param("max_skip_fraction", 0.5), param("size", std::int64_t{6})});
+  CHECK(err2.text() == "warning: " + dir.path().string() +
+                           ": 1 of the 5 images cannot be read and will be skipped (source.on_error = \"skip\"):\n  " +
+                           not_an_image + "\n");
+  CHECK(sized.info().shape == contra::ImageShape{6, 6, 1});
+  CHECK_THROWS_WITH(sized.load(0, img), not_an_image);
+  CHECK_NOTHROW(sized.load(3, img));
+}
+
+TEST_CASE("image_folder: the skip warning names the first five images and counts the rest",
+          "[plugins][image_folder]") {
+  TempDir dir("imgf");
+  mkdir(dir, "a");
+  write_png(dir.file("a/00.png"), gray_png(0, 2, 2));
+  for (int i = 1; i <= 7; ++i) write_file(dir.file("a/0" + std::to_string(i) + ".png"), "");
+  contra::test::CapturedStderr err;
+  ImageFolderSource src = open(dir.path().string(), {param("on_error", std::string("skip")),
+                                                    param("max_skip_fraction", 1.0)});
+  std::string want = "warning: " + dir.path().string() +
+                     ": 7 of the 8 images cannot be read and will be skipped (source.on_error = \"skip\"):\n";
+  for (int i = 1; i <= 5; ++i)
+    want += "  " + dir.file("a/0" + std::to_string(i) + ".png") + ": sample " + std::to_string(i) +
+            ": empty file, expected a PNG or JPEG image\n";
+  want += "  and 2 more\n";
+  CHECK(err.text() == want);
+  CHECK(src.info().size == 8);
+
+  // None readable: no shape to report.
+  fs::remove(dir.path() / "a/00.png");
+  CHECK_THROWS_WITH(open(dir.path().string(), {param("on_error", std::string("skip")),
+                                               param("max_skip_fraction", 1.0)}),
+                    dir.path().string() + ": none of the 7 images can be read; the last: " + dir.file("a/07.png") +
+                        ": sample 6: empty file, expected a PNG or JPEG image");
+}
