@@ -7,7 +7,10 @@
 // for AVX-512, AVX2+FMA and the baseline, and the loader picks the best this
 // CPU runs (GCC function multi-versioning). Built for AVX2 or better already
 // (e.g. -march=native), it is compiled once, for that.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+// Not under ThreadSanitizer: the clones' resolver runs while the dynamic
+// linker relocates, before the sanitizer's runtime is there to call.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__) && \
+    !defined(__SANITIZE_THREAD__)
 #define CONTRA_L2_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CONTRA_L2_CLONES

@@ -24,7 +24,10 @@
 // (e.g. -march=native), they are not cloned: GCC does not inline a function
 // of the translation unit's target into a clone of another target, and the
 // exp would become a scalar call per element.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+// Not under ThreadSanitizer: the clones' resolver runs while the dynamic
+// linker relocates, before the sanitizer's runtime is there to call.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__) && \
+    !defined(__SANITIZE_THREAD__)
 #define CONTRA_NCE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CONTRA_NCE_CLONES
