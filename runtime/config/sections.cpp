@@ -1,6 +1,8 @@
 // The built-in sections of a pipeline file, declared once.
 #include "pipeline_spec.hpp"
 
+#include <contra/data_defaults.hpp>
+
 namespace contra::runtime {
 
 Schema pipeline_section_schema() {
@@ -74,17 +76,14 @@ Schema data_section_schema() {
       .add<std::int64_t>("shard_rank", 0, "the shard this run reads, 0-based").at_least(0)
       .add<std::string>("on_error", "fail", "a sample that fails to load stops the run, or is skipped and counted")
       .choices({"fail", "skip"})
-      .add<double>("max_skip_fraction", 0.01,
+      .add<double>("max_skip_fraction", data_defaults::max_skip_fraction,
                    "with on_error = skip: the fraction of the samples in use that may fail to load; one more "
                    "stops the run")
       .range(0, 1)
-      // 8192 x 8192: a decoded RGB image of 192 MiB per data thread. A
-      // decoder's memory grows with the pixels its header declares, not with
-      // the file's size, so the limit is checked before decoding.
-      .add<std::int64_t>("max_image_pixels", std::int64_t(1) << 26,
+      .add<std::int64_t>("max_image_pixels", data_defaults::max_image_pixels,
                          "an image whose stored width x height is larger is refused before it is decoded (a "
                          "source that decodes images takes this limit)")
-      .range(1, std::int64_t(1) << 30)
+      .range(1, data_defaults::max_image_pixels_bound)
       .add<std::int64_t>("cache_mb", 0, "keep decoded images in memory up to this many MiB; 0 = off")
       .range(0, 1 << 20);
 }

@@ -5,6 +5,8 @@
 
 #include "config/pipeline_spec.hpp"
 
+#include <contra/data_defaults.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -39,8 +41,8 @@ struct DataSettings {
   bool random_subset = false;
   std::int64_t shard_count = 1, shard_rank = 0;
   bool skip_errors = false;  ///< on_error = "skip"
-  double max_skip_fraction = 0.01;  ///< of the samples in use, that may be skipped
-  std::int64_t max_image_pixels = std::int64_t(1) << 26;  ///< passed to sources (source_data_keys())
+  double max_skip_fraction = data_defaults::max_skip_fraction;  ///< of the samples in use, that may be skipped
+  std::int64_t max_image_pixels = data_defaults::max_image_pixels;  ///< passed to sources (source_data_keys())
   std::int64_t cache_bytes = 0;
   SourceLocation shard_rank_where;  ///< for the message when shard_rank >= shard_count
 };

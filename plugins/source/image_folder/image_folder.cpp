@@ -1,5 +1,7 @@
 #include "image_folder.hpp"
 
+#include <contra/data_defaults.hpp>
+
 #include <png.h>
 
 #include <cstdio>  // jpeglib.h needs FILE and size_t declared first
@@ -785,14 +787,14 @@ contra::Schema ImageFolderSource::schema() {
                         "size differs from the first readable one's) stops it, or is set aside (load() then refuses "
                         "it); left unset in a pipeline, [data] on_error")
       .choices({"fail", "skip"})
-      .add<double>("max_skip_fraction", 0.01,
+      .add<double>("max_skip_fraction", contra::data_defaults::max_skip_fraction,
                    "with on_error = skip: the fraction of the images that may be set aside when the source is "
                    "built; left unset in a pipeline, [data] max_skip_fraction")
       .range(0, 1)
-      .add<std::int64_t>("max_image_pixels", std::int64_t(1) << 26,
+      .add<std::int64_t>("max_image_pixels", contra::data_defaults::max_image_pixels,
                          "an image whose stored width x height is larger is refused before it is decoded; left "
                          "unset in a pipeline, [data] max_image_pixels")
-      .range(1, std::int64_t(1) << 30);
+      .range(1, contra::data_defaults::max_image_pixels_bound);
 }
 
 ImageFolderSource::ImageFolderSource(const contra::Params& p)
