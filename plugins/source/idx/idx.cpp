@@ -1,5 +1,7 @@
 #include "idx.hpp"
 
+#include <contra/memory_budget.hpp>
+
 #include <zlib.h>
 
 #include <fcntl.h>
@@ -255,6 +257,11 @@ IdxSource::IdxSource(const contra::Params& p)
                       std::to_string(max_side) + " pixels on each side");
     std::uint64_t bytes = std::uint64_t(count) * rows * cols;
     std::string declares = "the header declares " + what + " (" + std::to_string(bytes) + " bytes of pixels)";
+    // gzip data inflates to what it holds, which may be a thousand times the
+    // file: a header declaring more than this machine has is refused first.
+    if (const contra::AvailableMemory avail = contra::available_memory(); bytes > avail.bytes)
+      throw DataError(path + ": " + declares + ", more than this machine has (" + avail.text() +
+                      "): a damaged header, or a data set for a larger machine");
     read_payload(
         f, sizeof h, bytes, pixels_,
         [&](std::uint64_t got) {

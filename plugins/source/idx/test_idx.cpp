@@ -1,5 +1,6 @@
 #include "idx.hpp"
 
+#include <scoped_env.hpp>
 #include <test_support.hpp>
 
 #include <zlib.h>
@@ -340,4 +341,18 @@ TEST_CASE("idx: gzip data cut inside its last member's trailer is refused", "[pl
   CHECK_THROWS_WITH(open(dir.file("img.gz")),
                     dir.file("img.gz") + ": truncated gzip data: the file ends after " +
                         std::to_string(img.size() - 8) + " bytes, inside a gzip member (before its CRC and length)");
+}
+
+TEST_CASE("idx: a gzip header declaring more pixels than the machine has is refused before inflating",
+          "[plugins][idx]") {
+  // 10^6 images of 28x28 in a file of a few hundred bytes: what it would
+  // inflate to is never allocated.
+  const contra::test::ScopedEnv budget("CONTRA_MEMORY_AVAILABLE", "512MiB");
+  TempDir dir("idx");
+  write_gzip(dir.file("img.gz"), image_file(1000000, 28, 28, std::string(100000, '\0')));
+  CHECK_THROWS_AS(open(dir.file("img.gz")), DataError);
+  CHECK_THROWS_WITH(open(dir.file("img.gz")),
+                    dir.file("img.gz") + ": the header declares 1000000 images of 28x28 (784000000 bytes of pixels), "
+                                         "more than this machine has (512 MiB available (CONTRA_MEMORY_AVAILABLE)): a "
+                                         "damaged header, or a data set for a larger machine");
 }
