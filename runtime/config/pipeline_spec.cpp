@@ -649,4 +649,39 @@ std::string resolved_with_defaults(const PipelineSpec& spec) {
   return os.str() + "\n";
 }
 
+namespace {
+// "section.key" -> its value as toml++ writes it; tables and arrays of tables
+// are walked (the k-th [[x]] is x.k), other arrays are one value.
+void flatten(const toml::table& t, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (const auto& [k, node] : t) {
+    const std::string key = prefix + std::string(k.str());
+    if (const toml::table* sub = node.as_table()) {
+      flatten(*sub, key + ".", out);
+    } else if (const toml::array* a = node.as_array(); a && a->is_array_of_tables()) {
+      for (std::size_t i = 0; i < a->size(); ++i) flatten(*a->get(i)->as_table(), key + "." + std::to_string(i) + ".", out);
+    } else {
+      std::ostringstream v;
+      node.visit([&](const auto& x) { v << x; });
+      out[key] = v.str();
+    }
+  }
+}
+}  // namespace
+
+std::vector<std::string> changed_settings(const std::string& was, const std::string& now) {
+  std::map<std::string, std::string> before, after;
+  flatten(toml::parse(was), "", before);
+  flatten(toml::parse(now), "", after);
+  std::vector<std::string> changed;
+  for (const auto& [key, value] : before) {
+    if (key.rfind("runtime.", 0) == 0 || key.rfind("record.", 0) == 0) continue;
+    auto it = after.find(key);
+    if (it == after.end())
+      changed.push_back(key + " = " + value + " in the checkpoint's run, absent now");
+    else if (it->second != value)
+      changed.push_back(key + " = " + value + " in the checkpoint's run, " + it->second + " now");
+  }
+  return changed;
+}
+
 }  // namespace contra::runtime

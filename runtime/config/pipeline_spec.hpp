@@ -129,4 +129,11 @@ const std::vector<std::string>& source_data_keys(bool training_source);
 /// a run folder's pipeline.toml holds. Needs the plugins bound.
 std::string resolved_with_defaults(const PipelineSpec& spec);
 
+/// The settings whose values differ between `was` and `now`, two resolved
+/// pipelines (toml++'s output), as "key = value in the checkpoint's run,
+/// value now". [runtime] and [record] say how a run runs and is recorded, not
+/// what it learns: they are left out. A setting only `now` has is a newer
+/// contra's default, not a change.
+std::vector<std::string> changed_settings(const std::string& was, const std::string& now);
+
 }  // namespace contra::runtime

@@ -150,7 +150,16 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   if (resuming) {
     const std::string from =
         options.resume_latest ? RunRecord::latest_checkpoint(options.run_dir) : options.resume_from;
-    summary.first_step = load_checkpoint(from, p.parts, spec.resolved_toml, spec.file) + 1;
+    // A changed pipeline is a new run, not this one continued.
+    summary.first_step = load_checkpoint(from, p.parts, [&](const std::string& recorded) {
+      const std::vector<std::string> changed = changed_settings(recorded, spec.resolved_toml);
+      if (changed.empty()) return;
+      std::string list;
+      for (std::size_t i = 0; i < changed.size() && i < 5; ++i) list += "\n  " + changed[i];
+      if (changed.size() > 5) list += "\n  (and " + std::to_string(changed.size() - 5) + " more)";
+      throw ConfigError(spec.file + " does not match the run that wrote " + from + ":" + list +
+                        "\na changed pipeline is a new run: start it with `contra run FILE`");
+    }) + 1;
     if (summary.first_step >= total) {
       // A finished run: nothing to train, and its summary and metrics stay.
       summary.already_finished = true;

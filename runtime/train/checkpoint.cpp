@@ -86,50 +86,6 @@ std::string divergence(const std::vector<std::pair<std::string, const Tensor*>>&
   return "";
 }
 
-// "section.key" -> value line of a resolved pipeline (toml++'s own output:
-// one `key = value` per line under [table] and [[array]] headers; the k-th
-// [[x]] is x.k).
-std::map<std::string, std::string> settings_of(const std::string& toml) {
-  std::map<std::string, std::string> out;
-  std::map<std::string, int> arrays;
-  std::string table;
-  std::size_t at = 0;
-  while (at < toml.size()) {
-    std::size_t end = toml.find('\n', at);
-    if (end == std::string::npos) end = toml.size();
-    std::string line = toml.substr(at, end - at);
-    at = end + 1;
-    if (line.empty() || line[0] == '#') continue;
-    if (line.rfind("[[", 0) == 0) {
-      const std::string name = line.substr(2, line.find("]]") - 2);
-      table = name + "." + std::to_string(arrays[name]++);
-    } else if (line[0] == '[') {
-      table = line.substr(1, line.find(']') - 1);
-    } else if (const std::size_t eq = line.find(" = "); eq != std::string::npos) {
-      out[table + "." + line.substr(0, eq)] = line.substr(eq + 3);
-    }
-  }
-  return out;
-}
-
-// The settings whose values differ between the checkpoint's run and the
-// pipeline about to continue it. [runtime] and [record] say how the run runs
-// and is recorded, not what it learns: they may change. A setting only the
-// pipeline has is a newer contra's default, not a change.
-std::vector<std::string> changed_settings(const std::string& was, const std::string& now) {
-  const auto before = settings_of(was), after = settings_of(now);
-  std::vector<std::string> changed;
-  for (const auto& [key, value] : before) {
-    if (key.rfind("runtime.", 0) == 0 || key.rfind("record.", 0) == 0) continue;
-    auto it = after.find(key);
-    if (it == after.end())
-      changed.push_back(key + " = " + value + " in the checkpoint's run, absent now");
-    else if (it->second != value)
-      changed.push_back(key + " = " + value + " in the checkpoint's run, " + it->second + " now");
-  }
-  return changed;
-}
-
 }  // namespace
 
 std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& parts) {
@@ -185,21 +141,13 @@ void save_checkpoint(const std::string& path, const TrainerParts& parts, std::in
   write_safetensors(path, tensors, meta);
 }
 
-std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts, const std::string& pipeline_toml,
-                             const std::string& pipeline_file) {
+std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts,
+                             const std::function<void(const std::string&)>& check_pipeline) {
   SafetensorsFile file = read_safetensors(path);
   const std::int64_t step = step_of(path, file);  // before any state is touched
-  auto recorded = file.metadata.find(checkpoint_pipeline_key);
-  if (!pipeline_toml.empty() && recorded != file.metadata.end()) {
-    const std::vector<std::string> changed = changed_settings(recorded->second, pipeline_toml);
-    if (!changed.empty()) {
-      std::string list;
-      for (std::size_t i = 0; i < changed.size() && i < 5; ++i) list += "\n  " + changed[i];
-      if (changed.size() > 5) list += "\n  (and " + std::to_string(changed.size() - 5) + " more)";
-      throw ConfigError(pipeline_file + " does not match the run that wrote " + path + ":" + list +
-                        "\na changed pipeline is a new run: start it with `contra run FILE`");
-    }
-  }
+  if (auto recorded = file.metadata.find(checkpoint_pipeline_key);
+      check_pipeline && recorded != file.metadata.end())
+    check_pipeline(recorded->second);
   restore(path, file, training_state(parts));
   return step;
 }

@@ -7,6 +7,7 @@
 
 #include "train/trainer.hpp"
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -44,12 +45,11 @@ void save_checkpoint(const std::string& path, const TrainerParts& parts, std::in
 
 /// Restore `parts`' state in place from `path`; returns the step it was taken
 /// after. Throws DataError naming the file and the tensor when one is missing
-/// or of another shape (a checkpoint of another pipeline). With
-/// `pipeline_toml` (the resolved pipeline about to continue, read from
-/// `pipeline_file`), a checkpoint that records another pipeline is refused
-/// (ConfigError naming the settings that differ) before any state is touched.
-std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts, const std::string& pipeline_toml = {},
-                             const std::string& pipeline_file = {});
+/// or of another shape (a checkpoint of another pipeline). `check_pipeline`,
+/// when given, receives the resolved pipeline the checkpoint's run trained
+/// (checkpoint_pipeline_key) before any state is touched, and may throw.
+std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts,
+                             const std::function<void(const std::string&)>& check_pipeline = {});
 
 /// Restore only the encoder's parameters and buffers (for `contra eval`).
 std::int64_t load_encoder(const std::string& path, Encoder& encoder);
