@@ -47,7 +47,7 @@ namespace {
 
 const std::vector<std::string>& known_sections() {
   static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "record", "eval", "plugins", "data",
-                                          "augment",  "source",  "sampler", "encoder",  "head",
+                                          "distributed", "augment",  "source",  "sampler", "encoder",  "head",
                                           "memory",   "miner",   "loss",    "optimizer"};
   return s;
 }
@@ -300,7 +300,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       std::string msg = v.is_table() ? "unknown section [" + name + "]" : "unknown top-level key '" + name + "'";
       std::string hint = closest_match(name, sections);
       if (!hint.empty()) msg += "; did you mean [" + hint + "]?";
-      else msg += "; sections are [pipeline], [runtime], [train], [schedule], [record], [eval], [plugins], [data], [augment], [source], "
+      else msg += "; sections are [pipeline], [runtime], [train], [schedule], [record], [eval], [plugins], [data], [distributed], [augment], [source], "
                   "[sampler], [encoder], [head], [memory], [miner], [loss] and [optimizer]";
       r.error(loc, "", msg);
     } else if (!v.is_table()) {
@@ -340,6 +340,20 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
   spec.augment = bind_section(r, augment_section_schema(), table("augment"), "augment", out, {"chain", "view"});
   spec.data = bind_section(r, data_section_schema(), table("data"), "data", out);
   spec.record = bind_section(r, record_section_schema(), table("record"), "record", out);
+  spec.distributed = bind_section(r, distributed_section_schema(), table("distributed"), "distributed", out);
+  // Which memory a backend's collectives carry is known now: a mismatch
+  // with [train] device is said at its key.
+  try {
+    const std::string backend = spec.distributed.get<std::string>("backend");
+    const bool cuda = pipeline_device(spec) == Device::cuda;
+    if (backend == "nccl" && !cuda)
+      r.error(spec.distributed.where("backend"), "distributed.backend",
+              "\"nccl\" carries GPU memory and needs [train] device = \"cuda\"; a CPU pipeline uses \"mpi\"");
+    else if (backend == "mpi" && cuda)
+      r.error(spec.distributed.where("backend"), "distributed.backend",
+              "\"mpi\" carries host memory; a cuda pipeline uses \"nccl\" (bootstrapped over MPI)");
+  } catch (const UsageError&) {  // [distributed] did not bind: reported already
+  }
 
   // [eval]: the splits to embed, their chain, and the evaluators.
   const toml::table* ev = table("eval");
@@ -624,7 +638,7 @@ std::string resolved_with_defaults(const PipelineSpec& spec) {
   const std::pair<const char*, const Params*> sections[] = {
       {"pipeline", &spec.pipeline}, {"runtime", &spec.runtime}, {"train", &spec.train},
       {"schedule", &spec.schedule}, {"augment", &spec.augment}, {"data", &spec.data},
-      {"record", &spec.record}};
+      {"record", &spec.record}, {"distributed", &spec.distributed}};
   for (const auto& [name, params] : sections) {
     if (!root.contains(name)) root.insert(name, toml::table{});
     if (toml::table* t = root.get_as<toml::table>(name)) add_defaults(*t, *params);
@@ -675,6 +689,8 @@ std::vector<std::string> changed_settings(const std::string& was, const std::str
   std::vector<std::string> changed;
   for (const auto& [key, value] : before) {
     if (key.rfind("runtime.", 0) == 0 || key.rfind("record.", 0) == 0) continue;
+    // How the ranks talk, not what they learn.
+    if (key == "distributed.backend" || key == "distributed.timeout_s" || key == "distributed.bucket_mb") continue;
     auto it = after.find(key);
     if (it == after.end())
       changed.push_back(key + " = " + value + " in the checkpoint's run, absent now");

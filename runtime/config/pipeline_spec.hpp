@@ -49,6 +49,7 @@ struct PipelineSpec {
   Params augment;             ///< [augment] (views)
   Params data;                ///< [data]: subset, shards, error policy, cache
   Params record;              ///< [record]: run directory, checkpoints
+  Params distributed;         ///< [distributed]: data-parallel ranks
   Params eval;                ///< [eval]: when and how to evaluate
   bool has_eval = false;      ///< the pipeline has an [eval] section
   PluginSpec eval_train;      ///< [eval.train] source; name empty = the training [source]
@@ -83,6 +84,7 @@ Schema augment_view_schema();
 Schema data_section_schema();
 Schema record_section_schema();
 Schema eval_section_schema();
+Schema distributed_section_schema();
 
 /// Read `file`, apply `overrides` ("section.key=value", the value in TOML
 /// syntax or else taken as a string), and validate everything that does not
@@ -131,7 +133,8 @@ std::string resolved_with_defaults(const PipelineSpec& spec);
 
 /// The settings whose values differ between `was` and `now`, two resolved
 /// pipelines (toml++'s output), as "key = value in the checkpoint's run,
-/// value now". [runtime] and [record] say how a run runs and is recorded, not
+/// value now". [runtime], [record] and how the ranks talk ([distributed] backend,
+/// timeout_s, bucket_mb) say how a run runs and is recorded, not
 /// what it learns: they are left out. A setting only `now` has is a newer
 /// contra's default, not a change.
 std::vector<std::string> changed_settings(const std::string& was, const std::string& now);

@@ -113,6 +113,26 @@ Schema eval_section_schema() {
       .add<bool>("save_embeddings", false, "write the test split's embeddings as .npy in the run folder");
 }
 
+Schema distributed_section_schema() {
+  return Schema::section("distributed",
+                         "data-parallel training over ranks started by mpirun or srun (docs/distributed.md)")
+      .add<std::string>("backend", "auto",
+                        "collectives: mpi (CPU), nccl (GPU, bootstrapped over MPI), none (one process); auto = "
+                        "none unless a launcher started more than one rank, then nccl for a cuda pipeline, else mpi")
+      .choices({"auto", "none", "mpi", "nccl"})
+      .add<bool>("gather", true,
+                 "all-gather the embeddings (ids, labels, momentum keys) so that the miner and the loss of every "
+                 "rank see the global batch's negatives; false = each rank contrasts its own slice")
+      .add<bool>("sync_batch_norm", false,
+                 "batch-norm statistics over the global batch (SimCLR's global BN); false = over each rank's slice")
+      .add<double>("timeout_s", 600.0,
+                   "a collective waiting longer than this for the other ranks stops the run (a rank hung or "
+                   "lost); 0 = never")
+      .at_least(0.0)
+      .add<std::int64_t>("bucket_mb", 25, "parameter gradients are all-reduced in buckets of this many MiB")
+      .range(1, 4096);
+}
+
 Schema plugins_section_schema() {
   return Schema::section("plugins", "where to find plugin libraries besides the built-in ones")
       .add<std::vector<std::string>>("paths", std::vector<std::string>{},

@@ -1,11 +1,29 @@
 #include "config/settings.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 namespace contra::runtime {
 
-int machine_cores() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+int machine_cores() {
+  const int all = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  int mine = all;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) mine = std::max(1, CPU_COUNT(&set));
+  // Ranks on this machine (mpirun, srun) that were not bound share the cores.
+  int ranks_here = 1;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"})
+    if (const char* v = std::getenv(name)) {
+      ranks_here = std::max(1, std::atoi(v));
+      break;
+    }
+  if (ranks_here > 1 && mine == all) mine = std::max(1, all / ranks_here);
+  return mine;
+}
 
 PipelineSettings decode_settings(const PipelineSpec& spec) {
   PipelineSettings s;
@@ -52,6 +70,13 @@ PipelineSettings decode_settings(const PipelineSpec& spec) {
   s.record.checkpoint_every = spec.record.get<std::int64_t>("checkpoint_every");
   s.record.keep = spec.record.get<std::int64_t>("keep");
   s.record.max_abs_weight = spec.record.get<double>("max_abs_weight");
+
+  const Params& dist = spec.distributed;
+  s.distributed.backend = dist.get<std::string>("backend");
+  s.distributed.gather = dist.get<bool>("gather");
+  s.distributed.sync_batch_norm = dist.get<bool>("sync_batch_norm");
+  s.distributed.timeout_s = dist.get<double>("timeout_s");
+  s.distributed.bucket_bytes = static_cast<std::size_t>(dist.get<std::int64_t>("bucket_mb")) << 20;
   return s;
 }
 

@@ -7,6 +7,7 @@
 
 #include <contra/data_defaults.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -62,6 +63,14 @@ struct RecordSettings {
   double max_abs_weight = 1e6;  ///< divergence guard of checkpoints; 0 = none
 };
 
+struct DistributedSettings {
+  std::string backend = "auto";  ///< as written: auto, none, mpi, nccl (resolved by the run, which knows the launcher)
+  bool gather = true;
+  bool sync_batch_norm = false;
+  double timeout_s = 600;        ///< 0 = never
+  std::size_t bucket_bytes = std::size_t(25) << 20;
+};
+
 struct PipelineSettings {
   std::string name;
   std::uint64_t seed = 0;
@@ -71,12 +80,15 @@ struct PipelineSettings {
   DataSettings data;
   EvalSettings eval;
   RecordSettings record;
+  DistributedSettings distributed;
 };
 
 /// The settings of a spec read_pipeline() accepted.
 PipelineSettings decode_settings(const PipelineSpec& spec);
 
-/// One per core of this machine: what 0 threads in [runtime] means.
+/// What 0 threads in [runtime] means: one per core this process may run on
+/// (its CPU affinity), shared out among the ranks a launcher started on this
+/// machine unless it bound each rank to cores of its own.
 int machine_cores();
 
 }  // namespace contra::runtime

@@ -41,6 +41,10 @@ struct BatchWork {
   double eval_s = 0.0;              ///< seconds the evaluation after this step took
   std::string checkpoint;           ///< written after this step; `latest` once the step is recorded
   bool failed = false;              ///< an earlier stage threw; later stages pass it on
+  /// Data-parallel ranks: planned before the ranks agreed to stop; not
+  /// trained, not reported.
+  bool skipped = false;
+  std::int64_t images = 0;          ///< encoder inputs of the step, over every rank
   /// Device runs: the batch with its images on the device (ids, labels and
   /// counts copied), filled by the to_device stage.
   Batch device_batch;

@@ -12,6 +12,7 @@
 #include "graph/run_stages.hpp"
 #include "graph/source_view.hpp"
 #include "graph/watchdog.hpp"
+#include "distributed/rank_collectives.hpp"
 #include "train/checkpoint.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/trainer.hpp"
@@ -24,6 +25,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 
 namespace contra::runtime {
@@ -90,6 +92,7 @@ void leave_out_evaluation(RunSummary& summary) {
 }  // namespace
 
 MemoryEstimate check_pipeline(const PipelineSpec& spec, const PluginRegistry& reg) {
+  check_distributed(spec);
   const Pipeline p = assemble(spec, reg);
   const SourceView data(p.source, p.settings.data, spec.source.label(), p.settings.seed);
   configure_sampler(p, data);
@@ -111,8 +114,31 @@ MemoryEstimate check_pipeline(const PipelineSpec& spec, const PluginRegistry& re
   return memory;
 }
 
+namespace {
+// Rank 0's string on every rank.
+std::string broadcast_string(Communicator& comm, std::string text) {
+  std::int64_t size = static_cast<std::int64_t>(text.size());
+  comm.broadcast(&size, sizeof size, 0);
+  text.resize(static_cast<std::size_t>(size));
+  comm.broadcast(text.data(), text.size(), 0);
+  return text;
+}
+
+// The buffers of every encoder and head a step runs (batch-norm running
+// statistics), which data-parallel ranks keep equal to rank 0's.
+std::vector<Tensor*> step_buffers(const TrainerParts& parts) {
+  std::vector<Tensor*> out;
+  for (Encoder* e : {parts.encoder.get(), parts.head.get(), parts.momentum_encoder.get(), parts.momentum_head.get()})
+    if (e)
+      for (auto& [name, t] : e->buffers()) out.push_back(t);
+  return out;
+}
+}  // namespace
+
 RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, const RunOptions& options) {
   require_device(spec);  // before any data is touched
+  Communicator* const comm = options.communicator;
+  const bool leader = !comm || comm->rank() == 0;  // records, evaluates, checkpoints
   // [train] device = "cuda": the train step's own stream, current on this
   // thread while the trainer is built, restored, checkpointed and evaluated
   // here, and on the train stage's thread during each step; a copy stage
@@ -141,18 +167,31 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   RunSummary summary;
   summary.data_threads = settings.runtime.data_threads;
   summary.compute_threads = settings.runtime.compute_threads;
+  summary.ranks = comm ? comm->size() : 1;
+  summary.backend = comm ? comm->backend() : "none";
   const bool resuming = options.resume_latest || !options.resume_from.empty();
   std::unique_ptr<RunRecord> record;
   // A resume locks its folder before it reads a checkpoint there: a run
   // holding the folder may be replacing them.
-  if (resuming && !options.run_dir.empty())
-    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, true);
+  if (leader && resuming && !options.run_dir.empty())
+    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, true, summary.backend,
+                                         summary.ranks);
   if (resuming) {
-    const std::string from =
-        options.resume_latest ? RunRecord::latest_checkpoint(options.run_dir) : options.resume_from;
+    std::string from;
+    if (leader) from = options.resume_latest ? RunRecord::latest_checkpoint(options.run_dir) : options.resume_from;
+    // Every rank continues from the checkpoint rank 0 found (the run folder
+    // is on a file system they share).
+    if (comm) from = broadcast_string(*comm, from);
     // A changed pipeline is a new run, not this one continued.
-    summary.first_step = load_checkpoint(from, p.parts, [&](const std::string& recorded) {
-      const std::vector<std::string> changed = changed_settings(recorded, spec.resolved_toml);
+    summary.first_step = load_checkpoint(from, p.parts, [&](const std::map<std::string, std::string>& metadata) {
+      const auto ranks = metadata.find(checkpoint_ranks_key);
+      const std::string was = ranks == metadata.end() ? "1" : ranks->second;
+      if (was != std::to_string(summary.ranks))
+        throw ConfigError(from + " was written by a run of " + was + " data-parallel rank(s); this one has " +
+                          std::to_string(summary.ranks) + ": resume with the same number of ranks");
+      const auto recorded = metadata.find(checkpoint_pipeline_key);
+      if (recorded == metadata.end()) return;
+      const std::vector<std::string> changed = changed_settings(recorded->second, spec.resolved_toml);
       if (changed.empty()) return;
       std::string list;
       for (std::size_t i = 0; i < changed.size() && i < 5; ++i) list += "\n  " + changed[i];
@@ -173,15 +212,30 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   // Evaluation is checked before anything is recorded: a pipeline that
   // cannot evaluate leaves no run folder behind.
   std::unique_ptr<Evaluation> evaluation;
-  if (spec.has_eval) {
+  if (spec.has_eval && leader) {
     evaluation = std::make_unique<Evaluation>(spec, reg);
     evaluation->check();
   }
-  if (!options.run_dir.empty() && !record)
-    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, false);
+  if (leader && !options.run_dir.empty() && !record)
+    record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, false, summary.backend,
+                                         summary.ranks);
   if (record && resuming) record->keep_steps_through(summary.first_step);
   CheckpointWriter checkpoints(record.get(), p.parts, settings.name, spec.resolved_toml, bpe, settings.record.keep,
-                               {settings.record.max_abs_weight, "[record] max_abs_weight"});
+                               {settings.record.max_abs_weight, "[record] max_abs_weight"}, summary.ranks);
+
+  // Data-parallel ranks: the step's collectives, synchronised batch norm,
+  // and the stop they agree on.
+  std::unique_ptr<RankCollectives> collectives;
+  std::unique_ptr<CommBatchStatsReducer> batch_stats;
+  std::atomic<bool> ranks_stopped{false};
+  const double collective_s_before = comm ? comm->collective_seconds() : 0.0;
+  if (comm) {
+    collectives = std::make_unique<RankCollectives>(
+        *comm, DataParallelOptions{settings.distributed.gather, settings.distributed.bucket_bytes},
+        step_buffers(p.parts));
+    trainer->set_collectives(collectives.get());
+    if (settings.distributed.sync_batch_norm) batch_stats = std::make_unique<CommBatchStatsReducer>(*comm);
+  }
 
   const AugmentStage augment(p.views, settings.seed);
   std::unique_ptr<DeviceCopyStage> to_device;
@@ -190,9 +244,11 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
                     .sampler_label = spec.sampler.label(), .schedule = &schedule, .evaluation = evaluation.get(),
                     .checkpoints = &checkpoints, .record = record.get(), .stream = train_stream.get(),
                     .to_device = to_device.get(), .time_device_steps = train_stream && options.time_device_steps,
-                    .on_eval_start = options.on_eval_start},
+                    .on_eval_start = options.on_eval_start, .comm = comm, .collectives = collectives.get(),
+                    .batch_stats = batch_stats.get(), .stop = options.stop, .stopped = &ranks_stopped},
                    settings, bpe, total);
-  PlanStage plan(*p.sampler, spec.sampler.label(), data, bpe, summary.first_step, total, options.stop);
+  PlanStage plan(*p.sampler, spec.sampler.label(), data, bpe, summary.first_step, total,
+                 comm ? &ranks_stopped : options.stop, RankSlice{comm ? comm->rank() : 0, summary.ranks});
   const LoadStage load(data, spec.source.label());
   ReportSink sink(summary, record.get(), checkpoints, options, total);
 
@@ -236,6 +292,19 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   leave_out_evaluation(summary);
   summary.skipped_samples = data.skipped();
   summary.skipped_distinct = data.skipped_distinct();
+  if (comm) {
+    RankFigures mine;
+    mine.rank = comm->rank();
+    mine.steps = summary.steps;
+    mine.wall_s = summary.telemetry.wall_s;
+    for (const auto& st : summary.telemetry.stages) {
+      if (st.name == "train") mine.train_busy_s = st.busy_s, mine.train_idle_s = st.wait_s;
+      if (st.name == "load") mine.load_busy_s = st.busy_s;
+      if (st.name == "augment") mine.augment_busy_s = st.busy_s;
+    }
+    mine.collective_s = comm->collective_seconds() - collective_s_before;
+    summary.rank_figures = gather_rank_figures(*comm, mine);
+  }
   // The final checkpoint: after the last step trained (also when stopped early).
   if (summary.steps > 0) {
     try {
@@ -303,6 +372,25 @@ std::string format_stage_table(const RunSummary& s) {
                 s.telemetry.wall_s, static_cast<long long>(s.steps), s.images_per_s, s.telemetry.max_in_flight,
                 s.data_threads, s.compute_threads);
   out += line;
+  if (s.ranks > 1 && !s.rank_figures.empty()) {
+    // The slowest rank sets the pace; the others wait for it in collectives.
+    const RankFigures* slowest = &s.rank_figures[0];
+    for (const RankFigures& f : s.rank_figures)
+      if (f.train_busy_s - f.collective_s > slowest->train_busy_s - slowest->collective_s) slowest = &f;
+    const double steps = static_cast<double>(std::max<std::int64_t>(1, s.steps));
+    std::snprintf(line, sizeof line, "%d ranks (%s), images/s over all of them; per rank, ms per step:\n", s.ranks,
+                  s.backend.c_str());
+    out += line;
+    std::snprintf(line, sizeof line, "  %-6s %10s %14s %10s %10s\n", "rank", "train", "in collectives", "load",
+                  "augment");
+    out += line;
+    for (const RankFigures& f : s.rank_figures) {
+      std::snprintf(line, sizeof line, "  %-6lld %10.2f %14.2f %10.2f %10.2f%s\n", static_cast<long long>(f.rank),
+                    1e3 * f.train_busy_s / steps, 1e3 * f.collective_s / steps, 1e3 * f.load_busy_s / steps,
+                    1e3 * f.augment_busy_s / steps, &f == slowest ? "  (slowest: the others wait for it)" : "");
+      out += line;
+    }
+  }
   if (s.eval_s > 0) {
     std::snprintf(line, sizeof line, "evaluation %.3f s (in the wall time; not in the train stage's busy time or images/s)\n",
                   s.eval_s);

@@ -2,6 +2,8 @@
 // PipelineSpec -> plugins -> flow graph -> a training run.
 
 #include "config/pipeline_spec.hpp"
+#include "distributed/communicator.hpp"
+#include "graph/data_parallel.hpp"
 #include "graph/executor.hpp"
 #include "graph/memory_estimate.hpp"
 
@@ -54,6 +56,11 @@ struct RunOptions {
   /// [train] device = "cuda": record timed CUDA events around each step on
   /// the train stream (RunSummary::device_step_s). Off by default.
   bool time_device_steps = false;
+  /// This process as one of several data-parallel ranks
+  /// (open_run_communicator()); null = one process. Rank 0 alone records
+  /// the run (run_dir) and evaluates; with resume_latest every rank gets the
+  /// same run_dir, and rank 0 says which checkpoint they all load.
+  Communicator* communicator = nullptr;
 };
 
 struct RunSummary {
@@ -80,6 +87,11 @@ struct RunSummary {
   /// With RunOptions::time_device_steps: seconds from the run's start (the
   /// clock of StepReport::elapsed_s) to the GPU finishing the last step.
   double device_done_s = 0.0;
+  /// Data-parallel runs: the backend, the ranks, and (on rank 0) every
+  /// rank's figures in rank order.
+  std::string backend = "none";
+  int ranks = 1;
+  std::vector<RankFigures> rank_figures;
 };
 
 /// Number of steps the pipeline will run.

@@ -195,7 +195,8 @@ std::string RunRecord::latest_checkpoint(const fs::path& run_dir) {
   return p.string();
 }
 
-RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<std::string>& overrides, bool resuming)
+RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<std::string>& overrides, bool resuming,
+                     const std::string& backend, int ranks)
     : dir_(std::move(dir)) {
   std::error_code ec;
   fs::create_directories(dir_ / "checkpoints", ec);
@@ -214,6 +215,7 @@ RunRecord::RunRecord(fs::path dir, const PipelineSpec& spec, const std::vector<s
                       {"precision", train_precision_name(spec)},
                       {"precision_setting", train_precision_setting(spec)},
                       {"cpu", cpu_capabilities().summary()},
+                      {"distributed", {{"backend", backend}, {"ranks", ranks}}},
                       {"git_revision", CONTRA_GIT_REVISION},
                       {"build", CONTRA_BUILD_FINGERPRINT},
                       {"sdk_version", sdk_version},
@@ -336,6 +338,19 @@ void RunRecord::summary(const RunSummary& s, const std::string& error) {
                   {"skipped_distinct", s.skipped_distinct},
                   {"eval", figures_json(s.eval)},
                   {"stages", std::move(stages)}};
+  if (s.ranks > 1) {
+    Json per_rank = Json::array();
+    for (const RankFigures& f : s.rank_figures)
+      per_rank.push_back({{"rank", f.rank},
+                          {"steps", f.steps},
+                          {"wall_s", json::number(f.wall_s)},
+                          {"train_busy_s", json::number(f.train_busy_s)},
+                          {"train_idle_s", json::number(f.train_idle_s)},
+                          {"load_busy_s", json::number(f.load_busy_s)},
+                          {"augment_busy_s", json::number(f.augment_busy_s)},
+                          {"collective_s", json::number(f.collective_s)}});
+    summary["distributed"] = {{"backend", s.backend}, {"ranks", s.ranks}, {"per_rank", std::move(per_rank)}};
+  }
   if (!s.eval_error.empty()) summary["eval_error"] = s.eval_error;
   if (!error.empty()) summary["error"] = error;
   summary[error.empty() ? "finished" : "failed"] = now_iso();

@@ -31,8 +31,9 @@ class RunRecord {
   /// (an advisory lock on RUN/.lock, held until the record is destroyed or
   /// the process ends): a second run on one folder is refused, naming the
   /// process that holds it.
+  /// run.json names the data-parallel `backend` and its `ranks`.
   RunRecord(std::filesystem::path dir, const PipelineSpec& spec, const std::vector<std::string>& overrides,
-            bool resuming);
+            bool resuming, const std::string& backend = "none", int ranks = 1);
   ~RunRecord();
   RunRecord(const RunRecord&) = delete;
   RunRecord& operator=(const RunRecord&) = delete;

@@ -32,9 +32,9 @@ template <class F> void for_each_item(std::int64_t n, bool parallel, F&& f) {
 
 PlanStage::PlanStage(Sampler& sampler, std::string sampler_label, const SourceView& data,
                      std::int64_t batches_per_epoch, std::int64_t first, std::int64_t total,
-                     const std::atomic<bool>* stop)
+                     const std::atomic<bool>* stop, RankSlice slice)
     : sampler_(sampler), label_(std::move(sampler_label)), data_(data), batches_per_epoch_(batches_per_epoch),
-      next_(first), total_(total), stop_(stop) {}
+      next_(first), total_(total), stop_(stop), slice_(slice) {}
 
 bool PlanStage::operator()(BatchWork& w) {
   if (next_ >= total_ || (stop_ && stop_->load())) return false;
@@ -50,6 +50,16 @@ bool PlanStage::operator()(BatchWork& w) {
       throw PluginError("plan stage: " + label_ + " planned sample " + std::to_string(i) + ", outside the " +
                         std::to_string(data_.size()) + " samples in use");
     i = data_.id(i);  // positions in the [data] view -> sample ids
+  }
+  w.skipped = false;
+  if (slice_.ranks > 1) {
+    const auto n = static_cast<std::int64_t>(w.indices.size()), R = static_cast<std::int64_t>(slice_.ranks);
+    if (n < R)
+      throw PluginError("plan stage: " + label_ + " planned " + std::to_string(n) + " samples" + where +
+                        ", fewer than the " + std::to_string(R) + " data-parallel ranks that share each batch");
+    const std::int64_t begin = n * slice_.rank / R, end = n * (slice_.rank + 1) / R;
+    w.indices.erase(w.indices.begin() + end, w.indices.end());
+    w.indices.erase(w.indices.begin(), w.indices.begin() + begin);
   }
   ++next_;
   return true;
@@ -116,9 +126,9 @@ void LoadStage::operator()(BatchWork& w) const {
 
 CheckpointWriter::CheckpointWriter(RunRecord* record, const TrainerParts& parts, std::string pipeline_name,
                                    std::string pipeline_toml, std::int64_t batches_per_epoch, std::int64_t keep,
-                                   StateBounds bounds)
+                                   StateBounds bounds, int ranks)
     : record_(record), parts_(parts), name_(std::move(pipeline_name)), pipeline_toml_(std::move(pipeline_toml)),
-      batches_per_epoch_(batches_per_epoch), keep_(keep), bounds_(std::move(bounds)) {}
+      batches_per_epoch_(batches_per_epoch), keep_(keep), bounds_(std::move(bounds)), ranks_(ranks) {}
 
 std::string CheckpointWriter::write(std::int64_t step) {
   if (!record_ || step == last_step_) return "";
@@ -127,7 +137,8 @@ std::string CheckpointWriter::write(std::int64_t step) {
     save_checkpoint(path, parts_, step,
                     {{"pipeline", name_},
                      {"epoch", std::to_string(step / batches_per_epoch_)},
-                     {checkpoint_pipeline_key, pipeline_toml_}},
+                     {checkpoint_pipeline_key, pipeline_toml_},
+                     {checkpoint_ranks_key, std::to_string(ranks_)}},
                     bounds_);
   } catch (const DivergedState& e) {
     // What a resume would continue from, said where the run stops.
@@ -152,6 +163,21 @@ TrainStage::TrainStage(Parts parts, const PipelineSettings& settings, std::int64
     : p_(std::move(parts)), settings_(settings), batches_per_epoch_(batches_per_epoch), total_(total) {}
 
 void TrainStage::operator()(BatchWork& w) {
+  if (p_.comm) {
+    // Every rank trains the same steps: a stop asked of any rank (its own
+    // Ctrl-C or SIGTERM) is agreed on before a step, and the rest drain.
+    if (p_.stopped->load()) {
+      w.skipped = true;
+      return;
+    }
+    std::int64_t stop = p_.stop && p_.stop->load() ? 1 : 0;
+    p_.comm->all_reduce(&stop, 1, CommType::i64, ReduceOp::max);
+    if (stop) {
+      p_.stopped->store(true);
+      w.skipped = true;
+      return;
+    }
+  }
   // OpenMP's thread count is per calling thread; the train stage may run on
   // any TBB worker, so set it each time.
   omp_set_num_threads(settings_.runtime.compute_threads);
@@ -166,7 +192,14 @@ void TrainStage::operator()(BatchWork& w) {
       step_events_.emplace_back(std::make_unique<DeviceEvent>(true), std::make_unique<DeviceEvent>(true));
       step_events_.back().first->record(p_.stream->handle());
     }
-    StepOutcome o = p_.trainer->step(batch, w.batch.step, p_.schedule->scale(w.batch.step));
+    StepOutcome o;
+    {
+      // Synchronised batch norm: its statistics summed over the ranks, on this thread, for this step.
+      const ScopedBatchStatsReducer sync_bn(p_.batch_stats);
+      o = p_.trainer->step(batch, w.batch.step, p_.schedule->scale(w.batch.step));
+    }
+    if (p_.collectives) o.loss = p_.collectives->step_loss(o.loss);
+    w.images = p_.trainer->last_embeddings().rows();
     if (p_.time_device_steps) step_events_.back().second->record(p_.stream->handle());
     if (p_.to_device) {
       // The slot's next copy waits for this step on the GPU; its pinned
@@ -233,12 +266,11 @@ ReportSink::ReportSink(RunSummary& summary, RunRecord* record, CheckpointWriter&
     : summary_(summary), record_(record), checkpoints_(checkpoints), options_(options), total_(total) {}
 
 void ReportSink::operator()(BatchWork& w) {
+  if (w.skipped) return;
   RunSummary& s = summary_;
   s.losses.push_back(w.loss);
   s.steps++;
-  std::int64_t images = w.batch.images.dim(0);
-  for (const Tensor& t : w.batch.more_images) images += t.dim(0);
-  s.images += images;
+  s.images += w.images;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   s.eval_s += w.eval_s;
   StepReport r;

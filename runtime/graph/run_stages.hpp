@@ -12,6 +12,7 @@
 
 #include "assembly/pipeline.hpp"
 #include "device/cuda_streams.hpp"
+#include "distributed/rank_collectives.hpp"
 #include "graph/device_copy.hpp"
 #include "graph/evaluation.hpp"
 #include "graph/executor.hpp"
@@ -30,11 +31,18 @@
 
 namespace contra::runtime {
 
+/// This process's place among data-parallel ranks (one process: rank 0 of 1).
+struct RankSlice {
+  int rank = 0, ranks = 1;
+};
+
 class PlanStage {
  public:
   /// Plans steps `first` .. `total` - 1; stops early once `*stop` is true.
+  /// The sampler plans the global batch, as one process would; rank r of R
+  /// keeps its slice, samples [N·r/R, N·(r+1)/R) of the N planned.
   PlanStage(Sampler& sampler, std::string sampler_label, const SourceView& data, std::int64_t batches_per_epoch,
-            std::int64_t first, std::int64_t total, const std::atomic<bool>* stop);
+            std::int64_t first, std::int64_t total, const std::atomic<bool>* stop, RankSlice slice = {});
   bool operator()(BatchWork& w);
 
  private:
@@ -43,6 +51,7 @@ class PlanStage {
   const SourceView& data_;
   std::int64_t batches_per_epoch_, next_, total_;
   const std::atomic<bool>* stop_;
+  RankSlice slice_;
 };
 
 class LoadStage {
@@ -62,8 +71,10 @@ class CheckpointWriter {
   /// `record` may be null (no run folder): nothing is written.
   /// Each checkpoint records `pipeline_toml` (the resolved pipeline) and must
   /// keep within `bounds`.
+  /// `ranks`: the data-parallel ranks training it, kept in each checkpoint.
   CheckpointWriter(RunRecord* record, const TrainerParts& parts, std::string pipeline_name,
-                   std::string pipeline_toml, std::int64_t batches_per_epoch, std::int64_t keep, StateBounds bounds);
+                   std::string pipeline_toml, std::int64_t batches_per_epoch, std::int64_t keep, StateBounds bounds,
+                   int ranks = 1);
   /// Writes the state after `step` to its file, not yet named by `latest`;
   /// returns the file ("" when nothing was written: no run folder, or that
   /// step's file was written already). Throws DivergedState, naming the
@@ -82,6 +93,7 @@ class CheckpointWriter {
   std::string name_, pipeline_toml_;
   std::int64_t batches_per_epoch_, keep_;
   StateBounds bounds_;
+  int ranks_;
   std::int64_t last_step_ = -1;
   std::string last_path_;
 };
@@ -102,6 +114,18 @@ class TrainStage {
     DeviceCopyStage* to_device = nullptr;
     bool time_device_steps = false;
     std::function<void(std::int64_t step)> on_eval_start;
+    /// Data-parallel ranks: the communicator and the step's collectives;
+    /// `batch_stats` is installed during each step ([distributed]
+    /// sync_batch_norm). Null for one process.
+    Communicator* comm = nullptr;
+    RankCollectives* collectives = nullptr;
+    BatchStatsReducer* batch_stats = nullptr;
+    /// Data-parallel ranks stop together: before each step they agree
+    /// whether any was asked to stop (`*stop`, the CLI's Ctrl-C); once they
+    /// have, `*stopped` is set, which the plan stage watches, and the
+    /// batches already planned go through untrained.
+    const std::atomic<bool>* stop = nullptr;
+    std::atomic<bool>* stopped = nullptr;
   };
   TrainStage(Parts parts, const PipelineSettings& settings, std::int64_t batches_per_epoch, std::int64_t total);
   void operator()(BatchWork& w);

@@ -142,12 +142,10 @@ void save_checkpoint(const std::string& path, const TrainerParts& parts, std::in
 }
 
 std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts,
-                             const std::function<void(const std::string&)>& check_pipeline) {
+                             const std::function<void(const std::map<std::string, std::string>&)>& check_run) {
   SafetensorsFile file = read_safetensors(path);
   const std::int64_t step = step_of(path, file);  // before any state is touched
-  if (auto recorded = file.metadata.find(checkpoint_pipeline_key);
-      check_pipeline && recorded != file.metadata.end())
-    check_pipeline(recorded->second);
+  if (check_run) check_run(file.metadata);
   restore(path, file, training_state(parts));
   return step;
 }

@@ -37,6 +37,8 @@ class DivergedState : public Error {
 
 /// The metadata key holding the resolved pipeline a checkpoint's run trained.
 inline constexpr const char* checkpoint_pipeline_key = "pipeline_toml";
+/// The metadata key holding how many data-parallel ranks trained it (absent: one).
+inline constexpr const char* checkpoint_ranks_key = "ranks";
 
 /// Write `parts`' state after global step `step` to `path` atomically, unless
 /// it is outside `bounds` (DivergedState).
@@ -45,11 +47,13 @@ void save_checkpoint(const std::string& path, const TrainerParts& parts, std::in
 
 /// Restore `parts`' state in place from `path`; returns the step it was taken
 /// after. Throws DataError naming the file and the tensor when one is missing
-/// or of another shape (a checkpoint of another pipeline). `check_pipeline`,
-/// when given, receives the resolved pipeline the checkpoint's run trained
-/// (checkpoint_pipeline_key) before any state is touched, and may throw.
-std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts,
-                             const std::function<void(const std::string&)>& check_pipeline = {});
+/// or of another shape (a checkpoint of another pipeline). `check_run`,
+/// when given, receives the checkpoint's metadata (the resolved pipeline its
+/// run trained under checkpoint_pipeline_key, its ranks under
+/// checkpoint_ranks_key) before any state is touched, and may throw.
+std::int64_t load_checkpoint(
+    const std::string& path, const TrainerParts& parts,
+    const std::function<void(const std::map<std::string, std::string>& metadata)>& check_run = {});
 
 /// Restore only the encoder's parameters and buffers (for `contra eval`).
 std::int64_t load_encoder(const std::string& path, Encoder& encoder);

@@ -235,8 +235,9 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   const MemoryView* memory = p_.memory ? &p_.memory->view() : nullptr;
   const Embeddings local{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory};
   // Data-parallel ranks gather the global batch here; a single process sees
-  // its own.
+  // its own. The loss sees it too, unless the ranks contrast their own rows.
   emb_ = collectives_ ? collectives_->gather(local) : local;
+  const bool global_loss = !collectives_ || collectives_->global_negatives();
 
   // Host copies: of the embeddings, for a host miner, the diagnostics, a
   // host memory and the sampler; of a device memory's keys, for a host miner
@@ -257,17 +258,23 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
                          emb_.keys.defined() ? keys_host_ : Tensor(), memory_host};
 
   pairs_.clear();
-  const Embeddings& for_miner = p_.miner_device == Device::cpu ? emb_host_ : emb_;
+  if (!global_loss && local.z.device() != Device::cpu)
+    throw UsageError("train step: ranks contrasting their own rows ([distributed] gather = false) need the "
+                     "embeddings on the host");
+  // What the miner, the loss and the diagnostics see: the (global) batch, or this rank's rows.
+  const Embeddings& for_loss = global_loss ? emb_ : local;
+  const Embeddings& for_miner = !global_loss ? local : p_.miner_device == Device::cpu ? emb_host_ : emb_;
+  const Embeddings& for_diagnostics = global_loss ? emb_host_ : local;
   plugin_call(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
   result_.metrics.clear();
-  plugin_call(p_.loss_label, "compute()", [&] { p_.loss->compute(emb_, pairs_, result_); });
+  plugin_call(p_.loss_label, "compute()", [&] { p_.loss->compute(for_loss, pairs_, result_); });
   if (!std::isfinite(result_.value))
     throw PluginError(p_.loss_label + ": compute() returned a loss that is not finite (" +
                       std::to_string(result_.value) + ") at step " + std::to_string(global_step));
   const Tensor& grad = result_.grad;
-  if (grad.shape() != emb_.z.shape() || grad.dtype() != DType::f32 || grad.device() != p_.device)
+  if (grad.shape() != for_loss.z.shape() || grad.dtype() != DType::f32 || grad.device() != p_.device)
     throw PluginError(p_.loss_label + ": compute() returned a " + dtype_name(grad.dtype()) + " gradient of shape " +
-                      grad.shape().str() + where(grad) + ", expected f32 " + emb_.z.shape().str() +
+                      grad.shape().str() + where(grad) + ", expected f32 " + for_loss.z.shape().str() +
                       on_step_device());
   if (device_ops::count_nonfinite(grad) != 0)
     check_finite(device_ops::to_host(grad), p_.loss_label, "the gradient compute() returned", global_step);
@@ -275,11 +282,11 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   // backward pass may reuse: the diagnostics read them first. A device's
   // copies are the host's own, read while the device works.
   const bool diagnose_first = z_host_.raw() == emb_.z.raw();
-  if (diagnose_first) diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
+  if (diagnose_first) diagnose_mining(for_diagnostics, pairs_, global_step).append_to(result_.metrics);
 
   // This rank's rows of dL/dz: a data-parallel run takes its slice of the
   // global gradient.
-  const Tensor dz_local = collectives_ ? collectives_->local_gradient(grad) : grad;
+  const Tensor dz_local = collectives_ && global_loss ? collectives_->local_gradient(grad) : grad;
   for (Parameter* q : params_) q->grad.zero();  // on the current stream
   // Backward group by group, last first: layers keep only their last
   // forward, so every group but the last is forwarded again first.
@@ -311,7 +318,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
       device_ops::momentum_update(momentum_params_[i]->value, params_[i]->value, m);
   }
   // Before the memory's update, which may change a host memory's keys.
-  if (!diagnose_first) diagnose_mining(emb_host_, pairs_, global_step).append_to(result_.metrics);
+  if (!diagnose_first) diagnose_mining(for_diagnostics, pairs_, global_step).append_to(result_.metrics);
   if (p_.memory) {
     const Embeddings& for_memory = p_.memory_device == Device::cpu ? emb_host_ : emb_;
     plugin_call(p_.memory_label, "update()", [&] { p_.memory->update(for_memory); });

@@ -42,9 +42,14 @@ class StepCollectives {
  public:
   virtual ~StepCollectives() = default;
   /// This rank's embeddings (rows, ids, labels, keys, memory) -> the global
-  /// batch's, which the miner, the loss and the memory see. The result
-  /// stays valid until the next call.
+  /// batch's, which the memory, the sampler's feedback and (with
+  /// global_negatives()) the miner and the loss see. The result stays valid
+  /// until the next call.
   virtual const Embeddings& gather(const Embeddings& local) = 0;
+  /// Whether the miner and the loss see the global batch; false: each rank
+  /// mines and contrasts its own rows (local negatives), and
+  /// local_gradient() is not called.
+  virtual bool global_negatives() const { return true; }
   /// dL/dz over the global batch -> this rank's rows of it, what the
   /// rank's encoder differentiates.
   virtual Tensor local_gradient(const Tensor& global_grad) = 0;

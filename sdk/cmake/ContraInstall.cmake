@@ -72,6 +72,10 @@ get_property(contra_plugin_targets GLOBAL PROPERTY CONTRA_PLUGIN_TARGETS)
 foreach(t ${contra_plugin_targets})
   set_target_properties(${t} PROPERTIES INSTALL_RPATH "\$ORIGIN/../..")
 endforeach()
+# The communicator backends, beside libcontra_sdk (found from bin/ as libcontra_cuda is).
+if(TARGET contra_comm_mpi)
+  install(TARGETS contra_comm_mpi LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(TARGETS ${contra_plugin_targets} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/contra/plugins)
 
 # The CMake package.

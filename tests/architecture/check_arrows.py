@@ -6,6 +6,7 @@
   loader   -> SDK (and Boost.DLL)
   device   -> SDK and the bridge table (sdk/bridge)
   train    -> SDK and device
+  distributed -> SDK and train (it implements the step's collectives)
   assembly -> config, loader, device, train
   graph    -> everything above but the bridge (device/ wraps it)
   plugins  -> the SDK alone (and files of their own under plugins/); their
@@ -22,15 +23,16 @@ import sys
 
 root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
-RUNTIME_PARTS = ["config", "loader", "device", "train", "assembly", "graph"]
+RUNTIME_PARTS = ["config", "loader", "device", "train", "distributed", "assembly", "graph"]
 # Which runtime parts each part may include (besides itself and the SDK).
 MAY_INCLUDE = {
     "config": set(),
     "loader": set(),
     "device": {"bridge"},
     "train": {"device"},
+    "distributed": {"train", "device"},
     "assembly": {"config", "loader", "device", "train"},
-    "graph": {"config", "loader", "device", "train", "assembly"},
+    "graph": {"config", "loader", "device", "train", "distributed", "assembly"},
 }
 SOURCE = (".cpp", ".hpp", ".h", ".cu", ".cuh")
 

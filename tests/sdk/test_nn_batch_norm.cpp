@@ -1,3 +1,4 @@
+#include <contra/batch_stats.hpp>
 #include <contra/nn/batch_norm.hpp>
 
 #include "layer_check.hpp"
@@ -5,7 +6,13 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <barrier>
 #include <cmath>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <thread>
 #include <vector>
 
 using namespace contra;
@@ -60,6 +67,92 @@ void randomise_affine(nn::BatchNorm& bn, std::uint64_t key) {
   for (std::int64_t c = 0; c < bn.channels(); ++c) {
     bn.weight().value.data<float>()[c] = g.data<float>()[c];
     bn.bias().value.data<float>()[c] = b.data<float>()[c];
+  }
+}
+
+// Synchronised batch norm: ranks as threads.
+
+// Sums across `ranks` threads, one Rank each: every thread deposits its
+// values, waits for the others, then adds the deposits in rank order, so all
+// get the same bits back (as an all-reduce must).
+class ThreadReducer {
+ public:
+  class Rank final : public BatchStatsReducer {
+   public:
+    Rank(ThreadReducer& group, int rank) : group_(group), rank_(rank) {}
+    void sum(double* values, std::size_t n) override {
+      group_.deposits_[rank_].assign(values, values + n);
+      group_.barrier_.arrive_and_wait();
+      for (std::size_t i = 0; i < n; ++i) {
+        double total = 0;
+        for (const auto& d : group_.deposits_) total += d.at(i);  // at(): every rank passed the same n
+        values[i] = total;
+      }
+      group_.barrier_.arrive_and_wait();  // no deposit is overwritten before everyone has read it
+      ++calls;
+    }
+    int calls = 0;
+
+   private:
+    ThreadReducer& group_;
+    int rank_;
+  };
+
+  explicit ThreadReducer(int ranks) : deposits_(ranks), barrier_(ranks) {}
+
+ private:
+  std::vector<std::vector<double>> deposits_;
+  std::barrier<> barrier_;
+};
+
+// One rank: sums over itself (values unchanged); counts the calls and their sizes.
+struct CountingReducer final : BatchStatsReducer {
+  void sum(double*, std::size_t n) override { sizes.push_back(n); }
+  std::vector<std::size_t> sizes;
+};
+
+std::unique_ptr<nn::Layer> make_norm(bool relu, std::int64_t c) {
+  if (relu) return std::make_unique<nn::BatchNormReLU>("bn", c);
+  return std::make_unique<nn::BatchNorm>("bn", c);
+}
+
+nn::BatchNorm& norm_of(nn::Layer& layer) {
+  if (auto* fused = dynamic_cast<nn::BatchNormReLU*>(&layer)) return fused->batch_norm();
+  return dynamic_cast<nn::BatchNorm&>(layer);
+}
+
+// Runs f(rank) on one thread per rank, each with its Rank of one ThreadReducer
+// installed; rethrows the first exception. Catch's assertions are not
+// thread-safe: f only computes, the caller checks.
+void on_ranks(int ranks, const std::function<void(int)>& f, std::vector<int>* calls = nullptr) {
+  ThreadReducer group(ranks);
+  std::vector<std::unique_ptr<ThreadReducer::Rank>> reducers;
+  for (int r = 0; r < ranks; ++r) reducers.push_back(std::make_unique<ThreadReducer::Rank>(group, r));
+  std::vector<std::exception_ptr> errors(ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      ScopedBatchStatsReducer installed(reducers[r].get());
+      try {
+        f(r);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  if (calls)
+    for (auto& r : reducers) calls->push_back(r->calls);
+}
+
+void check_rows_close(const Tensor& part, const Tensor& whole, std::int64_t first_row, double rel, double abs) {
+  const std::int64_t per_row = whole.numel() / whole.dim(0);
+  const float* p = part.data<float>();
+  const float* w = whole.data<float>() + first_row * per_row;
+  for (std::int64_t i = 0; i < part.numel(); ++i) {
+    INFO("element " << i << " of rows from " << first_row);
+    REQUIRE(p[i] == Approx(w[i]).epsilon(rel).margin(abs));
   }
 }
 
@@ -303,4 +396,174 @@ TEST_CASE("batch_norm_relu: equals BatchNorm then ReLU, train and eval, forward 
   nn::BatchNormReLU named("enc.bn1", 4);
   CHECK_THROWS_WITH(named.backward(random_tensor({2, 4}, 1)),
                     "BatchNormReLU 'enc.bn1': backward() called without a forward() to differentiate");
+}
+
+TEST_CASE("batch_norm: synchronised over two ranks equals one BatchNorm over the whole batch",
+          "[sdk][nn][batch_norm]") {
+  struct Case {
+    Shape whole;
+    std::int64_t split;  // rank 0's rows (samples); rank 1 has the rest
+  };
+  for (std::int64_t c : {3, 17})
+    for (bool relu : {false, true})
+      for (Case k : {Case{{8, 3, 2, c}, 5}, Case{{8, c}, 3}, Case{{2, c}, 1}}) {
+        INFO((relu ? "BatchNormReLU" : "BatchNorm") << ", input " << k.whole.str() << " split " << k.split);
+        const std::int64_t n = k.whole[0], rows[2] = {k.split, n - k.split}, first[2] = {0, k.split};
+        auto whole = make_norm(relu, c);
+        std::unique_ptr<nn::Layer> ranks[2] = {make_norm(relu, c), make_norm(relu, c)};
+        for (nn::Layer* l : {whole.get(), ranks[0].get(), ranks[1].get()}) randomise_affine(norm_of(*l), 200);
+        // Two steps: the second starts from updated running statistics and reuses the cached primitives.
+        for (int step = 0; step < 2; ++step) {
+          INFO("step " << step);
+          Tensor x = random_tensor(k.whole, 201 + step, -1.0 + step, 2.0), dy = random_tensor(k.whole, 203 + step);
+          Tensor y = whole->forward(x, Mode::train).clone();
+          Tensor dx = whole->backward(dy).clone();
+          Tensor y_rank[2], dx_rank[2];
+          std::vector<int> calls;
+          on_ranks(
+              2,
+              [&](int r) {
+                Tensor xr = x.rows(first[r], first[r] + rows[r]), dyr = dy.rows(first[r], first[r] + rows[r]);
+                y_rank[r] = ranks[r]->forward(xr, Mode::train).clone();
+                dx_rank[r] = ranks[r]->backward(dyr).clone();
+              },
+              &calls);
+          CHECK(calls == std::vector<int>{2, 2});
+          for (int r = 0; r < 2; ++r) {
+            check_rows_close(y_rank[r], y, first[r], 1e-5, 1e-5);
+            check_rows_close(dx_rank[r], dx, first[r], 1e-4, 1e-4);
+          }
+          nn::BatchNorm &bw = norm_of(*whole), &b0 = norm_of(*ranks[0]), &b1 = norm_of(*ranks[1]);
+          for (std::int64_t j = 0; j < c; ++j) {
+            INFO("channel " << j);
+            // Each rank adds its own share: the runtime sums parameter gradients across ranks.
+            CHECK(b0.weight().grad.data<float>()[j] + b1.weight().grad.data<float>()[j] ==
+                  Approx(bw.weight().grad.data<float>()[j]).margin(1e-4));
+            CHECK(b0.bias().grad.data<float>()[j] + b1.bias().grad.data<float>()[j] ==
+                  Approx(bw.bias().grad.data<float>()[j]).margin(1e-4));
+            CHECK(b0.running_mean().data<float>()[j] == Approx(bw.running_mean().data<float>()[j]).margin(1e-6));
+            CHECK(b0.running_var().data<float>()[j] == Approx(bw.running_var().data<float>()[j]).margin(1e-6));
+            CHECK(b0.running_mean().data<float>()[j] == b1.running_mean().data<float>()[j]);
+            CHECK(b0.running_var().data<float>()[j] == b1.running_var().data<float>()[j]);
+          }
+        }
+      }
+}
+
+TEST_CASE("batch_norm: synchronised with a large mean relative to the spread", "[sdk][nn][batch_norm]") {
+  // E[x²] − μ² in double: with the mean 1700 standard deviations away the
+  // variance still comes out f32-exact. The output's tolerance is that of μ
+  // itself in f32 (an ulp of 1000 is 6e-5, σ is 0.58).
+  const std::int64_t c = 5, m = 6 * 4 * 4;
+  Tensor x = random_tensor({6, 4, 4, c}, 210, 999.0, 1001.0);
+  RefStats s = ref_stats(x);
+  nn::BatchNorm rank0("bn", c, 1.0), rank1("bn", c, 1.0);  // momentum 1: running = this batch's
+  Tensor y_rank[2];
+  on_ranks(2, [&](int r) {
+    y_rank[r] = (r == 0 ? rank0 : rank1).forward(x.rows(3 * r, 3 * r + 3), Mode::train).clone();
+  });
+  std::vector<double> y = ref_normalise(x, s.mean, s.var, rank0.weight().value, rank0.bias().value, 1e-5);
+  check_close(y_rank[0], std::vector<double>(y.begin(), y.begin() + y.size() / 2), 2e-4);
+  check_close(y_rank[1], std::vector<double>(y.begin() + y.size() / 2, y.end()), 2e-4);
+  for (std::int64_t j = 0; j < c; ++j) {
+    CHECK(rank0.running_mean().data<float>()[j] == Approx(s.mean[j]).epsilon(1e-7));
+    CHECK(rank0.running_var().data<float>()[j] == Approx(s.var[j] * m / (m - 1)).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("batch_norm: the reducer is called once per synchronised forward and once per backward",
+          "[sdk][nn][batch_norm]") {
+  const std::int64_t c = 4;
+  Tensor x = random_tensor({3, 2, 2, c}, 220), dy = random_tensor(x.shape(), 221);
+  CountingReducer counter;
+  for (bool relu : {false, true}) {
+    INFO((relu ? "BatchNormReLU" : "BatchNorm"));
+    auto layer = make_norm(relu, c);
+    counter.sizes.clear();
+    {
+      ScopedBatchStatsReducer installed(&counter);
+      layer->forward(x, Mode::train);
+      CHECK(counter.sizes == std::vector<std::size_t>{2 * c + 1});  // Σx, Σx², the count
+      layer->backward(dy);
+      CHECK(counter.sizes == std::vector<std::size_t>{2 * c + 1, 2 * c});  // Σdy'·x̂, Σdy'
+      // No input gradient wanted (the same on every rank): the backward needs no global sums.
+      layer->forward(x, Mode::train);
+      layer->backward(dy, false);
+      CHECK(counter.sizes.size() == 3);
+      // Eval mode normalises with the running statistics: nothing to sum.
+      layer->forward(x, Mode::eval);
+      layer->backward(dy);
+      CHECK(counter.sizes.size() == 3);
+    }
+    // None installed: the local batch, no calls.
+    layer->forward(x, Mode::train);
+    layer->backward(dy);
+    CHECK(counter.sizes.size() == 3);
+  }
+}
+
+TEST_CASE("batch_norm: a synchronised run over one rank equals an unsynchronised one", "[sdk][nn][batch_norm]") {
+  CountingReducer one_rank;
+  for (bool relu : {false, true})
+    for (Shape s : {Shape{4, 5, 3, 8}, Shape{6, 17}}) {
+      INFO((relu ? "BatchNormReLU" : "BatchNorm") << ", input " << s.str());
+      const std::int64_t c = s[s.rank() - 1];
+      auto plain = make_norm(relu, c), synced = make_norm(relu, c);
+      randomise_affine(norm_of(*plain), 230);
+      randomise_affine(norm_of(*synced), 230);
+      for (int step = 0; step < 2; ++step) {
+        Tensor x = random_tensor(s, 231 + step), dy = random_tensor(s, 233 + step);
+        Tensor y = plain->forward(x, Mode::train).clone(), dx = plain->backward(dy).clone();
+        ScopedBatchStatsReducer installed(&one_rank);
+        check_rows_close(synced->forward(x, Mode::train), y, 0, 1e-5, 1e-5);
+        check_rows_close(synced->backward(dy), dx, 0, 1e-4, 1e-4);
+      }
+      nn::BatchNorm &a = norm_of(*synced), &b = norm_of(*plain);
+      for (std::int64_t j = 0; j < c; ++j) {
+        CHECK(a.weight().grad.data<float>()[j] == Approx(b.weight().grad.data<float>()[j]).margin(1e-4));
+        CHECK(a.bias().grad.data<float>()[j] == Approx(b.bias().grad.data<float>()[j]).margin(1e-4));
+        CHECK(a.running_mean().data<float>()[j] == Approx(b.running_mean().data<float>()[j]).margin(1e-6));
+        CHECK(a.running_var().data<float>()[j] == Approx(b.running_var().data<float>()[j]).margin(1e-6));
+      }
+    }
+}
+
+TEST_CASE("batch_norm: synchronised, the count that must exceed one is the global batch's",
+          "[sdk][nn][batch_norm]") {
+  CountingReducer one_rank;
+  nn::BatchNorm bn("enc.bn1", 4);
+  ScopedBatchStatsReducer installed(&one_rank);
+  CHECK_THROWS_WITH(bn.forward(random_tensor({1, 4}, 1), Mode::train),
+                    "BatchNorm 'enc.bn1': train mode needs more than one value per channel across the ranks' "
+                    "batches, got 1 (input [1, 4] here)");
+  CHECK_THROWS_AS(bn.backward(random_tensor({1, 4}, 2)), UsageError);  // nothing to differentiate
+  // A synchronised forward's backward needs the reducer still installed.
+  bn.forward(random_tensor({2, 4}, 3), Mode::train);
+  {
+    ScopedBatchStatsReducer none(nullptr);
+    CHECK(batch_stats_reducer() == nullptr);
+    CHECK_THROWS_WITH(bn.backward(random_tensor({2, 4}, 4)),
+                      "BatchNorm 'enc.bn1': backward() of a forward() synchronised across ranks needs the "
+                      "batch-statistics reducer installed on this thread");
+  }
+  CHECK(batch_stats_reducer() == &one_rank);
+}
+
+TEST_CASE("batch_stats: ScopedBatchStatsReducer installs per thread and restores the previous one",
+          "[sdk][nn][batch_norm]") {
+  CountingReducer a, b;
+  CHECK(batch_stats_reducer() == nullptr);
+  {
+    ScopedBatchStatsReducer outer(&a);
+    CHECK(batch_stats_reducer() == &a);
+    {
+      ScopedBatchStatsReducer inner(&b);
+      CHECK(batch_stats_reducer() == &b);
+      BatchStatsReducer* elsewhere = &a;
+      std::thread([&] { elsewhere = batch_stats_reducer(); }).join();
+      CHECK(elsewhere == nullptr);
+    }
+    CHECK(batch_stats_reducer() == &a);
+  }
+  CHECK(batch_stats_reducer() == nullptr);
 }

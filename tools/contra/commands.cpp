@@ -8,6 +8,8 @@
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"
 #include "graph/evaluation.hpp"
+#include "distributed/launch.hpp"
+#include "graph/data_parallel.hpp"
 
 #include <contra/errors.hpp>
 
@@ -154,6 +156,21 @@ int run_command(PipelineArgs pa) {
     std::fprintf(stderr, "contra run: --resume takes the run folder alone (its pipeline.toml is the pipeline)\n");
     return 2;
   }
+  // One of several data-parallel ranks: what it says is prefixed with its
+  // rank, and a failure stops every rank (the others end their collectives
+  // with this rank's message, write their records, and all exit).
+  const runtime::LaunchInfo launch = runtime::detect_launch();
+  const std::string rank_prefix =
+      launch.size > 1 ? "rank " + std::to_string(launch.rank) + " of " + std::to_string(launch.size) + ": " : "";
+  runtime::Communicator* comm = nullptr;
+  auto fail = [&](const std::string& message) {
+    std::fprintf(stderr, "%s%s\n", rank_prefix.c_str(), message.c_str());
+    if (comm) {
+      comm->notify_failure(message);
+      comm->exit_after_failure(1, 60.0);
+    }
+    return 1;
+  };
   try {
     std::string run_dir = pa.run_dir;
     std::string resume_from;
@@ -171,6 +188,9 @@ int run_command(PipelineArgs pa) {
     runtime::require_pipeline_device(pa.file, pa.overrides);
     PluginRegistry registry;
     runtime::PipelineSpec spec = runtime::load_pipeline(pa.file, pa.overrides, registry);
+    comm = runtime::open_run_communicator(spec);
+    // Rank 0 records the run and reports progress; the others train.
+    const bool leader = !comm || comm->rank() == 0;
     // The run's own folder, created now so that no other run takes it; left
     // out again when the run fails before recording anything in it.
     struct CreatedFolder {
@@ -180,32 +200,39 @@ int run_command(PipelineArgs pa) {
         if (!dir.empty() && std::filesystem::is_empty(dir, ec)) std::filesystem::remove(dir, ec);
       }
     } created;
-    if (run_dir.empty() && !pa.no_record) {
+    if (run_dir.empty() && !pa.no_record && leader) {
       created.dir = runtime::RunRecord::default_dir(spec);
       run_dir = created.dir.string();
     }
     const runtime::PipelineSettings settings = runtime::decode_settings(spec);
     const std::string& name = settings.name;
-    std::printf("contra run %s%s%s\n", pa.file.c_str(), name.empty() ? "" : "  ", name.c_str());
-    std::printf("  source %s, encoder %s, miner %s, loss %s, optimizer %s\n", spec.source.name.c_str(),
-                spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
-                spec.optimizer.name.c_str());
-    if (!run_dir.empty())
-      std::printf("  %s %s\n", pa.resume.empty() ? "recording in" : "resuming from",
-                  resume_from.empty() ? run_dir.c_str() : resume_from.c_str());
-    std::fflush(stdout);
+    if (leader) {
+      std::printf("contra run %s%s%s\n", pa.file.c_str(), name.empty() ? "" : "  ", name.c_str());
+      std::printf("  source %s, encoder %s, miner %s, loss %s, optimizer %s\n", spec.source.name.c_str(),
+                  spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
+                  spec.optimizer.name.c_str());
+      if (comm)
+        std::printf("  %d data-parallel ranks (%s backend), global negatives %s, synchronised batch norm %s\n",
+                    comm->size(), comm->backend(), settings.distributed.gather ? "on" : "off",
+                    settings.distributed.sync_batch_norm ? "on" : "off");
+      if (!run_dir.empty())
+        std::printf("  %s %s\n", pa.resume.empty() ? "recording in" : "resuming from",
+                    resume_from.empty() ? run_dir.c_str() : resume_from.c_str());
+      std::fflush(stdout);
+    }
     Progress progress(settings.train.log_every);
     runtime::RunOptions options;
     options.run_dir = run_dir;
     options.overrides = pa.overrides;
     options.resume_latest = !pa.resume.empty();
     options.stop = &interrupted;
+    options.communicator = comm;
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
     // Per-step figures of the last steps, averaged in the summary.
     std::map<std::string, std::vector<double>> recent;
     options.on_step = [&](const runtime::StepReport& r) {
-      progress(r);
+      if (leader) progress(r);
       if (r.metrics)
         for (const auto& [k, v] : *r.metrics) {
           auto& q = recent[k];
@@ -231,6 +258,8 @@ int run_command(PipelineArgs pa) {
     runtime::RunSummary s = runtime::run_pipeline(spec, registry, options);
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
+    if (comm) comm->finalize();
+    if (!leader) return interrupted ? 128 + stop_signal.load() : 0;
     if (s.already_finished) {
       std::printf("nothing to resume: the run had trained all its %lld steps (%s); its records are unchanged\n",
                   static_cast<long long>(s.first_step), s.checkpoint.c_str());
@@ -257,11 +286,9 @@ int run_command(PipelineArgs pa) {
     // for Ctrl-C, 143 for SIGTERM).
     return interrupted ? 128 + stop_signal.load() : 0;
   } catch (const Error& e) {
-    print_error(e);
-    return 1;
+    return fail(e.what());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    return 1;
+    return fail(std::string("internal error: ") + e.what());
   }
 }
 

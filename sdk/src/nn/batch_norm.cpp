@@ -1,13 +1,20 @@
 #include <contra/nn/batch_norm.hpp>
 
+#include <contra/batch_stats.hpp>
+
 #include "dnnl_util.hpp"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace contra::nn {
 
@@ -39,6 +46,59 @@ struct Prim {
   std::unordered_map<int, dnnl::memory> args;
 };
 
+// The statistics a forward normalises with, and its backward differentiates through.
+enum class Stats {
+  batch,         // train mode: the local batch's, computed by oneDNN
+  running,       // eval mode: running_mean and running_var, fixed
+  global_batch,  // synchronised train mode: the global batch's, summed across ranks here
+};
+constexpr int stats_kinds = 3;
+
+// Below this many floats the written-out loops run on one thread.
+constexpr std::int64_t min_parallel_floats = 65536;
+
+// Per-channel Σx into sums[0, c) and Σx² into sums[c, 2c), in double, of x
+// viewed as [rows, c]. The rows are split into at most one chunk per thread,
+// each summed into its own partials and then combined in chunk order: the
+// same thread count gives the same bits whatever the scheduling.
+void channel_sums(const float* x, std::int64_t rows, std::int64_t c, std::vector<double>& partials,
+                  double* sums) {
+  const std::int64_t chunks =
+      std::clamp<std::int64_t>(rows * c / min_parallel_floats, 1, std::min<std::int64_t>(rows, omp_get_max_threads()));
+  // At least a cache line between chunks' partials: no false sharing.
+  const std::int64_t stride = (2 * c + 15) / 8 * 8;
+  partials.assign(static_cast<std::size_t>(chunks * stride), 0.0);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (std::int64_t k = 0; k < chunks; ++k) {
+    double* s = partials.data() + k * stride;
+    double* ss = s + c;
+    for (std::int64_t r = rows * k / chunks, end = rows * (k + 1) / chunks; r < end; ++r) {
+      const float* xr = x + r * c;
+#pragma omp simd
+      for (std::int64_t j = 0; j < c; ++j) {
+        const double v = xr[j];
+        s[j] += v;
+        ss[j] += v * v;
+      }
+    }
+  }
+  std::fill(sums, sums + 2 * c, 0.0);
+  for (std::int64_t k = 0; k < chunks; ++k)
+    for (std::int64_t j = 0; j < 2 * c; ++j) sums[j] += partials[k * stride + j];
+}
+
+// dx[r, j] −= shift[j] + slope[j]·x[r, j] over x viewed as [rows, c].
+void subtract_affine(const float* x, const float* shift, const float* slope, std::int64_t rows, std::int64_t c,
+                     float* dx) {
+#pragma omp parallel for schedule(static) if (rows * c > min_parallel_floats)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * c;
+    float* dxr = dx + r * c;
+#pragma omp simd
+    for (std::int64_t j = 0; j < c; ++j) dxr[j] -= shift[j] + slope[j] * xr[j];
+  }
+}
+
 }  // namespace
 
 struct BatchNorm::Impl {
@@ -53,11 +113,18 @@ struct BatchNorm::Impl {
   Tensor dgamma, dbeta;          // oneDNN writes these; they are then added into the grads
   Tensor y, dx;
 
-  // The last forward(): its entry, input (non-owning) and mode.
+  // The last forward(): its entry, input (non-owning) and statistics; after
+  // a synchronised one, the global batch's values per channel.
   struct Entry;
   Entry* last = nullptr;
   Tensor x;
-  Mode last_mode = Mode::eval;
+  Stats last_stats = Stats::running;
+  double global_count = 0;
+
+  // Synchronised mode's scratch, sized on first use.
+  std::vector<double> partials;     // channel_sums()' per-chunk sums
+  std::vector<double> reduced;      // what goes through the reducer
+  std::vector<float> shift, slope;  // the input gradient's global-batch term, per channel
 
   struct Entry {
     Shape shape;
@@ -65,8 +132,9 @@ struct BatchNorm::Impl {
     dnnl::memory src, dst, diff_dst, diff_src, mean, var, scale, shift, diff_scale, diff_shift;
     dnnl::memory workspace;  // the fused ReLU's mask, written by forward, read by backward
     Tensor workspace_buf;
-    dnnl::batch_normalization_forward::primitive_desc fwd_train_pd, fwd_global_pd;
-    std::optional<Prim> fwd_train, fwd_global, bwd_train, bwd_global;
+    // Indexed by Stats.
+    std::array<dnnl::batch_normalization_forward::primitive_desc, stats_kinds> fwd_pd;
+    std::array<std::optional<Prim>, stats_kinds> fwd, bwd;
   };
   std::map<ShapeKey, Entry> cache;
 
@@ -100,11 +168,15 @@ struct BatchNorm::Impl {
     return cache.emplace(key_of(s), std::move(e)).first->second;
   }
 
-  dnnl::normalization_flags flags(bool global) const {
+  // use_global_stats: the statistics are given (running or summed across ranks), not computed.
+  dnnl::normalization_flags flags(Stats stats) const {
     auto f = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
     if (relu) f |= dnnl::normalization_flags::fuse_norm_relu;
-    return global ? f | dnnl::normalization_flags::use_global_stats : f;
+    return stats == Stats::batch ? f : f | dnnl::normalization_flags::use_global_stats;
   }
+
+  Tensor& mean_of(Stats stats) { return stats == Stats::running ? running_mean : batch_mean; }
+  Tensor& var_of(Stats stats) { return stats == Stats::running ? running_var : batch_var; }
 
   Prim finish(const dnnl::primitive_desc& pd, dnnl::primitive prim) {
     Prim p;
@@ -113,15 +185,16 @@ struct BatchNorm::Impl {
     return p;
   }
 
-  Prim& forward_prim(Entry& e, bool global) {
-    std::optional<Prim>& slot = global ? e.fwd_global : e.fwd_train;
+  Prim& forward_prim(Entry& e, Stats stats) {
+    std::optional<Prim>& slot = e.fwd[static_cast<int>(stats)];
     if (slot) return *slot;
     // With the fused ReLU even an eval-mode forward keeps its mask (forward
     // training with the running statistics), for a backward through it.
-    auto prop = global && !relu ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training;
-    dnnl::batch_normalization_forward::desc d(prop, e.data_md, static_cast<float>(eps), flags(global));
+    auto prop = stats == Stats::running && !relu ? dnnl::prop_kind::forward_inference
+                                                 : dnnl::prop_kind::forward_training;
+    dnnl::batch_normalization_forward::desc d(prop, e.data_md, static_cast<float>(eps), flags(stats));
     dnnl::batch_normalization_forward::primitive_desc pd(d, attr(), engine());
-    (global ? e.fwd_global_pd : e.fwd_train_pd) = pd;
+    e.fwd_pd[static_cast<int>(stats)] = pd;
     slot = finish(pd, dnnl::batch_normalization_forward(pd));
     slot->args.insert({{DNNL_ARG_SRC, e.src}, {DNNL_ARG_DST, e.dst}, {DNNL_ARG_MEAN, e.mean},
                        {DNNL_ARG_VARIANCE, e.var}, {DNNL_ARG_SCALE, e.scale}, {DNNL_ARG_SHIFT, e.shift}});
@@ -132,14 +205,13 @@ struct BatchNorm::Impl {
     return *slot;
   }
 
-  Prim& backward_prim(Entry& e, bool global) {
-    std::optional<Prim>& slot = global ? e.bwd_global : e.bwd_train;
+  Prim& backward_prim(Entry& e, Stats stats) {
+    std::optional<Prim>& slot = e.bwd[static_cast<int>(stats)];
     if (slot) return *slot;
-    forward_prim(e, global);  // the hint
+    forward_prim(e, stats);  // the hint
     dnnl::batch_normalization_backward::desc d(dnnl::prop_kind::backward, e.data_md, e.data_md,
-                                               static_cast<float>(eps), flags(global));
-    dnnl::batch_normalization_backward::primitive_desc pd(d, attr(), engine(),
-                                                          global ? e.fwd_global_pd : e.fwd_train_pd);
+                                               static_cast<float>(eps), flags(stats));
+    dnnl::batch_normalization_backward::primitive_desc pd(d, attr(), engine(), e.fwd_pd[static_cast<int>(stats)]);
     slot = finish(pd, dnnl::batch_normalization_backward(pd));
     slot->args.insert({{DNNL_ARG_SRC, e.src}, {DNNL_ARG_MEAN, e.mean}, {DNNL_ARG_VARIANCE, e.var},
                        {DNNL_ARG_DIFF_DST, e.diff_dst}, {DNNL_ARG_SCALE, e.scale},
@@ -147,6 +219,62 @@ struct BatchNorm::Impl {
                        {DNNL_ARG_DIFF_SCALE, e.diff_scale}, {DNNL_ARG_DIFF_SHIFT, e.diff_shift}});
     if (relu) slot->args.insert({DNNL_ARG_WORKSPACE, e.workspace});
     return *slot;
+  }
+
+  // Synchronised forward: the global batch's mean and biased variance into
+  // batch_mean and batch_var, its values per channel into global_count. One
+  // reducer call, on [Σx (C), Σx² (C), values per channel]. The sums are
+  // double: E[x²] − μ² loses log2(μ²/σ²) of double's 53 bits to
+  // cancellation, which leaves more than f32's 24 unless |μ| > ~10⁴·σ.
+  void global_batch_statistics(const Tensor& x, BatchStatsReducer& reducer) {
+    const std::int64_t c = channels, rows = x.numel() / c;
+    reduced.resize(static_cast<std::size_t>(2 * c + 1));
+    channel_sums(x.data<float>(), rows, c, partials, reduced.data());
+    reduced[2 * c] = static_cast<double>(rows);
+    reducer.sum(reduced.data(), reduced.size());
+    global_count = reduced[2 * c];
+    // Every rank has the same count: they all throw or none does.
+    if (!(global_count > 1))
+      throw UsageError(who() + ": train mode needs more than one value per channel across the ranks' batches, "
+                               "got " + num(global_count) + " (input " + x.shape().str() + " here)");
+    float* mean = batch_mean.data<float>();
+    float* var = batch_var.data<float>();
+    for (std::int64_t j = 0; j < c; ++j) {
+      const double mu = reduced[j] / global_count;
+      mean[j] = static_cast<float>(mu);
+      var[j] = static_cast<float>(std::max(0.0, reduced[c + j] / global_count - mu * mu));
+    }
+  }
+
+  // Synchronised backward, after oneDNN's with the statistics given has left
+  // dx = γ/σ·dy' (dy' = dy through the fused ReLU's mask) and the local
+  // Σdy'·x̂ and Σdy' in dgamma and dbeta: the terms through μ and σ², over
+  // the global batch: dx −= γ/(σ·M)·(Σdy' + x̂·Σdy'·x̂), both sums global
+  // (one reducer call on [Σdy'·x̂ (C), Σdy' (C)]).
+  void subtract_global_batch_terms(BatchStatsReducer& reducer) {
+    const std::int64_t c = channels;
+    reduced.resize(static_cast<std::size_t>(2 * c));
+    const float* dg = dgamma.data<float>();
+    const float* db = dbeta.data<float>();
+    for (std::int64_t j = 0; j < c; ++j) {
+      reduced[j] = dg[j];
+      reduced[c + j] = db[j];
+    }
+    reducer.sum(reduced.data(), reduced.size());
+    // With x̂ = (x − μ)/σ: the term is shift + slope·x per channel.
+    shift.resize(static_cast<std::size_t>(c));
+    slope.resize(static_cast<std::size_t>(c));
+    const float* gamma = weight.value.data<float>();
+    const float* mean = batch_mean.data<float>();
+    const float* var = batch_var.data<float>();
+    for (std::int64_t j = 0; j < c; ++j) {
+      const double inv_std = 1.0 / std::sqrt(static_cast<double>(var[j]) + eps);
+      const double k = gamma[j] * inv_std / global_count;
+      const double slope_j = k * inv_std * reduced[j];
+      slope[j] = static_cast<float>(slope_j);
+      shift[j] = static_cast<float>(k * reduced[c + j] - slope_j * mean[j]);
+    }
+    subtract_affine(x.data<float>(), shift.data(), slope.data(), x.numel() / c, c, dx.data<float>());
   }
 
   void check_input(const Tensor& x) const {
@@ -197,27 +325,31 @@ BatchNorm::~BatchNorm() = default;
 const Tensor& BatchNorm::forward(const Tensor& x, Mode mode) {
   Impl& m = *impl_;
   m.check_input(x);
-  const std::int64_t per_channel = x.numel() / m.channels;
-  if (mode == Mode::train && per_channel < 2)
+  BatchStatsReducer* reducer = mode == Mode::train ? batch_stats_reducer() : nullptr;
+  const Stats stats = mode == Mode::eval ? Stats::running : reducer ? Stats::global_batch : Stats::batch;
+  // Synchronised, the count that matters is the global one (checked once summed).
+  if (stats == Stats::batch && x.numel() / m.channels < 2)
     throw UsageError(m.who() + ": train mode needs more than one value per channel, got input " +
                      x.shape().str());
   m.last = nullptr;
+  if (stats == Stats::global_batch) m.global_batch_statistics(x, *reducer);
   try {
     Impl::Entry& e = m.entry(x.shape());
-    const bool global = mode == Mode::eval;
-    Prim& p = m.forward_prim(e, global);
+    Prim& p = m.forward_prim(e, stats);
     m.y.ensure(x.shape(), DType::f32);
     e.src.set_data_handle(ptr(x));
     e.dst.set_data_handle(m.y.raw());
-    e.mean.set_data_handle(global ? m.running_mean.raw() : m.batch_mean.raw());
-    e.var.set_data_handle(global ? m.running_var.raw() : m.batch_var.raw());
+    e.mean.set_data_handle(m.mean_of(stats).raw());
+    e.var.set_data_handle(m.var_of(stats).raw());
     e.scale.set_data_handle(m.weight.value.raw());
     e.shift.set_data_handle(m.bias.value.raw());
     p.prim.execute(stream(), p.args);
     stream().wait();
-    if (!global) {
+    if (stats != Stats::running) {
+      const double count =
+          stats == Stats::global_batch ? m.global_count : static_cast<double>(x.numel() / m.channels);
       const float mom = static_cast<float>(m.momentum);
-      const float unbias = static_cast<float>(static_cast<double>(per_channel) / (per_channel - 1));
+      const float unbias = static_cast<float>(count / (count - 1));
       const float* bm = m.batch_mean.data<float>();
       const float* bv = m.batch_var.data<float>();
       float* rm = m.running_mean.data<float>();
@@ -228,7 +360,7 @@ const Tensor& BatchNorm::forward(const Tensor& x, Mode mode) {
       }
     }
     m.x = Tensor::wrap(ptr(x), x.shape(), DType::f32);
-    m.last_mode = mode;
+    m.last_stats = stats;
     m.last = &e;
   } catch (const dnnl::error& err) {
     rethrow(m.who() + " forward", err);
@@ -241,13 +373,24 @@ const Tensor& BatchNorm::backward(const Tensor& dy, bool want_input_grad) {
   if (!m.last) throw UsageError(m.who() + ": backward() called without a forward() to differentiate");
   Impl::Entry& e = *m.last;
   dy.expect(e.shape, DType::f32, (m.who() + " backward dy").c_str());
+  const Stats stats = m.last_stats;
+  // The input gradient of a synchronised forward needs the global sums; the
+  // parameters' do not (the runtime sums those with the other gradients).
+  // want_input_grad is a matter of the layer's place in the network, the same
+  // on every rank, so every rank makes the call or none does.
+  BatchStatsReducer* reducer = nullptr;
+  if (stats == Stats::global_batch && want_input_grad) {
+    reducer = batch_stats_reducer();
+    if (!reducer)
+      throw UsageError(m.who() + ": backward() of a forward() synchronised across ranks needs the "
+                                 "batch-statistics reducer installed on this thread");
+  }
   try {
-    const bool global = m.last_mode == Mode::eval;
-    Prim& p = m.backward_prim(e, global);
+    Prim& p = m.backward_prim(e, stats);
     m.dx.ensure(e.shape, DType::f32);
     e.src.set_data_handle(m.x.raw());
-    e.mean.set_data_handle(global ? m.running_mean.raw() : m.batch_mean.raw());
-    e.var.set_data_handle(global ? m.running_var.raw() : m.batch_var.raw());
+    e.mean.set_data_handle(m.mean_of(stats).raw());
+    e.var.set_data_handle(m.var_of(stats).raw());
     e.scale.set_data_handle(m.weight.value.raw());
     e.shift.set_data_handle(m.bias.value.raw());
     e.diff_dst.set_data_handle(ptr(dy));
@@ -271,6 +414,7 @@ const Tensor& BatchNorm::backward(const Tensor& dy, bool want_input_grad) {
     static const Tensor none;
     return none;
   }
+  if (reducer) m.subtract_global_batch_terms(*reducer);
   return m.dx;
 }
 

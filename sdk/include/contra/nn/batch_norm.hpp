@@ -21,6 +21,20 @@ namespace contra::nn {
 ///   momentum·batch, with the *unbiased* batch variance (× M/(M−1), M values
 ///   per channel) for running_var. Needs M > 1.
 /// - Eval mode: μ, σ² are running_mean and running_var; nothing is updated.
+/// - Synchronised train mode (a contra::BatchStatsReducer installed on the
+///   calling thread when forward() is called, contra/batch_stats.hpp): μ, σ²
+///   are the statistics of the global batch, every rank's x together
+///   (PyTorch's SyncBatchNorm). forward() sums per-channel Σx, Σx² (in
+///   double; σ² = Σx²/M − μ², which keeps f32 accuracy unless |μ| > ~10⁴·σ)
+///   and the count across ranks in one reducer call; M counts the global
+///   batch, for the running variance's M/(M−1) and for M > 1 (one value per
+///   channel on a rank is fine). Every rank's running statistics come out
+///   the same. backward() returns the global batch's dL/dx for this rank's
+///   rows, after one more reducer call (Σdy·x̂, Σdy per channel) — made only
+///   when want_input_grad, which must therefore be the same on every rank,
+///   as it is for a layer's place in the network — and with the reducer still
+///   installed. It adds only this rank's share of dL/dγ and dL/dβ: the ranks'
+///   parameter gradients are summed with all the others'.
 ///
 /// backward() differentiates the last forward(), whichever its mode: after a
 /// train-mode forward through the batch statistics, after an eval-mode one

@@ -1,0 +1,39 @@
+#include "distributed/launch.hpp"
+
+#include <cstdlib>
+#include <string>
+
+namespace contra::runtime {
+namespace {
+// The variable as a positive count or a rank, or -1 when unset or not a number.
+int env_int(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return -1;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return *end == '\0' && n >= 0 && n < (1L << 30) ? static_cast<int>(n) : -1;
+}
+}  // namespace
+
+LaunchInfo detect_launch() {
+  LaunchInfo out;
+  // OpenMPI's mpirun; Slurm's srun; a PMI launcher (MPICH's hydra, PMIx).
+  struct Names {
+    const char *launcher, *size, *rank, *local_size;
+  };
+  for (const Names& n : {Names{"mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"},
+                         Names{"srun", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_NTASKS_PER_NODE"},
+                         Names{"pmi", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"}}) {
+    const int size = env_int(n.size), rank = env_int(n.rank);
+    if (size < 1 || rank < 0) continue;
+    out.launcher = n.launcher;
+    out.size = size;
+    out.rank = rank;
+    const int local = env_int(n.local_size);
+    out.local_size = local >= 1 ? local : 1;
+    return out;
+  }
+  return out;
+}
+
+}  // namespace contra::runtime

@@ -1,0 +1,71 @@
+#pragma once
+// The train step's meeting points (StepCollectives, train/trainer.hpp) for
+// data-parallel ranks over a Communicator:
+//
+// - gather(): the ranks' embeddings (and momentum keys, ids, labels) joined
+//   into the global batch in the order one process would have it (view v
+//   of global sample s at row v * N + s, the ranks' samples one after the
+//   other), so that the miner and the loss compute what one process with the
+//   global batch computes, every rank the same;
+// - local_gradient(): this rank's rows of the global dL/dz, the exact
+//   gradient of the global loss with respect to its embeddings (every rank
+//   holds the whole dL/dz, so no communication);
+// - reduce_gradients(): the parameters' gradients summed over the ranks
+//   (each rank differentiated the one global loss through its own rows;
+//   the sum is the gradient of that loss), in buckets, last layers first;
+//   without `gather`, each rank's loss is over its own slice and the
+//   gradients are averaged (the mean of the ranks' losses, as DDP).
+//   Buffers (batch-norm running statistics) are then made rank 0's, as
+//   DDP's broadcast_buffers, so every rank holds the state rank 0 saves.
+
+#include "distributed/communicator.hpp"
+#include "train/trainer.hpp"
+
+#include <contra/batch_stats.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace contra::runtime {
+
+struct DataParallelOptions {
+  bool gather = true;                 ///< [distributed] gather
+  std::size_t bucket_bytes = 25 << 20;  ///< [distributed] bucket_mb
+};
+
+class RankCollectives final : public StepCollectives {
+ public:
+  /// `buffers`: the encoders' and heads' buffers, made rank 0's every step.
+  RankCollectives(Communicator& comm, DataParallelOptions options, std::vector<Tensor*> buffers);
+  const Embeddings& gather(const Embeddings& local) override;
+  Tensor local_gradient(const Tensor& global_grad) override;
+  void reduce_gradients(const std::vector<Parameter*>& params) override;
+  /// The loss a step reports: the global loss with `gather` (the same on
+  /// every rank), else the mean of the ranks' losses.
+  double step_loss(double local);
+
+ private:
+  Communicator& comm_;
+  DataParallelOptions options_;
+  std::vector<Tensor*> buffers_;
+  // Per rank: samples, then the global offset of its first sample.
+  std::vector<std::int64_t> samples_, offset_;
+  std::int64_t views_ = 0, total_ = 0;  // view groups per sample; samples of the global batch
+  std::vector<unsigned char> staging_;
+  Tensor z_, keys_;
+  std::vector<std::int64_t> sample_, label_, id_;
+  Embeddings global_;
+  std::vector<float> bucket_;
+};
+
+/// Sums synchronised batch norm's statistics over the ranks (contra/batch_stats.hpp).
+class CommBatchStatsReducer final : public BatchStatsReducer {
+ public:
+  explicit CommBatchStatsReducer(Communicator& comm) : comm_(comm) {}
+  void sum(double* values, std::size_t n) override { comm_.all_reduce(values, n, CommType::f64, ReduceOp::sum); }
+
+ private:
+  Communicator& comm_;
+};
+
+}  // namespace contra::runtime
