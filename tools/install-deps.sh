@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages contra needs to build, test and run its
-# default pipeline. Run as root. Skips apt entirely when all are present.
+# default pipeline (OpenMPI for data-parallel runs: mpirun and the mpi
+# backend). Run as root. Skips apt entirely when all are present.
 #   tools/install-deps.sh          build and run
 #   tools/install-deps.sh --test   also what the test suite needs: PyTorch
 #                                  (python3-torch), the autograd oracle the
@@ -13,6 +14,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libtbb-dev libdnnl-dev ocl-icd-opencl-dev libboost-dev libtomlplusplus-dev
   nlohmann-json3-dev libcli11-dev catch2 zlib1g-dev libpng-dev libjpeg62-turbo-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
 case "${1:-}" in

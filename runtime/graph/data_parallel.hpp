@@ -34,6 +34,9 @@ struct RankFigures {
   std::int64_t steps = 0;
   double wall_s = 0, train_busy_s = 0, train_idle_s = 0, load_busy_s = 0, augment_busy_s = 0;
   double collective_s = 0;  ///< inside collectives, waiting for the other ranks included
+  /// state_digest() of the rank's training state after its last step: the
+  /// same on every rank, or the ranks diverged.
+  std::uint64_t state_digest = 0;
 };
 
 /// Every rank's figures, in rank order, on every rank (a collective).

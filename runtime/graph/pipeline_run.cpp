@@ -303,7 +303,10 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
       if (st.name == "augment") mine.augment_busy_s = st.busy_s;
     }
     mine.collective_s = comm->collective_seconds() - collective_s_before;
+    mine.state_digest = state_digest(p.parts);
     summary.rank_figures = gather_rank_figures(*comm, mine);
+    for (const RankFigures& f : summary.rank_figures)
+      if (f.state_digest != summary.rank_figures[0].state_digest) summary.ranks_agree = false;
   }
   // The final checkpoint: after the last step trained (also when stopped early).
   if (summary.steps > 0) {

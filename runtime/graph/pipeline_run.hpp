@@ -92,6 +92,8 @@ struct RunSummary {
   std::string backend = "none";
   int ranks = 1;
   std::vector<RankFigures> rank_figures;
+  /// Whether every rank ended holding the same state (RankFigures::state_digest).
+  bool ranks_agree = true;
 };
 
 /// Number of steps the pipeline will run.

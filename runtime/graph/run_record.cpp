@@ -348,8 +348,12 @@ void RunRecord::summary(const RunSummary& s, const std::string& error) {
                           {"train_idle_s", json::number(f.train_idle_s)},
                           {"load_busy_s", json::number(f.load_busy_s)},
                           {"augment_busy_s", json::number(f.augment_busy_s)},
-                          {"collective_s", json::number(f.collective_s)}});
-    summary["distributed"] = {{"backend", s.backend}, {"ranks", s.ranks}, {"per_rank", std::move(per_rank)}};
+                          {"collective_s", json::number(f.collective_s)},
+                          {"state_digest", f.state_digest}});
+    summary["distributed"] = {{"backend", s.backend},
+                              {"ranks", s.ranks},
+                              {"ranks_agree", s.ranks_agree},
+                              {"per_rank", std::move(per_rank)}};
   }
   if (!s.eval_error.empty()) summary["eval_error"] = s.eval_error;
   if (!error.empty()) summary["error"] = error;

@@ -115,6 +115,17 @@ std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& 
   return out;
 }
 
+std::uint64_t state_digest(const TrainerParts& parts) {
+  // FNV-1a over every tensor's bytes, in checkpoint order.
+  std::uint64_t h = 1469598103934665603ull;
+  for (auto& [name, t] : training_state(parts)) {
+    const Tensor host = t->device() == Device::cpu ? *t : device_ops::to_host(*t);
+    const auto* p = static_cast<const unsigned char*>(host.raw());
+    for (std::size_t i = 0; i < host.nbytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
 void save_checkpoint(const std::string& path, const TrainerParts& parts, std::int64_t step,
                      const std::map<std::string, std::string>& metadata, const StateBounds& bounds) {
   std::vector<std::pair<std::string, const Tensor*>> tensors;

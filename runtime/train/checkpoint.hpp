@@ -55,6 +55,11 @@ std::int64_t load_checkpoint(
     const std::string& path, const TrainerParts& parts,
     const std::function<void(const std::map<std::string, std::string>& metadata)>& check_run = {});
 
+/// A digest of everything a checkpoint of `parts` holds (parameters,
+/// buffers, optimizer and memory state), bit for bit: data-parallel ranks
+/// compare theirs at the end of a run, since they must hold the same state.
+std::uint64_t state_digest(const TrainerParts& parts);
+
 /// Restore only the encoder's parameters and buffers (for `contra eval`).
 std::int64_t load_encoder(const std::string& path, Encoder& encoder);
 

@@ -278,6 +278,11 @@ int run_command(PipelineArgs pa) {
     if (!run_dir.empty())
       std::printf("run recorded in %s%s%s\n", run_dir.c_str(), s.checkpoint.empty() ? "" : "; last checkpoint ",
                   s.checkpoint.c_str());
+    if (!s.ranks_agree) {
+      std::fprintf(stderr, "error: the %d ranks ended with different parameters or state (see summary.json's "
+                   "distributed.per_rank state_digest); the checkpoint holds rank 0's\n", s.ranks);
+      return 1;
+    }
     if (!s.eval_error.empty()) {
       std::fprintf(stderr, "error: evaluation failed: %s\n", s.eval_error.c_str());
       return 1;
