@@ -690,7 +690,9 @@ std::vector<std::string> changed_settings(const std::string& was, const std::str
   for (const auto& [key, value] : before) {
     if (key.rfind("runtime.", 0) == 0 || key.rfind("record.", 0) == 0) continue;
     // How the ranks talk, not what they learn.
-    if (key == "distributed.backend" || key == "distributed.timeout_s" || key == "distributed.bucket_mb") continue;
+    if (key == "distributed.backend" || key == "distributed.timeout_s" || key == "distributed.bucket_mb" ||
+        key == "distributed.overlap")
+      continue;
     auto it = after.find(key);
     if (it == after.end())
       changed.push_back(key + " = " + value + " in the checkpoint's run, absent now");

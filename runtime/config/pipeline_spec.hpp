@@ -134,7 +134,7 @@ std::string resolved_with_defaults(const PipelineSpec& spec);
 /// The settings whose values differ between `was` and `now`, two resolved
 /// pipelines (toml++'s output), as "key = value in the checkpoint's run,
 /// value now". [runtime], [record] and how the ranks talk ([distributed] backend,
-/// timeout_s, bucket_mb) say how a run runs and is recorded, not
+/// timeout_s, bucket_mb, overlap) say how a run runs and is recorded, not
 /// what it learns: they are left out. A setting only `now` has is a newer
 /// contra's default, not a change.
 std::vector<std::string> changed_settings(const std::string& was, const std::string& now);

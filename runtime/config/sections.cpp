@@ -130,7 +130,10 @@ Schema distributed_section_schema() {
                    "lost); 0 = never")
       .at_least(0.0)
       .add<std::int64_t>("bucket_mb", 25, "parameter gradients are all-reduced in buckets of this many MiB")
-      .range(1, 4096);
+      .range(1, 4096)
+      .add<bool>("overlap", true,
+                 "start each bucket's all-reduce as soon as the backward pass has finished its gradients; false "
+                 "= all of them after the backward pass");
 }
 
 Schema plugins_section_schema() {

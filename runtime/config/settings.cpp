@@ -77,6 +77,7 @@ PipelineSettings decode_settings(const PipelineSpec& spec) {
   s.distributed.sync_batch_norm = dist.get<bool>("sync_batch_norm");
   s.distributed.timeout_s = dist.get<double>("timeout_s");
   s.distributed.bucket_bytes = static_cast<std::size_t>(dist.get<std::int64_t>("bucket_mb")) << 20;
+  s.distributed.overlap = dist.get<bool>("overlap");
   return s;
 }
 

@@ -69,6 +69,7 @@ struct DistributedSettings {
   bool sync_batch_norm = false;
   double timeout_s = 600;        ///< 0 = never
   std::size_t bucket_bytes = std::size_t(25) << 20;
+  bool overlap = true;
 };
 
 struct PipelineSettings {

@@ -50,6 +50,14 @@ class Communicator {
   /// In place, the same result on every rank. `data` is host memory
   /// (device memory for a backend that says so: device_memory()).
   virtual void all_reduce(void* data, std::size_t count, CommType type, ReduceOp op) = 0;
+  /// The same, started: `data` must stay untouched until wait() on the
+  /// handle returns. Ranks start their collectives in the same order.
+  virtual std::size_t start_all_reduce(void* data, std::size_t count, CommType type, ReduceOp op) = 0;
+  /// Lets started collectives progress; true once `handle`'s is done.
+  virtual bool test(std::size_t handle) = 0;
+  /// Until `handle`'s collective is done (the timeout and failure notices
+  /// apply as to a blocking one); the handle is then released.
+  virtual void wait(std::size_t handle) = 0;
   /// Rank r's `bytes[r]` bytes, in rank order, into `out` (the sum of
   /// `bytes`); `mine` holds bytes[rank()] bytes.
   virtual void all_gather(const void* mine, void* out, const std::vector<std::size_t>& bytes) = 0;

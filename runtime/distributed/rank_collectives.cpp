@@ -128,35 +128,80 @@ Tensor RankCollectives::local_gradient(const Tensor& g) {
   return out;
 }
 
-void RankCollectives::reduce_gradients(const std::vector<Parameter*>& params) {
-  const float scale = options_.gather ? 1.0f : 1.0f / static_cast<float>(comm_.size());
+void RankCollectives::plan_buckets(const std::vector<Parameter*>& params) {
+  if (params == planned_for_) return;
+  planned_for_ = params;
+  buckets_.clear();
+  bucket_of_.clear();
   const std::size_t capacity = std::max<std::size_t>(1, options_.bucket_bytes / sizeof(float));
-  // Buckets of whole parameters, last layers first (DDP's order: the order
-  // a backward pass finishes them in).
-  std::vector<Parameter*> in_bucket;
-  std::size_t used = 0;
-  auto flush = [&] {
-    if (in_bucket.empty()) return;
-    comm_.all_reduce(bucket_.data(), used, CommType::f32, ReduceOp::sum);
-    std::size_t at = 0;
-    for (Parameter* p : in_bucket) {
-      float* g = p->grad.data<float>();
-      for (std::int64_t i = 0; i < p->grad.numel(); ++i) g[i] = bucket_[at + static_cast<std::size_t>(i)] * scale;
-      at += static_cast<std::size_t>(p->grad.numel());
-    }
-    in_bucket.clear();
-    used = 0;
-  };
+  std::size_t at = 0;
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
-    Parameter* p = *it;
-    const auto count = static_cast<std::size_t>(p->grad.numel());
-    if (used > 0 && used + count > capacity) flush();
-    if (bucket_.size() < used + count) bucket_.resize(std::max(used + count, std::min(capacity, bucket_.size() * 2)));
-    std::memcpy(bucket_.data() + used, p->grad.data<float>(), count * sizeof(float));
-    used += count;
-    in_bucket.push_back(p);
+    const auto count = static_cast<std::size_t>((*it)->grad.numel());
+    if (buckets_.empty() || (buckets_.back().count > 0 && buckets_.back().count + count > capacity)) {
+      buckets_.emplace_back();
+      buckets_.back().offset = at;
+    }
+    buckets_.back().params.push_back(*it);
+    buckets_.back().count += count;
+    bucket_of_.emplace_back(*it, buckets_.size() - 1);
+    at += count;
   }
-  flush();
+  std::sort(bucket_of_.begin(), bucket_of_.end());
+  is_ready_.assign(bucket_of_.size(), 0);
+  flat_.resize(at);
+}
+
+GradientReadyHook* RankCollectives::backward_hook(const std::vector<Parameter*>& params) {
+  plan_buckets(params);
+  for (Bucket& b : buckets_) b.waiting = b.params.size();
+  std::fill(is_ready_.begin(), is_ready_.end(), 0);
+  launched_ = 0;
+  return options_.overlap ? this : nullptr;
+}
+
+void RankCollectives::ready(Parameter& p) {
+  const auto it = std::lower_bound(bucket_of_.begin(), bucket_of_.end(), std::make_pair(&p, std::size_t(0)));
+  // Not one of the step's parameters (a frozen layer's), or said twice: nothing to do.
+  if (it == bucket_of_.end() || it->first != &p || is_ready_[static_cast<std::size_t>(it - bucket_of_.begin())]) return;
+  is_ready_[static_cast<std::size_t>(it - bucket_of_.begin())] = 1;
+  --buckets_[it->second].waiting;
+  launch_ready_buckets();
+  // MPI moves a started collective on only inside its calls.
+  for (std::size_t b = 0; b < launched_; ++b) comm_.test(buckets_[b].handle);
+}
+
+void RankCollectives::launch(Bucket& b) {
+  float* to = flat_.data() + b.offset;
+  for (Parameter* p : b.params) {
+    std::memcpy(to, p->grad.data<float>(), static_cast<std::size_t>(p->grad.numel()) * sizeof(float));
+    to += p->grad.numel();
+  }
+  b.handle = comm_.start_all_reduce(flat_.data() + b.offset, b.count, CommType::f32, ReduceOp::sum);
+}
+
+void RankCollectives::launch_ready_buckets() {
+  while (launched_ < buckets_.size() && buckets_[launched_].waiting == 0) {
+    launch(buckets_[launched_++]);
+    ++buckets_overlapped_;
+  }
+}
+
+void RankCollectives::reduce_gradients(const std::vector<Parameter*>& params) {
+  if (params != planned_for_ || buckets_.empty()) backward_hook(params);
+  // What the backward pass did not announce goes now, in bucket order.
+  while (launched_ < buckets_.size()) launch(buckets_[launched_++]);
+  const float scale = options_.gather ? 1.0f : 1.0f / static_cast<float>(comm_.size());
+  buckets_reduced_ += static_cast<std::int64_t>(buckets_.size());
+  for (Bucket& b : buckets_) {
+    comm_.wait(b.handle);
+    const float* from = flat_.data() + b.offset;
+    for (Parameter* p : b.params) {
+      float* g = p->grad.data<float>();
+      for (std::int64_t i = 0; i < p->grad.numel(); ++i) g[i] = from[i] * scale;
+      from += p->grad.numel();
+    }
+  }
+  launched_ = 0;
 
   if (buffers_.empty()) return;
   std::vector<float> values;

@@ -17,11 +17,15 @@
 //   gradients are averaged (the mean of the ranks' losses, as DDP).
 //   Buffers (batch-norm running statistics) are then made rank 0's, as
 //   DDP's broadcast_buffers, so every rank holds the state rank 0 saves.
+//   With `overlap`, a bucket's all-reduce starts during the backward pass
+//   as soon as the layers have said its gradients are done
+//   (contra/gradient_ready.hpp).
 
 #include "distributed/communicator.hpp"
 #include "train/trainer.hpp"
 
 #include <contra/batch_stats.hpp>
+#include <contra/gradient_ready.hpp>
 
 #include <cstdint>
 #include <vector>
@@ -31,20 +35,40 @@ namespace contra::runtime {
 struct DataParallelOptions {
   bool gather = true;                 ///< [distributed] gather
   std::size_t bucket_bytes = 25 << 20;  ///< [distributed] bucket_mb
+  bool overlap = true;                ///< [distributed] overlap: reduce buckets during the backward pass
 };
 
-class RankCollectives final : public StepCollectives {
+class RankCollectives final : public StepCollectives, private GradientReadyHook {
  public:
   /// `buffers`: the encoders' and heads' buffers, made rank 0's every step.
   RankCollectives(Communicator& comm, DataParallelOptions options, std::vector<Tensor*> buffers);
   const Embeddings& gather(const Embeddings& local) override;
   Tensor local_gradient(const Tensor& global_grad) override;
+  GradientReadyHook* backward_hook(const std::vector<Parameter*>& params) override;
   void reduce_gradients(const std::vector<Parameter*>& params) override;
   /// The loss a step reports: the global loss with `gather` (the same on
   /// every rank), else the mean of the ranks' losses.
   double step_loss(double local);
+  /// Buckets reduced so far, and how many of them were started during a
+  /// backward pass (overlapping it).
+  std::int64_t buckets_reduced() const noexcept { return buckets_reduced_; }
+  std::int64_t buckets_overlapped() const noexcept { return buckets_overlapped_; }
 
  private:
+  // Buckets of whole parameters in reverse order (the order a backward pass
+  // finishes them in), each a range of flat_; launched in bucket order, the
+  // same on every rank, once all of its parameters are ready.
+  struct Bucket {
+    std::vector<Parameter*> params;
+    std::size_t offset = 0, count = 0;
+    std::size_t waiting = 0;  // parameters not ready yet this step
+    std::size_t handle = 0;
+  };
+  void plan_buckets(const std::vector<Parameter*>& params);
+  void ready(Parameter& p) override;
+  void launch(Bucket& b);
+  void launch_ready_buckets();
+
   Communicator& comm_;
   DataParallelOptions options_;
   std::vector<Tensor*> buffers_;
@@ -55,7 +79,13 @@ class RankCollectives final : public StepCollectives {
   Tensor z_, keys_;
   std::vector<std::int64_t> sample_, label_, id_;
   Embeddings global_;
-  std::vector<float> bucket_;
+  std::vector<Parameter*> planned_for_;
+  std::vector<Bucket> buckets_;
+  std::vector<std::pair<Parameter*, std::size_t>> bucket_of_;  // sorted by parameter
+  std::vector<char> is_ready_;                                 // per entry of bucket_of_
+  std::vector<float> flat_;
+  std::size_t launched_ = 0;  // buckets launched this step, in order
+  std::int64_t buckets_reduced_ = 0, buckets_overlapped_ = 0;
 };
 
 /// Sums synchronised batch norm's statistics over the ranks (contra/batch_stats.hpp).

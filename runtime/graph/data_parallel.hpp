@@ -37,6 +37,8 @@ struct RankFigures {
   /// state_digest() of the rank's training state after its last step: the
   /// same on every rank, or the ranks diverged.
   std::uint64_t state_digest = 0;
+  /// Gradient buckets all-reduced, and those started during a backward pass.
+  std::int64_t buckets = 0, buckets_overlapped = 0;
 };
 
 /// Every rank's figures, in rank order, on every rank (a collective).

@@ -231,7 +231,8 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   const double collective_s_before = comm ? comm->collective_seconds() : 0.0;
   if (comm) {
     collectives = std::make_unique<RankCollectives>(
-        *comm, DataParallelOptions{settings.distributed.gather, settings.distributed.bucket_bytes},
+        *comm,
+        DataParallelOptions{settings.distributed.gather, settings.distributed.bucket_bytes, settings.distributed.overlap},
         step_buffers(p.parts));
     trainer->set_collectives(collectives.get());
     if (settings.distributed.sync_batch_norm) batch_stats = std::make_unique<CommBatchStatsReducer>(*comm);
@@ -304,6 +305,8 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     }
     mine.collective_s = comm->collective_seconds() - collective_s_before;
     mine.state_digest = state_digest(p.parts);
+    mine.buckets = collectives->buckets_reduced();
+    mine.buckets_overlapped = collectives->buckets_overlapped();
     summary.rank_figures = gather_rank_figures(*comm, mine);
     for (const RankFigures& f : summary.rank_figures)
       if (f.state_digest != summary.rank_figures[0].state_digest) summary.ranks_agree = false;

@@ -349,7 +349,9 @@ void RunRecord::summary(const RunSummary& s, const std::string& error) {
                           {"load_busy_s", json::number(f.load_busy_s)},
                           {"augment_busy_s", json::number(f.augment_busy_s)},
                           {"collective_s", json::number(f.collective_s)},
-                          {"state_digest", f.state_digest}});
+                          {"state_digest", f.state_digest},
+                          {"gradient_buckets", f.buckets},
+                          {"buckets_overlapped", f.buckets_overlapped}});
     summary["distributed"] = {{"backend", s.backend},
                               {"ranks", s.ranks},
                               {"ranks_agree", s.ranks_agree},

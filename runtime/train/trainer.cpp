@@ -297,6 +297,8 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
     if (g + 1 != groups_.size()) forward_again(x);
     const Tensor dz = groups_.size() == 1 ? dz_local : dz_local.rows(begin, end);
     const Tensor* dh = &dz;
+    // The last pass completes the gradients: ranks reduce each as it is done.
+    const ScopedGradientReadyHook overlap(collectives_ && g == 0 ? collectives_->backward_hook(params_) : nullptr);
     if (p_.head) {
       dh = &plugin_call(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
       if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != p_.encoder->output_dim() ||

@@ -4,6 +4,7 @@
 // that a misbehaving plugin is named instead of corrupting the run.
 
 #include <contra/batch.hpp>
+#include <contra/gradient_ready.hpp>
 #include <contra/roles/encoder.hpp>
 #include <contra/roles/loss.hpp>
 #include <contra/roles/memory.hpp>
@@ -53,6 +54,11 @@ class StepCollectives {
   /// dL/dz over the global batch -> this rank's rows of it, what the
   /// rank's encoder differentiates.
   virtual Tensor local_gradient(const Tensor& global_grad) = 0;
+  /// Before the backward pass that completes the parameters' gradients (the
+  /// last group's): a hook the layers tell of each finished gradient
+  /// (contra/gradient_ready.hpp), installed during that pass, so that their
+  /// reduction overlaps the rest of it; null for none.
+  virtual GradientReadyHook* backward_hook(const std::vector<Parameter*>& params) { return nullptr; }
   /// After the backward pass, before the optimizer: the parameters'
   /// gradients made the same on every rank.
   virtual void reduce_gradients(const std::vector<Parameter*>& params) = 0;

@@ -1,4 +1,5 @@
 #include <contra/batch_stats.hpp>
+#include <contra/gradient_ready.hpp>
 
 namespace contra {
 
@@ -7,6 +8,7 @@ namespace {
 // Per thread: a train step installs its reducer on its own thread, and
 // several steps (tests, in-process ranks) may run side by side.
 thread_local BatchStatsReducer* installed = nullptr;
+thread_local GradientReadyHook* installed_hook = nullptr;
 
 }  // namespace
 
@@ -17,5 +19,13 @@ ScopedBatchStatsReducer::ScopedBatchStatsReducer(BatchStatsReducer* reducer) noe
 }
 
 ScopedBatchStatsReducer::~ScopedBatchStatsReducer() { installed = previous_; }
+
+GradientReadyHook* gradient_ready_hook() noexcept { return installed_hook; }
+
+ScopedGradientReadyHook::ScopedGradientReadyHook(GradientReadyHook* hook) noexcept : previous_(installed_hook) {
+  installed_hook = hook;
+}
+
+ScopedGradientReadyHook::~ScopedGradientReadyHook() { installed_hook = previous_; }
 
 }  // namespace contra

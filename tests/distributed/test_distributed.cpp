@@ -296,6 +296,26 @@ TEST_CASE("ranks: a stop asked of one rank is agreed on, and the resumed run con
   require_same_parameters(rest, whole, 1e-6);
 }
 
+TEST_CASE("ranks: buckets reduced during the backward pass give what reducing after it gives", "[mpi]") {
+  // seed_resnet of width 64 holds more than 1 MiB of gradients: several 1 MiB buckets.
+  const std::string text =
+      replaced(with_resnet(base_pipeline), "width = 8", "width = 64") + "\n[distributed]\nbucket_mb = 1\n";
+  const Outcome after = run({"distributed.overlap=false", "train.max_steps=3"}, true, "overlap-off", {}, text);
+  const Outcome during = run({"train.max_steps=3"}, true, "overlap-on", {}, text);
+  require_ranks_agree(during.summary);
+  // The same sums of the same bytes in the same buckets: equal, not close.
+  require_same_losses(during.summary.losses, after.summary.losses, 0.0);
+  require_same_parameters(during, after, 0.0);
+  // Two or more buckets a step, each started inside the backward pass as
+  // soon as its last layer was done, or all of them after it.
+  const RankFigures& on = during.summary.rank_figures[0];
+  const RankFigures& off = after.summary.rank_figures[0];
+  CHECK(on.buckets >= 2 * 3);
+  CHECK(on.buckets_overlapped == on.buckets);
+  CHECK(off.buckets == on.buckets);
+  CHECK(off.buckets_overlapped == 0);
+}
+
 int main(int argc, char* argv[]) {
   try {
     world = &open_communicator("mpi", CommunicatorOptions{120});

@@ -92,6 +92,28 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
+  std::size_t start_all_reduce(void* data, std::size_t count, CommType type, ReduceOp op) override {
+    if (count > INT_MAX) throw DistributedError("mpi: a started all-reduce of " + std::to_string(count) + " values");
+    std::size_t slot = 0;
+    while (slot < started_.size() && started_[slot] != MPI_REQUEST_NULL) ++slot;
+    if (slot == started_.size()) started_.push_back(MPI_REQUEST_NULL);
+    check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), mpi_type(type),
+                         op == ReduceOp::sum ? MPI_SUM : MPI_MAX, data_, &started_[slot]),
+          "MPI_Iallreduce");
+    return slot;
+  }
+
+  bool test(std::size_t handle) override {
+    int done = 0;
+    check(MPI_Test(&started_.at(handle), &done, MPI_STATUS_IGNORE), "MPI_Test");
+    return done != 0;  // a finished request is MPI_REQUEST_NULL: its slot is free again
+  }
+
+  void wait(std::size_t handle) override {
+    MPI_Request& r = started_.at(handle);
+    if (r != MPI_REQUEST_NULL) wait(r, "an all-reduce started during the backward pass");
+  }
+
   void all_gather(const void* mine, void* out, const std::vector<std::size_t>& bytes) override {
     if (bytes.size() != static_cast<std::size_t>(size_))
       throw DistributedError("mpi: all_gather given " + std::to_string(bytes.size()) + " sizes for " +
@@ -223,6 +245,7 @@ class MpiCommunicator final : public Communicator {
   double seconds_ = 0;
   bool notified_ = false;
   std::string notice_;
+  std::vector<MPI_Request> started_;  // start_all_reduce()'s requests; MPI_REQUEST_NULL = free slot
 };
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include <contra/nn/batch_norm.hpp>
+#include <contra/gradient_ready.hpp>
 
 #include <contra/batch_stats.hpp>
 
@@ -410,6 +411,8 @@ const Tensor& BatchNorm::backward(const Tensor& dy, bool want_input_grad) {
     gg[c] += dg[c];
     gb[c] += db[c];
   }
+  gradient_ready(m.weight);
+  gradient_ready(m.bias);
   if (!want_input_grad) {
     static const Tensor none;
     return none;

@@ -1,4 +1,5 @@
 #include <contra/nn/conv2d.hpp>
+#include <contra/gradient_ready.hpp>
 
 #include "dnnl_util.hpp"
 #include "staging.hpp"
@@ -282,6 +283,8 @@ const Tensor& Conv2d::backward(const Tensor& dy, bool want_input_grad) {
       }
       p.winograd->backward_weights(p.x, dy.data<float>(), weight_.grad.data<float>(),
                                    has_bias_ ? bias_.grad.data<float>() : nullptr);
+      gradient_ready(weight_);
+      if (has_bias_) gradient_ready(bias_);
       return want_input_grad ? m.dx : m.none;
     }
 
@@ -347,6 +350,8 @@ const Tensor& Conv2d::backward(const Tensor& dy, bool want_input_grad) {
   } catch (const dnnl::error& e) {
     rethrow("conv2d '" + name_ + "' backward on " + dy.shape().str(), e);
   }
+  gradient_ready(weight_);
+  if (has_bias_) gradient_ready(bias_);
   return want_input_grad ? m.dx : m.none;
 }
 

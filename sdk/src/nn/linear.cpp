@@ -1,4 +1,5 @@
 #include <contra/nn/linear.hpp>
+#include <contra/gradient_ready.hpp>
 
 #include "dnnl_util.hpp"
 #include "staging.hpp"
@@ -234,6 +235,8 @@ const Tensor& Linear::backward(const Tensor& dy, bool want_input_grad) {
   } catch (const dnnl::error& e) {
     rethrow("linear '" + name_ + "' backward on " + dy.shape().str(), e);
   }
+  gradient_ready(weight_);
+  if (has_bias_) gradient_ready(bias_);
   return want_input_grad ? m.dx : m.none;
 }
 
