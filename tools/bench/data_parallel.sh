@@ -3,8 +3,10 @@
 # pipeline (seed_resnet, projection head, info_nce with global negatives,
 # batch 256, pipelines/simclr_fashion_mnist.toml without its evaluation) as
 # R ranks x T threads against 1 process x R*T threads, images/s of each and
-# the time the ranks spend in collectives per step. Rounds alternate the two
-# setups back to back; the ratio printed is the median of the rounds' ratios.
+# the time the ranks spend in collectives per step, and what overlapping the
+# gradient all-reduce with the backward pass buys ([distributed] overlap on
+# and off). Rounds run the setups back to back; the ratios printed are the
+# medians of the rounds' ratios.
 # Usage: tools/bench/data_parallel.sh [ranks=2] [steps=40] [rounds=3] [build=build]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,18 +37,25 @@ print(f'{images / (b["time_s"] - a["time_s"]):.1f}', " ".join(f"{c:.1f}" for c i
 PY
 }
 
-ratios=()
+ratios=() gains=()
 for round in $(seq 1 "$rounds"); do
   "$contra" run pipelines/simclr_fashion_mnist.toml "${common[@]}" --set runtime.compute_threads="$ranks" \
     --set runtime.data_threads="$ranks" --run-dir "$work/one-$round" > /dev/null
-  mpirun --allow-run-as-root --oversubscribe -np "$ranks" "$contra" run pipelines/simclr_fashion_mnist.toml \
-    "${common[@]}" --set runtime.compute_threads=1 --set runtime.data_threads=1 \
-    --set distributed.backend='"mpi"' --run-dir "$work/ranks-$round" > /dev/null
+  for overlap in true false; do
+    mpirun --allow-run-as-root --oversubscribe -np "$ranks" "$contra" run pipelines/simclr_fashion_mnist.toml \
+      "${common[@]}" --set runtime.compute_threads=1 --set runtime.data_threads=1 \
+      --set distributed.backend='"mpi"' --set distributed.overlap="$overlap" --run-dir "$work/ranks-$overlap-$round" > /dev/null
+  done
   read -r one _ <<< "$(measure "$work/one-$round")"
-  read -r many coll <<< "$(measure "$work/ranks-$round")"
+  read -r many coll <<< "$(measure "$work/ranks-true-$round")"
+  read -r serial coll_serial <<< "$(measure "$work/ranks-false-$round")"
   ratio=$(python3 -c "print(f'{$many / $one:.3f}')")
-  ratios+=("$ratio")
-  echo "round $round: 1 process x $ranks threads $one images/s; $ranks ranks x 1 thread $many images/s (ratio $ratio); ms per step in collectives by rank: $coll"
+  gain=$(python3 -c "print(f'{$many / $serial:.3f}')")
+  ratios+=("$ratio") gains+=("$gain")
+  echo "round $round: 1 process x $ranks threads $one images/s; $ranks ranks x 1 thread $many images/s (ratio $ratio)," \
+       "ms per step in collectives by rank: $coll; gradients reduced after the backward pass instead: $serial images/s," \
+       "ms in collectives $coll_serial"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-echo "median ratio ($ranks ranks / 1 process): $median"
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "median ratio ($ranks ranks / 1 process): $(median "${ratios[@]}")"
+echo "median ratio (overlapped / reduced after the backward pass): $(median "${gains[@]}")"
