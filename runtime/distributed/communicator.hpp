@@ -26,7 +26,12 @@ class DistributedError : public Error {
 };
 
 enum class CommType : std::uint8_t { f32, f64, i64 };
-enum class ReduceOp : std::uint8_t { sum, max };
+/// mean: the sum divided by the number of ranks (f32 and f64 only).
+enum class ReduceOp : std::uint8_t { sum, max, mean };
+/// Where a collective's buffers are: host memory, or the GPU's (a backend
+/// with device_memory(); its collectives are queued on the calling thread's
+/// current CUDA stream, contra::cuda::current_stream(), and waited for).
+enum class Memory : std::uint8_t { host, device };
 
 std::size_t comm_type_size(CommType t) noexcept;
 
@@ -47,12 +52,13 @@ class Communicator {
   virtual int local_rank() const noexcept = 0;
   virtual int local_size() const noexcept = 0;
 
-  /// In place, the same result on every rank. `data` is host memory
-  /// (device memory for a backend that says so: device_memory()).
-  virtual void all_reduce(void* data, std::size_t count, CommType type, ReduceOp op) = 0;
+  /// In place, the same result on every rank.
+  virtual void all_reduce(void* data, std::size_t count, CommType type, ReduceOp op,
+                          Memory where = Memory::host) = 0;
   /// The same, started: `data` must stay untouched until wait() on the
   /// handle returns. Ranks start their collectives in the same order.
-  virtual std::size_t start_all_reduce(void* data, std::size_t count, CommType type, ReduceOp op) = 0;
+  virtual std::size_t start_all_reduce(void* data, std::size_t count, CommType type, ReduceOp op,
+                                       Memory where = Memory::host) = 0;
   /// Lets started collectives progress; true once `handle`'s is done.
   virtual bool test(std::size_t handle) = 0;
   /// Until `handle`'s collective is done (the timeout and failure notices
@@ -60,10 +66,11 @@ class Communicator {
   virtual void wait(std::size_t handle) = 0;
   /// Rank r's `bytes[r]` bytes, in rank order, into `out` (the sum of
   /// `bytes`); `mine` holds bytes[rank()] bytes.
-  virtual void all_gather(const void* mine, void* out, const std::vector<std::size_t>& bytes) = 0;
-  virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
+  virtual void all_gather(const void* mine, void* out, const std::vector<std::size_t>& bytes,
+                          Memory where = Memory::host) = 0;
+  virtual void broadcast(void* data, std::size_t bytes, int root, Memory where = Memory::host) = 0;
   virtual void barrier() = 0;
-  /// Whether all_reduce() and all_gather() take device (CUDA) pointers.
+  /// Whether the collectives take Memory::device buffers.
   virtual bool device_memory() const noexcept = 0;
 
   /// Tells every other rank that this one failed with `message`: their

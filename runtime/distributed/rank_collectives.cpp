@@ -1,5 +1,7 @@
 #include "distributed/rank_collectives.hpp"
 
+#include "device/device_ops.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -16,14 +18,23 @@ std::string rank_text(std::size_t r) { return "rank " + std::to_string(r); }
 RankCollectives::RankCollectives(Communicator& comm, DataParallelOptions options, std::vector<Tensor*> buffers)
     : comm_(comm), options_(options), buffers_(std::move(buffers)) {
   for (const Tensor* b : buffers_)
-    if (b->dtype() != DType::f32 || b->device() != Device::cpu)
-      throw UsageError("data-parallel ranks: buffers must be f32 host tensors, got " +
+    if (b->dtype() != DType::f32 || b->device() != buffers_[0]->device())
+      throw UsageError("data-parallel ranks: buffers must be f32 tensors on one device, got " +
                        std::string(dtype_name(b->dtype())) + " on " + device_name(b->device()));
 }
 
+namespace {
+Memory memory_of(const Tensor& t) { return t.device() == Device::cpu ? Memory::host : Memory::device; }
+
+// A [count] f32 view of `flat` from `offset` on, shaped as `like`.
+Tensor flat_view(Tensor& flat, std::size_t offset, const Tensor& like) {
+  return Tensor::wrap(flat.data<float>() + offset, like.shape(), DType::f32, flat.device());
+}
+}  // namespace
+
 const Embeddings& RankCollectives::gather(const Embeddings& local) {
-  if (!options_.gather) return local;
-  if (local.z.device() != Device::cpu && !comm_.device_memory())
+  const Memory zmem = memory_of(local.z);
+  if (zmem == Memory::device && !comm_.device_memory())
     throw UsageError(std::string("the ") + comm_.backend() + " backend carries host memory; embeddings on " +
                      device_name(local.z.device()) + " need the nccl backend");
   const std::int64_t L = local.rows(), D = local.z.dim(1);
@@ -43,7 +54,8 @@ const Embeddings& RankCollectives::gather(const Embeddings& local) {
   offset_.assign(R, 0);
   total_ = 0;
   views_ = L / n;
-  std::vector<std::size_t> bytes(R);
+  std::int64_t all_rows = 0;
+  std::vector<std::size_t> row_bytes(R), sample_bytes(R);
   for (std::size_t r = 0; r < R; ++r) {
     const std::int64_t* h = &header[r * header_size];
     // Every rank runs the same pipeline: a difference is a bug, said plainly.
@@ -56,55 +68,32 @@ const Embeddings& RankCollectives::gather(const Embeddings& local) {
     samples_[r] = h[samples];
     offset_[r] = total_;
     total_ += h[samples];
-    const std::size_t row_bytes = static_cast<std::size_t>(D) * sizeof(float);
-    bytes[r] = static_cast<std::size_t>(h[rows]) * row_bytes * (keys ? 2 : 1) +
-               static_cast<std::size_t>(h[samples]) * sizeof(std::int64_t) * ((ids ? 1 : 0) + (labels ? 1 : 0));
+    all_rows += h[rows];
+    row_bytes[r] = static_cast<std::size_t>(h[rows] * D) * sizeof(float);
+    sample_bytes[r] = static_cast<std::size_t>(h[samples]) * sizeof(std::int64_t);
   }
 
-  // This rank's payload: z, keys, then per sample its id and label.
-  std::vector<unsigned char> payload(bytes[me]);
-  unsigned char* at = payload.data();
-  auto put = [&](const void* p, std::size_t b) {
-    std::memcpy(at, p, b);
-    at += b;
-  };
-  const std::size_t z_bytes = static_cast<std::size_t>(L * D) * sizeof(float);
-  put(local.z.data<float>(), z_bytes);
-  if (keys) put(local.keys.data<float>(), z_bytes);
-  if (ids) put(local.ids->data(), static_cast<std::size_t>(n) * sizeof(std::int64_t));
-  if (labels) put(local.label->data(), static_cast<std::size_t>(n) * sizeof(std::int64_t));
-  std::size_t all = 0;
-  for (std::size_t b : bytes) all += b;
-  staging_.resize(all);
-  comm_.all_gather(payload.data(), staging_.data(), bytes);
-
+  // Rows of every rank, rank after rank (where z lives), then placed in one
+  // process's order: view v of rank r's samples at rows v * N + offset.
   const std::int64_t N = total_, rows_out = views_ * N;
-  z_.ensure({rows_out, D}, DType::f32);
-  if (keys) keys_.ensure({rows_out, D}, DType::f32);
+  auto gather_rows = [&](const Tensor& rows, Tensor& staging, Tensor& out) {
+    staging.ensure({all_rows, D}, DType::f32, rows.device());
+    comm_.all_gather(rows.raw(), staging.raw(), row_bytes, zmem);
+    out.ensure({rows_out, D}, DType::f32, rows.device());
+    std::int64_t from = 0;
+    for (std::size_t r = 0; r < R; ++r) {
+      const std::int64_t nr = samples_[r];
+      for (std::int64_t v = 0; v < views_; ++v, from += nr)
+        if (nr > 0) device_ops::copy_rows(out, v * N + offset_[r], staging.rows(from, from + nr));
+    }
+  };
+  gather_rows(local.z, staging_z_, z_);
+  if (keys) gather_rows(local.keys, staging_keys_, keys_);
   else keys_ = Tensor();
+  // Per sample, ids and labels (host), rank after rank: the global order.
   std::vector<std::int64_t> sample_ids(ids ? N : 0), sample_labels(labels ? N : 0);
-  const unsigned char* from = staging_.data();
-  for (std::size_t r = 0; r < R; ++r) {
-    const std::int64_t nr = samples_[r], off = offset_[r];
-    const std::size_t block = static_cast<std::size_t>(nr * views_ * D) * sizeof(float);
-    // View v of the rank's samples -> rows v * N + off .. of the global batch.
-    auto place = [&](Tensor& out) {
-      for (std::int64_t v = 0; v < views_; ++v)
-        std::memcpy(out.data<float>() + (v * N + off) * D, from + static_cast<std::size_t>(v * nr * D) * sizeof(float),
-                    static_cast<std::size_t>(nr * D) * sizeof(float));
-      from += block;
-    };
-    place(z_);
-    if (keys) place(keys_);
-    if (ids) {
-      std::memcpy(sample_ids.data() + off, from, static_cast<std::size_t>(nr) * sizeof(std::int64_t));
-      from += static_cast<std::size_t>(nr) * sizeof(std::int64_t);
-    }
-    if (labels) {
-      std::memcpy(sample_labels.data() + off, from, static_cast<std::size_t>(nr) * sizeof(std::int64_t));
-      from += static_cast<std::size_t>(nr) * sizeof(std::int64_t);
-    }
-  }
+  if (ids) comm_.all_gather(local.ids->data(), sample_ids.data(), sample_bytes);
+  if (labels) comm_.all_gather(local.label->data(), sample_labels.data(), sample_bytes);
   sample_.resize(static_cast<std::size_t>(rows_out));
   id_.resize(ids ? static_cast<std::size_t>(rows_out) : 0);
   label_.resize(labels ? static_cast<std::size_t>(rows_out) : 0);
@@ -118,14 +107,12 @@ const Embeddings& RankCollectives::gather(const Embeddings& local) {
 }
 
 Tensor RankCollectives::local_gradient(const Tensor& g) {
-  if (!options_.gather) return g;
   const auto me = static_cast<std::size_t>(comm_.rank());
   const std::int64_t n = samples_[me], off = offset_[me], D = g.dim(1), N = total_;
-  Tensor out = Tensor::empty({views_ * n, D}, DType::f32);
+  local_grad_.ensure({views_ * n, D}, DType::f32, g.device());
   for (std::int64_t v = 0; v < views_; ++v)
-    std::memcpy(out.data<float>() + v * n * D, g.data<float>() + (v * N + off) * D,
-                static_cast<std::size_t>(n * D) * sizeof(float));
-  return out;
+    device_ops::copy_rows(local_grad_, v * n, g.rows(v * N + off, v * N + off + n));
+  return local_grad_;
 }
 
 void RankCollectives::plan_buckets(const std::vector<Parameter*>& params) {
@@ -148,7 +135,8 @@ void RankCollectives::plan_buckets(const std::vector<Parameter*>& params) {
   }
   std::sort(bucket_of_.begin(), bucket_of_.end());
   is_ready_.assign(bucket_of_.size(), 0);
-  flat_.resize(at);
+  flat_.ensure({static_cast<std::int64_t>(std::max<std::size_t>(at, 1))}, DType::f32,
+               params.empty() ? Device::cpu : params[0]->grad.device());
 }
 
 GradientReadyHook* RankCollectives::backward_hook(const std::vector<Parameter*>& params) {
@@ -156,7 +144,10 @@ GradientReadyHook* RankCollectives::backward_hook(const std::vector<Parameter*>&
   for (Bucket& b : buckets_) b.waiting = b.params.size();
   std::fill(is_ready_.begin(), is_ready_.end(), 0);
   launched_ = 0;
-  return options_.overlap ? this : nullptr;
+  // On a GPU the collectives are queued on the train stream behind the
+  // backward pass: nothing to overlap from here.
+  const bool host = params.empty() || params[0]->grad.device() == Device::cpu;
+  return options_.overlap && host ? this : nullptr;
 }
 
 void RankCollectives::ready(Parameter& p) {
@@ -171,12 +162,19 @@ void RankCollectives::ready(Parameter& p) {
 }
 
 void RankCollectives::launch(Bucket& b) {
-  float* to = flat_.data() + b.offset;
-  for (Parameter* p : b.params) {
-    std::memcpy(to, p->grad.data<float>(), static_cast<std::size_t>(p->grad.numel()) * sizeof(float));
-    to += p->grad.numel();
+  for (std::size_t i = 0, at = b.offset; i < b.params.size(); at += static_cast<std::size_t>(b.params[i++]->grad.numel())) {
+    Tensor into = flat_view(flat_, at, b.params[i]->grad);
+    device_ops::copy_async(into, b.params[i]->grad);
   }
-  b.handle = comm_.start_all_reduce(flat_.data() + b.offset, b.count, CommType::f32, ReduceOp::sum);
+  float* data = flat_.data<float>() + b.offset;
+  if (flat_.device() == Device::cpu) {
+    b.handle = comm_.start_all_reduce(data, b.count, CommType::f32, ReduceOp::sum);
+    b.started = true;
+  } else {
+    // Queued on the train stream (and waited for) at once.
+    comm_.all_reduce(data, b.count, CommType::f32, options_.gather ? ReduceOp::sum : ReduceOp::mean, Memory::device);
+    b.started = false;
+  }
 }
 
 void RankCollectives::launch_ready_buckets() {
@@ -190,27 +188,40 @@ void RankCollectives::reduce_gradients(const std::vector<Parameter*>& params) {
   if (params != planned_for_ || buckets_.empty()) backward_hook(params);
   // What the backward pass did not announce goes now, in bucket order.
   while (launched_ < buckets_.size()) launch(buckets_[launched_++]);
-  const float scale = options_.gather ? 1.0f : 1.0f / static_cast<float>(comm_.size());
   buckets_reduced_ += static_cast<std::int64_t>(buckets_.size());
   for (Bucket& b : buckets_) {
-    comm_.wait(b.handle);
-    const float* from = flat_.data() + b.offset;
-    for (Parameter* p : b.params) {
-      float* g = p->grad.data<float>();
-      for (std::int64_t i = 0; i < p->grad.numel(); ++i) g[i] = from[i] * scale;
-      from += p->grad.numel();
+    if (b.started) {
+      comm_.wait(b.handle);
+      // Without gather the ranks' losses are averaged: so are their gradients.
+      if (!options_.gather) {
+        const float scale = 1.0f / static_cast<float>(comm_.size());
+        float* g = flat_.data<float>() + b.offset;
+        for (std::size_t i = 0; i < b.count; ++i) g[i] *= scale;
+      }
+    }
+    for (std::size_t i = 0, at = b.offset; i < b.params.size(); at += static_cast<std::size_t>(b.params[i++]->grad.numel())) {
+      const Tensor from = flat_view(flat_, at, b.params[i]->grad);
+      device_ops::copy_async(b.params[i]->grad, from);
     }
   }
   launched_ = 0;
 
   if (buffers_.empty()) return;
-  std::vector<float> values;
-  for (const Tensor* b : buffers_) values.insert(values.end(), b->data<float>(), b->data<float>() + b->numel());
-  comm_.broadcast(values.data(), values.size() * sizeof(float), 0);
+  std::int64_t count = 0;
+  for (const Tensor* t : buffers_) count += t->numel();
+  buffer_flat_.ensure({count}, DType::f32, buffers_[0]->device());
   std::size_t at = 0;
-  for (Tensor* b : buffers_) {
-    std::memcpy(b->data<float>(), values.data() + at, static_cast<std::size_t>(b->numel()) * sizeof(float));
-    at += static_cast<std::size_t>(b->numel());
+  for (Tensor* t : buffers_) {
+    Tensor into = flat_view(buffer_flat_, at, *t);
+    device_ops::copy_async(into, *t);
+    at += static_cast<std::size_t>(t->numel());
+  }
+  comm_.broadcast(buffer_flat_.raw(), buffer_flat_.nbytes(), 0, memory_of(buffer_flat_));
+  at = 0;
+  for (Tensor* t : buffers_) {
+    const Tensor from = flat_view(buffer_flat_, at, *t);
+    device_ops::copy_async(*t, from);
+    at += static_cast<std::size_t>(t->numel());
   }
 }
 

@@ -42,7 +42,10 @@ class RankCollectives final : public StepCollectives, private GradientReadyHook 
  public:
   /// `buffers`: the encoders' and heads' buffers, made rank 0's every step.
   RankCollectives(Communicator& comm, DataParallelOptions options, std::vector<Tensor*> buffers);
+  /// Always the global batch (the memory and the sampler need it); the
+  /// miner and the loss see it only with `gather` (global_negatives()).
   const Embeddings& gather(const Embeddings& local) override;
+  bool global_negatives() const override { return options_.gather; }
   Tensor local_gradient(const Tensor& global_grad) override;
   GradientReadyHook* backward_hook(const std::vector<Parameter*>& params) override;
   void reduce_gradients(const std::vector<Parameter*>& params) override;
@@ -63,6 +66,7 @@ class RankCollectives final : public StepCollectives, private GradientReadyHook 
     std::size_t offset = 0, count = 0;
     std::size_t waiting = 0;  // parameters not ready yet this step
     std::size_t handle = 0;
+    bool started = false;     // a started (host) all-reduce to wait for
   };
   void plan_buckets(const std::vector<Parameter*>& params);
   void ready(Parameter& p) override;
@@ -75,15 +79,16 @@ class RankCollectives final : public StepCollectives, private GradientReadyHook 
   // Per rank: samples, then the global offset of its first sample.
   std::vector<std::int64_t> samples_, offset_;
   std::int64_t views_ = 0, total_ = 0;  // view groups per sample; samples of the global batch
-  std::vector<unsigned char> staging_;
-  Tensor z_, keys_;
+  Tensor staging_z_, staging_keys_;  // every rank's rows, rank after rank
+  Tensor z_, keys_, local_grad_;
   std::vector<std::int64_t> sample_, label_, id_;
   Embeddings global_;
   std::vector<Parameter*> planned_for_;
   std::vector<Bucket> buckets_;
   std::vector<std::pair<Parameter*, std::size_t>> bucket_of_;  // sorted by parameter
   std::vector<char> is_ready_;                                 // per entry of bucket_of_
-  std::vector<float> flat_;
+  Tensor flat_;         // the gradients of every bucket, where they live
+  Tensor buffer_flat_;  // the buffers, broadcast from rank 0
   std::size_t launched_ = 0;  // buckets launched this step, in order
   std::int64_t buckets_reduced_ = 0, buckets_overlapped_ = 0;
 };

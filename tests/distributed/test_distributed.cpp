@@ -207,6 +207,9 @@ TEST_CASE("ranks: without gather each rank contrasts its own slice, with fewer n
   require_ranks_agree(local.summary);
   // info_nce's loss grows with log(negatives): a slice has fewer.
   REQUIRE(local.summary.losses[0] < one.summary.losses[0] - 0.1);
+  // A queue still takes the global batch's keys: it stays the same on every rank.
+  const std::string text = std::string(base_pipeline) + "\n[memory]\nplugin = \"queue\"\nsize = 96\nmomentum = 0.9\n";
+  require_ranks_agree(run({"distributed.gather=false"}, true, "nogather-queue", {}, text).summary);
 }
 
 TEST_CASE("ranks: supcon with class_balanced batches sees the labels of the global batch", "[mpi]") {

@@ -8,7 +8,7 @@
 // a failed rank then stops every rank with its message instead of leaving
 // them blocked in MPI forever.
 
-#include "distributed/communicator.hpp"
+#include "distributed/mpi/mpi_communicator.hpp"
 
 #include <mpi.h>
 
@@ -43,7 +43,7 @@ MPI_Datatype mpi_type(CommType t) {
   return MPI_BYTE;
 }
 
-class MpiCommunicator final : public Communicator {
+class MpiCommunicator final : public HostCommunicator {
  public:
   explicit MpiCommunicator(const CommunicatorOptions& o) : timeout_s_(o.timeout_s) {
     int initialised = 0;
@@ -79,26 +79,30 @@ class MpiCommunicator final : public Communicator {
   double collective_seconds() const noexcept override { return seconds_; }
   void set_timeout(double s) noexcept override { timeout_s_ = s; }
 
-  void all_reduce(void* data, std::size_t count, CommType type, ReduceOp op) override {
+  void all_reduce(void* data, std::size_t count, CommType type, ReduceOp op, Memory where) override {
+    host_only(where, "all_reduce");
     // MPI counts are ints: large buffers go in pieces.
     const std::size_t piece = std::size_t(1) << 28, width = comm_type_size(type);
     for (std::size_t at = 0; at < count; at += piece) {
       const int n = static_cast<int>(std::min(piece, count - at));
       MPI_Request r;
-      check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(data) + at * width, n, mpi_type(type),
-                           op == ReduceOp::sum ? MPI_SUM : MPI_MAX, data_, &r),
+      check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(data) + at * width, n, mpi_type(type), mpi_op(op),
+                           data_, &r),
             "MPI_Iallreduce");
       wait(r, "an all-reduce");
     }
+    if (op == ReduceOp::mean) divide(data, count, type);
   }
 
-  std::size_t start_all_reduce(void* data, std::size_t count, CommType type, ReduceOp op) override {
+  std::size_t start_all_reduce(void* data, std::size_t count, CommType type, ReduceOp op, Memory where) override {
+    host_only(where, "start_all_reduce");
+    if (op == ReduceOp::mean) throw DistributedError("mpi: a started all-reduce sums or takes the maximum");
     if (count > INT_MAX) throw DistributedError("mpi: a started all-reduce of " + std::to_string(count) + " values");
     std::size_t slot = 0;
     while (slot < started_.size() && started_[slot] != MPI_REQUEST_NULL) ++slot;
     if (slot == started_.size()) started_.push_back(MPI_REQUEST_NULL);
-    check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), mpi_type(type),
-                         op == ReduceOp::sum ? MPI_SUM : MPI_MAX, data_, &started_[slot]),
+    check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), mpi_type(type), mpi_op(op), data_,
+                         &started_[slot]),
           "MPI_Iallreduce");
     return slot;
   }
@@ -114,7 +118,8 @@ class MpiCommunicator final : public Communicator {
     if (r != MPI_REQUEST_NULL) wait(r, "an all-reduce started during the backward pass");
   }
 
-  void all_gather(const void* mine, void* out, const std::vector<std::size_t>& bytes) override {
+  void all_gather(const void* mine, void* out, const std::vector<std::size_t>& bytes, Memory where) override {
+    host_only(where, "all_gather");
     if (bytes.size() != static_cast<std::size_t>(size_))
       throw DistributedError("mpi: all_gather given " + std::to_string(bytes.size()) + " sizes for " +
                              std::to_string(size_) + " ranks");
@@ -135,7 +140,8 @@ class MpiCommunicator final : public Communicator {
     wait(r, "an all-gather");
   }
 
-  void broadcast(void* data, std::size_t bytes, int root) override {
+  void broadcast(void* data, std::size_t bytes, int root, Memory where) override {
+    host_only(where, "broadcast");
     if (bytes > INT_MAX) throw DistributedError("mpi: a broadcast of " + std::to_string(bytes) + " bytes");
     MPI_Request r;
     check(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, data_, &r), "MPI_Ibcast");
@@ -191,7 +197,44 @@ class MpiCommunicator final : public Communicator {
     MPI_Finalize();
   }
 
+ void check_notices() override {
+    int notice = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, failure_tag, control_, &notice, &st);
+    if (!notice) return;
+    int len = 0;
+    MPI_Get_count(&st, MPI_CHAR, &len);
+    std::string text(static_cast<std::size_t>(std::max(len, 0)), '\0');
+    MPI_Recv(text.data(), len, MPI_CHAR, st.MPI_SOURCE, failure_tag, control_, MPI_STATUS_IGNORE);
+    throw DistributedError("rank " + std::to_string(st.MPI_SOURCE) + " of " + std::to_string(size_) + " failed: " + text);
+  }
+
  private:
+  static MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::max ? MPI_MAX : MPI_SUM; }
+
+  static void divide(void* data, std::size_t count, CommType type) {
+    if (type == CommType::f32) {
+      const float n = 1.0f / static_cast<float>(size_of_world());
+      for (std::size_t i = 0; i < count; ++i) static_cast<float*>(data)[i] *= n;
+    } else if (type == CommType::f64) {
+      const double n = 1.0 / size_of_world();
+      for (std::size_t i = 0; i < count; ++i) static_cast<double*>(data)[i] *= n;
+    } else {
+      throw DistributedError("mpi: a mean of integers");
+    }
+  }
+
+  static int size_of_world() {
+    int n = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    return n;
+  }
+
+  void host_only(Memory where, const char* call) const {
+    if (where != Memory::host)
+      throw DistributedError(std::string("mpi: ") + call + " on GPU memory: the mpi backend carries host memory");
+  }
+
   void check(int code, const char* call) {
     if (code != MPI_SUCCESS) throw DistributedError(std::string("mpi: ") + call + " failed: " + mpi_error_text(code));
   }
@@ -208,18 +251,12 @@ class MpiCommunicator final : public Communicator {
       int done = 0;
       check(MPI_Test(&r, &done, MPI_STATUS_IGNORE), "MPI_Test");
       if (done) break;
-      int notice = 0;
-      MPI_Status st;
-      MPI_Iprobe(MPI_ANY_SOURCE, failure_tag, control_, &notice, &st);
-      if (notice) {
-        int len = 0;
-        MPI_Get_count(&st, MPI_CHAR, &len);
-        std::string text(static_cast<std::size_t>(std::max(len, 0)), '\0');
-        MPI_Recv(text.data(), len, MPI_CHAR, st.MPI_SOURCE, failure_tag, control_, MPI_STATUS_IGNORE);
-        seconds_ += std::chrono::duration<double>(clock::now() - t0).count();
+      try {
+        check_notices();
+      } catch (const DistributedError&) {
         // The collective cannot be cancelled; the process ends without it.
-        throw DistributedError("rank " + std::to_string(st.MPI_SOURCE) + " of " + std::to_string(size_) +
-                               " failed: " + text);
+        seconds_ += std::chrono::duration<double>(clock::now() - t0).count();
+        throw;
       }
       const double waited = std::chrono::duration<double>(clock::now() - t0).count();
       if (timeout_s_ > 0 && waited > timeout_s_) {
@@ -249,9 +286,9 @@ class MpiCommunicator final : public Communicator {
 };
 
 }  // namespace
-}  // namespace contra::runtime
 
-extern "C" __attribute__((visibility("default"))) contra::runtime::Communicator* contra_create_communicator_v1(
-    const contra::runtime::CommunicatorOptions& options) {
-  return new contra::runtime::MpiCommunicator(options);
+std::unique_ptr<HostCommunicator> make_mpi_communicator(const CommunicatorOptions& options) {
+  return std::make_unique<MpiCommunicator>(options);
 }
+
+}  // namespace contra::runtime
