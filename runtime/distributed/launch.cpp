@@ -19,11 +19,13 @@ LaunchInfo detect_launch() {
   LaunchInfo out;
   // OpenMPI's mpirun; Slurm's srun; a PMI launcher (MPICH's hydra, PMIx).
   struct Names {
-    const char *launcher, *size, *rank, *local_size;
+    const char *launcher, *size, *rank, *local_size, *local_rank;
   };
-  for (const Names& n : {Names{"mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"},
-                         Names{"srun", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_NTASKS_PER_NODE"},
-                         Names{"pmi", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS"}}) {
+  for (const Names& n :
+       {Names{"mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
+              "OMPI_COMM_WORLD_LOCAL_RANK"},
+        Names{"srun", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_NTASKS_PER_NODE", "SLURM_LOCALID"},
+        Names{"pmi", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS", "MPI_LOCALRANKID"}}) {
     const int size = env_int(n.size), rank = env_int(n.rank);
     if (size < 1 || rank < 0) continue;
     out.launcher = n.launcher;
@@ -31,9 +33,16 @@ LaunchInfo detect_launch() {
     out.rank = rank;
     const int local = env_int(n.local_size);
     out.local_size = local >= 1 ? local : 1;
+    const int local_rank = env_int(n.local_rank);
+    out.local_rank = local_rank >= 0 ? local_rank : 0;
     return out;
   }
   return out;
+}
+
+void show_rank_its_gpu(const LaunchInfo& launch) {
+  if (launch.local_size <= 1 || std::getenv("CUDA_VISIBLE_DEVICES")) return;
+  setenv("CUDA_VISIBLE_DEVICES", std::to_string(launch.local_rank).c_str(), 0);
 }
 
 }  // namespace contra::runtime

@@ -73,9 +73,11 @@ foreach(t ${contra_plugin_targets})
   set_target_properties(${t} PROPERTIES INSTALL_RPATH "\$ORIGIN/../..")
 endforeach()
 # The communicator backends, beside libcontra_sdk (found from bin/ as libcontra_cuda is).
-if(TARGET contra_comm_mpi)
-  install(TARGETS contra_comm_mpi LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-endif()
+foreach(backend contra_comm_mpi contra_comm_nccl)
+  if(TARGET ${backend})
+    install(TARGETS ${backend} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  endif()
+endforeach()
 install(TARGETS ${contra_plugin_targets} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/contra/plugins)
 
 # The CMake package.

@@ -160,6 +160,7 @@ int run_command(PipelineArgs pa) {
   // rank, and a failure stops every rank (the others end their collectives
   // with this rank's message, write their records, and all exit).
   const runtime::LaunchInfo launch = runtime::detect_launch();
+  runtime::show_rank_its_gpu(launch);  // before anything starts CUDA
   const std::string rank_prefix =
       launch.size > 1 ? "rank " + std::to_string(launch.rank) + " of " + std::to_string(launch.size) + ": " : "";
   runtime::Communicator* comm = nullptr;
