@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `mpirun -np 2 contra run`: the ranks train and rank 0 records it; a rank that
-# fails stops every rank within seconds, with its message; several ranks with
-# [distributed] backend = "none" are refused.
+# fails, dies or hangs stops every rank within seconds (with its message, or
+# the collective's timeout); several ranks with [distributed] backend = "none"
+# are refused.
 # Usage: cli_ranks.sh CONTRA_BINARY FIXTURE_PLUGIN_DIR WORK_DIR
 set -u
 contra=$1 fixtures=$2 work=$3
@@ -100,7 +101,28 @@ grep -q "rank 0 of 2: .*rank 1 of 2 failed: .*load() fails on purpose on rank 1"
 python3 -c "import json; s = json.load(open('bad/summary.json')); assert 'rank 1 of 2 failed' in s['error'], s" ||
   fail "rank 0's summary.json does not record the failure"
 
-# 3. Several ranks of backend "none" would each train alone: refused.
+# 3. A rank that dies (SIGKILL) takes the others down with it, within seconds.
+start=$(date +%s)
+CONTRA_PLUGIN_PATH="$fixtures" timeout 120 "${mpirun[@]}" "$contra" run bad.toml --run-dir died \
+  --set source.fault='"die_on_rank"' > out.txt 2> err.txt
+code=$? took=$(( $(date +%s) - start ))
+[ "$code" != 0 ] && [ "$code" != 124 ] || { cat out.txt err.txt; fail "a dead rank: exit code $code"; }
+[ "$took" -lt 40 ] || fail "a dead rank: the others took $took s to stop"
+
+# 4. A rank that hangs: the others' collective times out (timeout_s = 3),
+# rank 0 says so and records it, and the launcher ends the hung rank.
+start=$(date +%s)
+CONTRA_PLUGIN_PATH="$fixtures" timeout 120 "${mpirun[@]}" "$contra" run bad.toml --run-dir hung \
+  --set source.fault='"hang_on_rank"' --set distributed.timeout_s=3 > out.txt 2> err.txt
+code=$? took=$(( $(date +%s) - start ))
+[ "$code" != 0 ] && [ "$code" != 124 ] || { cat out.txt err.txt; fail "a hung rank: exit code $code"; }
+[ "$took" -lt 60 ] || fail "a hung rank: the run took $took s to stop"
+grep -q "rank 0 of 2: .*waited [0-9]* s in .* for the other ranks, longer than distributed.timeout_s allows" err.txt ||
+  { cat err.txt; fail "the timeout's message"; }
+python3 -c "import json; s = json.load(open('hung/summary.json')); assert 'distributed.timeout_s' in s['error'], s" ||
+  fail "rank 0's summary.json does not record the timeout"
+
+# 5. Several ranks of backend "none" would each train alone: refused.
 "${mpirun[@]}" "$contra" run p.toml --no-record --set distributed.backend='"none"' > out.txt 2> err.txt && fail "backend none ran"
 grep -q 'distributed.backend: "none", but mpirun started this process as rank 0 of 2' err.txt || { cat err.txt; fail "backend none message"; }
-echo "cli_ranks: ok (failure stopped both ranks in $took s)"
+echo "cli_ranks: ok"

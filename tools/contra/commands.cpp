@@ -168,7 +168,7 @@ int run_command(PipelineArgs pa) {
     std::fprintf(stderr, "%s%s\n", rank_prefix.c_str(), message.c_str());
     if (comm) {
       comm->notify_failure(message);
-      comm->exit_after_failure(1, 60.0);
+      comm->exit_after_failure(1, 30.0);
     }
     return 1;
   };
@@ -213,9 +213,9 @@ int run_command(PipelineArgs pa) {
                   spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
                   spec.optimizer.name.c_str());
       if (comm)
-        std::printf("  %d data-parallel ranks (%s backend), global negatives %s, synchronised batch norm %s\n",
-                    comm->size(), comm->backend(), settings.distributed.gather ? "on" : "off",
-                    settings.distributed.sync_batch_norm ? "on" : "off");
+        std::printf("  %d data-parallel rank%s (%s backend), global negatives %s, synchronised batch norm %s\n",
+                    comm->size(), comm->size() == 1 ? "" : "s", comm->backend(),
+                    settings.distributed.gather ? "on" : "off", settings.distributed.sync_batch_norm ? "on" : "off");
       if (!run_dir.empty())
         std::printf("  %s %s\n", pa.resume.empty() ? "recording in" : "resuming from",
                     resume_from.empty() ? run_dir.c_str() : resume_from.c_str());
