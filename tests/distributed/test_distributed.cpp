@@ -178,6 +178,10 @@ TEST_CASE("ranks: an MLP with info_nce trains as one process with the global bat
   require_ranks_agree(many.summary);
   require_same_losses(many.summary.losses, one.summary.losses, 1e-5);
   require_same_parameters(many, one, 1e-5);
+  // For a given number of ranks, the same seed gives the same run, bit for bit.
+  const Outcome again = run({}, true, "mlp-ranks-again");
+  require_same_losses(again.summary.losses, many.summary.losses, 0.0);
+  require_same_parameters(again, many, 0.0);
   // The records say how the run ran.
   if (world->rank() == 0) {
     std::ifstream f(many.run_dir / "run.json");

@@ -140,6 +140,13 @@ echo "== build at $(elapsed) s"
 # depends on every plugin and the gpu_linear fixture) and the GPU benchmarks.
 mapfile -t targets < <(cmake --build "$build" --target help |
   grep -oE '^(test_gpu|test_gpu_overlap|test_[a-z0-9_]+_cuda|bench_ntxent_cuda|bench_gpu_train_step):' | tr -d :)
+# The nccl backend's test runs the CLI under mpirun (one rank per GPU; a
+# single GPU runs NCCL with one rank): built where CMake found MPI and NCCL.
+if cmake --build "$build" --target help | grep -q '^contra_comm_nccl:'; then
+  targets+=(contra contra_comm_nccl)
+else
+  echo "nccl backend: not built (CMake found no MPI or NCCL here: $(grep -m1 -iE 'MPI|NCCL' "$build/gpu-configure.log" || echo 'see gpu-configure.log'))"
+fi
 echo "${#targets[@]} targets: ${targets[*]}"
 # Keep going past a target that fails: one device session should report
 # every test and benchmark that did build, and the errors of the rest.
