@@ -352,16 +352,6 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
     else if (backend == "mpi" && cuda)
       r.error(spec.distributed.where("backend"), "distributed.backend",
               "\"mpi\" carries host memory; a cuda pipeline uses \"nccl\" (bootstrapped over MPI)");
-    // The GPU layers' batch norm does not synchronise yet, and a rank's own
-    // loss is computed on the host only.
-    if (cuda && spec.distributed.get<bool>("sync_batch_norm"))
-      r.error(spec.distributed.where("sync_batch_norm"), "distributed.sync_batch_norm",
-              "synchronised batch norm runs on the CPU layers only; a cuda pipeline normalises each rank's slice "
-              "(set it to false)");
-    if (cuda && !spec.distributed.get<bool>("gather"))
-      r.error(spec.distributed.where("gather"), "distributed.gather",
-              "false (each rank contrasting its own rows) runs on the CPU only; a cuda pipeline gathers the "
-              "global batch (set it to true)");
   } catch (const UsageError&) {  // [distributed] did not bind: reported already
   }
 

@@ -225,6 +225,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   // tensors in place (a shared tensor would be replaced, synchronously).
   emb_ = Embeddings{};
   emb_host_ = Embeddings{};
+  local_host_ = Embeddings{};
   memory_host_ = MemoryView{};
   set_rows(batch);
   const bool labelled = !row_label_.empty();
@@ -250,6 +251,13 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   }
   device_ops::to_host_async(z_host_, emb_.z);
   if (emb_.keys.defined()) device_ops::to_host_async(keys_host_, emb_.keys);
+  // Ranks contrasting their own rows: those rows' host copies, for a host
+  // miner and the diagnostics.
+  const bool local_on_device = !global_loss && local.z.device() != Device::cpu;
+  if (local_on_device) {
+    device_ops::to_host_async(local_z_host_, local.z);
+    if (local.keys.defined()) device_ops::to_host_async(local_keys_host_, local.keys);
+  }
   device_ops::finish(p_.device);
   const std::string& z_label = p_.head ? p_.head_label : p_.encoder_label;
   check_finite(z_host_, z_label, "the output of forward()", global_step);
@@ -257,14 +265,19 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   emb_host_ = Embeddings{z_host_,      emb_.sample, emb_.label, emb_.views, emb_.ids,
                          emb_.keys.defined() ? keys_host_ : Tensor(), memory_host};
 
+  if (local_on_device)
+    local_host_ = Embeddings{local_z_host_, local.sample, local.label, local.views, local.ids,
+                             local.keys.defined() ? local_keys_host_ : Tensor(), memory_host};
+  else if (!global_loss)
+    local_host_ = local;
+
   pairs_.clear();
-  if (!global_loss && local.z.device() != Device::cpu)
-    throw UsageError("train step: ranks contrasting their own rows ([distributed] gather = false) need the "
-                     "embeddings on the host");
   // What the miner, the loss and the diagnostics see: the (global) batch, or this rank's rows.
-  const Embeddings& for_loss = global_loss ? emb_ : local;
-  const Embeddings& for_miner = !global_loss ? local : p_.miner_device == Device::cpu ? emb_host_ : emb_;
-  const Embeddings& for_diagnostics = global_loss ? emb_host_ : local;
+  const Embeddings& seen = global_loss ? emb_ : local;
+  const Embeddings& seen_host = global_loss ? emb_host_ : local_host_;
+  const Embeddings& for_loss = seen;
+  const Embeddings& for_miner = p_.miner_device == Device::cpu ? seen_host : seen;
+  const Embeddings& for_diagnostics = seen_host;
   plugin_call(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
   result_.metrics.clear();
   plugin_call(p_.loss_label, "compute()", [&] { p_.loss->compute(for_loss, pairs_, result_); });

@@ -123,6 +123,9 @@ class Trainer {
   // memories, the diagnostics and the sampler.
   Tensor z_host_, keys_host_;
   Tensor memory_keys_host_;  // a device memory's keys, copied for CPU miners and the diagnostics
+  // Ranks contrasting their own rows on a device: those rows on the host.
+  Tensor local_z_host_, local_keys_host_;
+  Embeddings local_host_;
   MemoryView memory_host_;
   std::vector<Tensor> input_views_;  // non-owning views of the batch's device images
   Embeddings emb_host_;

@@ -8,6 +8,7 @@
 // FFT); exact for ReLU, max pooling, the residual add and the layout
 // changes; 1e-6 for average pooling (a sum of at most 9 terms, then a
 // scale). TF32 (10-bit mantissa inputs) 1e-2; bf16 products (8-bit) 2e-2.
+#include <contra/batch_stats.hpp>
 #include <contra/cpu.hpp>
 #include <contra/cuda.hpp>
 #include <contra/cuda/nn.hpp>
@@ -22,6 +23,8 @@
 #include "layer_twin.hpp"
 #include "gpu_test.hpp"
 
+#include <algorithm>
+#include <memory>
 #include <tuple>
 
 using namespace contra;
@@ -128,6 +131,76 @@ TEST_CASE("cuda nn: BatchNorm matches the CPU layer, running statistics and froz
     layer_twin::check_buffers({{"running_mean", &cpu.running_mean()}, {"running_var", &cpu.running_var()}},
                               {{"running_mean", &gpu.running_mean()}, {"running_var", &gpu.running_var()}}, 1e-4);
   }
+}
+
+namespace {
+// Stands for R ranks that hold the same batch: every sum is R times this one's.
+struct IdenticalRanks final : BatchStatsReducer {
+  explicit IdenticalRanks(double r) : ranks(r) {}
+  void sum(double* values, std::size_t n) override {
+    for (std::size_t i = 0; i < n; ++i) values[i] *= ranks;
+    ++calls;
+  }
+  double ranks;
+  int calls = 0;
+};
+
+// The rows of `a` twice, one copy after the other.
+Tensor twice(const Tensor& a) {
+  Shape s = a.shape();
+  s[0] *= 2;
+  Tensor out = Tensor::empty(s, DType::f32);
+  std::copy_n(a.data<float>(), a.numel(), out.data<float>());
+  std::copy_n(a.data<float>(), a.numel(), out.data<float>() + a.numel());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("cuda nn: synchronised BatchNorm over two identical ranks equals the CPU layer over their joined batch",
+          "[cuda][nn][gpu]") {
+  CONTRA_REQUIRE_GPU();
+  for (const bool relu : {false, true})
+    for (const Shape& shape : {Shape{4, 5, 5, 6}, Shape{8, 6}}) {
+      INFO((relu ? "BatchNormReLU " : "BatchNorm ") << shape.str());
+      const Tensor x = layer_twin::random(shape, 11), dy = layer_twin::random(shape, 12);
+      std::unique_ptr<nn::Layer> cpu;
+      std::unique_ptr<nn::Layer> gpu;
+      if (relu) {
+        cpu = std::make_unique<nn::BatchNormReLU>("bn", 6, 0.2, 1e-5);
+        gpu = std::make_unique<gnn::BatchNormReLU>("bn", 6, 0.2, 1e-5);
+      } else {
+        cpu = std::make_unique<nn::BatchNorm>("bn", 6, 0.2, 1e-5);
+        gpu = std::make_unique<gnn::BatchNorm>("bn", 6, 0.2, 1e-5);
+      }
+      // The CPU layer over both ranks' rows, unsynchronised: the oracle.
+      const Tensor y_cpu = cpu->forward(twice(x), Mode::train).clone();
+      const Tensor dx_cpu = cpu->backward(twice(dy), true).clone();
+      IdenticalRanks ranks(2);
+      Tensor y_gpu, dx_gpu;
+      {
+        const ScopedBatchStatsReducer sync(&ranks);
+        y_gpu = layer_twin::host_of(gpu->forward(cuda_twin::to_device(x), Mode::train));
+        dx_gpu = layer_twin::host_of(gpu->backward(cuda_twin::to_device(dy), true));
+      }
+      CHECK(ranks.calls == 2);
+      // This rank's rows are the first copy.
+      layer_twin::check_close("output", "bn", y_cpu.rows(0, shape[0]).clone(), y_gpu, 1e-4);
+      layer_twin::check_close("input gradient", "bn", dx_cpu.rows(0, shape[0]).clone(), dx_gpu, 1e-4);
+      // Each rank adds its own share of dγ and dβ: half of the joined batch's.
+      std::vector<Parameter*> pc, pg;
+      cpu->parameters(pc);
+      gpu->parameters(pg);
+      REQUIRE(pc.size() == pg.size());
+      for (std::size_t i = 0; i < pc.size(); ++i) {
+        Tensor doubled = layer_twin::host_of(pg[i]->grad).clone();
+        for (std::int64_t j = 0; j < doubled.numel(); ++j) doubled.data<float>()[j] *= 2;
+        layer_twin::check_close("gradient", pc[i]->name, pc[i]->grad, doubled, 1e-4);
+      }
+      std::vector<std::pair<std::string, Tensor*>> bc, bg;
+      cpu->buffers(bc);
+      gpu->buffers(bg);
+      layer_twin::check_buffers(bc, bg, 1e-4);
+    }
 }
 
 TEST_CASE("cuda nn: BatchNormReLU matches the CPU layer", "[cuda][nn][gpu]") {

@@ -1,9 +1,13 @@
 #include <contra/cuda/nn.hpp>
 
+#include <contra/batch_stats.hpp>
+
 #include "nn_util.hpp"
 
+#include <algorithm>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 namespace contra::cuda::nn {
 
@@ -15,6 +19,14 @@ std::string num(double v) {
   std::ostringstream s;
   s << v;
   return s.str();
+}
+
+// A device tensor's values on the host, once the stream has reached them.
+Tensor download(const Tensor& device) {
+  Tensor host = Tensor::empty(device.shape(), device.dtype());
+  contra::cuda::copy_to_host(host, device, contra::cuda::current_stream());
+  contra::cuda::synchronize(contra::cuda::current_stream());
+  return host;
 }
 
 }  // namespace
@@ -31,6 +43,11 @@ struct BatchNorm::Impl {
   Shape last;                      // shape of the last forward; rank 0: none to differentiate
   Mode last_mode = Mode::train;
   Tensor x, y, dx, none;
+  // Synchronised batch norm (contra/batch_stats.hpp): the last forward's
+  // global mean and biased variance, its global count, and scratch.
+  bool last_synced = false;
+  double global_count = 0;
+  Tensor sync_mean, sync_var, sums, dgamma_local, dbeta_local, global_terms;
 
   explicit Impl(std::string n) : name(std::move(n)), who("BatchNorm '" + name + "' (cuda)"), x_desc(who), stats_desc(who) {}
 
@@ -63,6 +80,89 @@ struct BatchNorm::Impl {
     }
     NN_CUDNN(who, cudnnDeriveBNTensorDescriptor(stats_desc, x_desc, CUDNN_BATCHNORM_SPATIAL));
     desc_shape = s;
+  }
+
+  // The statistics of the global batch: local Σx, Σx² (a kernel, in double)
+  // and count summed over the ranks on the host, then cuDNN's inference
+  // forward with them. Running statistics as the unsynchronised layer.
+  void forward_synchronised(const Tensor& x, BatchStatsReducer& reducer) {
+    Impl& m = *this;
+    const std::int64_t C = m.channels, rows = x.numel() / C;
+    m.sums.ensure({4 * C}, DType::f32, Device::cuda);  // room for 2C doubles (tensors hold no f64)
+    launch_bn_sums(static_cast<const float*>(x.raw()), rows, C, static_cast<double*>(m.sums.raw()), stream());
+    std::vector<double> values(static_cast<std::size_t>(2 * C + 1));
+    NN_CUDA(m.who, cudaMemcpyAsync(values.data(), m.sums.raw(), static_cast<std::size_t>(2 * C) * sizeof(double),
+                                   cudaMemcpyDeviceToHost, stream()));
+    NN_CUDA(m.who, cudaStreamSynchronize(stream()));
+    values[static_cast<std::size_t>(2 * C)] = static_cast<double>(rows);
+    reducer.sum(values.data(), values.size());
+    const double count = values[static_cast<std::size_t>(2 * C)];
+    if (count < 2)
+      throw UsageError(m.who + ": train mode needs more than one value per channel over the ranks, got " +
+                       std::to_string(count));
+    Tensor mean = Tensor::empty({C}, DType::f32), var = Tensor::empty({C}, DType::f32);
+    Tensor running_mean = download(m.running_mean), running_var = download(m.running_var);
+    const float mom = static_cast<float>(m.momentum), unbias = static_cast<float>(count / (count - 1));
+    for (std::int64_t c = 0; c < C; ++c) {
+      const double mu = values[static_cast<std::size_t>(c)] / count;
+      const double v = std::max(0.0, values[static_cast<std::size_t>(C + c)] / count - mu * mu);
+      mean.data<float>()[c] = static_cast<float>(mu);
+      var.data<float>()[c] = static_cast<float>(v);
+      running_mean.data<float>()[c] = (1 - mom) * running_mean.data<float>()[c] + mom * static_cast<float>(mu);
+      running_var.data<float>()[c] = (1 - mom) * running_var.data<float>()[c] + mom * static_cast<float>(v) * unbias;
+    }
+    m.sync_mean = upload(mean);
+    m.sync_var = upload(var);
+    contra::cuda::copy_to_device(m.running_mean, running_mean, stream());
+    contra::cuda::copy_to_device(m.running_var, running_var, stream());
+    m.global_count = count;
+    const float one = 1.0f, zero = 0.0f;
+    NN_CUDNN(m.who, cudnnBatchNormalizationForwardInference(
+                        dnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, m.x_desc, x.raw(), m.x_desc, m.y.raw(),
+                        m.stats_desc, m.weight.value.raw(), m.bias.value.raw(), m.sync_mean.raw(), m.sync_var.raw(),
+                        m.eps));
+  }
+
+  // Through fixed global statistics (this rank's dγ, dβ into the parameters'
+  // gradients, which the ranks sum), then the global batch's terms of dx from
+  // Σdy and Σdy·x̂ summed over the ranks.
+  void backward_synchronised(const Tensor& dy, bool want_input_grad) {
+    Impl& m = *this;
+    const std::int64_t C = m.channels, rows = m.last.numel() / C;
+    BatchStatsReducer* reducer = want_input_grad ? batch_stats_reducer() : nullptr;
+    if (want_input_grad && !reducer)
+      throw UsageError(m.who + ": backward() of a forward() synchronised across ranks needs the batch-statistics "
+                               "reducer installed on this thread");
+    m.dgamma_local = Tensor::zeros({C}, DType::f32, Device::cuda);
+    m.dbeta_local = Tensor::zeros({C}, DType::f32, Device::cuda);
+    if (want_input_grad) m.dx.ensure(m.last, DType::f32, Device::cuda);
+    launch_bn_frozen_backward(static_cast<const float*>(m.x.raw()), static_cast<const float*>(dy.raw()),
+                              static_cast<const float*>(m.weight.value.raw()),
+                              static_cast<const float*>(m.sync_mean.raw()), static_cast<const float*>(m.sync_var.raw()),
+                              static_cast<float>(m.eps), rows, C,
+                              want_input_grad ? static_cast<float*>(m.dx.raw()) : nullptr,
+                              static_cast<float*>(m.dgamma_local.raw()), static_cast<float*>(m.dbeta_local.raw()),
+                              stream());
+    launch_add(static_cast<const float*>(m.weight.grad.raw()), static_cast<const float*>(m.dgamma_local.raw()),
+               static_cast<float*>(m.weight.grad.raw()), C, stream());
+    launch_add(static_cast<const float*>(m.bias.grad.raw()), static_cast<const float*>(m.dbeta_local.raw()),
+               static_cast<float*>(m.bias.grad.raw()), C, stream());
+    if (!want_input_grad) return;
+    const Tensor g = download(m.dgamma_local), b = download(m.dbeta_local);
+    std::vector<double> values(static_cast<std::size_t>(2 * C));
+    for (std::int64_t c = 0; c < C; ++c) {
+      values[static_cast<std::size_t>(c)] = g.data<float>()[c];
+      values[static_cast<std::size_t>(C + c)] = b.data<float>()[c];
+    }
+    reducer->sum(values.data(), values.size());
+    Tensor global = Tensor::empty({2 * C}, DType::f32);
+    for (std::int64_t i = 0; i < 2 * C; ++i) global.data<float>()[i] = static_cast<float>(values[static_cast<std::size_t>(i)]);
+    m.global_terms = upload(global);
+    const float* sum_dy_xhat = static_cast<const float*>(m.global_terms.raw());
+    launch_bn_global_terms(static_cast<const float*>(m.x.raw()), static_cast<const float*>(m.weight.value.raw()),
+                           static_cast<const float*>(m.sync_mean.raw()), static_cast<const float*>(m.sync_var.raw()),
+                           static_cast<float>(m.eps), sum_dy_xhat, sum_dy_xhat + C, m.global_count, rows, C,
+                           static_cast<float*>(m.dx.raw()), stream());
   }
 };
 
@@ -113,7 +213,11 @@ const Tensor& BatchNorm::forward(const Tensor& x, Mode mode) {
   m.y.ensure(x.shape(), DType::f32, Device::cuda);
   const float one = 1.0f, zero = 0.0f;
   cudnnHandle_t h = dnn();
-  if (mode == Mode::train) {
+  BatchStatsReducer* reducer = mode == Mode::train ? batch_stats_reducer() : nullptr;
+  m.last_synced = reducer != nullptr;
+  if (reducer) {
+    m.forward_synchronised(x, *reducer);
+  } else if (mode == Mode::train) {
     // Normalises with the biased batch variance; updates running_var with the
     // unbiased one (× M/(M−1)), as PyTorch and the CPU layer do.
     NN_CUDNN(m.who, cudnnBatchNormalizationForwardTraining(
@@ -138,7 +242,9 @@ const Tensor& BatchNorm::backward(const Tensor& dy, bool want_input_grad) {
   dy.expect(m.last, DType::f32, ("BatchNorm '" + m.name + "' backward dy").c_str());
   expect_device_f32(m.who, dy, "the gradient");
   m.describe(m.last);
-  if (m.last_mode == Mode::train) {
+  if (m.last_synced) {
+    m.backward_synchronised(dy, want_input_grad);
+  } else if (m.last_mode == Mode::train) {
     // cuDNN always writes dx; the parameter gradients are added (beta = 1).
     m.dx.ensure(m.last, DType::f32, Device::cuda);
     const float one = 1.0f, zero = 0.0f;

@@ -65,6 +65,53 @@ __global__ void bn_frozen_backward_kernel(const float* __restrict__ x, const flo
   }
 }
 
+// Per channel: Σx and Σx² over the rows, in double (synchronised batch
+// norm's local statistics), written to sums[c] and sums[C + c].
+__global__ void bn_sums_kernel(const float* __restrict__ x, std::int64_t rows, std::int64_t channels,
+                               double* __restrict__ sums) {
+  __shared__ double s_x[bn_threads], s_xx[bn_threads];
+  for (std::int64_t c = blockIdx.x; c < channels; c += gridDim.x) {
+    double a = 0.0, b = 0.0;
+    for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+      const double v = x[r * channels + c];
+      a += v;
+      b += v * v;
+    }
+    s_x[threadIdx.x] = a;
+    s_xx[threadIdx.x] = b;
+    __syncthreads();
+    for (int step = blockDim.x / 2; step > 0; step /= 2) {
+      if (static_cast<int>(threadIdx.x) < step) {
+        s_x[threadIdx.x] += s_x[threadIdx.x + step];
+        s_xx[threadIdx.x] += s_xx[threadIdx.x + step];
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      sums[c] = s_x[0];
+      sums[channels + c] = s_xx[0];
+    }
+    __syncthreads();
+  }
+}
+
+// dx -= γ/σ / M · (Σdy + x̂ · Σdy·x̂), the sums over the global batch: the
+// terms of the input gradient that the fixed-statistics backward leaves out.
+__global__ void bn_global_terms_kernel(const float* __restrict__ x, const float* __restrict__ gamma,
+                                       const float* __restrict__ mean, const float* __restrict__ var, float eps,
+                                       const float* __restrict__ sum_dy_xhat, const float* __restrict__ sum_dy,
+                                       double count, std::int64_t rows, std::int64_t channels,
+                                       float* __restrict__ dx) {
+  const std::int64_t n = rows * channels;
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t c = k % channels;
+    const float inv = 1.0f / sqrtf(var[c] + eps);
+    const float xhat = (x[k] - mean[c]) * inv;
+    dx[k] -= static_cast<float>(gamma[c] * inv / count) * (sum_dy[c] + xhat * sum_dy_xhat[c]);
+  }
+}
+
 unsigned blocks_for(std::int64_t n, unsigned threads) {
   std::int64_t b = (n + threads - 1) / threads;
   if (b < 1) b = 1;
@@ -93,6 +140,22 @@ void launch_bn_frozen_backward(const float* x, const float* dy, const float* gam
   const unsigned blocks = static_cast<unsigned>(channels < 65535 ? channels : 65535);
   bn_frozen_backward_kernel<<<blocks, bn_threads, 0, s>>>(x, dy, gamma, mean, var, eps, rows, channels, dx, dgamma,
                                                           dbeta);
+  NN_CUDA("BatchNorm (cuda)", cudaGetLastError());
+}
+
+void launch_bn_sums(const float* x, std::int64_t rows, std::int64_t channels, double* sums, cudaStream_t s) {
+  if (channels == 0) return;
+  const unsigned blocks = static_cast<unsigned>(channels < 65535 ? channels : 65535);
+  bn_sums_kernel<<<blocks, bn_threads, 0, s>>>(x, rows, channels, sums);
+  NN_CUDA("BatchNorm (cuda)", cudaGetLastError());
+}
+
+void launch_bn_global_terms(const float* x, const float* gamma, const float* mean, const float* var, float eps,
+                            const float* sum_dy_xhat, const float* sum_dy, double count, std::int64_t rows,
+                            std::int64_t channels, float* dx, cudaStream_t s) {
+  if (rows * channels == 0) return;
+  bn_global_terms_kernel<<<blocks_for(rows * channels, 256), 256, 0, s>>>(x, gamma, mean, var, eps, sum_dy_xhat,
+                                                                          sum_dy, count, rows, channels, dx);
   NN_CUDA("BatchNorm (cuda)", cudaGetLastError());
 }
 

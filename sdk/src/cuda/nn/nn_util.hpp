@@ -155,5 +155,11 @@ void launch_relu_backward(const float* y, const float* dy, float* dx, std::int64
 void launch_bn_frozen_backward(const float* x, const float* dy, const float* gamma, const float* mean,
                                const float* var, float eps, std::int64_t rows, std::int64_t channels, float* dx,
                                float* dgamma, float* dbeta, cudaStream_t s);
+/// Synchronised batch norm's local statistics: sums[c] = Σ x, sums[C + c] = Σ x², in double.
+void launch_bn_sums(const float* x, std::int64_t rows, std::int64_t channels, double* sums, cudaStream_t s);
+/// dx -= γ/sqrt(var+eps) / count · (Σdy + x̂·Σdy·x̂) with the global batch's sums and count.
+void launch_bn_global_terms(const float* x, const float* gamma, const float* mean, const float* var, float eps,
+                            const float* sum_dy_xhat, const float* sum_dy, double count, std::int64_t rows,
+                            std::int64_t channels, float* dx, cudaStream_t s);
 
 }  // namespace contra::cuda::nn::detail
