@@ -236,7 +236,19 @@ void TrainStage::evaluate_if_due(BatchWork& w) {
   const bool epoch_end = (step + 1) % batches_per_epoch_ == 0;
   const bool due = (step + 1 == total_ && ev.at_end) ||
                    (ev.every_epochs > 0 && epoch_end && ((step + 1) / batches_per_epoch_) % ev.every_epochs == 0);
-  if (!p_.evaluation || !due) return;
+  if (p_.comm && ev.enabled && due && p_.comm->rank() != 0) {
+    // Rank 0 evaluates alone: the others wait for it here, for as long as
+    // it takes (their collectives' timeout is for stuck ranks, not for an
+    // evaluation; a failure notice still ends the wait).
+    p_.comm->set_timeout(0);
+    p_.comm->barrier();
+    p_.comm->set_timeout(settings_.distributed.timeout_s);
+    return;
+  }
+  if (!p_.evaluation || !due) {
+    if (p_.comm && ev.enabled && due) p_.comm->barrier();  // rank 0 after an evaluation that failed before
+    return;
+  }
   // The state evaluated is checkpointed first: a failing evaluation costs no
   // training. Later evaluations would fail alike: none run.
   w.checkpoint = p_.checkpoints->write(step);
@@ -251,6 +263,7 @@ void TrainStage::evaluate_if_due(BatchWork& w) {
     p_.evaluation = nullptr;
   }
   w.eval_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (p_.comm) p_.comm->barrier();  // the other ranks wait for the evaluation here
 }
 
 std::vector<double> TrainStage::device_step_seconds() const {

@@ -122,7 +122,30 @@ grep -q "rank 0 of 2: .*waited [0-9]* s in .* for the other ranks, longer than d
 python3 -c "import json; s = json.load(open('hung/summary.json')); assert 'distributed.timeout_s' in s['error'], s" ||
   fail "rank 0's summary.json does not record the timeout"
 
-# 5. Several ranks of backend "none" would each train alone: refused.
+# 5. Rank 0 evaluates alone, longer than the collectives' timeout: the other
+# rank waits for it without timing out.
+cat > eval.toml <<'TOML'
+[eval]
+at_end = true
+[eval.test]
+plugin = "synthetic"
+size = 32
+height = 8
+width = 8
+[[eval.chain]]
+plugin = "normalize"
+mean = [0.5]
+std = [0.25]
+[[eval.evaluator]]
+plugin = "slow_evaluator"
+seconds = 4
+TOML
+cat p.toml eval.toml > evaluated.toml
+CONTRA_PLUGIN_PATH="$fixtures" timeout 120 "${mpirun[@]}" "$contra" run evaluated.toml --run-dir evaluated \
+  --set distributed.timeout_s=1.5 > out.txt 2> err.txt || { cat out.txt err.txt; fail "an evaluation longer than the timeout"; }
+grep -q "slow_evaluator.rows 32" out.txt || { cat out.txt; fail "rank 0's evaluation"; }
+
+# 6. Several ranks of backend "none" would each train alone: refused.
 "${mpirun[@]}" "$contra" run p.toml --no-record --set distributed.backend='"none"' > out.txt 2> err.txt && fail "backend none ran"
 grep -q 'distributed.backend: "none", but mpirun started this process as rank 0 of 2' err.txt || { cat err.txt; fail "backend none message"; }
 echo "cli_ranks: ok"
