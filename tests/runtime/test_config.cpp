@@ -208,6 +208,19 @@ TEST_CASE("config: a view count out of range and a trace folder that is not ther
                              "/nonexistent/folder/t.json is written there)"));
 }
 
+TEST_CASE("config: a backend for the other memory is said at distributed.backend", "[runtime][config]") {
+  const fs::path quickstart = fs::path(CONTRA_SOURCE_DIR) / "pipelines" / "quickstart.toml";
+  // (A build without CUDA also says so at train.device: the line asked for is there either way.)
+  CHECK_THAT(diagnostics_of(quickstart, {"train.device=\"cuda\"", "distributed.backend=\"mpi\""}),
+             Catch::Contains("error: distributed.backend: \"mpi\" carries host memory; a cuda pipeline uses "
+                             "\"nccl\" (bootstrapped over MPI)"));
+  CHECK_THAT(diagnostics_of(quickstart, {"distributed.backend=\"nccl\""}),
+             Catch::Contains("error: distributed.backend: \"nccl\" carries GPU memory and needs [train] device = "
+                             "\"cuda\"; a CPU pipeline uses \"mpi\""));
+  CHECK(diagnostics_of(quickstart, {"distributed.backend=\"mpi\"", "distributed.sync_batch_norm=true"}) ==
+        "(valid)\n");
+}
+
 TEST_CASE("config: an empty plugin name is said at its key", "[runtime][config]") {
   const fs::path quickstart = fs::path(CONTRA_SOURCE_DIR) / "pipelines" / "quickstart.toml";
   CHECK(diagnostics_of(quickstart, {"loss.plugin=\"\""}) ==

@@ -429,9 +429,30 @@ TEST_CASE("batch_norm: synchronised over two ranks equals one BatchNorm over the
               },
               &calls);
           CHECK(calls == std::vector<int>{2, 2});
+          // dx is a difference of terms as large as γ/σ·|dy|, each right to
+          // f32's precision. With two rows per channel those terms cancel
+          // but for eps/(σ² + eps), and the two computations (oneDNN's, and
+          // the synchronised one) differ by f32 rounding of the terms, not of
+          // dx (seen: 2e-6 of γ/σ·|dy| in a baseline -O1 build). The margin
+          // scales with them.
+          const RefStats stats = ref_stats(x);
+          double terms = 0;
+          nn::BatchNorm& bn = norm_of(*whole);
+          for (std::int64_t j = 0; j < c; ++j)
+            terms = std::max(terms, std::abs(static_cast<double>(bn.weight().value.data<float>()[j])) /
+                                        std::sqrt(stats.var[j] + bn.eps()));
+          double dy_max = 0;
+          for (std::int64_t i = 0; i < dy.numel(); ++i) dy_max = std::max(dy_max, std::abs(double(dy.data<float>()[i])));
+          const double dx_margin = 1e-5 + 1e-5 * terms * dy_max;
           for (int r = 0; r < 2; ++r) {
-            check_rows_close(y_rank[r], y, first[r], 1e-5, 1e-5);
-            check_rows_close(dx_rank[r], dx, first[r], 1e-4, 1e-4);
+            {
+              INFO("output");
+              check_rows_close(y_rank[r], y, first[r], 1e-5, 1e-5);
+            }
+            {
+              INFO("input gradient, margin " << dx_margin);
+              check_rows_close(dx_rank[r], dx, first[r], 1e-4, dx_margin);
+            }
           }
           nn::BatchNorm &bw = norm_of(*whole), &b0 = norm_of(*ranks[0]), &b1 = norm_of(*ranks[1]);
           for (std::int64_t j = 0; j < c; ++j) {
