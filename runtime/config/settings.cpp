@@ -1,9 +1,10 @@
 #include "config/settings.hpp"
 
+#include "config/launch.hpp"
+
 #include <sched.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <thread>
 
 namespace contra::runtime {
@@ -14,13 +15,8 @@ int machine_cores() {
   cpu_set_t set;
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) == 0) mine = std::max(1, CPU_COUNT(&set));
-  // Ranks on this machine (mpirun, srun) that were not bound share the cores.
-  int ranks_here = 1;
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"})
-    if (const char* v = std::getenv(name)) {
-      ranks_here = std::max(1, std::atoi(v));
-      break;
-    }
+  // Ranks a launcher started on this machine without binding them share its cores.
+  const int ranks_here = detect_launch().local_size;
   if (ranks_here > 1 && mine == all) mine = std::max(1, all / ranks_here);
   return mine;
 }

@@ -1,26 +1,20 @@
 #include "device/cuda_library.hpp"
 
 #include "cuda_bridge.hpp"
+#include "device/own_library.hpp"
 
 #include <contra/errors.hpp>
 
-#include <boost/dll/runtime_symbol_info.hpp>
-
 #include <dlfcn.h>
 
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #ifndef CONTRA_CUDA_LIBRARY_NAME
 #define CONTRA_CUDA_LIBRARY_NAME "libcontra_cuda.so"
 #endif
-#ifndef CONTRA_LIBRARY_DIR_FROM_BIN
-#define CONTRA_LIBRARY_DIR_FROM_BIN "../lib"
-#endif
 
 namespace contra::runtime {
-namespace fs = std::filesystem;
 
 bool built_with_cuda() noexcept {
 #ifdef CONTRA_HAVE_CUDA
@@ -43,26 +37,8 @@ LoadedBridge load_bridge() {
     out.error = "this build of contra has no CUDA support (built with CONTRA_CUDA=OFF or without a CUDA compiler)";
     return out;
   }
-  // Beside the program (build tree: bin/../lib; install: bin/<to libdir>),
-  // then wherever the dynamic linker looks.
-  std::vector<std::string> candidates;
-  std::error_code ec;
-  fs::path bin = boost::dll::program_location(ec).parent_path();
-  if (!ec) {
-    for (const char* rel : {"../lib", CONTRA_LIBRARY_DIR_FROM_BIN}) {
-      fs::path p = (bin / rel / CONTRA_CUDA_LIBRARY_NAME).lexically_normal();
-      if (fs::exists(p, ec)) candidates.push_back(p.string());
-    }
-  }
-  candidates.push_back(CONTRA_CUDA_LIBRARY_NAME);
-  void* handle = nullptr;
   std::string why;
-  for (const auto& c : candidates) {
-    handle = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL);  // never closed
-    if (handle) break;
-    const char* e = dlerror();
-    if (why.empty()) why = e ? e : c + ": cannot be loaded";
-  }
+  void* handle = open_own_library(CONTRA_CUDA_LIBRARY_NAME, RTLD_NOW | RTLD_LOCAL, why);
   if (!handle) {
     out.error = "cannot load " + std::string(CONTRA_CUDA_LIBRARY_NAME) + ": " + why;
     return out;

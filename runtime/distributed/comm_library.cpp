@@ -1,23 +1,15 @@
 #include "distributed/comm_library.hpp"
 
-#include <contra/guard.hpp>
+#include "device/own_library.hpp"
 
-#include <boost/dll/runtime_symbol_info.hpp>
+#include <contra/guard.hpp>
 
 #include <dlfcn.h>
 
-#include <filesystem>
 #include <map>
-#include <memory>
 #include <mutex>
-#include <vector>
-
-#ifndef CONTRA_LIBRARY_DIR_FROM_BIN
-#define CONTRA_LIBRARY_DIR_FROM_BIN "../lib"
-#endif
 
 namespace contra::runtime {
-namespace fs = std::filesystem;
 
 namespace {
 std::string library_name(const std::string& backend) { return "libcontra_comm_" + backend + ".so"; }
@@ -55,27 +47,10 @@ Communicator& open_communicator(const std::string& backend, const CommunicatorOp
   }
   if (!built_with_backend(backend)) throw DistributedError(missing_backend_reason(backend));
   const std::string name = library_name(backend);
-  // Beside the program (build tree: bin/../lib; install: bin/<to libdir>),
-  // then wherever the dynamic linker looks.
-  std::vector<std::string> candidates;
-  std::error_code ec;
-  const fs::path bin = boost::dll::program_location(ec).parent_path();
-  if (!ec)
-    for (const char* rel : {"../lib", CONTRA_LIBRARY_DIR_FROM_BIN}) {
-      const fs::path p = (bin / rel / name).lexically_normal();
-      if (fs::exists(p, ec)) candidates.push_back(p.string());
-    }
-  candidates.push_back(name);
-  void* handle = nullptr;
   std::string why;
-  for (const auto& c : candidates) {
-    // RTLD_GLOBAL: OpenMPI loads its own components with dlopen and needs
-    // libmpi's symbols visible to them.
-    handle = dlopen(c.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (handle) break;
-    const char* e = dlerror();
-    if (why.empty()) why = e ? e : c + ": cannot be loaded";
-  }
+  // RTLD_GLOBAL: OpenMPI loads its own components with dlopen and needs
+  // libmpi's symbols visible to them.
+  void* handle = open_own_library(name, RTLD_NOW | RTLD_GLOBAL, why);
   if (!handle) throw DistributedError("cannot load " + name + " (the " + backend + " backend): " + why);
   auto create = reinterpret_cast<CreateCommunicator>(dlsym(handle, CONTRA_COMMUNICATOR_SYMBOL));
   if (!create)

@@ -26,10 +26,21 @@ RankCollectives::RankCollectives(Communicator& comm, DataParallelOptions options
 namespace {
 Memory memory_of(const Tensor& t) { return t.device() == Device::cpu ? Memory::host : Memory::device; }
 
-// A [count] f32 view of `flat` from `offset` on, shaped as `like`.
-Tensor flat_view(Tensor& flat, std::size_t offset, const Tensor& like) {
-  return Tensor::wrap(flat.data<float>() + offset, like.shape(), DType::f32, flat.device());
+// Copies tensor_of(item) for each of `items`, one after the other, into
+// `flat` from `offset` on (into_flat), or back out of it.
+template <class Items, class TensorOf>
+void copy_flat(Tensor& flat, std::size_t offset, const Items& items, TensorOf tensor_of, bool into_flat) {
+  for (auto* item : items) {
+    Tensor& t = tensor_of(item);
+    Tensor view = Tensor::wrap(flat.data<float>() + offset, t.shape(), DType::f32, flat.device());
+    if (into_flat) device_ops::copy_async(view, t);
+    else device_ops::copy_async(t, view);
+    offset += static_cast<std::size_t>(t.numel());
+  }
 }
+
+Tensor& grad_of(Parameter* p) { return p->grad; }
+Tensor& itself(Tensor* t) { return *t; }
 }  // namespace
 
 const Embeddings& RankCollectives::gather(const Embeddings& local) {
@@ -162,10 +173,7 @@ void RankCollectives::ready(Parameter& p) {
 }
 
 void RankCollectives::launch(Bucket& b) {
-  for (std::size_t i = 0, at = b.offset; i < b.params.size(); at += static_cast<std::size_t>(b.params[i++]->grad.numel())) {
-    Tensor into = flat_view(flat_, at, b.params[i]->grad);
-    device_ops::copy_async(into, b.params[i]->grad);
-  }
+  copy_flat(flat_, b.offset, b.params, grad_of, true);
   float* data = flat_.data<float>() + b.offset;
   if (flat_.device() == Device::cpu) {
     b.handle = comm_.start_all_reduce(data, b.count, CommType::f32, ReduceOp::sum);
@@ -199,10 +207,7 @@ void RankCollectives::reduce_gradients(const std::vector<Parameter*>& params) {
         for (std::size_t i = 0; i < b.count; ++i) g[i] *= scale;
       }
     }
-    for (std::size_t i = 0, at = b.offset; i < b.params.size(); at += static_cast<std::size_t>(b.params[i++]->grad.numel())) {
-      const Tensor from = flat_view(flat_, at, b.params[i]->grad);
-      device_ops::copy_async(b.params[i]->grad, from);
-    }
+    copy_flat(flat_, b.offset, b.params, grad_of, false);
   }
   launched_ = 0;
 
@@ -210,19 +215,9 @@ void RankCollectives::reduce_gradients(const std::vector<Parameter*>& params) {
   std::int64_t count = 0;
   for (const Tensor* t : buffers_) count += t->numel();
   buffer_flat_.ensure({count}, DType::f32, buffers_[0]->device());
-  std::size_t at = 0;
-  for (Tensor* t : buffers_) {
-    Tensor into = flat_view(buffer_flat_, at, *t);
-    device_ops::copy_async(into, *t);
-    at += static_cast<std::size_t>(t->numel());
-  }
+  copy_flat(buffer_flat_, 0, buffers_, itself, true);
   comm_.broadcast(buffer_flat_.raw(), buffer_flat_.nbytes(), 0, memory_of(buffer_flat_));
-  at = 0;
-  for (Tensor* t : buffers_) {
-    const Tensor from = flat_view(buffer_flat_, at, *t);
-    device_ops::copy_async(*t, from);
-    at += static_cast<std::size_t>(t->numel());
-  }
+  copy_flat(buffer_flat_, 0, buffers_, itself, false);
 }
 
 double RankCollectives::step_loss(double local) {

@@ -2,7 +2,7 @@
 
 #include "config/settings.hpp"
 #include "distributed/comm_library.hpp"
-#include "distributed/launch.hpp"
+#include "config/launch.hpp"
 
 #include <contra/errors.hpp>
 

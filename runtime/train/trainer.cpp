@@ -273,11 +273,9 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
 
   pairs_.clear();
   // What the miner, the loss and the diagnostics see: the (global) batch, or this rank's rows.
-  const Embeddings& seen = global_loss ? emb_ : local;
-  const Embeddings& seen_host = global_loss ? emb_host_ : local_host_;
-  const Embeddings& for_loss = seen;
-  const Embeddings& for_miner = p_.miner_device == Device::cpu ? seen_host : seen;
-  const Embeddings& for_diagnostics = seen_host;
+  const Embeddings& for_loss = global_loss ? emb_ : local;
+  const Embeddings& for_diagnostics = global_loss ? emb_host_ : local_host_;  // on the host
+  const Embeddings& for_miner = p_.miner_device == Device::cpu ? for_diagnostics : for_loss;
   plugin_call(p_.miner_label, "mine()", [&] { p_.miner->mine(for_miner, pairs_); });
   result_.metrics.clear();
   plugin_call(p_.loss_label, "compute()", [&] { p_.loss->compute(for_loss, pairs_, result_); });

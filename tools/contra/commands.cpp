@@ -8,7 +8,7 @@
 #include "graph/run_record.hpp"
 #include "loader/registry.hpp"
 #include "graph/evaluation.hpp"
-#include "distributed/launch.hpp"
+#include "config/launch.hpp"
 #include "graph/data_parallel.hpp"
 
 #include <contra/errors.hpp>

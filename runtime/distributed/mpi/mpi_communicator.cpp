@@ -212,22 +212,16 @@ class MpiCommunicator final : public HostCommunicator {
  private:
   static MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::max ? MPI_MAX : MPI_SUM; }
 
-  static void divide(void* data, std::size_t count, CommType type) {
+  void divide(void* data, std::size_t count, CommType type) const {
     if (type == CommType::f32) {
-      const float n = 1.0f / static_cast<float>(size_of_world());
+      const float n = 1.0f / static_cast<float>(size_);
       for (std::size_t i = 0; i < count; ++i) static_cast<float*>(data)[i] *= n;
     } else if (type == CommType::f64) {
-      const double n = 1.0 / size_of_world();
+      const double n = 1.0 / size_;
       for (std::size_t i = 0; i < count; ++i) static_cast<double*>(data)[i] *= n;
     } else {
       throw DistributedError("mpi: a mean of integers");
     }
-  }
-
-  static int size_of_world() {
-    int n = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return n;
   }
 
   void host_only(Memory where, const char* call) const {

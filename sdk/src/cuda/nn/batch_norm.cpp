@@ -133,8 +133,10 @@ struct BatchNorm::Impl {
     if (want_input_grad && !reducer)
       throw UsageError(m.who + ": backward() of a forward() synchronised across ranks needs the batch-statistics "
                                "reducer installed on this thread");
-    m.dgamma_local = Tensor::zeros({C}, DType::f32, Device::cuda);
-    m.dbeta_local = Tensor::zeros({C}, DType::f32, Device::cuda);
+    m.dgamma_local.ensure({C}, DType::f32, Device::cuda);
+    m.dbeta_local.ensure({C}, DType::f32, Device::cuda);
+    m.dgamma_local.zero();  // the kernel adds into them
+    m.dbeta_local.zero();
     if (want_input_grad) m.dx.ensure(m.last, DType::f32, Device::cuda);
     launch_bn_frozen_backward(static_cast<const float*>(m.x.raw()), static_cast<const float*>(dy.raw()),
                               static_cast<const float*>(m.weight.value.raw()),

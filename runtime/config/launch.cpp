@@ -1,4 +1,4 @@
-#include "distributed/launch.hpp"
+#include "config/launch.hpp"
 
 #include <cstdlib>
 #include <string>
