@@ -15,6 +15,7 @@ packages=(
   libtbb-dev libdnnl-dev ocl-icd-opencl-dev libboost-dev libtomlplusplus-dev
   nlohmann-json3-dev libcli11-dev catch2 zlib1g-dev libpng-dev libjpeg62-turbo-dev
   libopenmpi-dev openmpi-bin
+  libfreetype-dev fonts-dejavu-core wamerican libsentencepiece-dev sentencepiece libarchive-dev
   dataset-fashion-mnist
 )
 case "${1:-}" in

@@ -15,6 +15,8 @@ const char* kind_name(PluginKind k) noexcept {
     case PluginKind::optimizer: return "optimizer";
     case PluginKind::memory: return "memory";
     case PluginKind::evaluator: return "evaluator";
+    case PluginKind::tokenizer: return "tokenizer";
+    case PluginKind::text_augmentation: return "text_augmentation";
   }
   return "unknown";
 }

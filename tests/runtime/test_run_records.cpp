@@ -121,7 +121,7 @@ TEST_CASE("run records: the folder holds the pipeline, metrics, evaluations and 
   std::string run_json = test::read_file(run_dir + "/run.json");
   CHECK_THAT(run_json, Catch::Contains("\"overrides\": [\"train.epochs=2\"]"));
   CHECK_THAT(run_json, Catch::Contains("\"git_revision\": "));
-  CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.3.1;"));
+  CHECK_THAT(run_json, Catch::Contains("\"build\": \"sdk=0.4.0;"));
   CHECK_THAT(run_json, Catch::Contains("\"steps_from\": 1"));
   // Each plugin's library, with a CRC-32 of its bytes.
   const std::string lib = fs::absolute(fs::path(CONTRA_PLUGIN_DIR) / "libcontra_loss_info_nce.so").lexically_normal();

@@ -487,7 +487,7 @@ int plugins_command(const PluginsArgs& args) {
   }
   if (!kind.empty()) {
     std::vector<std::string> kinds;
-    for (std::uint32_t k = 1; k <= static_cast<std::uint32_t>(PluginKind::evaluator); ++k)
+    for (std::uint32_t k = 1; k <= static_cast<std::uint32_t>(PluginKind::text_augmentation); ++k)
       kinds.emplace_back(kind_name(static_cast<PluginKind>(k)));
     if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
       std::string hint = closest_match(kind, kinds), list;

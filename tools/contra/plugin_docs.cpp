@@ -65,6 +65,8 @@ std::string section_of(PluginKind k) {
   switch (k) {
     case PluginKind::augmentation: return "[[augment.chain]]";
     case PluginKind::evaluator: return "[[eval.evaluator]]";
+    case PluginKind::tokenizer: return "[tower.NAME.tokenizer]";
+    case PluginKind::text_augmentation: return "[[tower.NAME.text_chain]]";
     default: return std::string("[") + kind_name(k) + "]";
   }
 }

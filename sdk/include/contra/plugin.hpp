@@ -21,6 +21,8 @@
 #include <contra/roles/optimizer.hpp>
 #include <contra/roles/sampler.hpp>
 #include <contra/roles/source.hpp>
+#include <contra/roles/text_augmentation.hpp>
+#include <contra/roles/tokenizer.hpp>
 #include <contra/schema.hpp>
 #include <contra/version.hpp>
 
@@ -102,6 +104,10 @@ template <class T, class Role, PluginKind K, Device D = Device::cpu> constexpr P
 #define CONTRA_MEMORY(T) ::contra::detail::entry<T, ::contra::Memory, ::contra::PluginKind::memory>()
 #define CONTRA_OPTIMIZER(T) \
   ::contra::detail::entry<T, ::contra::Optimizer, ::contra::PluginKind::optimizer>()
+#define CONTRA_TOKENIZER(T) \
+  ::contra::detail::entry<T, ::contra::Tokenizer, ::contra::PluginKind::tokenizer>()
+#define CONTRA_TEXT_AUGMENTATION(T) \
+  ::contra::detail::entry<T, ::contra::TextAugmentation, ::contra::PluginKind::text_augmentation>()
 
 /// The GPU twin of a plugin: same name and schema as its CPU build, in a
 /// library of its own (libcontra_<kind>_<name>_cuda.so) linked to

@@ -5,6 +5,7 @@
 
 #include <contra/roles/plugin.hpp>
 #include <contra/tensor.hpp>
+#include <contra/vocabulary.hpp>
 
 #include <cstdint>
 #include <string>
@@ -29,9 +30,14 @@ enum class Precision { f32, bf16 };
 
 /// What an encoder is built for.
 struct EncoderContext {
-  Shape input;                            ///< per-sample input: [C, H, W] or [D]
+  Shape input;                            ///< per-sample input: [C, H, W], [D], or [L] tokens
   std::uint64_t seed = 0;                 ///< initialisation seed
   Precision precision = Precision::f32;
+  /// A text tower's tokenizer (vocabulary.size > 0): the input is then i32
+  /// token ids [N, L] (input = [L]), each row `bos`, the text's tokens, `eos`,
+  /// then `pad` to the end. size == 0 for images and feature vectors. Since
+  /// SDK ABI 4.
+  Vocabulary vocabulary;
 };
 
 class Encoder : public Plugin {
@@ -50,7 +56,7 @@ class Encoder : public Plugin {
   /// statistics), named and in a stable order; valid after build().
   virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
 
-  /// x: [N, C, H, W] or [N, D] f32. Returns [N, output_dim()] f32, valid until
+  /// x: [N, C, H, W] or [N, D] f32, or [N, L] i32 token ids. Returns [N, output_dim()] f32, valid until
   /// the next forward(). In train mode, keeps what backward() needs.
   virtual const Tensor& forward(const Tensor& x, Mode mode) = 0;
 

@@ -3,6 +3,7 @@
 /// Loss: value and gradient with respect to the embeddings.
 
 #include <contra/pairs_check.hpp>
+#include <contra/roles/encoder.hpp>
 #include <contra/roles/miner.hpp>
 #include <contra/roles/plugin.hpp>
 #include <contra/tensor.hpp>
@@ -33,6 +34,12 @@ class Loss : public Plugin {
     f.declared = false;
     return f;
   }
+  /// Parameters the loss learns (CLIP's temperature), in a stable order:
+  /// the optimizer updates them with the encoder's, checkpoints keep them,
+  /// and compute() adds dL/dθ into their grads (the runtime zeroes them
+  /// before each step). Valid after construction; none by default. Since
+  /// SDK ABI 4.
+  virtual std::vector<Parameter*> parameters() { return {}; }
 };
 
 }  // namespace contra

@@ -33,6 +33,10 @@ struct Embeddings {
   Tensor keys;
   /// The memory's keys, when the pipeline has a [memory]; else null.
   const MemoryView* memory = nullptr;
+  /// Per view (V entries): the tower (modality) that embedded it, 0..T-1, in
+  /// the order of the pipeline's towers, e.g. {0, 1} for CLIP's image and
+  /// text; null for a pipeline of one tower. Since SDK ABI 4.
+  const std::vector<std::int32_t>* view_tower = nullptr;
   std::int64_t rows() const noexcept { return z.dim(0); }
 };
 

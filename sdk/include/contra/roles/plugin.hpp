@@ -16,6 +16,8 @@ enum class PluginKind : std::uint32_t {
   optimizer = 7,
   memory = 8,
   evaluator = 9,
+  tokenizer = 10,          ///< since SDK ABI 4
+  text_augmentation = 11,  ///< since SDK ABI 4
 };
 
 /// "source", "augmentation", ...; "unknown" for values this SDK does not know.
