@@ -117,6 +117,10 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
   for (PluginSpec* ps : {&spec.eval_train, &spec.eval_test}) bind(*ps);
   for (auto& a : spec.eval_chain) bind(a);
   for (auto& e : spec.evaluators) bind(e);
+  for (auto& t : spec.towers) {
+    for (PluginSpec* ps : {&t.tokenizer, &t.encoder, &t.head}) bind(*ps);
+    for (auto& a : t.chain) bind(a);
+  }
 }
 
 void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry) {

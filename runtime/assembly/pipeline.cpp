@@ -66,6 +66,24 @@ Pipeline assemble(const PipelineSpec& spec, const PluginRegistry& reg) {
       parts.momentum_encoder = make_plugin<Encoder>(reg, spec.encoder);
       if (parts.head) parts.momentum_head = make_plugin<Encoder>(reg, spec.head);
     }
+    if (!spec.towers.empty())
+      throw ConfigError(parts.memory_label + ": a memory in a pipeline of several towers is not supported yet; "
+                        "remove [memory] or the [tower.NAME] tables");
+  }
+  const SourceInfo info = p.source->info();
+  for (const TowerSpec& ts : spec.towers) {
+    const TextTower& text = p.text_towers.emplace_back(ts, reg, info);
+    TowerParts t;
+    t.name = ts.name;
+    t.encoder = make_plugin<Encoder>(reg, ts.encoder);
+    t.encoder_label = ts.encoder.label();
+    if (!ts.head.name.empty()) {
+      t.head = make_plugin<Encoder>(reg, ts.head);
+      t.head_label = ts.head.label();
+    }
+    t.context.input = Shape{text.length()};
+    t.context.vocabulary = text.vocabulary();
+    parts.towers.push_back(std::move(t));
   }
   return p;
 }

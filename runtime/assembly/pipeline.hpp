@@ -6,6 +6,7 @@
 // validate passes, run starts.
 
 #include "assembly/augment_chain.hpp"
+#include "assembly/text_tower.hpp"
 #include "config/pipeline_spec.hpp"
 #include "config/settings.hpp"
 #include "train/trainer.hpp"
@@ -32,6 +33,9 @@ struct Pipeline {
   std::shared_ptr<Source> source;
   std::shared_ptr<Sampler> sampler;
   std::vector<ViewChain> views;
+  /// The towers after the first ([tower.NAME]), in order: how each makes its
+  /// input from a record. Their encoders are in parts.towers.
+  std::vector<TextTower> text_towers;
   /// Created, not yet built: the Trainer builds the encoder and head for the
   /// augmented images' shape.
   TrainerParts parts;

@@ -29,8 +29,25 @@ std::vector<const PluginSpec*> PipelineSpec::plugins() const {
     for (const auto& p : v.chain) all.push_back(&p);
   for (const auto& p : eval_chain) all.push_back(&p);
   for (const auto& p : evaluators) all.push_back(&p);
+  for (const auto& t : towers) {
+    all.push_back(&t.tokenizer);
+    for (const auto& p : t.chain) all.push_back(&p);
+    all.push_back(&t.encoder);
+    all.push_back(&t.head);
+  }
   std::erase_if(all, [](const PluginSpec* p) { return p->name.empty(); });
   return all;
+}
+
+std::string towers_text(const PipelineSpec& spec) {
+  std::string s;
+  for (const TowerSpec& t : spec.towers) {
+    std::string field = t.params.get<std::string>("field");
+    if (field.empty()) field = t.name;
+    s += ", tower '" + t.name + "' (field '" + field + "': tokenizer '" + t.tokenizer.name + "', encoder '" +
+         t.encoder.name + "'" + (t.head.name.empty() ? "" : ", head '" + t.head.name + "'") + ")";
+  }
+  return s;
 }
 
 std::string PluginSpec::label() const {
@@ -48,7 +65,7 @@ namespace {
 const std::vector<std::string>& known_sections() {
   static const std::vector<std::string> s{"pipeline", "runtime", "train",   "schedule", "record", "eval", "plugins", "data",
                                           "distributed", "augment",  "source",  "sampler", "encoder",  "head",
-                                          "memory",   "miner",   "loss",    "optimizer"};
+                                          "memory",   "miner",   "loss",    "optimizer", "tower"};
   return s;
 }
 
@@ -301,7 +318,7 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       std::string hint = closest_match(name, sections);
       if (!hint.empty()) msg += "; did you mean [" + hint + "]?";
       else msg += "; sections are [pipeline], [runtime], [train], [schedule], [record], [eval], [plugins], [data], [distributed], [augment], [source], "
-                  "[sampler], [encoder], [head], [memory], [miner], [loss] and [optimizer]";
+                  "[sampler], [encoder], [head], [memory], [miner], [loss], [optimizer] and [tower.NAME]";
       r.error(loc, "", msg);
     } else if (!v.is_table()) {
       r.error(loc, name, "expected a table [" + name + "], found a value");
@@ -457,6 +474,57 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
     v.count = count_of(spec.augment, "views");
     if (aug) read_chain(*aug, "augment", v.chain);
     spec.views.push_back(std::move(v));
+  }
+
+  // Towers after the first: [tower.NAME] tables, in file order.
+  if (const toml::table* towers = table("tower")) {
+    std::vector<std::pair<std::string, const toml::table*>> found;
+    for (auto&& [k, v] : *towers) {
+      const std::string name(k.str());
+      if (const toml::table* t = v.as_table()) found.emplace_back(name, t);
+      else r.error(r.where("tower." + name, v.source()), "tower." + name,
+                   "expected a table [tower." + name + "] describing a tower (field, tokenizer, encoder)");
+    }
+    std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+      return a.second->source().begin.line < b.second->source().begin.line;
+    });
+    for (const auto& [name, t] : found) {
+      const std::string prefix = "tower." + name;
+      TowerSpec tower;
+      tower.name = name;
+      tower.where = t->source().begin.line ? r.at(t->source()) : r.file_only();
+      tower.params = bind_section(r, tower_section_schema(), t, prefix, out, {"tokenizer", "chain", "encoder", "head"});
+      auto plugin_table = [&](const char* key, PluginKind kind, PluginSpec& into, bool required) {
+        const std::string section = prefix + "." + key;
+        const toml::node* n = t->get(key);
+        if (!n) {
+          if (required)
+            r.error(tower.where, section,
+                    "missing [" + section + "] (the tower's " + kind_name(kind) + ": plugin = \"...\")");
+        } else if (!n->is_table()) {
+          r.error(r.where(section, n->source()), section, "expected a table [" + section + "]");
+        } else {
+          into = r.plugin(*n->as_table(), kind, section);
+        }
+      };
+      plugin_table("tokenizer", PluginKind::tokenizer, tower.tokenizer, true);
+      plugin_table("encoder", PluginKind::encoder, tower.encoder, true);
+      plugin_table("head", PluginKind::encoder, tower.head, false);
+      if (const toml::node* node = t->get("chain")) {
+        const toml::array* arr = node->as_array();
+        if (!arr || !arr->is_array_of_tables())
+          r.error(r.where(prefix + ".chain", node->source()), prefix + ".chain",
+                  "expected [[" + prefix + ".chain]] tables, one per text augmentation");
+        else
+          for (std::size_t i = 0; i < arr->size(); ++i)
+            tower.chain.push_back(r.plugin(*arr->get(i)->as_table(), PluginKind::text_augmentation,
+                                           prefix + ".chain[" + std::to_string(i) + "]"));
+      }
+      spec.towers.push_back(std::move(tower));
+    }
+    if (pipeline_device(spec) == Device::cuda && !spec.towers.empty())
+      r.error(spec.towers.front().where, "tower." + spec.towers.front().name,
+              "a pipeline of several towers trains on the CPU only so far; use [train] device = \"cpu\"");
   }
 
   PluginSpec* slots[] = {&spec.source, &spec.sampler,   &spec.encoder, &spec.miner,

@@ -40,6 +40,22 @@ struct ViewSpec {
   std::vector<PluginSpec> chain;   ///< applied in order
 };
 
+/// A tower after the pipeline's first: [tower.NAME] embeds another field of
+/// the source's records (a caption) with an encoder (and head) of its own.
+/// The first tower is the pipeline's [augment], [encoder] and [head] on the
+/// source's first image field, so everything that embeds images (the
+/// evaluations, `contra embed`, `encoder.` in checkpoints) serves it as in
+/// a pipeline of one tower.
+struct TowerSpec {
+  std::string name;               ///< NAME of [tower.NAME]
+  SourceLocation where;           ///< the table
+  Params params;                  ///< field, length
+  PluginSpec tokenizer;           ///< [tower.NAME.tokenizer]
+  std::vector<PluginSpec> chain;  ///< [[tower.NAME.chain]]: text augmentations, in order
+  PluginSpec encoder;             ///< [tower.NAME.encoder]
+  PluginSpec head;                ///< [tower.NAME.head]; name empty when absent
+};
+
 struct PipelineSpec {
   std::string file;           ///< as the user named it
   Params pipeline;            ///< [pipeline]
@@ -63,15 +79,23 @@ struct PipelineSpec {
   /// Views per sample: one entry for a shared [[augment.chain]] (count =
   /// [augment] views), or one per [[augment.view]] table.
   std::vector<ViewSpec> views;
+  /// The towers after the first, in file order; empty for one tower.
+  std::vector<TowerSpec> towers;
+  /// Views the first tower makes (the augmentation chains' counts).
   std::int64_t total_views() const;
   /// Every plugin the pipeline names or defaults to (name not empty), in
   /// table order: source, sampler, encoder, miner, loss, optimizer, head,
   /// memory, [eval]'s sources, the augmentation chains, [eval]'s chain and
-  /// evaluators.
+  /// evaluators, then each tower's tokenizer, chain, encoder and head.
   std::vector<const PluginSpec*> plugins() const;
   /// The effective pipeline (after --set overrides) as TOML.
   std::string resolved_toml;
 };
+
+/// The towers after the first, for a run's and validate's summary line:
+/// ", tower 'text' (field 'caption': tokenizer 'bytes', encoder
+/// 'text_transformer')" per tower; "" for one tower.
+std::string towers_text(const PipelineSpec& spec);
 
 /// Schemas of the built-in sections (they also document them).
 Schema pipeline_section_schema();
@@ -85,6 +109,7 @@ Schema data_section_schema();
 Schema record_section_schema();
 Schema eval_section_schema();
 Schema distributed_section_schema();
+Schema tower_section_schema();
 
 /// Read `file`, apply `overrides` ("section.key=value", the value in TOML
 /// syntax or else taken as a string), and validate everything that does not

@@ -61,6 +61,15 @@ Schema augment_section_schema() {
       .add<std::int64_t>("views", 2, "views made with the shared [[augment.chain]]").range(1, 64);
 }
 
+Schema tower_section_schema() {
+  return Schema::section("tower",
+                         "a tower after the first: another field of the source's records (a caption), its "
+                         "tokenizer, text augmentations ([[tower.NAME.chain]]), encoder and head")
+      .add<std::string>("field", "", "the record field the tower embeds; \"\" = the tower's name")
+      .add<std::int64_t>("length", 32, "tokens per row, bos and eos included; longer texts are cut")
+      .range(3, 4096);
+}
+
 Schema augment_view_schema() {
   return Schema::section("augment.view", "one chain of augmentations and how many views it makes")
       .add<std::int64_t>("count", 1, "views made with this table's [[augment.view.chain]]").range(1, 64);

@@ -113,7 +113,8 @@ const Embeddings& RankCollectives::gather(const Embeddings& local) {
     if (ids) id_[row] = sample_ids[row % N];
     if (labels) label_[row] = sample_labels[row % N];
   }
-  global_ = Embeddings{z_, &sample_, labels ? &label_ : nullptr, local.views, ids ? &id_ : nullptr, keys_, local.memory};
+  global_ = Embeddings{z_,     &sample_, labels ? &label_ : nullptr, local.views, ids ? &id_ : nullptr, keys_,
+                       local.memory, local.view_tower};
   return global_;
 }
 

@@ -2,11 +2,14 @@
 
 #include <contra/errors.hpp>
 
+#include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
 
 namespace contra::runtime {
 
-AugmentStage::AugmentStage(const std::vector<ViewChain>& views, std::uint64_t seed) : seed_(seed) {
+AugmentStage::AugmentStage(const std::vector<ViewChain>& views, std::uint64_t seed,
+                           const std::vector<TextTower>* towers)
+    : towers_(towers && !towers->empty() ? towers : nullptr), seed_(seed) {
   std::vector<ImageFormat> finals;
   for (const ViewChain& vc : views) {
     chains_.push_back(&vc.chain);
@@ -61,6 +64,38 @@ void AugmentStage::run(BatchWork& w) const {
     tbb::parallel_for(std::int64_t(0), views * n, one);
   else
     for (std::int64_t t = 0; t < views * n; ++t) one(t);
+  if (towers_) make_tower_inputs(w);
+}
+
+void AugmentStage::make_tower_inputs(BatchWork& w) const {
+  const auto n = static_cast<std::int64_t>(w.indices.size());
+  const auto towers = static_cast<std::int64_t>(towers_->size());
+  w.batch.views = views() + towers;
+  w.batch.tower_inputs.resize(static_cast<std::size_t>(towers));
+  if (w.texts.size() < static_cast<std::size_t>(n))
+    throw UsageError("augment stage: the batch holds " + std::to_string(w.texts.size()) + " samples' texts for " +
+                     std::to_string(n) + " samples (the load stage reads them)");
+  for (std::int64_t t = 0; t < towers; ++t) {
+    const TextTower& tower = (*towers_)[static_cast<std::size_t>(t)];
+    Tensor& rows = w.batch.tower_inputs[static_cast<std::size_t>(t)];
+    rows.ensure({n, tower.length()}, DType::i32);
+    std::int32_t* data = rows.data<std::int32_t>();
+    const auto view = static_cast<std::uint32_t>(views() + t);
+    auto one = [&](std::int64_t i, TextTower::Scratch& scratch) {
+      const TextTower::Draw draw{seed_, static_cast<std::uint64_t>(w.batch.epoch),
+                                 static_cast<std::uint64_t>(w.indices[i]), view};
+      tower.make_row(w.texts[i].at(tower.text_field()), draw, scratch, data + i * tower.length());
+    };
+    if (tower.parallel()) {
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const tbb::blocked_range<std::int64_t>& r) {
+        TextTower::Scratch scratch;
+        for (std::int64_t i = r.begin(); i < r.end(); ++i) one(i, scratch);
+      });
+    } else {
+      TextTower::Scratch scratch;
+      for (std::int64_t i = 0; i < n; ++i) one(i, scratch);
+    }
+  }
 }
 
 }  // namespace contra::runtime

@@ -31,6 +31,8 @@ struct BatchWork {
   std::int64_t batch_in_epoch = 0;
   std::vector<std::int64_t> indices;  ///< sample ids from the sampler
   std::vector<Tensor> raw;          ///< decoded u8 HWC images, one per sample (pooled)
+  /// Pipelines with text towers: each sample's text fields (Record::texts).
+  std::vector<std::vector<std::string>> texts;
   std::vector<Tensor> scratch;      ///< augmentation ping-pong buffers, two per (sample, view)
   Batch batch;                      ///< what the train step consumes
   double loss = 0.0;

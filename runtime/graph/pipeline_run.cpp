@@ -128,9 +128,8 @@ std::string broadcast_string(Communicator& comm, std::string text) {
 // statistics), which data-parallel ranks keep equal to rank 0's.
 std::vector<Tensor*> step_buffers(const TrainerParts& parts) {
   std::vector<Tensor*> out;
-  for (Encoder* e : {parts.encoder.get(), parts.head.get(), parts.momentum_encoder.get(), parts.momentum_head.get()})
-    if (e)
-      for (auto& [name, t] : e->buffers()) out.push_back(t);
+  for (const auto& [prefix, e] : named_encoders(parts))
+    for (auto& [name, t] : e->buffers()) out.push_back(t);
   return out;
 }
 }  // namespace
@@ -238,7 +237,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
     if (settings.distributed.sync_batch_norm) batch_stats = std::make_unique<CommBatchStatsReducer>(*comm);
   }
 
-  const AugmentStage augment(p.views, settings.seed);
+  const AugmentStage augment(p.views, settings.seed, &p.text_towers);
   std::unique_ptr<DeviceCopyStage> to_device;
   if (train_stream) to_device = std::make_unique<DeviceCopyStage>();
   TrainStage train({.trainer = trainer.get(), .trainer_parts = &p.parts, .sampler = p.sampler.get(),
@@ -250,7 +249,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
                    settings, bpe, total);
   PlanStage plan(*p.sampler, spec.sampler.label(), data, bpe, summary.first_step, total,
                  comm ? &ranks_stopped : options.stop, RankSlice{comm ? comm->rank() : 0, summary.ranks});
-  const LoadStage load(data, spec.source.label());
+  const LoadStage load(data, spec.source.label(), !p.text_towers.empty());
   ReportSink sink(summary, record.get(), checkpoints, options, total);
 
   ExecutorStages stages;

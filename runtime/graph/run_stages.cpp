@@ -65,8 +65,8 @@ bool PlanStage::operator()(BatchWork& w) {
   return true;
 }
 
-LoadStage::LoadStage(const SourceView& data, std::string source_label)
-    : data_(data), label_(std::move(source_label)) {
+LoadStage::LoadStage(const SourceView& data, std::string source_label, bool texts)
+    : data_(data), label_(std::move(source_label)), texts_(texts) {
   const ImageShape& s = data.info().shape;
   image_shape_ = Shape{s.height, s.width, s.channels};
 }
@@ -75,6 +75,7 @@ void LoadStage::operator()(BatchWork& w) const {
   const auto n = static_cast<std::int64_t>(w.indices.size());
   const bool labelled = !data_.labels().empty();
   if (w.raw.size() < static_cast<std::size_t>(n)) w.raw.resize(static_cast<std::size_t>(n));
+  if (texts_) w.texts.resize(static_cast<std::size_t>(n));
   w.batch.labels.assign(labelled ? static_cast<std::size_t>(n) : 0, -1);
   std::vector<char> failed(static_cast<std::size_t>(n), 0);
   for_each_item(n, data_.parallel(), [&](std::int64_t i) {
@@ -82,7 +83,7 @@ void LoadStage::operator()(BatchWork& w) const {
                                std::to_string(w.batch.step) + "): ";
     std::int64_t label;
     try {
-      label = data_.load(w.indices[i], w.raw[i]);
+      label = texts_ ? data_.load_record(w.indices[i], w.raw[i], w.texts[i]) : data_.load(w.indices[i], w.raw[i]);
     } catch (const DataError& e) {
       if (!data_.skips_errors()) throw DataError("load stage: " + label_ + sample + e.what());
       failed[i] = 1;
@@ -111,6 +112,7 @@ void LoadStage::operator()(BatchWork& w) const {
     if (failed[i]) continue;
     if (kept != i) {
       std::swap(w.raw[kept], w.raw[i]);
+      if (texts_) std::swap(w.texts[kept], w.texts[i]);
       w.indices[kept] = w.indices[i];
       if (labelled) w.batch.labels[kept] = w.batch.labels[i];
     }

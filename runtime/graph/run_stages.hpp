@@ -56,13 +56,16 @@ class PlanStage {
 
 class LoadStage {
  public:
-  LoadStage(const SourceView& data, std::string source_label);
+  /// With `texts`, each sample's whole record is read (its texts for the
+  /// text towers into BatchWork::texts).
+  LoadStage(const SourceView& data, std::string source_label, bool texts = false);
   void operator()(BatchWork& w) const;
 
  private:
   const SourceView& data_;
   std::string label_;
   Shape image_shape_;  // what every decoded sample must be: u8 [H, W, C]
+  bool texts_;
 };
 
 /// Writes checkpoints into the run folder, each step at most once.

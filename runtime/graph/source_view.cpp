@@ -1,3 +1,4 @@
+#include "assembly/text_tower.hpp"
 #include "source_view.hpp"
 
 #include <contra/errors.hpp>
@@ -59,6 +60,31 @@ bool SourceView::count_skip(std::int64_t id) const {
   std::int64_t distinct = skipped_distinct_.load();
   if (failed_ && !failed_[static_cast<std::size_t>(id)].exchange(true)) distinct = ++skipped_distinct_;
   return static_cast<double>(distinct) <= max_skip_fraction_ * static_cast<double>(size());
+}
+
+std::int64_t SourceView::load_record(std::int64_t id, Tensor& image, std::vector<std::string>& texts) const {
+  Record record;
+  record.images.resize(1);
+  std::swap(record.images[0], image);  // the batch's pooled tensor, filled in place
+  std::int64_t label = 0;
+  try {
+    label = source_->load_record(id, record);
+  } catch (...) {
+    if (!record.images.empty()) std::swap(record.images[0], image);
+    throw;
+  }
+  if (record.images.empty())
+    throw PluginError("load_record() returned no image for sample " + std::to_string(id) + "; the source's records "
+                      "hold " + fields_text(info_));
+  std::swap(record.images[0], image);
+  std::size_t text_fields = 0;
+  for (const FieldInfo& f : info_.fields) text_fields += f.kind == FieldKind::text;
+  if (record.texts.size() != text_fields)
+    throw PluginError("load_record() returned " + std::to_string(record.texts.size()) + " texts for sample " +
+                      std::to_string(id) + ", expected " + std::to_string(text_fields) + " (its fields: " +
+                      fields_text(info_) + ")");
+  texts = std::move(record.texts);
+  return label;
 }
 
 std::int64_t SourceView::load(std::int64_t id, Tensor& image) const {

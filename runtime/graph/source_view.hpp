@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace contra::runtime {
@@ -34,6 +35,10 @@ class SourceView {
 
   /// Decode sample `id` into `image` (through the cache when enabled).
   std::int64_t load(std::int64_t id, Tensor& image) const;
+  /// Every field of sample `id` (Source::load_record()): its first image
+  /// into `image`, its texts into `texts`. Not cached: a paired source's
+  /// records are read whole each time.
+  std::int64_t load_record(std::int64_t id, Tensor& image, std::vector<std::string>& texts) const;
 
   /// Loads that failed and were skipped so far (on_error = "skip"); a
   /// sample failing in each epoch counts once per epoch.

@@ -57,7 +57,7 @@ std::int64_t step_of(const std::string& path, const SafetensorsFile& file) {
 }
 
 bool is_model_state(const std::string& name) {
-  for (const char* prefix : {"encoder.", "head.", "momentum_encoder.", "momentum_head."})
+  for (const char* prefix : {"encoder.", "head.", "momentum_encoder.", "momentum_head.", "tower.", "loss."})
     if (name.rfind(prefix, 0) == 0) return true;
   return false;
 }
@@ -90,10 +90,10 @@ std::string divergence(const std::vector<std::pair<std::string, const Tensor*>>&
 
 std::vector<std::pair<std::string, Tensor*>> training_state(const TrainerParts& parts) {
   std::vector<std::pair<std::string, Tensor*>> out;
-  add_encoder(out, "encoder.", parts.encoder.get());
-  add_encoder(out, "head.", parts.head.get());
-  add_encoder(out, "momentum_encoder.", parts.momentum_encoder.get());
-  add_encoder(out, "momentum_head.", parts.momentum_head.get());
+  for (const auto& [prefix, e] : named_encoders(parts)) add_encoder(out, prefix, e);
+  // A loss's learnt parameters (CLIP's temperature).
+  if (parts.loss)
+    for (Parameter* p : parts.loss->parameters()) out.emplace_back("loss." + p->name, &p->value);
   if (parts.optimizer) {
     std::vector<std::pair<std::string, Tensor*>> s;
     parts.optimizer->state(s);

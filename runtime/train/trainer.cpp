@@ -48,9 +48,22 @@ void check_finite(const Tensor& t, const std::string& label, const char* what, s
 }
 }  // namespace
 
+std::vector<std::pair<std::string, Encoder*>> named_encoders(const TrainerParts& parts) {
+  std::vector<std::pair<std::string, Encoder*>> out{{"encoder.", parts.encoder.get()},
+                                                    {"head.", parts.head.get()},
+                                                    {"momentum_encoder.", parts.momentum_encoder.get()},
+                                                    {"momentum_head.", parts.momentum_head.get()}};
+  for (const TowerParts& t : parts.towers) {
+    out.emplace_back("tower." + t.name + ".encoder.", t.encoder.get());
+    out.emplace_back("tower." + t.name + ".head.", t.head.get());
+  }
+  std::erase_if(out, [](const auto& e) { return e.second == nullptr; });
+  return out;
+}
+
 Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx) : p_(std::move(parts)) {
-  auto collect = [&](Encoder& e, const std::string& label) {
-    auto ps = plugin_call(label, "parameters()", [&] { return e.parameters(); });
+  auto collect_from = [&](const std::string& label, auto&& parameters) {
+    auto ps = plugin_call(label, "parameters()", parameters);
     for (Parameter* q : ps) {
       if (!q || q->value.dtype() != DType::f32 || q->grad.shape() != q->value.shape() ||
           q->grad.dtype() != DType::f32)
@@ -63,6 +76,7 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
       params_.push_back(q);
     }
   };
+  auto collect = [&](Encoder& e, const std::string& label) { collect_from(label, [&] { return e.parameters(); }); };
   plugin_call(p_.encoder_label, "build()", [&] { p_.encoder->build(ctx); });
   collect(*p_.encoder, p_.encoder_label);
   const EncoderContext head_ctx{Shape{p_.encoder->output_dim()}, mix64(ctx.seed ^ 0x68656164ull), ctx.precision};
@@ -98,6 +112,27 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
       device_ops::copy_into(momentum_params_[i]->value, params_[i]->value);
     }
   }
+  // The towers after the first embed into the first tower's space.
+  const std::int64_t dim = p_.head ? p_.head->output_dim() : p_.encoder->output_dim();
+  for (std::size_t t = 0; t < p_.towers.size(); ++t) {
+    TowerParts& tower = p_.towers[t];
+    tower.context.seed = mix64(ctx.seed ^ (0x746f776572ull + t));  // "tower" + t
+    tower.context.precision = ctx.precision;
+    plugin_call(tower.encoder_label, "build()", [&] { tower.encoder->build(tower.context); });
+    collect(*tower.encoder, tower.encoder_label);
+    if (tower.head) {
+      const EncoderContext tower_head_ctx{Shape{tower.encoder->output_dim()}, mix64(tower.context.seed ^ 0x68656164ull),
+                                          ctx.precision};
+      plugin_call(tower.head_label, "build()", [&] { tower.head->build(tower_head_ctx); });
+      collect(*tower.head, tower.head_label);
+    }
+    const std::int64_t tower_dim = tower.head ? tower.head->output_dim() : tower.encoder->output_dim();
+    if (tower_dim != dim)
+      throw ConfigError("tower." + tower.name + ": embeds into " + std::to_string(tower_dim) +
+                        " dimensions, the first tower ([encoder]" + (p_.head ? ", [head]" : "") + ") into " +
+                        std::to_string(dim) + "; the towers must embed into one space (set their heads' output)");
+  }
+  collect_from(p_.loss_label, [&] { return p_.loss->parameters(); });
   plugin_call(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
 
@@ -154,15 +189,22 @@ const Tensor& Trainer::forward_checked(Encoder& e, const std::string& label, con
 
 Tensor Trainer::embed_all(Encoder& enc, Encoder* head, Tensor& joined, std::int64_t step) {
   // The final embeddings are checked once, on their host copy, in step().
-  auto embed = [&](const Tensor& x) -> const Tensor& {
+  auto embed = [&](std::size_t g) -> const Tensor& {
+    const Tensor& x = *groups_[g];
+    if (const int t = group_tower_[g]; t > 0) {
+      TowerParts& tower = p_.towers[static_cast<std::size_t>(t - 1)];
+      const Tensor& h = forward_checked(*tower.encoder, tower.encoder_label, x, tower.head != nullptr, step);
+      return tower.head ? forward_checked(*tower.head, tower.head_label, h, false, step) : h;
+    }
     const Tensor& h = forward_checked(enc, p_.encoder_label, x, head != nullptr, step);
     return head ? forward_checked(*head, p_.head_label, h, false, step) : h;
   };
-  // A single group needs no copy; multi-crop joins the groups in row order.
-  if (groups_.size() == 1) return embed(*groups_[0]);
+  // A single group needs no copy; multi-crop and towers join the groups in row order.
+  if (groups_.size() == 1) return embed(0);
   std::int64_t at = 0;
-  for (const Tensor* g : groups_) {
-    const Tensor& y = embed(*g);
+  for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+    const Tensor* g = groups_[gi];
+    const Tensor& y = embed(gi);
     if (at == 0) joined.ensure({static_cast<std::int64_t>(row_sample_.size()), y.dim(1)}, DType::f32, p_.device);
     device_ops::copy_rows(joined, at, y);  // before the next forward() reuses y (in stream order on a device)
     at += g->dim(0);
@@ -192,6 +234,22 @@ void Trainer::set_rows(const Batch& batch) {
     view_of(batch.images);
     for (const Tensor& t : batch.more_images) view_of(t);
     for (const Tensor& v : input_views_) groups_.push_back(&v);
+  }
+  group_tower_.assign(groups_.size(), 0);
+  if (batch.tower_inputs.size() != p_.towers.size())
+    throw UsageError("train step: the batch holds inputs for " + std::to_string(batch.tower_inputs.size()) +
+                     " towers after the first, the pipeline has " + std::to_string(p_.towers.size()));
+  if (!p_.towers.empty() && p_.device != Device::cpu)
+    throw UsageError("train step: towers after the first run on the CPU only");
+  for (std::size_t t = 0; t < batch.tower_inputs.size(); ++t) {
+    groups_.push_back(&batch.tower_inputs[t]);
+    group_tower_.push_back(static_cast<int>(t + 1));
+  }
+  // Each view's tower: the first tower's views, then one per further tower.
+  view_tower_.clear();
+  if (!p_.towers.empty()) {
+    view_tower_.assign(static_cast<std::size_t>(batch.views - static_cast<std::int64_t>(p_.towers.size())), 0);
+    for (std::size_t t = 0; t < p_.towers.size(); ++t) view_tower_.push_back(static_cast<std::int32_t>(t + 1));
   }
   // Same-size views come as one tensor; multi-crop adds more groups. Row r
   // is view r / n of sample r % n.
@@ -234,7 +292,8 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   Tensor keys;
   if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_, global_step);
   const MemoryView* memory = p_.memory ? &p_.memory->view() : nullptr;
-  const Embeddings local{z, &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory};
+  const Embeddings local{z,    &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory,
+                         view_tower_.empty() ? nullptr : &view_tower_};
   // Data-parallel ranks gather the global batch here; a single process sees
   // its own. The loss sees it too, unless the ranks contrast their own rows.
   emb_ = collectives_ ? collectives_->gather(local) : local;
@@ -263,11 +322,11 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   check_finite(z_host_, z_label, "the output of forward()", global_step);
   if (emb_.keys.defined()) check_finite(keys_host_, z_label, "the output of forward()", global_step);
   emb_host_ = Embeddings{z_host_,      emb_.sample, emb_.label, emb_.views, emb_.ids,
-                         emb_.keys.defined() ? keys_host_ : Tensor(), memory_host};
+                         emb_.keys.defined() ? keys_host_ : Tensor(), memory_host, emb_.view_tower};
 
   if (local_on_device)
     local_host_ = Embeddings{local_z_host_, local.sample, local.label, local.views, local.ids,
-                             local.keys.defined() ? local_keys_host_ : Tensor(), memory_host};
+                             local.keys.defined() ? local_keys_host_ : Tensor(), memory_host, local.view_tower};
   else if (!global_loss)
     local_host_ = local;
 
@@ -305,20 +364,27 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   for (std::size_t g = groups_.size(); g-- > 0;) {
     const Tensor& x = *groups_[g];
     const std::int64_t begin = end - x.dim(0);
-    if (g + 1 != groups_.size()) forward_again(x);
+    // The first tower's groups but its last (multi-crop) are forwarded again;
+    // each further tower has one group.
+    if (group_tower_[g] == 0 && g + 1 != groups_.size() && group_tower_[g + 1] == 0) forward_again(x);
     const Tensor dz = groups_.size() == 1 ? dz_local : dz_local.rows(begin, end);
     const Tensor* dh = &dz;
     // The last pass completes the gradients: ranks reduce each as it is done.
     const ScopedGradientReadyHook overlap(collectives_ && g == 0 ? collectives_->backward_hook(params_) : nullptr);
-    if (p_.head) {
-      dh = &plugin_call(p_.head_label, "backward()", [&]() -> const Tensor& { return p_.head->backward(dz, true); });
-      if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != p_.encoder->output_dim() ||
+    TowerParts* tower = group_tower_[g] > 0 ? &p_.towers[static_cast<std::size_t>(group_tower_[g] - 1)] : nullptr;
+    Encoder& encoder = tower ? *tower->encoder : *p_.encoder;
+    Encoder* head = tower ? tower->head.get() : p_.head.get();
+    const std::string& encoder_label = tower ? tower->encoder_label : p_.encoder_label;
+    const std::string& head_label = tower ? tower->head_label : p_.head_label;
+    if (head) {
+      dh = &plugin_call(head_label, "backward()", [&]() -> const Tensor& { return head->backward(dz, true); });
+      if (dh->rank() != 2 || dh->dim(0) != x.dim(0) || dh->dim(1) != encoder.output_dim() ||
           dh->dtype() != DType::f32 || dh->device() != p_.device)
-        throw PluginError(p_.head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
-                          where(*dh) + ", expected f32 " + Shape{x.dim(0), p_.encoder->output_dim()}.str() +
+        throw PluginError(head_label + ": backward() returned an input gradient of shape " + dh->shape().str() +
+                          where(*dh) + ", expected f32 " + Shape{x.dim(0), encoder.output_dim()}.str() +
                           on_step_device());
     }
-    plugin_call(p_.encoder_label, "backward()", [&] { p_.encoder->backward(*dh, false); });
+    plugin_call(encoder_label, "backward()", [&] { encoder.backward(*dh, false); });
     end = begin;
   }
   // Data-parallel ranks all-reduce the parameters' gradients here.
@@ -327,7 +393,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   if (p_.momentum_encoder) {
     // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo), after the optimizer's update.
     const float m = static_cast<float>(p_.memory->encoder_momentum());
-    for (std::size_t i = 0; i < params_.size(); ++i)
+    for (std::size_t i = 0; i < momentum_params_.size(); ++i)
       device_ops::momentum_update(momentum_params_[i]->value, params_[i]->value, m);
   }
   // Before the memory's update, which may change a host memory's keys.

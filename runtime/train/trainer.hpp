@@ -17,6 +17,14 @@
 
 namespace contra::runtime {
 
+/// A tower after the first: its encoder (and head), built for `context`.
+struct TowerParts {
+  std::string name;
+  std::shared_ptr<Encoder> encoder, head;
+  std::string encoder_label, head_label;
+  EncoderContext context;  ///< seed and precision are the run's, set by the Trainer
+};
+
 struct TrainerParts {
   std::shared_ptr<Encoder> encoder;
   std::shared_ptr<Encoder> head;  ///< optional projection head after the encoder
@@ -34,7 +42,15 @@ struct TrainerParts {
   /// host copies of the embeddings unless they are cuda builds themselves.
   Device device = Device::cpu;
   Device miner_device = Device::cpu, memory_device = Device::cpu;
+  /// The towers after the first ([tower.NAME]); each embeds one input of
+  /// Batch::tower_inputs into the same space as `encoder` (and `head`).
+  std::vector<TowerParts> towers;
 };
+
+/// Every encoder and head of `parts`, each with the prefix its state has in
+/// checkpoints: "encoder.", "head.", "momentum_encoder.", "momentum_head.",
+/// then "tower.NAME.encoder." and "tower.NAME.head."; absent ones left out.
+std::vector<std::pair<std::string, Encoder*>> named_encoders(const TrainerParts& parts);
 
 /// The points of a step where data-parallel ranks meet (a communicator's
 /// gather and all-reduce); a single process has none. Called on the
@@ -72,8 +88,9 @@ struct StepOutcome {
 
 class Trainer {
  public:
-  /// Builds the encoder for `ctx` (and the head for its output), and hands
-  /// all their parameters to the optimizer. With a memory, `memory_ctx`
+  /// Builds the encoder for `ctx` (and the head for its output), and each
+  /// further tower's, and hands all their parameters, and the loss's, to
+  /// the optimizer. With a memory, `memory_ctx`
   /// (its dim filled in here) configures it, and a momentum encoder is built
   /// as an exact copy of the encoder.
   Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx = {});
@@ -116,6 +133,8 @@ class Trainer {
   std::vector<std::pair<Tensor*, Tensor>> saved_buffers_;  // forward_again(): each buffer and its copy
   std::vector<std::int64_t> row_sample_, row_label_, row_id_;
   std::vector<const Tensor*> groups_;
+  std::vector<int> group_tower_;          // per group: 0 = the first tower, t = p_.towers[t - 1]
+  std::vector<std::int32_t> view_tower_;  // Embeddings::view_tower; empty for one tower
   Tensor joined_z_, joined_keys_;  // multi-crop: embeddings of all groups in row order
   Embeddings emb_;
   // Host copies of z and keys (page-locked, reused; on the host, z and keys

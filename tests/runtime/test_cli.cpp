@@ -120,7 +120,7 @@ TEST_CASE("cli: an unknown --kind is an error with the kinds", "[runtime][cli]")
   contra::test::CommandResult r = run_cli("plugins --kind los");
   CHECK(r.status == 2);
   CHECK(r.out == "contra plugins: unknown kind 'los' (did you mean 'loss'?); kinds are source, augmentation, "
-                 "sampler, encoder, miner, loss, optimizer, memory, evaluator\n");
+                 "sampler, encoder, miner, loss, optimizer, memory, evaluator, tokenizer, text_augmentation\n");
   contra::test::CommandResult ok = run_cli("plugins --kind loss");
   CHECK(ok.status == 0);
   CHECK_THAT(ok.out, Catch::StartsWith("loss:\n"));

@@ -209,9 +209,9 @@ int run_command(PipelineArgs pa) {
     const std::string& name = settings.name;
     if (leader) {
       std::printf("contra run %s%s%s\n", pa.file.c_str(), name.empty() ? "" : "  ", name.c_str());
-      std::printf("  source %s, encoder %s, miner %s, loss %s, optimizer %s\n", spec.source.name.c_str(),
+      std::printf("  source %s, encoder %s, miner %s, loss %s, optimizer %s%s\n", spec.source.name.c_str(),
                   spec.encoder.name.c_str(), spec.miner.name.c_str(), spec.loss.name.c_str(),
-                  spec.optimizer.name.c_str());
+                  spec.optimizer.name.c_str(), runtime::towers_text(spec).c_str());
       if (comm)
         std::printf("  %d data-parallel rank%s (%s backend), global negatives %s, synchronised batch norm %s\n",
                     comm->size(), comm->size() == 1 ? "" : "s", comm->backend(),
@@ -460,9 +460,10 @@ int validate_command(const PipelineArgs& pa) {
     // the run starts or after the training it would follow.
     const runtime::MemoryEstimate memory = runtime::check_pipeline(spec, registry);
     const std::string precision = runtime::train_precision_name(spec), setting = runtime::train_precision_setting(spec);
-    std::printf("%s: valid (%lld views, source '%s', encoder '%s', loss '%s', precision %s%s)\n", pa.file.c_str(),
+    std::printf("%s: valid (%lld views, source '%s', encoder '%s'%s, loss '%s', precision %s%s)\n", pa.file.c_str(),
                 static_cast<long long>(spec.total_views()), spec.source.name.c_str(), spec.encoder.name.c_str(),
-                spec.loss.name.c_str(), precision.c_str(), setting == precision ? "" : (" from " + setting).c_str());
+                runtime::towers_text(spec).c_str(), spec.loss.name.c_str(), precision.c_str(),
+                setting == precision ? "" : (" from " + setting).c_str());
     // What it will allocate, one line (memory_estimate.hpp), against what it may.
     std::printf("%s: memory: %s; this machine has %s\n", pa.file.c_str(), memory.summary().c_str(),
                 runtime::pipeline_memory_budget(memory).text().c_str());
@@ -481,7 +482,7 @@ int plugins_command(const PluginsArgs& args) {
   if (args.sections) {
     for (const Schema& sec : {runtime::pipeline_section_schema(), runtime::runtime_section_schema(),
                               runtime::train_section_schema(), runtime::augment_section_schema(),
-                              runtime::plugins_section_schema()})
+                              runtime::plugins_section_schema(), runtime::tower_section_schema()})
       std::printf("%s\n", sec.describe().c_str());
     return 0;
   }

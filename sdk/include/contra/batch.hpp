@@ -20,7 +20,11 @@ struct Batch {
   /// order; embeddings keep the same row order across groups.
   Tensor images;
   std::vector<Tensor> more_images;
-  std::int64_t views = 0;             ///< V, all groups together
+  std::int64_t views = 0;             ///< V, all groups together, every tower's
+  /// The inputs of the towers after the first ([tower.NAME]), in tower
+  /// order, one view each (views V-T+1 .. V-1): i32 token ids [N, L] for a
+  /// text tower. Empty for a pipeline of one tower. Since SDK ABI 4.
+  std::vector<Tensor> tower_inputs;
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(ids.size()); }
 };
 

@@ -1,0 +1,135 @@
+// Pipelines of several towers ([tower.NAME]): a paired source's captions
+// through a tokenizer into a text encoder, contrasted with the images. The
+// plugins are tests/fixtures/plugins/paired.cpp (paired_bars, word_ids,
+// token_mean) and the built-in ones.
+#include "assembly/load_pipeline.hpp"
+#include "graph/pipeline_run.hpp"
+#include "loader/registry.hpp"
+#include "train/safetensors.hpp"
+#include "test_support.hpp"
+
+#include <contra/errors.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <numeric>
+#include <string>
+
+using namespace contra;
+using namespace contra::runtime;
+
+namespace {
+
+const std::string fixture_dir = std::string(CONTRA_FIXTURE_PLUGIN_DIR) + "/paired";
+
+std::string pipeline(const std::string& source_extra = "", const std::string& tower_extra = "",
+                     const std::string& more = "") {
+  return "[pipeline]\nseed = 5\n\n"
+         "[runtime]\nprefetch = 2\ncompute_threads = 1\ndata_threads = 1\n\n"
+         "[train]\nepochs = 10\n\n"
+         "[plugins]\npaths = [\"" + fixture_dir + "\"]\n\n"
+         "[source]\nplugin = \"paired_bars\"\nsize = 64\n" + source_extra + "\n"
+         "[sampler]\nplugin = \"random\"\nbatch_size = 16\n\n"
+         "[augment]\nviews = 1\n\n"
+         "[[augment.chain]]\nplugin = \"normalize\"\nmean = [0.5]\nstd = [0.25]\n\n"
+         "[encoder]\nplugin = \"mlp\"\nhidden = [32]\noutput = 8\n\n"
+         "[tower.text]\nfield = \"caption\"\nlength = 6\n" + tower_extra + "\n"
+         "[tower.text.tokenizer]\nplugin = \"word_ids\"\n\n"
+         "[tower.text.encoder]\nplugin = \"token_mean\"\noutput = 8\n\n"
+         "[loss]\nplugin = \"info_nce\"\ntemperature = 0.2\n\n"
+         "[optimizer]\nplugin = \"adam\"\nlr = 0.01\n" + more;
+}
+
+struct Run {
+  RunSummary summary;
+  std::string run_dir;
+};
+
+Run run_text(const test::TempDir& dir, const std::string& text, bool record = false) {
+  const std::string file = dir.file("p.toml");
+  test::write_file(file, text);
+  PluginRegistry reg;
+  PipelineSpec spec = load_pipeline(file, {}, reg);
+  RunOptions options;
+  if (record) options.run_dir = dir.file("run");
+  return {run_pipeline(spec, reg, options), options.run_dir};
+}
+
+std::string config_error(const std::string& text) {
+  test::TempDir dir("towers");
+  const std::string file = dir.file("p.toml");
+  test::write_file(file, text);
+  PluginRegistry reg;
+  try {
+    PipelineSpec spec = load_pipeline(file, {}, reg);
+    run_pipeline(spec, reg, RunOptions{});
+  } catch (const Error& e) {
+    return e.what();
+  }
+  FAIL("no error");
+  return "";
+}
+
+// `text` with its first `from` replaced by `to`.
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  const auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+double mean(const std::vector<double>& v, std::size_t a, std::size_t b) {
+  return std::accumulate(v.begin() + a, v.begin() + b, 0.0) / static_cast<double>(b - a);
+}
+
+}  // namespace
+
+TEST_CASE("towers: images and their captions trained together, the loss falls and the run repeats", "[towers]") {
+  test::TempDir dir("towers");
+  const Run a = run_text(dir, pipeline(), true);
+  REQUIRE(a.summary.losses.size() == 40);
+  // Eight captions for eight bar positions: a text and its image become
+  // each other's nearest; 2·log(16) ≈ 2.8 nats is where the loss starts.
+  CHECK(mean(a.summary.losses, 0, 5) > 2.0);
+  CHECK(mean(a.summary.losses, 35, 40) < mean(a.summary.losses, 0, 5) - 0.5);
+  // Two views per sample: the image and its caption.
+  CHECK(a.summary.images == 40 * 16 * 2);
+
+  test::TempDir again("towers");
+  const Run b = run_text(again, pipeline());
+  CHECK(b.summary.losses == a.summary.losses);
+
+  // The text tower's parameters, and the optimizer's state of them, are in the checkpoint.
+  const SafetensorsFile ckpt = read_safetensors(a.summary.checkpoint);
+  CHECK(ckpt.tensors.count("tower.text.encoder.embedding") == 1);
+  CHECK(ckpt.tensors.at("tower.text.encoder.embedding").shape() == Shape{13, 8});
+}
+
+TEST_CASE("towers: the captions' field, the tokenizer and the widths are checked before the run", "[towers]") {
+  SECTION("a field the source does not have") {
+    CHECK_THAT(config_error(replaced(pipeline(), "field = \"caption\"", "field = \"title\"")), Catch::Contains("tower.text: the source has no field \"title\"; its records hold "
+                                                  "\"image\" (image), \"caption\" (text)"));
+  }
+  SECTION("an image field") {
+    CHECK_THAT(config_error(replaced(pipeline(), "field = \"caption\"", "field = \"image\"")), Catch::Contains("tower.text: field \"image\" of the source holds images"));
+  }
+  SECTION("no tokenizer") {
+    CHECK_THAT(config_error(replaced(pipeline(), "[tower.text.tokenizer]\nplugin = \"word_ids\"\n", "")), Catch::Contains("tower.text.tokenizer: missing [tower.text.tokenizer] (the "
+                                                  "tower's tokenizer: plugin = \"...\")"));
+  }
+  SECTION("towers embedding into spaces of different widths") {
+    CHECK_THAT(config_error(replaced(pipeline(), "plugin = \"token_mean\"\noutput = 8", "plugin = \"token_mean\"\noutput = 6")), Catch::Contains("tower.text: embeds into 6 dimensions, the first tower ([encoder]) "
+                                                  "into 8; the towers must embed into one space"));
+  }
+  SECTION("a length too short for bos and eos") {
+    CHECK_THAT(config_error(replaced(pipeline(), "length = 6", "length = 2")),
+               Catch::Contains("tower.text.length"));
+  }
+  SECTION("a memory") {
+    CHECK_THAT(config_error(pipeline("", "", "\n[memory]\nplugin = \"queue\"\nsize = 64\n")),
+               Catch::Contains("a memory in a pipeline of several towers is not supported yet"));
+  }
+  SECTION("a source whose records lack the text") {
+    CHECK_THAT(config_error(pipeline("bad_texts = true\n")),
+               Catch::Contains("load_record() returned 0 texts for sample"));
+  }
+}
