@@ -74,6 +74,11 @@ class Source : public Plugin {
   /// source has none.
   virtual std::vector<std::int64_t> labels() const { return {}; }
 
+  /// The name of each class, by label (num_classes names), for zero-shot
+  /// evaluation's prompts; empty when the source does not name them. Since
+  /// SDK ABI 4.
+  virtual std::vector<std::string> class_names() const { return {}; }
+
   virtual Concurrency concurrency() const { return Concurrency::parallel; }
 };
 
