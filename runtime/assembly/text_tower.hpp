@@ -48,8 +48,9 @@ class TextTower {
   /// (each augmentation drawing from Rng(seed, epoch, sample, view, its
   /// position in the chain)) cut to length() - 2, eos, then pad. A plugin's
   /// failure, or an id outside the vocabulary, is a PluginError naming it
-  /// and the sample.
-  void make_row(const std::string& text, const Draw& draw, Scratch& scratch, std::int32_t* row) const;
+  /// and the sample. Without `augment` (evaluation), the chain is skipped.
+  void make_row(const std::string& text, const Draw& draw, Scratch& scratch, std::int32_t* row,
+                bool augment = true) const;
 
  private:
   struct Op {

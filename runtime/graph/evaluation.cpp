@@ -24,13 +24,38 @@ Evaluation::Evaluation(const PipelineSpec& spec, const PluginRegistry& reg) : sp
   test_ = make_plugin<Source>(reg, spec.eval_test);
   train_label_ = train.label();
   test_label_ = spec.eval_test.label();
-  for (const auto& e : spec.evaluators) evaluators_.emplace_back(e.name, make_plugin<Evaluator>(reg, e));
+  for (const auto& e : spec.evaluators) {
+    evaluators_.emplace_back(e.name, make_plugin<Evaluator>(reg, e));
+    cross_modal_.push_back(guarded(e.label() + ": cross_modal() failed", [&] { return evaluators_.back().second->cross_modal(); }));
+  }
+}
+
+bool Evaluation::has_cross_modal() const {
+  return std::find(cross_modal_.begin(), cross_modal_.end(), true) != cross_modal_.end();
 }
 
 void Evaluation::check() const {
+  const bool single_tower = std::find(cross_modal_.begin(), cross_modal_.end(), false) != cross_modal_.end();
+  for (std::size_t i = 0; i < cross_modal_.size(); ++i)
+    if (cross_modal_[i] && spec_.towers.empty())
+      throw ConfigError(spec_.evaluators[i].label() + ": a cross-modal evaluator compares the pipeline's towers, and "
+                        "this pipeline has one; add a text tower ([tower.NAME])");
+  if (has_cross_modal()) {
+    // The split's own texts, in the first text tower's field.
+    const SourceInfo info = test_->info();
+    std::string field = spec_.towers.front().params.get<std::string>("field");
+    if (field.empty()) field = spec_.towers.front().name;
+    const bool has_field = std::any_of(info.fields.begin(), info.fields.end(), [&](const FieldInfo& f) {
+      return f.name == field && f.kind == FieldKind::text;
+    });
+    if (!has_field)
+      throw ConfigError(test_label_ + ": cross-modal evaluation embeds the test split's texts with tower '" +
+                        spec_.towers.front().name + "', and its records have no text field \"" + field +
+                        "\"; they hold " + fields_text(info));
+  }
   for (const auto& [source, label] : {std::pair{train_.get(), &train_label_}, std::pair{test_.get(), &test_label_}}) {
     const SourceInfo info = source->info();
-    if (info.num_classes <= 0)
+    if (single_tower && info.num_classes <= 0)
       throw ConfigError(*label + ": evaluation needs labels, and this source has none (set its labels, or "
                         "leave out [eval])");
     features_.chain_for(info);  // [eval]'s chain takes this split's images
@@ -41,8 +66,8 @@ AugmentChain FeatureExtractor::chain_for(const SourceInfo& info) const {
   return AugmentChain(spec_.eval_chain, registry_, ImageFormat{info.shape, DType::u8});
 }
 
-FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::string& label,
-                                   bool need_labels) const {
+FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::string& label, bool need_labels,
+                                   Encoder* head) const {
   const SourceInfo info = source.info();
   if (need_labels && info.num_classes <= 0)
     throw DataError(label + ": evaluation needs labels, and this source has none");
@@ -88,7 +113,8 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
       device_ops::to_device_async(device_images, images);
       input = &device_images;
     }
-    const Tensor& z = encoder.forward(*input, Mode::eval);
+    const Tensor& h = encoder.forward(*input, Mode::eval);
+    const Tensor& z = head ? head->forward(h, Mode::eval) : h;
     device_ops::to_host_async(host_features, z);  // on the host: z itself
     device_ops::finish(z.device());
     if (!out.features.defined()) out.features = Tensor::empty({info.size, z.dim(1)}, DType::f32);
@@ -104,6 +130,8 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
                     " hold " + std::to_string(f[i]) + "; its weights are not finite (a diverged run or a damaged "
                     "checkpoint), and no figure computed from them would mean anything");
   }
+  if (!need_labels && info.num_classes <= 0 && head)
+    for (std::int64_t i = 0; i < info.size; ++i) out.labels[static_cast<std::size_t>(i)] = i;
   if (need_labels)
     for (auto l : out.labels)
       if (l < 0 || l >= info.num_classes)
@@ -113,19 +141,85 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
 
 std::vector<std::pair<std::string, double>> Evaluation::run(Encoder& encoder, std::uint64_t seed,
                                                             const std::string& embeddings_path) {
-  FeatureSet train = embed(encoder, *train_, train_label_);
-  FeatureSet test = embed(encoder, *test_, test_label_);
-  if (!embeddings_path.empty()) write_features(embeddings_path, test);
+  // Only what the evaluators use is embedded.
+  const bool single_tower = std::find(cross_modal_.begin(), cross_modal_.end(), false) != cross_modal_.end();
+  FeatureSet train, test, queries;
+  if (single_tower || !embeddings_path.empty()) {
+    test = embed(encoder, *test_, test_label_);
+    if (!embeddings_path.empty()) write_features(embeddings_path, test);
+  }
+  if (single_tower) train = embed(encoder, *train_, train_label_);
+  if (has_cross_modal()) {
+    if (!towers_.text || !towers_.image_encoder)
+      throw UsageError("evaluation: cross-modal evaluators need the pipeline's towers (set_towers())");
+    queries = features_.embed(*towers_.image_encoder, *test_, test_label_, false, towers_.image_head);
+  }
   std::vector<std::pair<std::string, double>> figures;
   for (std::size_t i = 0; i < evaluators_.size(); ++i) {
+    const char* call = cross_modal_[i] ? "evaluate_cross_modal()" : "evaluate()";
     try {
-      for (auto& [k, v] : evaluators_[i].second->evaluate(train, test, seed))
-        figures.emplace_back(evaluators_[i].first + "." + k, v);
+      auto found = cross_modal_[i] ? evaluators_[i].second->evaluate_cross_modal(cross_modal_features(i, queries), seed)
+                                   : evaluators_[i].second->evaluate(train, test, seed);
+      for (auto& [k, v] : found) figures.emplace_back(evaluators_[i].first + "." + k, v);
     } catch (const std::exception& e) {
-      throw PluginError(spec_.evaluators[i].label() + ": evaluate() failed: " + e.what());
+      throw PluginError(spec_.evaluators[i].label() + ": " + call + " failed: " + e.what());
     }
   }
   return figures;
+}
+
+CrossModalFeatures Evaluation::cross_modal_features(std::size_t i, const FeatureSet& queries) const {
+  CrossModalFeatures out;
+  out.queries = queries.features;
+  out.query_labels = queries.labels;
+  const std::vector<std::string> classes = test_->class_names();
+  std::vector<std::pair<std::string, std::int64_t>> texts = evaluators_[i].second->gallery_texts(classes);
+  std::vector<std::string> gallery;
+  if (texts.empty()) {
+    // The split's own texts, each labelled as its image is.
+    const std::int64_t n = test_->info().size;
+    gallery.resize(static_cast<std::size_t>(n));
+    out.gallery_labels = queries.labels;
+    Record record;
+    for (std::int64_t s = 0; s < n; ++s) {
+      test_->load_record(s, record);
+      if (record.texts.size() <= towers_.text->text_field())
+        throw DataError(test_label_ + ": load_record() returned " + std::to_string(record.texts.size()) +
+                        " texts for sample " + std::to_string(s) + ", expected at least " +
+                        std::to_string(towers_.text->text_field() + 1));
+      gallery[static_cast<std::size_t>(s)] = std::move(record.texts[towers_.text->text_field()]);
+    }
+  } else {
+    for (auto& [text, label] : texts) {
+      gallery.push_back(std::move(text));
+      out.gallery_labels.push_back(label);
+    }
+  }
+  out.gallery = embed_texts(gallery);
+  return out;
+}
+
+Tensor Evaluation::embed_texts(const std::vector<std::string>& texts) const {
+  const TextTower& tower = *towers_.text;
+  const std::int64_t n = static_cast<std::int64_t>(texts.size()), l = tower.length();
+  const std::int64_t batch = decode_settings(spec_).eval.batch_size;
+  Tensor rows, out;
+  TextTower::Scratch scratch;
+  for (std::int64_t begin = 0; begin < n; begin += batch) {
+    const std::int64_t m = std::min(batch, n - begin);
+    rows.ensure({m, l}, DType::i32);
+    for (std::int64_t i = 0; i < m; ++i)
+      tower.make_row(texts[static_cast<std::size_t>(begin + i)], TextTower::Draw{0, 0, static_cast<std::uint64_t>(begin + i), 0},
+                     scratch, rows.data<std::int32_t>() + i * l, false);
+    const Tensor& h = towers_.text_encoder->forward(rows, Mode::eval);
+    const Tensor& z = towers_.text_head ? towers_.text_head->forward(h, Mode::eval) : h;
+    if (!out.defined()) out = Tensor::empty({n, z.dim(1)}, DType::f32);
+    std::memcpy(out.data<float>() + begin * z.dim(1), z.raw(), z.nbytes());
+  }
+  if (device_ops::count_nonfinite(out) != 0)
+    throw DataError("tower '" + tower.name() + "': the text features hold values that are not finite; its weights "
+                    "are not finite (a diverged run or a damaged checkpoint)");
+  return out;
 }
 
 void write_features(const std::string& path, const FeatureSet& set) {

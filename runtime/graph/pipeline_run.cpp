@@ -214,6 +214,11 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& reg, con
   if (spec.has_eval && leader) {
     evaluation = std::make_unique<Evaluation>(spec, reg);
     evaluation->check();
+    if (!p.text_towers.empty()) {
+      const TowerParts& text = p.parts.towers.front();
+      evaluation->set_towers({p.parts.encoder.get(), p.parts.head.get(), &p.text_towers.front(), text.encoder.get(),
+                              text.head.get()});
+    }
   }
   if (leader && !options.run_dir.empty() && !record)
     record = std::make_unique<RunRecord>(options.run_dir, spec, options.overrides, false, summary.backend,
@@ -348,6 +353,9 @@ CheckpointEvaluation evaluate_checkpoint(const PipelineSpec& spec, const PluginR
                                          const std::string& checkpoint, const std::string& embeddings_path) {
   Evaluation evaluation(spec, reg);
   evaluation.check();
+  if (evaluation.has_cross_modal())
+    throw ConfigError(spec.file + ": cross-modal evaluators run during `contra run` so far (after its steps, "
+                      "[eval] every_epochs); a checkpoint's towers are not evaluated on their own yet");
   CheckpointEncoder loaded = load_checkpoint_encoder(spec, reg, checkpoint);
   CheckpointEvaluation out;
   out.step = loaded.step;
