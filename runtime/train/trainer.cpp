@@ -132,6 +132,7 @@ Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext me
                         " dimensions, the first tower ([encoder]" + (p_.head ? ", [head]" : "") + ") into " +
                         std::to_string(dim) + "; the towers must embed into one space (set their heads' output)");
   }
+  encoder_param_count_ = params_.size();
   collect_from(p_.loss_label, [&] { return p_.loss->parameters(); });
   plugin_call(p_.optimizer_label, "configure()", [&] { p_.optimizer->configure(params_); });
 }
@@ -266,6 +267,19 @@ void Trainer::set_rows(const Batch& batch) {
   }
 }
 
+// The gradients data-parallel ranks reduce. A loss's own parameters get the
+// same gradient on every rank when each computes the global loss (gather):
+// summed, it would count R times; without gather each rank's differs and
+// they are averaged with the rest.
+const std::vector<Parameter*>& Trainer::reduced_params() {
+  if (collectives_ && collectives_->global_negatives() && encoder_param_count_ != params_.size()) {
+    if (encoder_params_.size() != encoder_param_count_)
+      encoder_params_.assign(params_.begin(), params_.begin() + static_cast<std::ptrdiff_t>(encoder_param_count_));
+    return encoder_params_;
+  }
+  return params_;
+}
+
 // One step, on the host or on a device alike: every operation that differs
 // goes through device_ops. On a device, encoder, head, loss and optimizer
 // work on device tensors, all queued on the current stream (the train
@@ -330,6 +344,8 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   else if (!global_loss)
     local_host_ = local;
 
+  // Zeroed before the loss, which adds into its own parameters' gradients.
+  for (Parameter* q : params_) q->grad.zero();  // on the current stream
   pairs_.clear();
   // What the miner, the loss and the diagnostics see: the (global) batch, or this rank's rows.
   const Embeddings& for_loss = global_loss ? emb_ : local;
@@ -357,7 +373,6 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   // This rank's rows of dL/dz: a data-parallel run takes its slice of the
   // global gradient.
   const Tensor dz_local = collectives_ && global_loss ? collectives_->local_gradient(grad) : grad;
-  for (Parameter* q : params_) q->grad.zero();  // on the current stream
   // Backward group by group, last first: layers keep only their last
   // forward, so every group but the last is forwarded again first.
   std::int64_t end = z.dim(0);
@@ -370,7 +385,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
     const Tensor dz = groups_.size() == 1 ? dz_local : dz_local.rows(begin, end);
     const Tensor* dh = &dz;
     // The last pass completes the gradients: ranks reduce each as it is done.
-    const ScopedGradientReadyHook overlap(collectives_ && g == 0 ? collectives_->backward_hook(params_) : nullptr);
+    const ScopedGradientReadyHook overlap(collectives_ && g == 0 ? collectives_->backward_hook(reduced_params()) : nullptr);
     TowerParts* tower = group_tower_[g] > 0 ? &p_.towers[static_cast<std::size_t>(group_tower_[g] - 1)] : nullptr;
     Encoder& encoder = tower ? *tower->encoder : *p_.encoder;
     Encoder* head = tower ? tower->head.get() : p_.head.get();
@@ -388,7 +403,7 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
     end = begin;
   }
   // Data-parallel ranks all-reduce the parameters' gradients here.
-  if (collectives_) collectives_->reduce_gradients(params_);
+  if (collectives_) collectives_->reduce_gradients(reduced_params());
   plugin_call(p_.optimizer_label, "step()", [&] { p_.optimizer->step(OptimizerStep{global_step, lr_scale}); });
   if (p_.momentum_encoder) {
     // θ_k ← m·θ_k + (1 − m)·θ_q (MoCo), after the optimizer's update.

@@ -127,9 +127,13 @@ class Trainer {
   // count every group but the last twice per step.
   void forward_again(const Tensor& x);
 
+  const std::vector<Parameter*>& reduced_params();
+
   TrainerParts p_;
   StepCollectives* collectives_ = nullptr;
-  std::vector<Parameter*> params_, momentum_params_;
+  // Every tower's parameters, then the loss's (from encoder_param_count_ on).
+  std::vector<Parameter*> params_, momentum_params_, encoder_params_;
+  std::size_t encoder_param_count_ = 0;
   std::vector<std::pair<Tensor*, Tensor>> saved_buffers_;  // forward_again(): each buffer and its copy
   std::vector<std::int64_t> row_sample_, row_label_, row_id_;
   std::vector<const Tensor*> groups_;

@@ -12,6 +12,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <map>
 #include <numeric>
 #include <string>
 
@@ -102,6 +104,51 @@ TEST_CASE("towers: images and their captions trained together, the loss falls an
   const SafetensorsFile ckpt = read_safetensors(a.summary.checkpoint);
   CHECK(ckpt.tensors.count("tower.text.encoder.embedding") == 1);
   CHECK(ckpt.tensors.at("tower.text.encoder.embedding").shape() == Shape{13, 8});
+}
+
+TEST_CASE("towers: a loss's own parameters are trained and checkpointed (clip's temperature)", "[towers]") {
+  test::TempDir dir("towers");
+  const Run r = run_text(dir, replaced(pipeline(), "plugin = \"info_nce\"\ntemperature = 0.2", "plugin = \"clip\""), true);
+  CHECK(mean(r.summary.losses, 35, 40) < mean(r.summary.losses, 0, 5) - 0.5);
+  const SafetensorsFile ckpt = read_safetensors(r.summary.checkpoint);
+  REQUIRE(ckpt.tensors.count("loss.logit_scale") == 1);
+  // Adam moved t = log(1/T) away from log(1/0.07) = 2.659 (its first step
+  // moves a parameter by lr = 0.01 whatever its gradient), and keeps its
+  // moments: a gradient wiped before the update would leave t exactly there.
+  const float t = ckpt.tensors.at("loss.logit_scale").data<float>()[0];
+  CHECK(std::abs(t - std::log(1.0f / 0.07f)) > 1e-3f);
+  CHECK(ckpt.tensors.count("optimizer.logit_scale.exp_avg") + ckpt.tensors.count("optimizer.logit_scale.m") >= 1);
+}
+
+TEST_CASE("towers: cross-modal evaluation of the trained towers, retrieval and zero-shot", "[towers]") {
+  const std::string eval = "\n[eval]\nevery_epochs = 0\nbatch_size = 8\n\n"
+                           "[eval.test]\nplugin = \"paired_bars\"\nsize = 24\n\n"
+                           "[[eval.chain]]\nplugin = \"normalize\"\nmean = [0.5]\nstd = [0.25]\n\n"
+                           "[[eval.evaluator]]\nplugin = \"retrieval\"\nk = [1, 2]\n\n"
+                           "[[eval.evaluator]]\nplugin = \"zero_shot\"\ntemplates = [\"bar {}\"]\n";
+  test::TempDir dir("towers");
+  const Run r = run_text(dir, pipeline("", "", eval));
+  std::map<std::string, double> figures(r.summary.eval.begin(), r.summary.eval.end());
+  INFO(r.summary.eval_error);
+  REQUIRE(r.summary.eval_error.empty());
+  // 24 images of 8 bars against their 24 captions (3 per bar): a caption of
+  // the same bar is the nearest for (nearly) every image after training.
+  REQUIRE(figures.count("retrieval.i2t_r1") == 1);
+  CHECK(figures.at("retrieval.i2t_r1") >= 0.75);
+  CHECK(figures.at("retrieval.t2i_r1") >= 0.75);
+  CHECK(figures.at("retrieval.i2t_r2") >= figures.at("retrieval.i2t_r1"));
+  // The prompts "bar zero" .. "bar seven" are the captions themselves: the
+  // zero-shot answer is the retrieval's.
+  CHECK(figures.at("zero_shot.classes") == 8);
+  CHECK(figures.at("zero_shot.top1") == Approx(figures.at("retrieval.i2t_r1")));
+
+  SECTION("a cross-modal evaluator needs a text tower") {
+    std::string one_tower = pipeline("", "", eval);
+    one_tower.erase(one_tower.find("[tower.text]"), one_tower.find("[loss]") - one_tower.find("[tower.text]"));
+    CHECK_THAT(config_error(one_tower),
+               Catch::Contains("a cross-modal evaluator compares the pipeline's towers, and this pipeline has one; "
+                               "add a text tower ([tower.NAME])"));
+  }
 }
 
 TEST_CASE("towers: the captions' field, the tokenizer and the widths are checked before the run", "[towers]") {

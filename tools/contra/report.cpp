@@ -158,6 +158,11 @@ std::string plugin_names(const fs::path& pipeline_toml) {
   add("miner", spec->miner);
   add("loss", spec->loss);
   add("optimizer", spec->optimizer);
+  for (const runtime::TowerSpec& t : spec->towers) {
+    add(("tower " + t.name + " tokenizer").c_str(), t.tokenizer);
+    add(("tower " + t.name + " encoder").c_str(), t.encoder);
+    add(("tower " + t.name + " head").c_str(), t.head);
+  }
   return o;
 }
 

@@ -1,0 +1,5 @@
+#include "token_dropout.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_TEXT_AUGMENTATION(contra::plugins::TokenDropout))
