@@ -150,7 +150,9 @@ void require_same_parameters(const Outcome& a, const Outcome& b, double tol) {
   const SafetensorsFile y = read_safetensors(RunRecord::latest_checkpoint(b.run_dir));
   std::size_t compared = 0;
   for (const auto& [name, t] : x.tensors) {
-    if (name.rfind("encoder.", 0) != 0 && name.rfind("head.", 0) != 0) continue;
+    const bool model = name.rfind("encoder.", 0) == 0 || name.rfind("head.", 0) == 0 ||
+                       name.rfind("tower.", 0) == 0 || name.rfind("loss.", 0) == 0;
+    if (!model) continue;
     const auto it = y.tensors.find(name);
     REQUIRE(it != y.tensors.end());
     REQUIRE(it->second.numel() == t.numel());
@@ -275,6 +277,30 @@ scale = [0.2, 0.5]
   const Outcome many = run({"distributed.sync_batch_norm=true"}, true, "multicrop-ranks", {}, text);
   require_ranks_agree(many.summary);
   require_same_losses(many.summary.losses, one.summary.losses, 1e-4);
+}
+
+TEST_CASE("ranks: two towers with clip's learnt temperature train as one process with the global batch", "[mpi]") {
+  // Images of bars and their captions (tests/fixtures/plugins/paired.cpp):
+  // the caption rows are all-gathered with the image rows, and the
+  // temperature's gradient, the same on every rank, is not summed.
+  std::string text = replaced(base_pipeline, "plugin = \"synthetic\"\nsize = 240\nheight = 16\nwidth = 16",
+                              "plugin = \"paired_bars\"\nsize = 240");
+  text = replaced(text, "size = 16\nscale = [0.5, 1.0]", "size = 8\nscale = [0.5, 1.0]");
+  text = replaced(text, "[loss]\nplugin = \"info_nce\"\ntemperature = 0.5", "[loss]\nplugin = \"clip\"");
+  text = replaced(text, "[pipeline]\n", "[plugins]\npaths = [\"" CONTRA_FIXTURE_PLUGIN_DIR "/paired\"]\n\n[pipeline]\n");
+  text += "\n[augment]\nviews = 1\n\n[tower.text]\nfield = \"caption\"\nlength = 6\n\n[tower.text.tokenizer]\n"
+          "plugin = \"word_ids\"\n\n[tower.text.encoder]\nplugin = \"token_mean\"\noutput = 16\n";
+  const Outcome one = run({}, false, "towers-one", {}, text);
+  const Outcome many = run({}, true, "towers-ranks", {}, text);
+  require_ranks_agree(many.summary);
+  require_same_losses(many.summary.losses, one.summary.losses, 1e-5);
+  require_same_parameters(many, one, 1e-5);
+  if (world->rank() == 0) {
+    // The temperature learnt is the one process's (compared above), and it moved.
+    const SafetensorsFile x = read_safetensors(RunRecord::latest_checkpoint(many.run_dir));
+    REQUIRE(x.tensors.count("loss.logit_scale") == 1);
+    CHECK(std::abs(x.tensors.at("loss.logit_scale").data<float>()[0] - std::log(1.0f / 0.07f)) > 1e-3f);
+  }
 }
 
 TEST_CASE("ranks: a stop asked of one rank is agreed on, and the resumed run continues exactly", "[mpi]") {

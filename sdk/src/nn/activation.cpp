@@ -3,13 +3,20 @@
 #include "dnnl_util.hpp"
 
 #include <map>
+#include <string>
 #include <unordered_map>
 
 namespace contra::nn {
 
 using namespace detail;
 
-struct ReLU::Impl {
+namespace {
+
+// One element-wise activation on oneDNN's eltwise primitives, forward and
+// backward, what ReLU and Gelu share. The backward primitive reads either the
+// saved output (`from_dst`: algorithms that oneDNN differentiates from y) or
+// the input, to which the layer then keeps a non-owning reference.
+struct Eltwise {
   // Primitives for one element count; memories are placeholders whose data
   // handles are set on each call.
   struct Entry {
@@ -18,10 +25,17 @@ struct ReLU::Impl {
     Tensor fwd_scratch, bwd_scratch;
     std::unordered_map<int, dnnl::memory> fwd_args, bwd_args;
   };
+
+  std::string who;  // how messages name the layer
+  dnnl::algorithm alg;
+  bool from_dst;
   std::map<std::int64_t, Entry> cache;
-  Tensor y, dx;
+  Tensor x, y, dx;
   Entry* last = nullptr;  // the entry of the last forward, when it ran in train mode
   Shape shape;            // its shape
+
+  Eltwise(std::string name, dnnl::algorithm algorithm, bool backward_from_dst)
+      : who(std::move(name)), alg(algorithm), from_dst(backward_from_dst) {}
 
   Entry& entry(std::int64_t n) {
     auto it = cache.find(n);
@@ -31,7 +45,6 @@ struct ReLU::Impl {
     dnnl::memory::desc md({n}, dt::f32, tag::a);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    const auto alg = dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
     dnnl::eltwise_forward::primitive_desc fpd(
         dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.f, 0.f), attr, engine());
     dnnl::eltwise_backward::primitive_desc bpd(dnnl::eltwise_backward::desc(alg, md, md, 0.f, 0.f), attr,
@@ -46,59 +59,82 @@ struct ReLU::Impl {
     e.fwd_args = {{DNNL_ARG_SRC, e.src},
                   {DNNL_ARG_DST, e.dst},
                   {DNNL_ARG_SCRATCHPAD, scratch(e.fwd_scratch, fpd.scratchpad_desc())}};
-    e.bwd_args = {{DNNL_ARG_DST, e.dst},
+    e.bwd_args = {{from_dst ? DNNL_ARG_DST : DNNL_ARG_SRC, from_dst ? e.dst : e.src},
                   {DNNL_ARG_DIFF_DST, e.diff_dst},
                   {DNNL_ARG_DIFF_SRC, e.diff_src},
                   {DNNL_ARG_SCRATCHPAD, scratch(e.bwd_scratch, bpd.scratchpad_desc())}};
     return cache.emplace(n, std::move(e)).first->second;
   }
+
+  const Tensor& forward(const Tensor& in, Mode mode) {
+    if (in.dtype() != DType::f32 || in.device() != Device::cpu || !in.defined())
+      throw UsageError(who + ": expected an f32 cpu tensor, got " + dtype_name(in.dtype()) + " " +
+                       device_name(in.device()) + " " + in.shape().str());
+    last = nullptr;
+    shape = in.shape();
+    y.ensure(in.shape(), DType::f32);
+    if (in.numel() == 0) return y;
+    try {
+      Entry& e = entry(in.numel());
+      e.src.set_data_handle(const_cast<void*>(in.raw()));
+      e.dst.set_data_handle(y.raw());
+      e.fwd.execute(stream(), e.fwd_args);
+      stream().wait();
+      if (mode == Mode::train) {
+        if (!from_dst) x = Tensor::wrap(const_cast<void*>(in.raw()), in.shape(), DType::f32);
+        last = &e;
+      }
+    } catch (const dnnl::error& err) {
+      rethrow(who + " forward", err);
+    }
+    return y;
+  }
+
+  const Tensor& backward(const Tensor& dy, bool want_input_grad) {
+    if (!last) throw UsageError(who + ": backward() without a train-mode forward()");
+    dy.expect(shape, DType::f32, (who + " backward dy").c_str());
+    if (!want_input_grad) {
+      static const Tensor none;
+      return none;
+    }
+    dx.ensure(shape, DType::f32);
+    try {
+      Entry& e = *last;
+      if (from_dst) e.dst.set_data_handle(y.raw());
+      else e.src.set_data_handle(x.raw());
+      e.diff_dst.set_data_handle(const_cast<void*>(dy.raw()));
+      e.diff_src.set_data_handle(dx.raw());
+      e.bwd.execute(stream(), e.bwd_args);
+      stream().wait();
+    } catch (const dnnl::error& err) {
+      rethrow(who + " backward", err);
+    }
+    return dx;
+  }
+};
+
+}  // namespace
+
+struct ReLU::Impl : Eltwise {
+  Impl() : Eltwise("ReLU", dnnl::algorithm::eltwise_relu_use_dst_for_bwd, true) {}
 };
 
 ReLU::ReLU() : impl_(std::make_unique<Impl>()) {}
 ReLU::~ReLU() = default;
-
-const Tensor& ReLU::forward(const Tensor& x, Mode mode) {
-  Impl& m = *impl_;
-  if (x.dtype() != DType::f32 || x.device() != Device::cpu || !x.defined())
-    throw UsageError(std::string("ReLU: expected an f32 cpu tensor, got ") + dtype_name(x.dtype()) + " " +
-                     device_name(x.device()) + " " + x.shape().str());
-  m.last = nullptr;
-  m.shape = x.shape();
-  m.y.ensure(x.shape(), DType::f32);
-  if (x.numel() == 0) return m.y;
-  try {
-    Impl::Entry& e = m.entry(x.numel());
-    e.src.set_data_handle(const_cast<void*>(x.raw()));
-    e.dst.set_data_handle(m.y.raw());
-    e.fwd.execute(stream(), e.fwd_args);
-    stream().wait();
-    if (mode == Mode::train) m.last = &e;
-  } catch (const dnnl::error& err) {
-    rethrow("ReLU forward", err);
-  }
-  return m.y;
+const Tensor& ReLU::forward(const Tensor& x, Mode mode) { return impl_->forward(x, mode); }
+const Tensor& ReLU::backward(const Tensor& dy, bool want_input_grad) {
+  return impl_->backward(dy, want_input_grad);
 }
 
-const Tensor& ReLU::backward(const Tensor& dy, bool want_input_grad) {
-  Impl& m = *impl_;
-  if (!m.last) throw UsageError("ReLU: backward() without a train-mode forward()");
-  dy.expect(m.shape, DType::f32, "ReLU backward dy");
-  if (!want_input_grad) {
-    static const Tensor none;
-    return none;
-  }
-  m.dx.ensure(m.shape, DType::f32);
-  try {
-    Impl::Entry& e = *m.last;
-    e.dst.set_data_handle(m.y.raw());
-    e.diff_dst.set_data_handle(const_cast<void*>(dy.raw()));
-    e.diff_src.set_data_handle(m.dx.raw());
-    e.bwd.execute(stream(), e.bwd_args);
-    stream().wait();
-  } catch (const dnnl::error& err) {
-    rethrow("ReLU backward", err);
-  }
-  return m.dx;
+struct Gelu::Impl : Eltwise {
+  Impl() : Eltwise("GELU", dnnl::algorithm::eltwise_gelu_erf, false) {}
+};
+
+Gelu::Gelu() : impl_(std::make_unique<Impl>()) {}
+Gelu::~Gelu() = default;
+const Tensor& Gelu::forward(const Tensor& x, Mode mode) { return impl_->forward(x, mode); }
+const Tensor& Gelu::backward(const Tensor& dy, bool want_input_grad) {
+  return impl_->backward(dy, want_input_grad);
 }
 
 }  // namespace contra::nn

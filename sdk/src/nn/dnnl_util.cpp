@@ -82,4 +82,9 @@ void fill_uniform(Tensor& t, double bound, Rng& rng) {
   for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(rng.uniform(-bound, bound));
 }
 
+void fill_normal(Tensor& t, double std, Rng& rng) {
+  float* p = t.data<float>();
+  for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(std * rng.normal());
+}
+
 }  // namespace contra::nn

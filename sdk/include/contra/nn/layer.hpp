@@ -50,4 +50,7 @@ double kaiming_uniform_bound(std::int64_t fan_in);
 /// Fill an f32 tensor with U(-bound, bound) drawn from `rng`.
 void fill_uniform(Tensor& t, double bound, Rng& rng);
 
+/// Fill an f32 tensor with N(0, std²) drawn from `rng` (torch.nn.init.normal_).
+void fill_normal(Tensor& t, double std, Rng& rng);
+
 }  // namespace contra::nn

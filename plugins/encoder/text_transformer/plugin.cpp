@@ -1,0 +1,5 @@
+#include "text_transformer.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_ENCODER(contra::plugins::TextTransformer))
