@@ -37,8 +37,8 @@ contra::Schema SeedResNet::schema() {
       .add<std::int64_t>("output", 128, "width of the final linear layer (the embedding)")
       .range(1, 65536)
       .add<std::int64_t>("pool_grid", 1,
-                         "average-pool the last stage to a pool_grid × pool_grid grid before the linear "
-                         "layer (1: global average pool)")
+                         "average-pool the last stage to a pool_grid × pool_grid grid (pool_grid along the shorter "
+                         "side of a wide map) before the linear layer (1: global average pool)")
       .range(1, 16);
   add_conv_algorithm(s);
   return s;
@@ -55,11 +55,11 @@ void SeedResNet::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("seed_resnet: build() called twice");
   if (ctx.input.rank() != 3)
     throw contra::ConfigError("seed_resnet: takes images [C, H, W], got inputs of shape " + ctx.input.str());
-  const int cell = seed_resnet_pool_cell(ctx.input, pool_grid_);
+  const SeedResNetPool pool = seed_resnet_pool(ctx.input, pool_grid_);
   channels_ = ctx.input[0];
   // f32 weights and gradients, and the running statistics, before any layer
   // allocates; named by `output` when the linear layer is most of it.
-  const SeedResNetSize size = seed_resnet_size(channels_, width_, output_, pool_grid_);
+  const SeedResNetSize size = seed_resnet_size(channels_, width_, output_, pool);
   const bool fc = size.fc * 2 > size.parameters;
   contra::require_memory(
       fc ? key_prefix_ + "output = " + std::to_string(output_) : key_prefix_ + "width = " + std::to_string(width_),
@@ -67,9 +67,9 @@ void SeedResNet::build(const contra::EncoderContext& ctx) {
                         contra::mul_bytes(size.buffers, sizeof(float))),
       "weights and gradients",
       std::to_string(size.parameters) + " parameters × 4 B × 2, for " + std::to_string(channels_) +
-          "-channel images; the linear layer " + std::to_string(2 * width_ * pool_grid_ * pool_grid_) + " × " +
+          "-channel images; the linear layer " + std::to_string(2 * width_ * pool.cells) + " × " +
           std::to_string(output_));
-  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, conv_algorithm_, ctx);
+  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool, conv_algorithm_, ctx);
   built_ = true;
 }
 

@@ -32,12 +32,11 @@ void SeedResNetCuda::build(const contra::EncoderContext& ctx) {
   if (built_) throw contra::UsageError("seed_resnet: build() called twice");
   if (ctx.input.rank() != 3)
     throw contra::ConfigError("seed_resnet: takes images [C, H, W], got inputs of shape " + ctx.input.str());
-  const int cell = seed_resnet_pool_cell(ctx.input, pool_grid_);  // the CPU build's check, before the GPU's
+  const SeedResNetPool pool = seed_resnet_pool(ctx.input, pool_grid_);  // the CPU build's check, before the GPU's
   contra::cuda::require("seed_resnet (cuda)");
   channels_ = ctx.input[0];
   // The CPU build's layers, names and draws (seed_resnet_net.hpp).
-  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool_grid_, cell, contra::nn::ConvAlgorithm::automatic,
-                            ctx);
+  build_seed_resnet<Layers>(net_, channels_, width_, output_, pool, contra::nn::ConvAlgorithm::automatic, ctx);
   // The initial values were copied and the gradients zeroed on this thread's
   // stream; the train step may run on another.
   contra::cuda::synchronize(contra::cuda::current_stream());

@@ -9,22 +9,32 @@
 #include <contra/nn/sequential.hpp>
 #include <contra/plugin.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 namespace contra::plugins {
 
-/// The side of the average-pool cell for `pool_grid` (0 for 1: the global
-/// average pool), from the input [C, H, W]. Throws ConfigError when the
-/// feature map after the max pool is not square or does not divide by it.
-inline int seed_resnet_pool_cell(const contra::Shape& input, std::int64_t pool_grid) {
-  if (pool_grid == 1) return 0;
+/// The average pool before the linear layer: square cells of `cell` × `cell`
+/// (0: the global average pool), `cells` of them (the linear layer takes
+/// cells × channels features).
+struct SeedResNetPool {
+  int cell = 0;
+  std::int64_t cells = 1;
+};
+/// The pool for `pool_grid` cells along the shorter side of the feature map
+/// after the max pool (input [C, H, W]): a square map is pool_grid ×
+/// pool_grid cells, a wide one (rendered words) as many more across as it is
+/// wider. Throws ConfigError when a side does not divide into such cells.
+inline SeedResNetPool seed_resnet_pool(const contra::Shape& input, std::int64_t pool_grid) {
+  if (pool_grid == 1) return {};
   const std::int64_t h = (input[1] - 1) / 2 + 1, w = (input[2] - 1) / 2 + 1;  // after the max pool
-  if (h != w || h % pool_grid != 0)
-    throw contra::ConfigError("seed_resnet: pool_grid = " + std::to_string(pool_grid) + " must divide the " +
-                              std::to_string(h) + "×" + std::to_string(w) + " feature map of inputs " +
-                              input.str() + " (square maps only)");
-  return static_cast<int>(h / pool_grid);
+  const std::int64_t side = std::min(h, w), cell = side / pool_grid;
+  if (side % pool_grid != 0 || h % cell != 0 || w % cell != 0)
+    throw contra::ConfigError("seed_resnet: pool_grid = " + std::to_string(pool_grid) + " must divide the shorter "
+                              "side of the " + std::to_string(h) + "×" + std::to_string(w) + " feature map of inputs " +
+                              input.str() + " into cells that also divide the longer side");
+  return {static_cast<int>(cell), (h / cell) * (w / cell)};
 }
 
 /// Parameters of build_seed_resnet() (weights, batch-norm scales and shifts,
@@ -37,7 +47,7 @@ struct SeedResNetSize {
   std::uint64_t fc = 0;
 };
 inline SeedResNetSize seed_resnet_size(std::int64_t channels, std::int64_t width, std::int64_t output,
-                                       std::int64_t pool_grid) {
+                                       const SeedResNetPool& pool) {
   SeedResNetSize s;
   auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
   auto conv_bn = [&](std::int64_t in, std::int64_t out) {
@@ -50,21 +60,21 @@ inline SeedResNetSize seed_resnet_size(std::int64_t channels, std::int64_t width
   conv_bn(w, w);
   conv_bn(w, w2);
   conv_bn(w2, w2);
-  s.fc = u(w2) * u(pool_grid * pool_grid) * u(output) + u(output);
+  s.fc = u(w2) * u(pool.cells) * u(output) + u(output);
   s.parameters += s.fc;
   return s;
 }
 
 /// Appends the network to `net`: conv-BN-ReLU stem (`channels` → `width`),
 /// max pool 3/2, two conv-BN-ReLU at `width`, two at 2·`width`, then a
-/// global average pool, or (cell > 0, from seed_resnet_pool_cell()) an
+/// global average pool, or (pool.cell > 0, from seed_resnet_pool()) an
 /// average pool of cell × cell flattened, and the linear layer to `output`.
 /// `L` names the layer classes (Conv2d, BatchNormReLU, MaxPool2d,
 /// GlobalAvgPool, AvgPool2d, Flatten, Linear) and configure(conv, algorithm).
 /// Weights drawn from `ctx.seed` in layer order.
 template <class L>
 void build_seed_resnet(contra::nn::Sequential& net, std::int64_t channels, std::int64_t width, std::int64_t output,
-                       std::int64_t pool_grid, int cell, contra::nn::ConvAlgorithm conv_algorithm,
+                       const SeedResNetPool& pool, contra::nn::ConvAlgorithm conv_algorithm,
                        const contra::EncoderContext& ctx) {
   const std::int64_t w = width, w2 = 2 * width;
   contra::Rng init(ctx.seed, 0, 0, 0, 0);
@@ -79,15 +89,15 @@ void build_seed_resnet(contra::nn::Sequential& net, std::int64_t channels, std::
   conv_bn_relu("layer1.1", w, w);
   conv_bn_relu("layer2.0", w, w2);
   conv_bn_relu("layer2.1", w2, w2);
-  if (cell == 0) {
+  if (pool.cell == 0) {
     net.emplace<typename L::GlobalAvgPool>();
     net.emplace<typename L::Linear>("fc", w2, output, true, init, ctx.precision);
   } else {
     // Aligned images (Fashion-MNIST) carry class evidence in where things are;
     // a coarse grid keeps some of it that a global average would discard.
-    net.emplace<typename L::AvgPool2d>(cell, cell);
+    net.emplace<typename L::AvgPool2d>(pool.cell, pool.cell);
     net.emplace<typename L::Flatten>();
-    net.emplace<typename L::Linear>("fc", w2 * pool_grid * pool_grid, output, true, init, ctx.precision);
+    net.emplace<typename L::Linear>("fc", w2 * pool.cells, output, true, init, ctx.precision);
   }
 }
 

@@ -86,10 +86,20 @@ TEST_CASE("seed_resnet: pool_grid averages the last stage over a grid before the
   o.min_agreement = 0.95;  // as above
   test::check_encoder_gradients(net, test::random_tensor({16, 3, 12, 12}, 21), o);
 
+  // A wide map (a rendered word): pool_grid cells down, as many more across.
+  SeedResNet wide(SeedResNet::schema().bind({{"width", 4}, {"output", 6}, {"pool_grid", 2}}));
+  wide.build({Shape{1, 12, 36}, 11});  // → 6×18 → 2×6 cells of 3×3
+  auto wide_ps = wide.parameters();
+  CHECK(wide_ps[wide_ps.size() - 2]->value.numel() == 8 * 2 * 6 * 6);
+  test::check_encoder_gradients(wide, test::random_tensor({16, 1, 12, 36}, 22), o);
+
   SeedResNet bad(SeedResNet::schema().bind({{"width", 4}, {"pool_grid", 3}}));
   CHECK_THROWS_WITH(bad.build({Shape{1, 28, 28}, 0}),
-                    "seed_resnet: pool_grid = 3 must divide the 14×14 feature map of inputs [1, 28, 28] "
-                    "(square maps only)");
+                    "seed_resnet: pool_grid = 3 must divide the shorter side of the 14×14 feature map of inputs "
+                    "[1, 28, 28] into cells that also divide the longer side");
+  CHECK_THROWS_WITH(bad.build({Shape{1, 12, 26}, 0}),
+                    "seed_resnet: pool_grid = 3 must divide the shorter side of the 6×13 feature map of inputs "
+                    "[1, 12, 26] into cells that also divide the longer side");
 }
 
 TEST_CASE("seed_resnet: conv_algorithm direct, winograd and auto compute the same network", "[plugins][seed_resnet]") {
@@ -136,7 +146,8 @@ TEST_CASE("seed_resnet: its size is counted without building it, and one this ma
       net.build({Shape{3, 8, 8}, 0});
       std::uint64_t buffers = 0;
       for (auto& b : net.buffers()) buffers += static_cast<std::uint64_t>(b.second->numel());
-      const plugins::SeedResNetSize size = plugins::seed_resnet_size(3, width, 24, grid);
+      const plugins::SeedResNetSize size =
+          plugins::seed_resnet_size(3, width, 24, plugins::seed_resnet_pool(Shape{3, 8, 8}, grid));
       CHECK(size.parameters == static_cast<std::uint64_t>(count(net.parameters())));
       CHECK(size.buffers == buffers);
     }
