@@ -289,6 +289,12 @@ void add_trainer_memory(MemoryEstimate& e, const Pipeline& p, const PluginRegist
   add_encoder(parts.head, spec.head, "head", "");
   add_encoder(parts.momentum_encoder, spec.encoder, "momentum encoder", ", its momentum copy");
   add_encoder(parts.momentum_head, spec.head, "momentum head", ", its momentum copy");
+  // The further towers' weights (their activations are not measured: the
+  // probe builds the first tower only).
+  for (std::size_t t = 0; t < parts.towers.size(); ++t) {
+    add_encoder(parts.towers[t].encoder, spec.towers[t].encoder, "tower encoder", "");
+    add_encoder(parts.towers[t].head, spec.towers[t].head, "tower head", "");
+  }
 
   // A plugin's state() tensors: their host bytes, and the largest, as "queue.keys [4096, 128] f32".
   auto state_of = [&](const std::string& label, auto&& fill, std::string& largest) {
@@ -331,8 +337,10 @@ void add_trainer_memory(MemoryEstimate& e, const Pipeline& p, const PluginRegist
   }
 
   if (parts.device == Device::cpu) {
-    // The first step. M rows: every view of every sample.
+    // The first step. M rows: every view of every sample (a further tower's
+    // view included, for the similarities).
     const std::uint64_t m = mul_bytes(u64(batch_samples), u64(spec.total_views()));
+    const std::uint64_t loss_rows = mul_bytes(u64(batch_samples), u64(spec.total_views()) + spec.towers.size());
     const Shape in = p.encoder_input();
     const std::int64_t d_enc = parts.encoder->output_dim(), d_head = parts.head ? parts.head->output_dim() : 0;
     const std::uint64_t per_row = add_bytes(u64(in.numel()), mul_bytes(2, u64(d_enc + d_head)));
@@ -364,11 +372,11 @@ void add_trainer_memory(MemoryEstimate& e, const Pipeline& p, const PluginRegist
                                                    "for backward(), and they could not be measured: " + probed.why_not,
                          false, true});
     }
-    e.items.push_back({"similarities", mul_bytes(mul_bytes(m, add_bytes(m, u64(keys))), sizeof(float)),
+    e.items.push_back({"similarities", mul_bytes(mul_bytes(loss_rows, add_bytes(loss_rows, u64(keys))), sizeof(float)),
                        "at least one M × (M" + (keys ? " + " + std::to_string(keys) + " memory keys" : std::string()) +
-                           ") f32 matrix for the miner and loss, M = " + std::to_string(m) + " rows (" +
-                           std::to_string(batch_samples) + " samples × " + std::to_string(spec.total_views()) +
-                           " views)",
+                           ") f32 matrix for the miner and loss, M = " + std::to_string(loss_rows) + " rows (" +
+                           std::to_string(batch_samples) + " samples × " +
+                           std::to_string(u64(spec.total_views()) + spec.towers.size()) + " views)",
                        false, true});
   }
   if (on_device || parts.device != Device::cpu) e.left_out = "the GPU's memory is not estimated";

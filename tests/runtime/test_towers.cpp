@@ -106,6 +106,23 @@ TEST_CASE("towers: images and their captions trained together, the loss falls an
   CHECK(ckpt.tensors.at("tower.text.encoder.embedding").shape() == Shape{13, 8});
 }
 
+TEST_CASE("towers: validate counts the text tower's weights and the caption rows in the similarities", "[towers]") {
+  test::TempDir dir("towers");
+  const std::string file = dir.file("p.toml");
+  test::write_file(file, pipeline());
+  PluginRegistry reg;
+  const PipelineSpec spec = load_pipeline(file, {}, reg);
+  const MemoryEstimate e = check_pipeline(spec, reg);
+  std::map<std::string, const MemoryItem*> items;
+  for (const MemoryItem& i : e.items) items[i.what] = &i;
+  // token_mean: 13 ids × 8 features, f32 weights and gradients.
+  REQUIRE(items.count("tower encoder") == 1);
+  CHECK(items.at("tower encoder")->bytes == 13 * 8 * 4 * 2);
+  // 16 samples × (1 image view + 1 caption) rows, a 32 × 32 f32 matrix.
+  REQUIRE(items.count("similarities") == 1);
+  CHECK(items.at("similarities")->bytes == 32 * 32 * 4);
+}
+
 TEST_CASE("towers: a loss's own parameters are trained and checkpointed (clip's temperature)", "[towers]") {
   test::TempDir dir("towers");
   const Run r = run_text(dir, replaced(pipeline(), "plugin = \"info_nce\"\ntemperature = 0.2", "plugin = \"clip\""), true);
