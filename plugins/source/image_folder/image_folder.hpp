@@ -3,6 +3,8 @@
 /// `image_folder` source: PNG and JPEG files in one sub-folder per class, like
 /// torchvision's ImageFolder.
 
+#include "../image_codec/image_codec.hpp"
+
 #include <contra/roles/source.hpp>
 #include <contra/schema.hpp>
 #include <contra/tensor.hpp>
@@ -22,9 +24,10 @@ namespace contra::plugins {
 /// it keeps its index, and load() refuses it with the reason found then.
 /// Every decode refuses an image of more than `max_image_pixels` pixels
 /// before decoding it. A pipeline passes these three from [data].
-/// load() opens and decodes one file with libpng or libjpeg; every library
-/// object is local to the call and scratch rows are thread_local, so load()
-/// may run on any number of threads.
+/// load() opens and decodes one file with libpng or libjpeg (image_codec,
+/// shared with the other image sources); every library object is local to
+/// the call and scratch rows are thread_local, so load() may run on any
+/// number of threads.
 class ImageFolderSource final : public contra::Source {
  public:
   static contra::Schema schema();
@@ -47,11 +50,12 @@ class ImageFolderSource final : public contra::Source {
   const std::vector<std::string>& files() const noexcept { return paths_; }
 
   /// Largest accepted width or height of a stored image, in pixels.
-  static constexpr std::int64_t max_side = 32768;
+  static constexpr std::int64_t max_side = image_codec::max_side;
 
  private:
   std::string folder_;
   std::string size_key_;             // "source.size", for messages
+  std::string mismatch_;             // what load() says of an image whose size changed (size = 0)
   std::int64_t max_pixels_ = 0;      // max_image_pixels
   std::string pixels_key_;           // the key that set it: "data.max_image_pixels", for messages
   std::map<std::int64_t, std::string> unreadable_;  // index -> why (on_error = "skip")
