@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the fuzz targets, tests/fuzz/corpus/<target>/:
 small valid inputs of each format, made here (PNG and JPEG encoded by hand,
-IDX, CIFAR, .npy, safetensors, plugin manifests) or taken from the
-pipelines and run-folder fixtures. Python's standard library only.
+IDX, CIFAR, .npy, safetensors, plugin manifests, word lists) or taken from the
+pipelines and run-folder fixtures. Python's standard library only, but for
+the SentencePiece models, which spm_train trains (Debian: apt-get install
+sentencepiece); without it their seeds are kept as they are.
 
 Usage: tests/fuzz/make_corpus.py  (rewrites the seed-* files; inputs added
 to the corpus by hand, such as crash regressions, are kept)."""
@@ -11,8 +13,11 @@ import gzip
 import json
 import math
 import os
+import shutil
 import struct
+import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -29,9 +34,11 @@ def write(target, name, data):
     (d / ("seed-" + name)).write_bytes(data)
 
 
-def clean():
+def clean(keep=()):
+    """Removes the seed-* files of every target but those in `keep`."""
     for f in CORPUS.glob("*/seed-*"):
-        f.unlink()
+        if f.parent.name not in keep:
+            f.unlink()
 
 
 def pattern(n, k=7):
@@ -377,6 +384,75 @@ def manifests():
 
 
 # --------------------------------------------------------------------------
+# Word lists (rendered_words' `words`): lines as /usr/share/dict/words has
+# them, and the line forms the reader must take apart.
+
+DICT_WORDS = ("A AA AAA Asunci\u00f3n Asunci\u00f3n's Atat\u00fcrk Bart\u00f3k Wm Wm's Wobegon Wodehouse "
+              "Wodehouse's Wolf Wolfe Wolfe's Wolff Wolfgang Wolf's Wollongong Wollstonecraft Wonder "
+              "Wonderbra Wong Wood Woodard Woodhull jalopy jalopy's jalousie jalousies jam jamb jamboree "
+              "jamborees jamb's jambs jammed jamming jams jangle jangled jangles janitor janitorial "
+              "janitors").split()
+
+
+def word_lists():
+    t = "fuzz_word_list"
+    write(t, "dict-words", "\n".join(DICT_WORDS) + "\n")
+    # A byte order mark, CRLF line ends, blanks around words, one word in
+    # two spellings, and no line end after the last word.
+    write(t, "bom-crlf-blanks", b"\xef\xbb\xbf" + "\r\n".join(
+        ["apple", "  banana", "cherry\t", "\tdate \r", "Apple", "APPLE", "elderberry", "fig"]).encode())
+    # Lines that are no word: too short, too long (13 and 65 letters),
+    # digits, hyphens, inner blanks, a NUL, Latin-1 and UTF-8 letters, blank lines.
+    lines = [b"ab", b"abc", b"abcdefghijklm", b"a" * 65, b"route66", b"well-known", b"two words", b"nul\0byte",
+             b"caf\xe9", b"", b"   ", "na\u00efve".encode(), b"twelveletter", b"ok"]
+    write(t, "line-forms", b"\n".join(lines) + b"\n\n")
+    write(t, "one-word", "word")
+
+
+# --------------------------------------------------------------------------
+# SentencePiece models, trained by spm_train on a tiny text: unigram, BPE
+# and char models; small normalization and denormalization maps of their own
+# (the built-in nmt_nfkc map alone is 240 KB), so that the seeds hold the
+# tries model_check walks; a model with pad, bos and eos of its own.
+
+SPM_TEXT = ("the quick brown fox jumps over the lazy dog\n"
+            "a cat sat on the mat under the old tree\n"
+            "birds sing and the river flows slowly past the mill\n"
+            "contrastive learning of image text pairs\n"
+            "The Quick Brown Fox, a CAF\u00c9 and a Na\u00efve \ufb01ne \uff21\uff42 text\n") * 40
+
+# Hex code points, tab, hex code points: upper case to lower case, the fi
+# ligature to f i, fullwidth A and b to ASCII.
+SPM_NORMALIZATION = "".join("%X\t%X\n" % (c, c + 32) for c in range(ord("A"), ord("Z") + 1)) + \
+    "FB01\t66 69\nFF21\t61\nFF42\t62\n"
+SPM_DENORMALIZATION = "66 69\tFB01\n"
+
+
+def sentencepiece_models(spm_train):
+    t = "fuzz_sentencepiece_model"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "text.txt").write_text(SPM_TEXT, encoding="utf-8")
+        (tmp / "norm.tsv").write_text(SPM_NORMALIZATION)
+        (tmp / "denorm.tsv").write_text(SPM_DENORMALIZATION)
+        # Paths relative to the folder spm_train runs in: a model records
+        # them, and the seeds should not change from one run to the next.
+        own_normalization = ["--normalization_rule_tsv=norm.tsv"]
+        models = {
+            "unigram-identity.model": ["--model_type=unigram", "--vocab_size=60", "--normalization_rule_name=identity"],
+            "bpe-own-maps.model": ["--model_type=bpe", "--vocab_size=60",
+                                   "--denormalization_rule_tsv=denorm.tsv"] + own_normalization,
+            "char-special-ids.model": ["--model_type=char", "--pad_id=0", "--unk_id=1", "--bos_id=2", "--eos_id=3",
+                                       "--user_defined_symbols=<sep>"] + own_normalization,
+        }
+        for name, options in models.items():
+            subprocess.run([spm_train, "--input=text.txt", "--model_prefix=m", "--num_threads=1", "--minloglevel=2",
+                            "--hard_vocab_limit=false"] + options,
+                           cwd=tmp, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            write(t, name, (tmp / "m.model").read_bytes())
+
+
+# --------------------------------------------------------------------------
 # Pipelines: every file of pipelines/ and of the invalid fixtures; a few with
 # --set overrides after a NUL.
 
@@ -396,7 +472,10 @@ def pipelines():
 
 
 def main():
-    clean()
+    spm_train = shutil.which("spm_train")
+    if not spm_train:
+        print("make_corpus.py: spm_train not found: the fuzz_sentencepiece_model seeds are kept as they are")
+    clean(keep=() if spm_train else ("fuzz_sentencepiece_model",))
     idx()
     cifar()
     npys()
@@ -404,10 +483,13 @@ def main():
     checkpoints()
     runs()
     manifests()
+    word_lists()
+    if spm_train:
+        sentencepiece_models(spm_train)
     pipelines()
     for d in sorted(CORPUS.iterdir()):
         files = list(d.iterdir())
-        print("%-18s %3d files %7d bytes" % (d.name, len(files), sum(f.stat().st_size for f in files)))
+        print("%-24s %3d files %7d bytes" % (d.name, len(files), sum(f.stat().st_size for f in files)))
 
 
 if __name__ == "__main__":

@@ -116,4 +116,15 @@ TEST_CASE("conformance: per-kind checks pass on built-in plugins", "[runtime][co
   ct::GradientReport eg = ct::check_encoder_gradients(*mlp, ct::random_tensor({3, 12}, 8));
   INFO(eg.message << "\n" << eg.notes);
   CHECK(eg.ok);
+
+  auto tokenizer = make<Tokenizer>(reg, PluginKind::tokenizer, "bytes");
+  ct::CheckResult tr = ct::check_tokenizer(*tokenizer, {"a caption", "", "caf\xc3\xa9 \xff\xfe"});
+  INFO(tr.message);
+  CHECK(tr.ok);
+  for (const char* name : {"token_dropout", "random_span"}) {
+    auto text_aug = make<TextAugmentation>(reg, PluginKind::text_augmentation, name);
+    ct::CheckResult tar = ct::check_text_augmentation(*text_aug, tokenizer->vocabulary());
+    INFO(name << ": " << tar.message);
+    CHECK(tar.ok);
+  }
 }

@@ -105,6 +105,49 @@ class OutOfRange final : public Miner {
   }
 };
 
+// Lower-case ASCII letters are ids 4..29, anything else unk (3); or one of
+// the ways to break the tokenizer contract.
+class Letters final : public Tokenizer {
+ public:
+  enum class Bug { none, keeps_stale_output, emits_bos, decodes_upper_case };
+  explicit Letters(Bug bug) : bug_(bug) {}
+  Vocabulary vocabulary() const override { return {30, 0, 1, 2, 3}; }
+  void encode(std::string_view text, std::vector<std::int32_t>& out) const override {
+    if (bug_ != Bug::keeps_stale_output) out.clear();
+    if (bug_ == Bug::emits_bos) out.push_back(1);
+    for (char c : text) out.push_back(c >= 'a' && c <= 'z' ? 4 + (c - 'a') : 3);
+  }
+  std::string decode(const std::vector<std::int32_t>& tokens) const override {
+    std::string text;
+    const char a = bug_ == Bug::decodes_upper_case ? 'A' : 'a';
+    for (std::int32_t id : tokens)
+      if (id >= 4 && id < 30) text += static_cast<char>(a + (id - 4));
+    return text;
+  }
+
+ private:
+  Bug bug_;
+};
+
+// Drops the first token; or one of the ways to break the text augmentation
+// contract.
+class DropFirst final : public TextAugmentation {
+ public:
+  enum class Bug { none, keeps_stale_output, outside_vocabulary, not_reproducible };
+  explicit DropFirst(Bug bug) : bug_(bug) {}
+  void apply(const std::vector<std::int32_t>& in, std::vector<std::int32_t>& out, const Vocabulary& vocabulary,
+             Rng&) const override {
+    if (bug_ != Bug::keeps_stale_output) out.clear();
+    if (!in.empty()) out.insert(out.end(), in.begin() + 1, in.end());
+    if (bug_ == Bug::outside_vocabulary) out.push_back(static_cast<std::int32_t>(vocabulary.size));
+    if (bug_ == Bug::not_reproducible && calls_++ % 2 == 1) out.push_back(vocabulary.unk);
+  }
+
+ private:
+  Bug bug_;
+  mutable std::atomic<int> calls_{0};
+};
+
 class NeedsPath final : public Miner {
  public:
   static Schema schema() {
@@ -193,6 +236,36 @@ TEST_CASE("testing: check_augmentation compares the output with the announced fo
   CHECK(ct::check_augmentation(Copy(false), img).ok);
   ct::CheckResult r = ct::check_augmentation(Copy(true), img);
   CHECK(r.message == "apply() produced u8 [5, 6, 3], output_format() announced u8 [6, 6, 3]");
+}
+
+TEST_CASE("testing: check_tokenizer passes a tokenizer that keeps the contract and names each broken part",
+          "[sdk][testing]") {
+  const std::vector<std::string> samples = {"hello", "", "Mixed Case 42", std::string("a\0\xff", 3)};
+  ct::CheckResult ok = ct::check_tokenizer(Letters(Letters::Bug::none), samples);
+  INFO(ok.message);
+  CHECK(ok.ok);
+  CHECK(ct::check_tokenizer(Letters(Letters::Bug::keeps_stale_output), {"hi"}).message ==
+        "encode(\"hi\") did not clear `out` first");
+  CHECK(ct::check_tokenizer(Letters(Letters::Bug::emits_bos), {"hi"}).message ==
+        "encode(\"hi\"): holds the special id 1 (pad, bos or eos: the runtime adds those)");
+  CHECK(ct::check_tokenizer(Letters(Letters::Bug::decodes_upper_case), {"hi", "x?"}).message ==
+        "decode(encode(\"hi\")) is \"HI\", which encodes to other ids");  // "x?" has unk: not re-encoded
+}
+
+TEST_CASE("testing: check_text_augmentation passes an augmentation that keeps the contract and names each "
+          "broken part", "[sdk][testing]") {
+  const Vocabulary vocabulary{50, 0, 1, 2, 3};
+  ct::CheckResult ok = ct::check_text_augmentation(DropFirst(DropFirst::Bug::none), vocabulary);
+  INFO(ok.message);
+  CHECK(ok.ok);
+  CHECK_THAT(ct::check_text_augmentation(DropFirst(DropFirst::Bug::keeps_stale_output), vocabulary).message,
+             Catch::StartsWith("apply() to 0 tokens did not clear `out` first"));
+  CHECK_THAT(ct::check_text_augmentation(DropFirst(DropFirst::Bug::outside_vocabulary), vocabulary).message,
+             Catch::StartsWith("apply() to 0 tokens: the output id 50 lies outside the vocabulary [0, 50)"));
+  CHECK_THAT(ct::check_text_augmentation(DropFirst(DropFirst::Bug::not_reproducible), vocabulary).message,
+             Catch::StartsWith("apply() to 0 tokens gave another output for the same Rng key"));
+  CHECK(ct::check_text_augmentation(DropFirst(DropFirst::Bug::none), {4, 0, 1, 2, 3}).message ==
+        "the vocabulary given: size 4 leaves no id beside pad, bos, eos and unk");
 }
 
 TEST_CASE("testing: check_miner catches indices outside the batch", "[sdk][testing]") {

@@ -62,6 +62,22 @@ template <class Fail> std::string read_model_file(const std::string& path, Fail 
   return bytes;
 }
 
+/// Why libsentencepiece could not load the serialized model `bytes` into
+/// `model`, or "" when it did. It reports most bad models in its status, but
+/// some throw out of the builder of its tries (Darts' exception, a
+/// std::exception): a piece whose text starts with a NUL byte is an empty
+/// key to it.
+std::string load_model(sentencepiece::SentencePieceProcessor& model, const std::string& bytes) {
+  try {
+    const auto status = model.LoadFromSerializedProto(bytes);
+    if (status.ok()) return "";
+    const std::string message = status.message();
+    return message.empty() ? status.ToString() : message;  // never "" for a failure
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
 }  // namespace
 
 contra::Schema SentencePieceTokenizer::schema() {
@@ -78,8 +94,8 @@ SentencePieceTokenizer::SentencePieceTokenizer(const contra::Params& p)
                               ": expected a SentencePiece .model file, found \"\"");
 
   const std::string bytes = read_model_file(path_, fail);
-  if (const auto status = model_->LoadFromSerializedProto(bytes); !status.ok())
-    throw fail(std::string("not a SentencePiece model: ") + status.message());
+  if (const std::string why = load_model(*model_, bytes); !why.empty())
+    throw fail("not a SentencePiece model: " + why);
   if (const std::string why = sentencepiece_model::unsafe_reason(bytes); !why.empty())
     throw fail("a damaged SentencePiece model: " + why);
 

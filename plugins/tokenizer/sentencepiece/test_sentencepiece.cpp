@@ -277,6 +277,25 @@ TEST_CASE("sentencepiece: a model whose normalization trie points outside its ma
   CHECK_NOTHROW(open(path));
 }
 
+TEST_CASE("sentencepiece: a piece starting with a NUL byte is a ConfigError, not libsentencepiece's exception",
+          "[plugins][sentencepiece]") {
+  // libsentencepiece builds tries of the pieces with Darts, which takes such
+  // a piece for an empty key and throws its own exception out of
+  // LoadFromSerializedProto (found by tests/fuzz/fuzz_sentencepiece_model).
+  REQUIRE_SPM_TOOLS();
+  TempDir dir("sentencepiece");
+  std::string model = read_file(train(dir, "user_symbol", "--user_defined_symbols=XYZ"));
+  // The SentencePiece message of the user-defined piece: field 1, 3 bytes.
+  const std::size_t at = model.find("\x0a\x03XYZ");
+  REQUIRE(at != std::string::npos);
+  model[at + 2] = '\0';
+  const std::string path = dir.file("nul_piece.model");
+  write_file(path, model);
+  CHECK_THROWS_AS(open(path), ConfigError);
+  CHECK_THROWS_WITH(open(path), Catch::Matchers::StartsWith("sentencepiece.model: " + path +
+                                                            ": not a SentencePiece model: "));
+}
+
 TEST_CASE("sentencepiece: hostile model bytes are refused or load, never crash", "[plugins][sentencepiece]") {
   // Garbage, and a trained model cut short or with bytes overwritten: each
   // must either load (and then encode) or be a ConfigError naming the file.

@@ -20,7 +20,8 @@
 ///   - determinism: the same seed and inputs give the same output
 ///     (`check_deterministic` and one check per plugin kind:
 ///     `check_augmentation`, `check_source`, `check_sampler`, `check_miner`,
-///     `check_loss`, `check_encoder_deterministic`);
+///     `check_loss`, `check_encoder_deterministic`, `check_tokenizer`,
+///     `check_text_augmentation`);
 ///   - gradients by central finite differences: a loss's dL/dz
 ///     (`check_loss_gradient`), an encoder's dL/dx and dL/dθ
 ///     (`check_encoder_gradients`), anything with forward/backward
@@ -44,6 +45,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -440,6 +442,155 @@ inline CheckResult check_augmentation(const Augmentation& a, const Tensor& in, s
   if (!detail::all_finite(out)) r.fail("apply() produced NaN or Inf");
   r.merge(same_tensor(run(0), out, "apply() with the same Rng key"));
   r.merge(same_tensor(before, in, "the input (apply() must not modify it)"));
+  return r;
+}
+
+namespace detail {
+/// What is wrong with `v` as a tokenizer's vocabulary, or "".
+inline std::string vocabulary_problem(const Vocabulary& v) {
+  const std::int32_t specials[] = {v.pad, v.bos, v.eos, v.unk};
+  if (v.size <= 4) return "size " + std::to_string(v.size) + " leaves no id beside pad, bos, eos and unk";
+  for (std::int32_t id : specials)
+    if (id < 0 || id >= v.size)
+      return "special id " + std::to_string(id) + " lies outside the vocabulary [0, " + std::to_string(v.size) + ")";
+  for (int a = 0; a < 4; ++a)
+    for (int b = a + 1; b < 4; ++b)
+      if (specials[a] == specials[b])
+        return "pad, bos, eos and unk are not distinct (id " + std::to_string(specials[a]) + " is two of them)";
+  return "";
+}
+
+/// Why `ids` cannot be a text's tokens in vocabulary `v`, or "": an id outside
+/// [0, v.size), or pad, bos or eos, which only the runtime puts in a row.
+inline std::string token_problem(const std::vector<std::int32_t>& ids, const Vocabulary& v) {
+  for (std::int32_t id : ids) {
+    if (id < 0 || id >= v.size)
+      return "id " + std::to_string(id) + " lies outside the vocabulary [0, " + std::to_string(v.size) + ")";
+    if (id == v.pad || id == v.bos || id == v.eos)
+      return "holds the special id " + std::to_string(id) + " (pad, bos or eos: the runtime adds those)";
+  }
+  return "";
+}
+
+inline std::string quoted(const std::string& text) {
+  constexpr std::size_t shown = 40;
+  return "\"" + (text.size() > shown ? text.substr(0, shown) + "..." : text) + "\"";
+}
+}  // namespace detail
+
+/// A tokenizer on `samples` (UTF-8 texts; add invalid UTF-8, empty and
+/// unusual texts to cover what encode() must survive): its vocabulary has
+/// distinct special ids inside it; encode() clears its output, never throws,
+/// gives the same ids twice, and makes only ids of the vocabulary, never pad,
+/// bos or eos; decode() of them does not throw and, where no id is unk, gives
+/// a text that encodes to the same ids again; and encoding every sample from
+/// `threads` threads at once gives the same ids as encoding them one by one.
+inline CheckResult check_tokenizer(const Tokenizer& t, const std::vector<std::string>& samples, int threads = 4) {
+  CheckResult r;
+  const Vocabulary v = t.vocabulary();
+  if (const std::string problem = detail::vocabulary_problem(v); !problem.empty()) {
+    r.fail("vocabulary(): " + problem);
+    return r;
+  }
+  // Left in `out` before each call: encode() must clear it.
+  const std::vector<std::int32_t> stale{v.bos, v.eos, v.pad};
+  auto encode = [&](const std::string& text) {
+    std::vector<std::int32_t> ids = stale;
+    t.encode(text, ids);
+    return ids;
+  };
+  std::vector<std::vector<std::int32_t>> serial;
+  for (const std::string& s : samples) {
+    const std::string what = "encode(" + detail::quoted(s) + ")";
+    std::vector<std::int32_t> ids;
+    try {
+      ids = encode(s);
+      if (ids != encode(s)) r.fail(what + " gave different ids the second time");
+    } catch (const std::exception& e) {
+      r.fail(what + " threw (it must not, for any bytes): " + e.what());
+      return r;
+    }
+    if (ids.size() >= stale.size() && std::equal(stale.begin(), stale.end(), ids.begin()))
+      r.fail(what + " did not clear `out` first");
+    else if (const std::string problem = detail::token_problem(ids, v); !problem.empty())
+      r.fail(what + ": " + problem);
+    try {
+      const std::string text = t.decode(ids);
+      if (std::find(ids.begin(), ids.end(), v.unk) == ids.end() && encode(text) != ids)
+        r.fail("decode(" + what + ") is " + detail::quoted(text) + ", which encodes to other ids");
+    } catch (const std::exception& e) {
+      r.fail("decode(" + what + ") threw: " + e.what());
+    }
+    serial.push_back(std::move(ids));
+  }
+  if (!r.ok || samples.empty()) return r;
+  // Thread-safety smoke test: each thread encodes every sample, starting at a
+  // different one, and keeps whether all matched the serial ids.
+  std::vector<char> matched(static_cast<std::size_t>(std::max(threads, 1)), 1);
+  {
+    std::vector<std::thread> pool;
+    for (std::size_t k = 0; k < matched.size(); ++k)
+      pool.emplace_back([&, k] {
+        for (std::size_t i = 0; i < samples.size(); ++i) {
+          const std::size_t at = (i + k) % samples.size();
+          try {
+            if (encode(samples[at]) != serial[at]) matched[k] = 0;
+          } catch (...) {
+            matched[k] = 0;
+          }
+        }
+      });
+    for (auto& th : pool) th.join();
+  }
+  if (std::find(matched.begin(), matched.end(), 0) != matched.end())
+    r.fail("encode() from " + std::to_string(matched.size()) +
+           " threads at once gave other ids than one by one (it is called from several threads)");
+  return r;
+}
+
+/// A text augmentation on token sequences of 0, 1, 2, 7 and 40 ordinary ids
+/// of `vocabulary` (no special id), drawn from `seed`: apply() clears `out`,
+/// makes only ids of the vocabulary (never pad, bos or eos), gives the same
+/// output for the same Rng key, and leaves its input untouched.
+inline CheckResult check_text_augmentation(const TextAugmentation& a, const Vocabulary& vocabulary,
+                                           std::uint64_t seed = 1) {
+  CheckResult r;
+  if (const std::string problem = detail::vocabulary_problem(vocabulary); !problem.empty()) {
+    r.fail("the vocabulary given: " + problem);
+    return r;
+  }
+  const std::int32_t specials[] = {vocabulary.pad, vocabulary.bos, vocabulary.eos, vocabulary.unk};
+  Rng draw(seed, 0, 0, 0, 2);
+  for (std::int64_t length : {0, 1, 2, 7, 40}) {
+    std::vector<std::int32_t> in;
+    while (static_cast<std::int64_t>(in.size()) < length) {
+      const auto id = static_cast<std::int32_t>(draw.integer(0, vocabulary.size - 1));
+      if (std::find(std::begin(specials), std::end(specials), id) == std::end(specials)) in.push_back(id);
+    }
+    const std::vector<std::int32_t> before = in;
+    const std::string what = "apply() to " + std::to_string(length) + " tokens";
+    // An id no vocabulary has, left in `out`: apply() must clear it.
+    constexpr std::int32_t stale = -1;
+    auto run = [&] {
+      std::vector<std::int32_t> out{stale};
+      Rng rng(seed, 0, 7, static_cast<std::uint32_t>(length), 0);
+      a.apply(in, out, vocabulary, rng);
+      return out;
+    };
+    std::vector<std::int32_t> out;
+    try {
+      out = run();
+      if (run() != out) r.fail(what + " gave another output for the same Rng key");
+    } catch (const std::exception& e) {
+      r.fail(what + " threw: " + e.what());
+      continue;
+    }
+    if (!out.empty() && out.front() == stale)
+      r.fail(what + " did not clear `out` first");
+    else if (const std::string problem = detail::token_problem(out, vocabulary); !problem.empty())
+      r.fail(what + ": the output " + problem);
+    if (in != before) r.fail(what + " modified its input");
+  }
   return r;
 }
 

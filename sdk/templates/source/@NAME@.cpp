@@ -29,7 +29,15 @@ contra::Schema @CLASS@::schema() {
       classes_(p.get<std::int64_t>("classes")),
       seed_(p.get<std::int64_t>("seed")) {}
 
-contra::SourceInfo @CLASS@::info() const { return {size_, {height_, width_, channels_}, classes_}; }
+// Fields set by name: the others (a paired source's `fields`) keep their
+// defaults, and fields a newer SDK adds need no change here.
+contra::SourceInfo @CLASS@::info() const {
+  contra::SourceInfo info;
+  info.size = size_;
+  info.shape = {height_, width_, channels_};
+  info.num_classes = classes_;
+  return info;
+}
 
 std::vector<std::int64_t> @CLASS@::labels() const {
   std::vector<std::int64_t> l(static_cast<std::size_t>(size_));
