@@ -22,12 +22,12 @@ TEST_CASE("seed_resnet cuda: schema and configuration errors are the CPU build's
                     "seed_resnet: takes images [C, H, W], got inputs of shape [784]");
   SeedResNetCuda grid(SeedResNet::schema().bind({{"pool_grid", std::int64_t{3}}}));
   CHECK_THROWS_WITH(grid.build({contra::Shape{1, 28, 28}, 1}),
-                    "seed_resnet: pool_grid = 3 must divide the 14×14 feature map of inputs [1, 28, 28] "
-                    "(square maps only)");
+                    "seed_resnet: pool_grid = 3 must divide the shorter side of the 14×14 feature map of inputs "
+                    "[1, 28, 28] into cells that also divide the longer side");
   SeedResNet cpu(SeedResNet::schema().bind({{"pool_grid", std::int64_t{3}}}));
   CHECK_THROWS_WITH(cpu.build({contra::Shape{1, 28, 28}, 1}),
-                    "seed_resnet: pool_grid = 3 must divide the 14×14 feature map of inputs [1, 28, 28] "
-                    "(square maps only)");
+                    "seed_resnet: pool_grid = 3 must divide the shorter side of the 14×14 feature map of inputs "
+                    "[1, 28, 28] into cells that also divide the longer side");
   if (!contra::cuda::available()) {
     SeedResNetCuda ok(SeedResNet::schema().bind({}));
     CHECK_THROWS_WITH(ok.build({contra::Shape{1, 28, 28}, 1}),

@@ -200,7 +200,7 @@ TEST_CASE("gelu: forward is x·Φ(x) with the exact erf", "[sdk][nn][activation]
   }
 }
 
-TEST_CASE("gelu: gradients match finite differences; backward needs a train-mode forward",
+TEST_CASE("gelu: gradients match finite differences, and backward needs a train-mode forward",
           "[sdk][nn][activation]") {
   nn::Gelu gelu;
   CHECK(check_layer_gradients(gelu, random_tensor({5, 9}, 2, -4, 4), smooth()) <= 1.0);
@@ -269,7 +269,7 @@ TEST_CASE("attention: gradients of x and every parameter match finite difference
   }
 }
 
-TEST_CASE("attention: padded positions change no valid row; padded rows are the output bias",
+TEST_CASE("attention: padded positions change no valid row, and padded rows are the output bias",
           "[sdk][nn][attention]") {
   const std::int64_t length = 6;
   const std::vector<std::int32_t> valid{2, 6, 4};

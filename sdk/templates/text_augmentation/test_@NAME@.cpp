@@ -48,7 +48,7 @@ TEST_CASE("@NAME@: ids stay in the vocabulary, output is reproducible, the input
   }
 }
 
-TEST_CASE("@NAME@: p = 1 drops the first or the last token, both over many samples; p = 0 drops none") {
+TEST_CASE("@NAME@: p = 1 drops the first or the last token, both over many samples, and p = 0 drops none") {
   const std::vector<std::int32_t> in{10, 11, 12, 13};
   const std::vector<std::int32_t> without_first{11, 12, 13}, without_last{10, 11, 12};
   const auto always = make(1.0), never = make(0.0);
