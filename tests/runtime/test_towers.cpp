@@ -106,6 +106,14 @@ TEST_CASE("towers: images and their captions trained together, the loss falls an
   CHECK(ckpt.tensors.at("tower.text.encoder.embedding").shape() == Shape{13, 8});
 }
 
+TEST_CASE("towers: the hardest captions for each image (cross_modal_hard) with info_nce", "[towers]") {
+  test::TempDir dir("towers");
+  const Run r = run_text(dir, replaced(pipeline(), "[loss]", "[miner]\nplugin = \"cross_modal_hard\"\nk = 4\n\n[loss]"));
+  REQUIRE(r.summary.losses.size() == 40);
+  // Against 4 negatives a row starts near log(5) = 1.6 nats, and learns.
+  CHECK(mean(r.summary.losses, 35, 40) < mean(r.summary.losses, 0, 5) - 0.3);
+}
+
 TEST_CASE("towers: validate counts the text tower's weights and the caption rows in the similarities", "[towers]") {
   test::TempDir dir("towers");
   const std::string file = dir.file("p.toml");
