@@ -130,8 +130,6 @@ FeatureSet FeatureExtractor::embed(Encoder& encoder, Source& source, const std::
                     " hold " + std::to_string(f[i]) + "; its weights are not finite (a diverged run or a damaged "
                     "checkpoint), and no figure computed from them would mean anything");
   }
-  if (!need_labels && info.num_classes <= 0 && head)
-    for (std::int64_t i = 0; i < info.size; ++i) out.labels[static_cast<std::size_t>(i)] = i;
   if (need_labels)
     for (auto l : out.labels)
       if (l < 0 || l >= info.num_classes)
@@ -153,6 +151,10 @@ std::vector<std::pair<std::string, double>> Evaluation::run(Encoder& encoder, st
     if (!towers_.text || !towers_.image_encoder)
       throw UsageError("evaluation: cross-modal evaluators need the pipeline's towers (set_towers())");
     queries = features_.embed(*towers_.image_encoder, *test_, test_label_, false, towers_.image_head);
+    // A pair matches by label; without labels, each image matches its own
+    // record's text alone.
+    if (test_->info().num_classes <= 0)
+      for (std::size_t i = 0; i < queries.labels.size(); ++i) queries.labels[i] = static_cast<std::int64_t>(i);
   }
   std::vector<std::pair<std::string, double>> figures;
   for (std::size_t i = 0; i < evaluators_.size(); ++i) {

@@ -33,7 +33,7 @@ class FeatureExtractor {
   /// classes) is a DataError naming `label`; without, the labels are what
   /// the source gives (-1 where it has none).
   /// With `head`, the features are the head's output (the towers' joint
-  /// space). Labels of a source without any are then each sample's index.
+  /// space).
   FeatureSet embed(Encoder& encoder, Source& source, const std::string& label, bool need_labels = true,
                    Encoder* head = nullptr) const;
   /// [eval]'s chain for a source's images: ConfigError naming the plugin

@@ -167,6 +167,27 @@ TEST_CASE("towers: cross-modal evaluation of the trained towers, retrieval and z
   CHECK(figures.at("zero_shot.classes") == 8);
   CHECK(figures.at("zero_shot.top1") == Approx(figures.at("retrieval.i2t_r1")));
 
+  SECTION("a test split without labels: each image matches its own caption alone") {
+    // Eight samples, one per bar: eight distinct captions.
+    std::string unlabelled = replaced(eval, "plugin = \"paired_bars\"\nsize = 24", "plugin = \"paired_bars\"\nsize = 8\nunlabelled = true");
+    unlabelled = unlabelled.substr(0, unlabelled.find("\n[[eval.evaluator]]\nplugin = \"zero_shot\""));
+    auto recall_at_1 = [&](const std::string& text) {
+      test::TempDir other("towers");
+      const Run u = run_text(other, text);
+      std::map<std::string, double> f(u.summary.eval.begin(), u.summary.eval.end());
+      INFO(u.summary.eval_error);
+      REQUIRE(f.count("retrieval.t2i_r1") == 1);
+      return std::pair(f.at("retrieval.i2t_r1"), f.at("retrieval.t2i_r1"));
+    };
+    // Trained, the towers match them; after one step they are near chance
+    // (1/8): a caption matches no other image than its own.
+    const auto trained = recall_at_1(pipeline("", "", unlabelled));
+    CHECK(trained.first >= 0.75);
+    CHECK(trained.second >= 0.75);
+    const auto untrained = recall_at_1(replaced(pipeline("", "", unlabelled), "epochs = 10", "max_steps = 1"));
+    CHECK(untrained.first < 0.75);
+    CHECK(untrained.second < 0.75);
+  }
   SECTION("a cross-modal evaluator needs a text tower") {
     std::string one_tower = pipeline("", "", eval);
     one_tower.erase(one_tower.find("[tower.text]"), one_tower.find("[loss]") - one_tower.find("[tower.text]"));
