@@ -488,7 +488,10 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
     std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
       return a.second->source().begin.line < b.second->source().begin.line;
     });
-    for (const auto& [name, t] : found) {
+    for (const auto& entry : found) {
+      // Named, not a structured binding: the lambdas below capture them.
+      const std::string& name = entry.first;
+      const toml::table* t = entry.second;
       const std::string prefix = "tower." + name;
       TowerSpec tower;
       tower.name = name;
