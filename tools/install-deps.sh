@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages contra needs to build, test and run its
 # default pipeline (OpenMPI for data-parallel runs: mpirun and the mpi
-# backend). Run as root. Skips apt entirely when all are present.
+# backend; FreeType, DejaVu fonts and the word list for rendered_words,
+# SentencePiece and libarchive for the cross-modal plugins). Run as root. Skips apt entirely when all are present.
 #   tools/install-deps.sh          build and run
 #   tools/install-deps.sh --test   also what the test suite needs: PyTorch
 #                                  (python3-torch), the autograd oracle the
