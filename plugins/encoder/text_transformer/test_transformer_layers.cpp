@@ -439,3 +439,15 @@ TEST_CASE("transformer block: bf16 products stay close to f32 (where the CPU run
   }
   CHECK(std::sqrt(num / den) < 1e-2);
 }
+
+TEST_CASE("transformer block: parameter_count() counts what a built block holds", "[plugins][text_transformer]") {
+  for (const auto& [width, mlp_width] : {std::pair<std::int64_t, std::int64_t>{8, 16}, {12, 48}}) {
+    contra::Rng init(1, 0, 0, 0, 0);
+    contra::nn::TransformerBlock block("b", width, 4, mlp_width, init);
+    std::vector<contra::Parameter*> params;
+    block.parameters(params);
+    std::uint64_t values = 0;
+    for (const contra::Parameter* p : params) values += static_cast<std::uint64_t>(p->value.numel());
+    CHECK(contra::nn::TransformerBlock::parameter_count(width, mlp_width) == values);
+  }
+}

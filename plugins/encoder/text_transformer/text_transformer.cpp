@@ -65,12 +65,8 @@ TextTransformer::~TextTransformer() = default;
 
 void TextTransformer::require_memory() const {
   // Weights and gradients, f32, before anything allocates.
-  const std::uint64_t w = static_cast<std::uint64_t>(width_), hidden = w * static_cast<std::uint64_t>(mlp_ratio_);
-  const std::uint64_t per_block = 4 * w                    // two layer norms
-                                  + 3 * w * w + 3 * w      // in_proj
-                                  + w * w + w              // out_proj
-                                  + hidden * w + hidden    // mlp.c_fc
-                                  + w * hidden + w;        // mlp.c_proj
+  const std::uint64_t w = static_cast<std::uint64_t>(width_);
+  const std::uint64_t per_block = TransformerBlock::parameter_count(width_, mlp_ratio_ * width_);
   std::uint64_t params = contra::mul_bytes(static_cast<std::uint64_t>(vocabulary_.size) + length_, w);
   params = contra::add_bytes(params, contra::mul_bytes(per_block, static_cast<std::uint64_t>(layers_)));
   params = contra::add_bytes(params, 2 * w + static_cast<std::uint64_t>(output_) * w);

@@ -63,8 +63,8 @@ VisionTransformer::~VisionTransformer() = default;
 
 void VisionTransformer::require_memory() const {
   // Weights and gradients, f32, before anything allocates.
-  const std::uint64_t w = static_cast<std::uint64_t>(width_), hidden = w * static_cast<std::uint64_t>(mlp_ratio_);
-  const std::uint64_t per_block = 4 * w + 3 * w * w + 3 * w + w * w + w + hidden * w + hidden + w * hidden + w;
+  const std::uint64_t w = static_cast<std::uint64_t>(width_);
+  const std::uint64_t per_block = TransformerBlock::parameter_count(width_, mlp_ratio_ * width_);
   const std::uint64_t patch_features = static_cast<std::uint64_t>(channels_ * patch_ * patch_);
   std::uint64_t params = contra::mul_bytes(patch_features + 1 + static_cast<std::uint64_t>(length_) + 4, w);
   params = contra::add_bytes(params, contra::mul_bytes(per_block, static_cast<std::uint64_t>(layers_)));

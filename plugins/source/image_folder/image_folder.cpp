@@ -1,6 +1,7 @@
 #include "image_folder.hpp"
 
 #include "../image_codec/image_codec.hpp"
+#include "../image_codec/source_messages.hpp"
 
 #include <contra/data_defaults.hpp>
 
@@ -20,28 +21,13 @@ using image_codec::dims;
 
 namespace {
 
+using image_codec::located;
+using image_codec::key;
+using image_codec::data_key;
+using image_codec::plural;
+
 // ---------------------------------------------------------------------------
 // Small helpers, in the style of the other sources.
-
-std::string plural(std::uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
-
-std::string located(const contra::Params& p, const char* name) {
-  std::string where = p.where(name).str();
-  return where.empty() ? std::string() : where + ": ";
-}
-
-std::string key(const contra::Params& p, const char* name) {
-  return p.prefix().empty() ? std::string(name) : p.prefix() + "." + name;
-}
-
-/// The key a value came from: the source's own when its table set it, else
-/// [data]'s, which a pipeline passes to the source (or its default, which is
-/// the same).
-std::string data_key(const contra::Params& p, const char* name) {
-  return p.is_set(name) ? key(p, name) : std::string("data.") + name;
-}
 
 /// 0.0312 for 1/32.
 std::string fraction(double f) {

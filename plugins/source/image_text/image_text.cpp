@@ -1,6 +1,7 @@
 #include "image_text.hpp"
 
 #include "../image_codec/image_codec.hpp"
+#include "../image_codec/source_messages.hpp"
 
 #include <contra/data_defaults.hpp>
 #include <contra/errors.hpp>
@@ -20,20 +21,9 @@ using image_text::ManifestFormat;
 
 namespace {
 
-std::string located(const contra::Params& p, const char* name) {
-  std::string where = p.where(name).str();
-  return where.empty() ? std::string() : where + ": ";
-}
-
-std::string key(const contra::Params& p, const char* name) {
-  return p.prefix().empty() ? std::string(name) : p.prefix() + "." + name;
-}
-
-/// The key a value came from: the source's own when its table set it, else
-/// [data]'s, which a pipeline passes to the source.
-std::string data_key(const contra::Params& p, const char* name) {
-  return p.is_set(name) ? key(p, name) : std::string("data.") + name;
-}
+using image_codec::located;
+using image_codec::key;
+using image_codec::data_key;
 
 std::string lower(std::string s) {
   for (char& c : s)

@@ -1,6 +1,7 @@
 #include "webdataset.hpp"
 
 #include "../image_codec/image_codec.hpp"
+#include "../image_codec/source_messages.hpp"
 #include "brace_pattern.hpp"
 #include "tar_index.hpp"
 
@@ -24,24 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string located(const contra::Params& p, const char* name) {
-  std::string where = p.where(name).str();
-  return where.empty() ? std::string() : where + ": ";
-}
-
-std::string key(const contra::Params& p, const char* name) {
-  return p.prefix().empty() ? std::string(name) : p.prefix() + "." + name;
-}
-
-/// The key a value came from: the source's own when its table set it, else
-/// [data]'s, which a pipeline passes to the source.
-std::string data_key(const contra::Params& p, const char* name) {
-  return p.is_set(name) ? key(p, name) : std::string("data.") + name;
-}
-
-std::string plural(std::uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
+using image_codec::located;
+using image_codec::key;
+using image_codec::data_key;
+using image_codec::plural;
 
 /// A shard path as written, relative ones taken relative to the pipeline
 /// file that set `shards`, as Params::path does for one path.

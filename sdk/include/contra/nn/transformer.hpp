@@ -40,6 +40,18 @@ class TransformerBlock final : public Layer {
                    Precision precision = Precision::f32, bool causal = false);
   ~TransformerBlock() override;
 
+  /// Its parameters' values (weights and biases of the layer norms, the
+  /// attention's projections and the MLP), counted without building one:
+  /// what encoders check against the machine's memory before allocating.
+  static std::uint64_t parameter_count(std::int64_t width, std::int64_t mlp_width) {
+    const auto w = static_cast<std::uint64_t>(width), hidden = static_cast<std::uint64_t>(mlp_width);
+    return 4 * w                    // two layer norms
+           + 3 * w * w + 3 * w      // in_proj
+           + w * w + w              // out_proj
+           + hidden * w + hidden    // mlp.c_fc
+           + w * hidden + w;        // mlp.c_proj
+  }
+
   /// MultiHeadSelfAttention::set_sequences() of the attention.
   void set_sequences(std::int64_t length, std::span<const std::int32_t> valid = {});
 
