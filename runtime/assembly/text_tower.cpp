@@ -64,14 +64,22 @@ TextTower::TextTower(const TowerSpec& spec, const PluginRegistry& registry, cons
 
 void TextTower::make_row(const std::string& text, const Draw& draw, Scratch& scratch, std::int32_t* row,
                          bool augment) const {
-  const std::string sample = " (sample " + std::to_string(draw.sample) + ")";
-  guarded(tokenizer_label_ + ": encode() failed" + sample, [&] { tokenizer_->encode(text, scratch.a); });
+  // Every row of every step comes here: the messages are made on failure only.
+  const auto sample = [&] { return " (sample " + std::to_string(draw.sample) + ")"; };
+  try {
+    tokenizer_->encode(text, scratch.a);
+  } catch (...) {
+    throw PluginError(tokenizer_label_ + ": encode() failed" + sample() + ": " + current_exception_message());
+  }
   std::vector<std::int32_t>* tokens = &scratch.a;
   std::vector<std::int32_t>* spare = &scratch.b;
   for (std::size_t op = 0; augment && op < chain_.size(); ++op) {
     Rng rng(draw.seed, draw.epoch, draw.sample, draw.view, static_cast<std::uint32_t>(op));
-    guarded(chain_[op].label + ": apply() failed" + sample,
-            [&] { chain_[op].plugin->apply(*tokens, *spare, vocabulary_, rng); });
+    try {
+      chain_[op].plugin->apply(*tokens, *spare, vocabulary_, rng);
+    } catch (...) {
+      throw PluginError(chain_[op].label + ": apply() failed" + sample() + ": " + current_exception_message());
+    }
     std::swap(tokens, spare);
   }
   const std::size_t fit = std::min(tokens->size(), static_cast<std::size_t>(length_ - 2));
@@ -79,7 +87,7 @@ void TextTower::make_row(const std::string& text, const Draw& draw, Scratch& scr
     const std::int32_t id = (*tokens)[i];
     if (id < 0 || id >= vocabulary_.size)
       throw PluginError((chain_.empty() || !augment ? tokenizer_label_ : chain_.back().label) + ": made token id " +
-                        std::to_string(id) + sample + ", outside the vocabulary of " +
+                        std::to_string(id) + sample() + ", outside the vocabulary of " +
                         std::to_string(vocabulary_.size));
   }
   row[0] = vocabulary_.bos;
