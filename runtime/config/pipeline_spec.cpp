@@ -525,9 +525,6 @@ PipelineSpec read(toml::table root, const std::string& file, const std::vector<s
       }
       spec.towers.push_back(std::move(tower));
     }
-    if (pipeline_device(spec) == Device::cuda && !spec.towers.empty())
-      r.error(spec.towers.front().where, "tower." + spec.towers.front().name,
-              "a pipeline of several towers trains on the CPU only so far; use [train] device = \"cpu\"");
   }
 
   PluginSpec* slots[] = {&spec.source, &spec.sampler,   &spec.encoder, &spec.miner,

@@ -56,6 +56,9 @@ void DeviceCopyStage::operator()(BatchWork& w) {
   d.ids = w.batch.ids;
   d.labels = w.batch.labels;
   d.views = w.batch.views;
+  // Token ids stay on the host: text encoders check them there, and their
+  // cuda builds copy them over themselves.
+  d.tower_inputs = w.batch.tower_inputs;
   if (timing_) s.start->record(stream_.handle());
   copy_tensor(s, 0, w.batch.images, d.images);
   d.more_images.resize(w.batch.more_images.size());

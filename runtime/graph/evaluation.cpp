@@ -205,7 +205,7 @@ Tensor Evaluation::embed_texts(const std::vector<std::string>& texts) const {
   const TextTower& tower = *towers_.text;
   const std::int64_t n = static_cast<std::int64_t>(texts.size()), l = tower.length();
   const std::int64_t batch = decode_settings(spec_).eval.batch_size;
-  Tensor rows, out;
+  Tensor rows, out, host_z;
   TextTower::Scratch scratch;
   for (std::int64_t begin = 0; begin < n; begin += batch) {
     const std::int64_t m = std::min(batch, n - begin);
@@ -215,8 +215,14 @@ Tensor Evaluation::embed_texts(const std::vector<std::string>& texts) const {
                      scratch, rows.data<std::int32_t>() + i * l, false);
     const Tensor& h = towers_.text_encoder->forward(rows, Mode::eval);
     const Tensor& z = towers_.text_head ? towers_.text_head->forward(h, Mode::eval) : h;
+    const Tensor* z_host = &z;
+    if (z.device() != Device::cpu) {
+      device_ops::to_host_async(host_z, z);
+      device_ops::finish(z.device());
+      z_host = &host_z;
+    }
     if (!out.defined()) out = Tensor::empty({n, z.dim(1)}, DType::f32);
-    std::memcpy(out.data<float>() + begin * z.dim(1), z.raw(), z.nbytes());
+    std::memcpy(out.data<float>() + begin * z.dim(1), z_host->raw(), z_host->nbytes());
   }
   if (device_ops::count_nonfinite(out) != 0)
     throw DataError("tower '" + tower.name() + "': the text features hold values that are not finite; its weights "

@@ -345,6 +345,7 @@ CheckpointEncoder load_checkpoint_encoder(const PipelineSpec& spec, const Plugin
     throw PluginError(spec.encoder.label() + ": build() failed: " + e.what());
   }
   out.step = load_encoder(checkpoint, *out.encoder);
+  out.input = p.encoder_input();
   omp_set_num_threads(p.settings.runtime.compute_threads);
   return out;
 }
@@ -353,9 +354,22 @@ CheckpointEvaluation evaluate_checkpoint(const PipelineSpec& spec, const PluginR
                                          const std::string& checkpoint, const std::string& embeddings_path) {
   Evaluation evaluation(spec, reg);
   evaluation.check();
-  if (evaluation.has_cross_modal())
-    throw ConfigError(spec.file + ": cross-modal evaluators run during `contra run` so far (after its steps, "
-                      "[eval] every_epochs); a checkpoint's towers are not evaluated on their own yet");
+  if (evaluation.has_cross_modal()) {
+    // Every tower is built as a run builds it (the trainer's contexts and
+    // seeds), then takes the checkpoint's weights.
+    require_device(spec);
+    const Pipeline p = assemble(spec, reg);
+    const SourceView data(p.source, p.settings.data, spec.source.label(), p.settings.seed);
+    const std::unique_ptr<Trainer> trainer = make_trainer(p, data);
+    CheckpointEvaluation out;
+    out.step = load_model(checkpoint, p.parts);
+    omp_set_num_threads(p.settings.runtime.compute_threads);
+    const TowerParts& text = p.parts.towers.front();
+    evaluation.set_towers(
+        {p.parts.encoder.get(), p.parts.head.get(), &p.text_towers.front(), text.encoder.get(), text.head.get()});
+    out.figures = evaluation.run(*p.parts.encoder, p.settings.seed, embeddings_path);
+    return out;
+  }
   CheckpointEncoder loaded = load_checkpoint_encoder(spec, reg, checkpoint);
   CheckpointEvaluation out;
   out.step = loaded.step;

@@ -116,6 +116,7 @@ RunSummary run_pipeline(const PipelineSpec& spec, const PluginRegistry& registry
 struct CheckpointEncoder {
   std::shared_ptr<Encoder> encoder;
   std::int64_t step = 0;
+  Shape input;  ///< what it was built for: one sample's input
 };
 CheckpointEncoder load_checkpoint_encoder(const PipelineSpec& spec, const PluginRegistry& registry,
                                           const std::string& checkpoint);

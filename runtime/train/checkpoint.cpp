@@ -170,4 +170,13 @@ std::int64_t load_encoder(const std::string& path, Encoder& encoder) {
   return step;
 }
 
+std::int64_t load_model(const std::string& path, const TrainerParts& parts) {
+  SafetensorsFile file = read_safetensors(path);
+  std::vector<std::pair<std::string, Tensor*>> state;
+  for (const auto& [prefix, e] : named_encoders(parts)) add_encoder(state, prefix, e);
+  const std::int64_t step = step_of(path, file);
+  restore(path, file, state);
+  return step;
+}
+
 }  // namespace contra::runtime

@@ -62,5 +62,9 @@ std::uint64_t state_digest(const TrainerParts& parts);
 
 /// Restore only the encoder's parameters and buffers (for `contra eval`).
 std::int64_t load_encoder(const std::string& path, Encoder& encoder);
+/// Restore every encoder's and head's parameters and buffers (the towers',
+/// the momentum ones'; named_encoders()), not the loss, optimizer or memory
+/// (for `contra eval` of cross-modal evaluators).
+std::int64_t load_model(const std::string& path, const TrainerParts& parts);
 
 }  // namespace contra::runtime

@@ -240,8 +240,6 @@ void Trainer::set_rows(const Batch& batch) {
   if (batch.tower_inputs.size() != p_.towers.size())
     throw UsageError("train step: the batch holds inputs for " + std::to_string(batch.tower_inputs.size()) +
                      " towers after the first, the pipeline has " + std::to_string(p_.towers.size()));
-  if (!p_.towers.empty() && p_.device != Device::cpu)
-    throw UsageError("train step: towers after the first run on the CPU only");
   for (std::size_t t = 0; t < batch.tower_inputs.size(); ++t) {
     groups_.push_back(&batch.tower_inputs[t]);
     group_tower_.push_back(static_cast<int>(t + 1));

@@ -188,6 +188,21 @@ TEST_CASE("towers: cross-modal evaluation of the trained towers, retrieval and z
     CHECK(untrained.first < 0.75);
     CHECK(untrained.second < 0.75);
   }
+  SECTION("contra eval of the run's checkpoint gives the run's figures") {
+    test::TempDir other("towers");
+    const Run recorded = run_text(other, pipeline("", "", eval), true);
+    REQUIRE(!recorded.summary.checkpoint.empty());
+    PluginRegistry reg;
+    const PipelineSpec spec = load_pipeline(recorded.run_dir + "/pipeline.toml", {}, reg);
+    const CheckpointEvaluation again = evaluate_checkpoint(spec, reg, recorded.summary.checkpoint, "");
+    CHECK(again.step == recorded.summary.steps - 1);
+    REQUIRE(again.figures.size() == recorded.summary.eval.size());
+    for (std::size_t i = 0; i < again.figures.size(); ++i) {
+      INFO(again.figures[i].first);
+      CHECK(again.figures[i].first == recorded.summary.eval[i].first);
+      CHECK(again.figures[i].second == recorded.summary.eval[i].second);
+    }
+  }
   SECTION("a cross-modal evaluator needs a text tower") {
     std::string one_tower = pipeline("", "", eval);
     one_tower.erase(one_tower.find("[tower.text]"), one_tower.find("[loss]") - one_tower.find("[tower.text]"));

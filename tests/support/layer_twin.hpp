@@ -100,20 +100,22 @@ void compare_layer(Cpu& cpu, Gpu& gpu, const contra::Shape& in, double tol, int 
   pass(contra::Mode::eval, seed + 1000, eval_backward);
 }
 
-/// Encoders built from the same context: identical parameters; outputs, dL/dx
-/// and every parameter gradient of three train steps (gradients accumulate;
-/// the last wants no dL/dx); running statistics; an eval-mode output.
-template <class Cpu, class Gpu>
-void compare_encoder(Cpu& cpu, Gpu& gpu, const contra::Shape& batch, double tol) {
+/// Encoders built from the same context: identical parameters; outputs,
+/// dL/dx (when `input_grad`: token ids have none) and every parameter
+/// gradient of three train steps (gradients accumulate; the last wants no
+/// dL/dx); running statistics; an eval-mode output. make_input(seed) gives a
+/// host batch; `on_device`: the GPU build takes it copied to cuda.
+template <class Cpu, class Gpu, class MakeInput>
+void compare_encoder_on(Cpu& cpu, Gpu& gpu, MakeInput make_input, bool input_grad, bool on_device, double tol) {
   REQUIRE(cpu.output_dim() == gpu.output_dim());
   const std::vector<contra::Parameter*> pc = cpu.parameters(), pg = gpu.parameters();
   check_same_parameters(pc, pg);
-  // The third step, as a trainer's, wants no input gradient.
+  auto gpu_input = [&](const contra::Tensor& x) { return on_device ? cuda_twin::to_device(x) : x; };
   for (int s = 0; s < 3; ++s) {
     INFO("train step " << s);
-    const bool want_dx = s < 2;
-    const contra::Tensor x = random(batch, 7 + s);
-    const contra::Tensor xd = cuda_twin::to_device(x);
+    const bool want_dx = input_grad && s < 2;
+    const contra::Tensor x = make_input(7 + s);
+    const contra::Tensor xd = gpu_input(x);
     const contra::Tensor& yc = cpu.forward(x, contra::Mode::train);
     const contra::Tensor& yg = gpu.forward(xd, contra::Mode::train);
     check_close("train-mode output", "y", yc, yg, tol);
@@ -128,9 +130,15 @@ void compare_encoder(Cpu& cpu, Gpu& gpu, const contra::Shape& batch, double tol)
     check_grads(pc, pg, tol);
   }
   check_buffers(cpu.buffers(), gpu.buffers(), tol);
-  const contra::Tensor x = random(batch, 99);
-  const contra::Tensor xd = cuda_twin::to_device(x);
+  const contra::Tensor x = make_input(99);
+  const contra::Tensor xd = gpu_input(x);
   check_close("eval-mode output", "y", cpu.forward(x, contra::Mode::eval), gpu.forward(xd, contra::Mode::eval), tol);
+}
+
+/// compare_encoder_on() for random f32 batches of shape `batch` on cuda.
+template <class Cpu, class Gpu>
+void compare_encoder(Cpu& cpu, Gpu& gpu, const contra::Shape& batch, double tol) {
+  compare_encoder_on(cpu, gpu, [&](std::uint64_t seed) { return random(batch, seed); }, true, true, tol);
 }
 
 }  // namespace layer_twin

@@ -142,6 +142,27 @@ std::vector<contra::Parameter*> TextTransformer::parameters() {
   return out;
 }
 
+std::vector<std::int32_t> text_valid_lengths(const std::int32_t* ids, std::int64_t rows, std::int64_t length,
+                                             const contra::Vocabulary& vocabulary) {
+  std::vector<std::int32_t> valid_lengths(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int32_t* row = ids + r * length;
+    std::int32_t valid = 0;
+    for (std::int64_t t = 0; t < length; ++t) {
+      if (row[t] < 0 || row[t] >= vocabulary.size)
+        throw contra::DataError("text_transformer: row " + std::to_string(r) + " holds token id " +
+                                std::to_string(row[t]) + " at position " + std::to_string(t) +
+                                ", outside the vocabulary of " + std::to_string(vocabulary.size));
+      if (valid == 0 && row[t] == vocabulary.eos) valid = static_cast<std::int32_t>(t + 1);
+    }
+    if (valid == 0)
+      throw contra::DataError("text_transformer: row " + std::to_string(r) + " has no eos token (id " +
+                              std::to_string(vocabulary.eos) + ") in its " + std::to_string(length) + " positions");
+    valid_lengths[static_cast<std::size_t>(r)] = valid;
+  }
+  return valid_lengths;
+}
+
 void TextTransformer::read_tokens(const contra::Tensor& x) {
   if (x.dtype() != contra::DType::i32 || x.device() != contra::Device::cpu || x.rank() != 2 ||
       x.dim(1) != length_ || x.dim(0) < 1)
@@ -151,23 +172,7 @@ void TextTransformer::read_tokens(const contra::Tensor& x) {
   rows_ = x.dim(0);
   const std::int32_t* ids = x.data<std::int32_t>();
   tokens_.assign(ids, ids + rows_ * length_);
-  valid_.resize(static_cast<std::size_t>(rows_));
-  for (std::int64_t r = 0; r < rows_; ++r) {
-    const std::int32_t* row = ids + r * length_;
-    std::int32_t valid = 0;
-    for (std::int64_t t = 0; t < length_; ++t) {
-      if (row[t] < 0 || row[t] >= vocabulary_.size)
-        throw contra::DataError("text_transformer: row " + std::to_string(r) + " holds token id " +
-                                std::to_string(row[t]) + " at position " + std::to_string(t) +
-                                ", outside the vocabulary of " + std::to_string(vocabulary_.size));
-      if (valid == 0 && row[t] == vocabulary_.eos) valid = static_cast<std::int32_t>(t + 1);
-    }
-    if (valid == 0)
-      throw contra::DataError("text_transformer: row " + std::to_string(r) + " has no eos token (id " +
-                              std::to_string(vocabulary_.eos) + ") in its " + std::to_string(length_) +
-                              " positions");
-    valid_[static_cast<std::size_t>(r)] = valid;
-  }
+  valid_ = text_valid_lengths(ids, rows_, length_, vocabulary_);
 }
 
 void TextTransformer::embed() {

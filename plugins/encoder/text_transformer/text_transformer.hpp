@@ -17,6 +17,13 @@
 
 namespace contra::plugins {
 
+/// Checks token ids [rows, length] (each row bos, tokens, eos, pad) against
+/// the vocabulary and returns each row's valid positions (bos through its
+/// first eos). Throws DataError naming the row, for an id outside the
+/// vocabulary or a row without eos (the messages of both builds).
+std::vector<std::int32_t> text_valid_lengths(const std::int32_t* ids, std::int64_t rows, std::int64_t length,
+                                             const contra::Vocabulary& vocabulary);
+
 /// Token ids [N, L] (i32; each row bos, the text's tokens, eos, then pad) →
 /// embeddings [N, output]:
 ///

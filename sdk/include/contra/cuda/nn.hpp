@@ -43,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -239,6 +240,103 @@ class Flatten final : public contra::nn::Layer {
  private:
   Shape in_;
   Tensor y_, dx_;
+  bool trained_ = false;
+};
+
+/// contra::nn::LayerNorm with kernels of this library: same arguments,
+/// parameters ("<name>.weight" γ [D], initially 1; "<name>.bias" β [D],
+/// initially 0; both decay = false) and semantics (biased row variance, no
+/// mode). One block per row (two-pass mean and variance in f32); backward
+/// sums dγ and dβ over rows in a second kernel (no atomics: results do not
+/// depend on scheduling). Keeps a non-owning view of x until backward().
+class LayerNorm final : public contra::nn::Layer {
+ public:
+  /// Throws UsageError unless features >= 1 and eps > 0 (the CPU layer's
+  /// messages); DeviceError without a usable GPU.
+  LayerNorm(std::string name, std::int64_t features, double eps = 1e-5);
+  ~LayerNorm() override;
+
+  const Tensor& forward(const Tensor& x, Mode mode) override;
+  const Tensor& backward(const Tensor& dy, bool want_input_grad = true) override;
+  void parameters(std::vector<Parameter*>& out) override;
+
+  std::int64_t features() const noexcept;
+  double eps() const noexcept;
+  Parameter& weight() noexcept;
+  Parameter& bias() noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// contra::nn::Gelu (the exact, erf-based GELU) as a kernel of this library,
+/// for an f32 cuda tensor of any shape. Keeps a non-owning view of x until
+/// backward(); backward() needs a train-mode forward() as the last one.
+class Gelu final : public contra::nn::Layer {
+ public:
+  Gelu();
+  ~Gelu() override;
+  const Tensor& forward(const Tensor& x, Mode mode) override;
+  const Tensor& backward(const Tensor& dy, bool want_input_grad = true) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// contra::nn::MultiHeadSelfAttention on the GPU: same arguments, parameter
+/// names, initialisation, masks and row layout (x, y: [B·L, width],
+/// sequence-major; padded queries give b_out). The projections are this
+/// library's Linear; Q·Kᵀ and P·V are strided-batched cuBLAS products over
+/// (sample, head) in the math mode of the call (Precision::bf16: bf16
+/// products with f32 accumulation); the masked softmax and its backward are
+/// kernels of this library. set_sequences() takes the valid lengths on the
+/// host and copies them to the device.
+class MultiHeadSelfAttention final : public contra::nn::Layer {
+ public:
+  MultiHeadSelfAttention(std::string name, std::int64_t width, std::int64_t heads, Rng& init,
+                         Precision precision = Precision::f32, bool causal = false);
+  ~MultiHeadSelfAttention() override;
+
+  /// As the CPU layer's (same checks and messages).
+  void set_sequences(std::int64_t length, std::span<const std::int32_t> valid = {});
+  const Tensor& forward(const Tensor& x, Mode mode) override;
+  const Tensor& backward(const Tensor& dy, bool want_input_grad = true) override;
+  /// in_proj.weight, in_proj.bias, out_proj.weight, out_proj.bias.
+  void parameters(std::vector<Parameter*>& out) override;
+
+  std::int64_t width() const noexcept;
+  std::int64_t heads() const noexcept;
+  bool causal() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// contra::nn::TransformerBlock from the GPU layers above: same arguments,
+/// parameters (names, order, initial draws), semantics and row layout.
+class TransformerBlock final : public contra::nn::Layer {
+ public:
+  TransformerBlock(std::string name, std::int64_t width, std::int64_t heads, std::int64_t mlp_width, Rng& init,
+                   Precision precision = Precision::f32, bool causal = false);
+  ~TransformerBlock() override;
+
+  void set_sequences(std::int64_t length, std::span<const std::int32_t> valid = {});
+  const Tensor& forward(const Tensor& x, Mode mode) override;
+  const Tensor& backward(const Tensor& dy, bool want_input_grad = true) override;
+  void parameters(std::vector<Parameter*>& out) override;
+
+ private:
+  std::string name_;
+  LayerNorm ln_1_;
+  MultiHeadSelfAttention attn_;
+  LayerNorm ln_2_;
+  Linear fc_;
+  Gelu gelu_;
+  Linear proj_;
+  Tensor mid_, y_, dmid_, dx_, none_;
   bool trained_ = false;
 };
 

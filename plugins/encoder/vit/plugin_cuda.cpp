@@ -1,0 +1,5 @@
+#include "vit_cuda.hpp"
+
+#include <contra/plugin.hpp>
+
+CONTRA_PLUGIN_LIBRARY(CONTRA_ENCODER_CUDA(contra::plugins::VisionTransformerCuda))
