@@ -139,9 +139,8 @@ void scan_plugin_path(const PipelineSpec& spec, PluginRegistry& registry) {
   }
 }
 
-PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
-                           PluginRegistry& registry) {
-  Diagnostics d;
+std::optional<PipelineSpec> try_load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
+                                              PluginRegistry& registry, Diagnostics& d) {
   std::optional<PipelineSpec> spec = read_pipeline(file, overrides, d);
   if (spec && pipeline_device(*spec) == Device::cuda && !built_with_cuda()) {
     // Said once, instead of "no cuda build" for every plugin.
@@ -160,11 +159,21 @@ PipelineSpec load_pipeline(const std::string& file, const std::vector<std::strin
       };
       return key(a) < key(b);
     });
+    return std::nullopt;
+  }
+  spec->resolved_toml = resolved_with_defaults(*spec);
+  return spec;
+}
+
+PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
+                           PluginRegistry& registry) {
+  Diagnostics d;
+  std::optional<PipelineSpec> spec = try_load_pipeline(file, overrides, registry, d);
+  if (!spec) {
     std::string msg = format_diagnostics(d);
     if (!msg.empty() && msg.back() == '\n') msg.pop_back();
     throw ConfigError(msg);
   }
-  spec->resolved_toml = resolved_with_defaults(*spec);
   return std::move(*spec);
 }
 

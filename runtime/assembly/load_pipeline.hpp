@@ -6,6 +6,7 @@
 
 #include "config/pipeline_spec.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ void bind_plugins(PipelineSpec& spec, const PluginRegistry& registry, Diagnostic
 /// bind. Throws ConfigError with every diagnostic, one per line.
 PipelineSpec load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
                            PluginRegistry& registry);
+/// load_pipeline() that hands the diagnostics over instead of throwing them:
+/// the spec when there are none, else nothing and `out` filled, in file
+/// order (those without a line last). Other errors still throw.
+std::optional<PipelineSpec> try_load_pipeline(const std::string& file, const std::vector<std::string>& overrides,
+                                              PluginRegistry& registry, Diagnostics& out);
 
 /// Scan the plugin search path for `spec` into `registry` (with the GPU
 /// builds, `*_cuda.so`, when the pipeline's device is cuda).

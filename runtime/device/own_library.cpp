@@ -14,9 +14,22 @@
 namespace contra::runtime {
 namespace fs = std::filesystem;
 
+namespace {
+std::string& chosen_dir() {
+  static std::string dir;
+  return dir;
+}
+}  // namespace
+
+void set_own_library_dir(const std::string& dir) { chosen_dir() = dir; }
+
 void* open_own_library(const std::string& name, int flags, std::string& why) {
   std::vector<std::string> candidates;
   std::error_code ec;
+  if (!chosen_dir().empty()) {
+    const fs::path p = fs::path(chosen_dir()) / name;
+    if (fs::exists(p, ec)) candidates.push_back(p.string());
+  }
   const fs::path bin = boost::dll::program_location(ec).parent_path();
   if (!ec)
     for (const char* rel : {"../lib", CONTRA_LIBRARY_DIR_FROM_BIN}) {

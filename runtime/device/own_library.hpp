@@ -12,4 +12,9 @@ namespace contra::runtime {
 /// `why` the loader's first error.
 void* open_own_library(const std::string& name, int flags, std::string& why);
 
+/// A folder searched before the program's own, for a host that is not the
+/// contra program (the Python module: its build's or install's lib/). Set
+/// once, before any library is opened (not synchronised).
+void set_own_library_dir(const std::string& dir);
+
 }  // namespace contra::runtime

@@ -1,9 +1,10 @@
 #include "registry.hpp"
 
+#include "loader/program_dir.hpp"
+
 #include <contra/cpu.hpp>
 #include <contra/guard.hpp>
 
-#include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
 #include <dlfcn.h>
@@ -52,9 +53,8 @@ bool known_kind(PluginKind k) { return std::strcmp(kind_name(k), "unknown") != 0
 
 fs::path default_plugin_dir() {
   std::error_code ec;
-  fs::path exe = boost::dll::program_location(ec);
-  if (ec) return {};
-  const fs::path bin = exe.parent_path();
+  const fs::path bin = program_dir();
+  if (bin.empty()) return {};
   // Installed: <prefix>/bin/contra and <prefix>/lib/contra/plugins.
   fs::path installed = (bin / CONTRA_INSTALL_PLUGIN_DIR_FROM_BIN).lexically_normal();
   if (fs::is_directory(installed, ec)) return installed;

@@ -9,6 +9,7 @@
   distributed -> SDK and train (it implements the step's collectives)
   assembly -> config, loader, device, train
   graph    -> everything above but the bridge (device/ wraps it)
+  python   -> everything above but the bridge (the Python module, a client as tools/contra is)
   plugins  -> the SDK alone (and files of their own under plugins/); their
               tests (test_*.cpp) also tests/support and other plugins' headers
   SDK      -> nothing of the runtime
@@ -23,7 +24,7 @@ import sys
 
 root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]')
-RUNTIME_PARTS = ["config", "loader", "device", "train", "distributed", "assembly", "graph"]
+RUNTIME_PARTS = ["config", "loader", "device", "train", "distributed", "assembly", "graph", "python"]
 # Which runtime parts each part may include (besides itself and the SDK).
 MAY_INCLUDE = {
     "config": set(),
@@ -33,6 +34,7 @@ MAY_INCLUDE = {
     "distributed": {"train", "device"},
     "assembly": {"config", "loader", "device", "train"},
     "graph": {"config", "loader", "device", "train", "distributed", "assembly"},
+    "python": {"config", "loader", "device", "train", "distributed", "assembly", "graph"},
 }
 SOURCE = (".cpp", ".hpp", ".h", ".cu", ".cuh")
 
