@@ -33,7 +33,13 @@ def write_idx(folder, n=96, seed=0):
     return images, image_path, label_path
 
 
-def pipeline_text(image_path, label_path, steps=6, extra=""):
+INFO_NCE = """[loss]
+plugin = "info_nce"
+temperature = 0.5
+"""
+
+
+def pipeline_text(image_path, label_path, steps=6, extra="", loss=INFO_NCE):
     return f"""[pipeline]
 name = "python"
 seed = 3
@@ -65,10 +71,7 @@ std = [0.25]
 plugin = "mlp"
 hidden = [32]
 output = 16
-[loss]
-plugin = "info_nce"
-temperature = 0.5
-[optimizer]
+{loss}[optimizer]
 plugin = "sgd"
 lr = 0.05
 [eval]
@@ -93,10 +96,17 @@ class Workspace:
     def __init__(self, steps=6, extra=""):
         self._dir = tempfile.TemporaryDirectory(prefix="contra-python-")
         self.dir = self._dir.name
-        self.images, image_path, label_path = write_idx(self.dir)
-        self.pipeline = os.path.join(self.dir, "p.toml")
-        with open(self.pipeline, "w", encoding="utf-8") as f:
-            f.write(pipeline_text(image_path, label_path, steps, extra))
+        self.steps = steps
+        self.images, self._image_path, self._label_path = write_idx(self.dir)
+        self.pipeline = self.variant("p.toml", extra=extra)
+
+    def variant(self, name, extra="", loss=INFO_NCE):
+        """Another pipeline file over the same data: its own [loss] table
+        (and `extra` sections, e.g. a [miner])."""
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(pipeline_text(self._image_path, self._label_path, self.steps, extra, loss))
+        return path
 
     def path(self, name):
         return os.path.join(self.dir, name)
