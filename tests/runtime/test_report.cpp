@@ -305,8 +305,11 @@ TEST_CASE("report: the HTML page has the table and an inline SVG per chart, noth
   CHECK(count(html, "</svg>") == 10);
   for (const char* caption : {"Training loss per step", "knn.top1_k20_t0.07 per evaluation",
                               "linear_probe.top1 per evaluation", "(mining.neg_sim_mean)", "(mining.neg_sim_p90)",
-                              "(mining.false_negative_rate)", "Busy seconds per stage, and train idle"})
+                              "Busy seconds per stage, and train idle"})
     CHECK_THAT(html, Catch::Contains(caption));
+  // The false-negative rate sits at the class share and says little: folded
+  // with the other per-step figures.
+  CHECK(html.find("<figcaption>mining.false_negative_rate</figcaption>") > html.find("<details id=\"more\">"));
   // Two seeds differ in loss at every step: the loss chart has a ±1 std band.
   CHECK_THAT(html, Catch::Contains("<polygon class=\"band\""));
   CHECK_THAT(html, Catch::Contains("<table id=\"timings-table\">"));
@@ -378,3 +381,89 @@ TEST_CASE("report: the page loads in headless Chromium with the table and no con
   CHECK(count(r.out, "<svg ") == 10);
   CHECK(console_errors(log).empty());
 }
+
+TEST_CASE("report: groups are named by the settings that differ, and a table says what differs", "[report]") {
+  std::vector<RunData> runs;
+  for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));
+  REQUIRE(!runs.front().resolved.empty());
+  CHECK(std::find(runs.front().resolved.begin(), runs.front().resolved.end(),
+                  std::pair<std::string, std::string>{"encoder.hidden", "[ 16 ]"}) != runs.front().resolved.end());
+  std::vector<RunGroup> groups = group_runs(std::move(runs));
+  REQUIRE(groups.size() == 2);
+  CHECK(groups[0].name == "loss.beta=0");
+  CHECK(groups[1].name == "loss.beta=0.5");
+  const std::vector<DifferingSetting> differ = differing_settings(groups);
+  REQUIRE(differ.size() == 1);  // the seeds differ too, but within the groups; nothing else does
+  CHECK(differ[0].key == "loss.beta");
+  CHECK(differ[0].values == std::vector<std::string>{"0", "0.5"});
+  const std::string html = html_report(groups, "t");
+  CHECK_THAT(html, Catch::Contains("<table id=\"differences-table\">\n<tr><th>group</th><th>loss.beta</th></tr>"));
+  // Legends carry the short names, the long override strings stay in the groups table.
+  CHECK_THAT(html, Catch::Contains("<span><i style=\"background:#4e79a7\"></i>loss.beta=0</span>"));
+  CHECK_THAT(html, !Catch::Contains("<span><i style=\"background:#4e79a7\"></i>fixture"));
+  // One revision: no warning.
+  CHECK_THAT(html, !Catch::Contains("id=\"mixed-revisions\""));
+
+  SECTION("a path is named by its file, a long name by its number") {
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      groups[i].runs.front().resolved.emplace_back("source.images", "\"/data/split" + std::to_string(i) + "/images.gz\"");
+      groups[i].runs.front().resolved.emplace_back("optimizer.schedule_of_something_long", std::to_string(i));
+    }
+    std::vector<RunData> all;
+    for (auto& g : groups)
+      for (auto& r : g.runs) all.push_back(r);
+    // The other runs of each group keep their files: the first run decides.
+    const std::vector<RunGroup> named = group_runs(all);
+    CHECK(named[0].name == "G1");
+    CHECK(differing_settings(named).size() == 3);
+    CHECK(differing_settings(named)[1].values[1] == "\"/data/split1/images.gz\"");
+  }
+  SECTION("runs of several revisions are flagged") {
+    groups[1].runs[0].git_revision = "fedcba987654";
+    CHECK_THAT(html_report(groups, "t"),
+               Catch::Contains("These runs come from 2 revisions of contra (0123456789ab: 5 runs, fedcba987654: 1 run)"));
+  }
+}
+
+TEST_CASE("report: bookkeeping figures are tabled apart, figures evaluated once are bars", "[report]") {
+  CHECK(is_bookkeeping_figure("linear_probe.iterations"));
+  CHECK(is_bookkeeping_figure("linear_probe.loss"));
+  CHECK(is_bookkeeping_figure("zero_shot.classes"));
+  CHECK(!is_bookkeeping_figure("linear_probe.top1"));
+  CHECK(!is_bookkeeping_figure("knn.top1_k20_t0.07"));
+  std::vector<RunData> runs;
+  for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));
+  // Each run evaluated once, after its last step; one with an iteration count.
+  for (auto& r : runs) {
+    for (auto& [k, c] : r.eval_curves) {
+      c.step.erase(c.step.begin(), c.step.end() - 1);
+      c.value.erase(c.value.begin(), c.value.end() - 1);
+    }
+    r.eval_curves.push_back({"linear_probe.iterations", Curve{{6}, {37}}});
+    r.eval.emplace_back("linear_probe.iterations", 37);
+  }
+  const std::vector<RunGroup> groups = group_runs(std::move(runs));
+  const std::string html = html_report(groups, "t");
+  CHECK_THAT(html, Catch::Contains("Evaluated once, after the last step"));
+  CHECK_THAT(html, !Catch::Contains("per evaluation</figcaption>"));
+  CHECK_THAT(html, Catch::Contains("<table id=\"bookkeeping\">\n<tr><th>group</th><th>linear_probe.iterations</th>"));
+  const std::string final_table = html.substr(html.find("<table id=\"final-figures\">"),
+                                              html.find("</table>", html.find("<table id=\"final-figures\">")) -
+                                                  html.find("<table id=\"final-figures\">"));
+  CHECK_THAT(final_table, !Catch::Contains("iterations"));
+  CHECK_THAT(markdown_table(groups), !Catch::Contains("iterations"));
+}
+
+TEST_CASE("report: --smooth averages neighbouring points, --log-loss draws the loss on a log axis", "[report]") {
+  std::vector<RunData> runs;
+  for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));
+  const std::vector<RunGroup> groups = group_runs(std::move(runs));
+  ReportOptions options;
+  options.smooth = 3;
+  options.log_loss = true;
+  const std::string html = html_report(groups, "t", options);
+  CHECK_THAT(html, Catch::Contains("Training loss per step (mean over seeds, band ±1 std, moving average over 3 points)"));
+  CHECK_THAT(html, Catch::Contains("loss (log scale)"));
+  CHECK_THAT(html_report(groups, "t"), !Catch::Contains("log scale"));
+}
+

@@ -6,6 +6,7 @@
 #include <contra/errors.hpp>
 
 #include <CLI/CLI.hpp>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 
 namespace contra::cli {
 namespace fs = std::filesystem;
@@ -166,6 +168,38 @@ std::string plugin_names(const fs::path& pipeline_toml) {
   return o;
 }
 
+// pipeline.toml as dotted keys and TOML values, in file order; nothing when
+// it cannot be read (the report still reads what the run recorded).
+std::vector<std::pair<std::string, std::string>> resolved_settings(const fs::path& pipeline_toml) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::error_code ec;
+  if (!fs::exists(pipeline_toml, ec)) return out;
+  toml::table root;
+  try {
+    root = toml::parse_file(pipeline_toml.string());
+  } catch (const std::exception&) {
+    return out;
+  }
+  // Iterative: a hostile file nests tables deeper than a stack should go.
+  std::vector<std::pair<const toml::node*, std::string>> todo{{&root, ""}};
+  while (!todo.empty()) {
+    auto [node, key] = todo.back();
+    todo.pop_back();
+    if (const toml::table* t = node->as_table()) {
+      std::vector<std::pair<const toml::node*, std::string>> children;
+      for (auto&& [k, v] : *t) children.emplace_back(&v, key.empty() ? std::string(k.str()) : key + "." + std::string(k.str()));
+      todo.insert(todo.end(), children.rbegin(), children.rend());
+    } else if (const toml::array* a = node->as_array(); a && a->is_array_of_tables()) {
+      for (std::size_t i = a->size(); i-- > 0;) todo.emplace_back(a->get(i), key + "[" + std::to_string(i) + "]");
+    } else {
+      std::ostringstream text;
+      node->visit([&](auto&& value) { text << value; });
+      out.emplace_back(key, text.str());
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 RunData read_run(const fs::path& dir) {
@@ -187,6 +221,7 @@ RunData read_run(const fs::path& dir) {
   if (auto s = integer_of(json::number_at(run, "seed"))) r.seed = *s;
   r.git_revision = json::string_at(run, "git_revision");
   r.plugins = plugin_names(dir / "pipeline.toml");
+  r.resolved = resolved_settings(dir / "pipeline.toml");
 
   fs::path summary = dir / "summary.json";
   if (fs::exists(summary, ec)) {
@@ -255,6 +290,39 @@ std::string RunGroup::label() const {
 }
 
 namespace {
+// A value as a legend shows it: a path cut to its file name, quotes gone.
+std::string short_value(std::string v) {
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  if (const auto slash = v.rfind('/'); slash != std::string::npos && slash + 1 < v.size()) v = v.substr(slash + 1);
+  return v.size() > 24 ? v.substr(0, 23) + "…" : v;
+}
+
+void name_groups(std::vector<RunGroup>& groups) {
+  // Without pipeline.toml (older records), what differs is the overrides.
+  const std::vector<DifferingSetting> differ = differing_settings(groups);
+  bool pipelines_differ = false;
+  for (const auto& g : groups) pipelines_differ = pipelines_differ || g.pipeline != groups.front().pipeline;
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    RunGroup& g = groups[i];
+    std::string name = pipelines_differ ? g.pipeline : "";
+    if (!differ.empty()) {
+      for (const auto& d : differ) {
+        if (d.key == "pipeline.name") continue;
+        name += (name.empty() ? "" : ", ") + d.key + "=" + short_value(d.values[i]);
+      }
+    } else {
+      for (const auto& s : g.settings) {
+        const std::size_t eq = s.find('=');
+        name += (name.empty() ? "" : ", ") +
+                (eq == std::string::npos ? s : s.substr(0, eq + 1) + short_value(s.substr(eq + 1)));
+      }
+    }
+    if (name.empty()) name = g.pipeline;
+    if (name.size() > 48) name = "G" + std::to_string(i + 1);
+    g.name = name;
+  }
+}
+
 bool defines_group(const std::string& key) {
   return key != "pipeline.seed" && key.rfind("runtime.", 0) != 0 && key.rfind("record.", 0) != 0;
 }
@@ -288,7 +356,39 @@ std::vector<RunGroup> group_runs(std::vector<RunData> runs) {
     }
     groups[it->second].runs.push_back(std::move(r));
   }
+  name_groups(groups);
   return groups;
+}
+
+bool is_bookkeeping_figure(const std::string& name) {
+  const std::string last = name.substr(name.rfind('.') + 1);
+  return last == "iterations" || last == "classes" || (last == "loss" && name.rfind("linear_probe.", 0) == 0);
+}
+
+std::vector<DifferingSetting> differing_settings(const std::vector<RunGroup>& groups) {
+  std::vector<DifferingSetting> out;
+  if (groups.size() < 2) return out;
+  auto describes_training = [](const std::string& k) {
+    for (const char* prefix : {"runtime.", "record.", "plugins."})
+      if (k.rfind(prefix, 0) == 0) return false;
+    return k != "pipeline.seed" && k != "pipeline.name" && k != "train.log_every";
+  };
+  std::vector<std::string> keys;  // in the order the groups' files give them
+  std::set<std::string> seen;
+  for (const auto& g : groups)
+    for (const auto& [k, v] : g.runs.front().resolved)
+      if (describes_training(k) && seen.insert(k).second) keys.push_back(k);
+  for (const auto& k : keys) {
+    DifferingSetting d{k, {}};
+    for (const auto& g : groups) {
+      const auto& r = g.runs.front().resolved;
+      auto it = std::find_if(r.begin(), r.end(), [&](const auto& kv) { return kv.first == k; });
+      d.values.push_back(it == r.end() ? "—" : it->second);
+    }
+    if (std::any_of(d.values.begin(), d.values.end(), [&](const std::string& v) { return v != d.values.front(); }))
+      out.push_back(std::move(d));
+  }
+  return out;
 }
 
 Stat stat_of(const std::vector<double>& values) {
@@ -370,7 +470,8 @@ std::string md_escape(const std::string& s) {
 }  // namespace
 
 std::string markdown_table(const std::vector<RunGroup>& groups) {
-  std::vector<std::string> figs = eval_figure_names(groups);
+  std::vector<std::string> figs = eval_figure_names(groups);  // results only, as the page's table
+  std::erase_if(figs, [](const std::string& f) { return is_bookkeeping_figure(f); });
   std::string o = "| group | runs | final loss |";
   for (const auto& f : figs) o += " " + md_escape(f) + " |";
   o += "\n|---|---:|---:|";
@@ -513,11 +614,30 @@ Ticks nice_ticks(double lo, double hi, int target, bool extend) {
   return t;
 }
 
-std::string tick_label(double v, int decimals) {
+std::string tick_label(double v, int decimals, bool general = false) {
   char buf[64];
-  if (decimals == 0 && std::fabs(v) >= 1e6) std::snprintf(buf, sizeof buf, "%.3g", v);
+  if (general || (decimals == 0 && std::fabs(v) >= 1e6)) std::snprintf(buf, sizeof buf, "%.3g", v);
   else std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
+}
+
+// Ticks of a log10 axis over [lo, hi] (log10 values): at 1, 2 and 5 times
+// powers of ten, or only at powers of ten over a wide range.
+Ticks log_ticks(double lo, double hi) {
+  if (!(hi > lo)) lo -= 0.5, hi += 0.5;
+  Ticks t;
+  t.lo = std::floor(lo * 10) / 10;
+  t.hi = std::ceil(hi * 10) / 10;
+  t.step = 1;
+  t.decimals = 0;
+  const bool wide = hi - lo > 3;
+  for (double e = std::floor(lo); e <= std::ceil(hi) && t.at.size() < 40; ++e)
+    for (double m : {1.0, 2.0, 5.0}) {
+      if (wide && m != 1.0) continue;
+      const double v = e + std::log10(m);
+      if (v >= t.lo - 1e-9 && v <= t.hi + 1e-9) t.at.push_back(v);
+    }
+  return t;
 }
 
 struct Series {
@@ -529,7 +649,21 @@ struct Series {
 const double W = 640, H = 280, ML = 64, MR = 24, MT = 12, MB = 42;
 
 // A line chart: mean per step, ±1 std band, markers when there are few points.
-std::string line_chart(const std::string& title, const std::string& y_label, const std::vector<Series>& series) {
+std::string line_chart(const std::string& title, const std::string& y_label, std::vector<Series> series,
+                       bool log_y = false) {
+  // A logarithmic axis draws log10 of the values; it needs them positive
+  // (the band's lower edge is cut at a thousandth of the mean).
+  if (log_y)
+    for (const auto& s : series)
+      for (double m : s.band.mean)
+        log_y = log_y && m > 0;
+  if (log_y)
+    for (auto& s : series)
+      for (std::size_t i = 0; i < s.band.mean.size(); ++i) {
+        const double m = s.band.mean[i], lo = std::max(m - s.band.std[i], m * 1e-3), hi = m + s.band.std[i];
+        s.band.mean[i] = std::log10(m);
+        s.band.std[i] = std::max(std::log10(hi) - std::log10(m), std::log10(m) - std::log10(lo));
+      }
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   std::size_t points = 0;
   for (const auto& s : series)
@@ -541,7 +675,8 @@ std::string line_chart(const std::string& title, const std::string& y_label, con
       ++points;
     }
   if (points == 0) return "";
-  Ticks ty = nice_ticks(y0, y1, 5, true);
+  Ticks ty = log_y ? log_ticks(y0, y1) : nice_ticks(y0, y1, 5, true);
+  auto y_text = [&](double y) { return log_y ? tick_label(std::pow(10.0, y), 0, true) : tick_label(y, ty.decimals); };
   Ticks tx = nice_ticks(std::min(0.0, x0), x1, 6, false);
   if (!(tx.hi > tx.lo)) tx = nice_ticks(x0 - 1, x1 + 1, 6, false);
   const double pw = W - ML - MR, ph = H - MT - MB;
@@ -555,7 +690,7 @@ std::string line_chart(const std::string& title, const std::string& y_label, con
   for (double y : ty.at)
     o += "<line class=\"grid\" x1=\"" + num(ML) + "\" x2=\"" + num(W - MR) + "\" y1=\"" + num(py(y)) + "\" y2=\"" +
          num(py(y)) + "\"/><text class=\"tick\" x=\"" + num(ML - 6) + "\" y=\"" + num(py(y) + 4) +
-         "\" text-anchor=\"end\">" + tick_label(y, ty.decimals) + "</text>\n";
+         "\" text-anchor=\"end\">" + y_text(y) + "</text>\n";
   for (double x : tx.at)
     o += "<line class=\"grid\" x1=\"" + num(px(x)) + "\" x2=\"" + num(px(x)) + "\" y1=\"" + num(MT) + "\" y2=\"" +
          num(H - MB) + "\"/><text class=\"tick\" x=\"" + num(px(x)) + "\" y=\"" + num(H - MB + 16) +
@@ -564,7 +699,7 @@ std::string line_chart(const std::string& title, const std::string& y_label, con
        num(ph) + "\"/>\n";
   o += "<text class=\"axis\" x=\"" + num(ML + pw / 2) + "\" y=\"" + num(H - 6) + "\" text-anchor=\"middle\">step</text>\n";
   o += "<text class=\"axis\" transform=\"translate(14 " + num(MT + ph / 2) + ") rotate(-90)\" text-anchor=\"middle\">" +
-       esc(y_label) + "</text>\n";
+       esc(y_label + (log_y ? " (log scale)" : "")) + "</text>\n";
   for (const auto& s : series) {
     const Band& b = s.band;
     if (b.step.empty()) continue;
@@ -604,7 +739,8 @@ struct BarRow {
   std::string name;
   std::vector<Stat> per_group;
 };
-std::string bar_chart(const std::string& title, const std::vector<BarRow>& rows, const std::vector<RunGroup>& groups) {
+std::string bar_chart(const std::string& title, const std::vector<BarRow>& rows, const std::vector<RunGroup>& groups,
+                      const std::string& unit = "seconds") {
   double vmax = 0;
   for (const auto& r : rows)
     for (const auto& s : r.per_group)
@@ -624,7 +760,7 @@ std::string bar_chart(const std::string& title, const std::vector<BarRow>& rows,
          num(height - bottom) + "\"/><text class=\"tick\" x=\"" + num(px(v)) + "\" y=\"" + num(height - bottom + 16) +
          "\" text-anchor=\"middle\">" + tick_label(v, t.decimals) + "</text>\n";
   o += "<text class=\"axis\" x=\"" + num(left + pw / 2) + "\" y=\"" + num(height - 4) +
-       "\" text-anchor=\"middle\">seconds</text>\n";
+       "\" text-anchor=\"middle\">" + esc(unit) + "</text>\n";
   for (std::size_t r = 0; r < rows.size(); ++r) {
     double y = top + row_h * static_cast<double>(r) + gap / 2;
     o += "<text class=\"tick\" x=\"" + num(left - 8) + "\" y=\"" + num(y + row_h / 2 - gap / 2 + 4) +
@@ -634,8 +770,8 @@ std::string bar_chart(const std::string& title, const std::vector<BarRow>& rows,
       if (!s.n) continue;
       double yb = y + bar * static_cast<double>(g);
       o += "<rect x=\"" + num(left) + "\" y=\"" + num(yb + 1) + "\" width=\"" + num(std::max(0.5, px(s.mean) - left)) +
-           "\" height=\"" + num(bar - 2) + "\" fill=\"" + color_of(g) + "\"><title>" + esc(groups[g].label()) + ", " +
-           esc(rows[r].name) + ": " + esc(format_stat(s, 3)) + " s</title></rect>\n";
+           "\" height=\"" + num(bar - 2) + "\" fill=\"" + color_of(g) + "\"><title>" + esc(groups[g].name) + ", " +
+           esc(rows[r].name) + ": " + esc(format_stat(s, 3)) + (unit == "seconds" ? " s" : "") + "</title></rect>\n";
       if (s.n >= 2 && s.std > 0)
         o += "<line class=\"err\" x1=\"" + num(px(s.mean - s.std)) + "\" x2=\"" + num(px(s.mean + s.std)) + "\" y1=\"" +
              num(yb + bar / 2) + "\" y2=\"" + num(yb + bar / 2) + "\"/>\n";
@@ -644,19 +780,35 @@ std::string bar_chart(const std::string& title, const std::vector<BarRow>& rows,
   o += "<line class=\"axisline\" x1=\"" + num(left) + "\" x2=\"" + num(left) + "\" y1=\"" + num(top) + "\" y2=\"" +
        num(height - bottom) + "\"/>\n</svg>\n<div class=\"legend\">";
   for (std::size_t g = 0; g < groups.size(); ++g)
-    o += "<span><i style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].label()) + "</span>";
+    o += "<span><i style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].name) + "</span>";
   o += "</div></figure>\n";
   return o;
 }
 
-std::vector<Series> series_for(const std::vector<RunGroup>& groups, const std::string& name, bool eval) {
+// A centred moving average over `window` points of the mean and std.
+Band smoothed(const Band& b, int window) {
+  if (window <= 1 || b.step.size() < 3) return b;
+  Band out = b;
+  const std::ptrdiff_t half = window / 2, n = static_cast<std::ptrdiff_t>(b.step.size());
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, i - half), hi = std::min(n - 1, i + half);
+    double m = 0, d = 0;
+    for (std::ptrdiff_t j = lo; j <= hi; ++j) m += b.mean[j], d += b.std[j];
+    out.mean[i] = m / static_cast<double>(hi - lo + 1);
+    out.std[i] = d / static_cast<double>(hi - lo + 1);
+  }
+  return out;
+}
+
+std::vector<Series> series_for(const std::vector<RunGroup>& groups, const std::string& name, bool eval,
+                               int smooth) {
   std::vector<Series> out;
   for (std::size_t g = 0; g < groups.size(); ++g) {
     std::vector<const Curve*> curves;
     for (const auto& r : groups[g].runs)
       if (const Curve* c = eval ? r.eval_curve(name) : r.step_curve(name)) curves.push_back(c);
     if (curves.empty()) continue;
-    out.push_back({g, groups[g].label(), average_curves(curves, 500)});
+    out.push_back({g, groups[g].name, smoothed(average_curves(curves, 500), smooth)});
   }
   return out;
 }
@@ -666,12 +818,13 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 h1 { font-size: 22px; margin-bottom: 4px; }
 h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 p.meta, p.note { color: #555; margin-top: 4px; }
+p.warn { background: #fff4e5; border-left: 4px solid #e69500; padding: 6px 10px; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 8px 0; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f5f5f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.path { font-family: ui-monospace, monospace; font-size: 12px; }
+td.path { font-family: ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; max-width: 420px; }
 i.sw, .legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 16px; }
 figure.chart { margin: 0; border: 1px solid #e4e4e4; border-radius: 4px; padding: 8px; background: #fff; }
@@ -705,7 +858,7 @@ std::string charts_section(const std::vector<std::string>& charts) {
 
 }  // namespace
 
-std::string html_report(const std::vector<RunGroup>& groups, const std::string& title) {
+std::string html_report(const std::vector<RunGroup>& groups, const std::string& title, const ReportOptions& options) {
   std::size_t n_runs = 0;
   for (const auto& g : groups) n_runs += g.runs.size();
   std::string o = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -717,20 +870,58 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
        " (runs that differ only by seed form a group); written by contra report on " + esc(now_text()) + ".</p>\n";
 
   // Groups.
-  o += "<h2 id=\"groups\">Groups</h2>\n<div class=\"scroll\"><table id=\"groups-table\">\n<tr><th>group</th><th>plugins</th><th>seeds</th><th>run folders</th></tr>\n";
+  // Runs of several code revisions: their figures may differ for that reason alone.
+  std::map<std::string, std::size_t> revisions;
+  for (const auto& g : groups)
+    for (const auto& r : g.runs) ++revisions[r.git_revision.empty() ? "unknown" : r.git_revision];
+  if (revisions.size() > 1) {
+    o += "<p class=\"warn\" id=\"mixed-revisions\">These runs come from " + std::to_string(revisions.size()) +
+         " revisions of contra (";
+    std::string list;
+    for (const auto& [rev, n] : revisions) list += (list.empty() ? "" : ", ") + esc(rev) + ": " + std::to_string(n) + " run" + (n == 1 ? "" : "s");
+    o += list + "): a difference between groups may come from the code, not from their settings.</p>\n";
+  }
+
+  o += "<h2 id=\"groups\">Groups</h2>\n<div class=\"scroll\"><table id=\"groups-table\">\n<tr><th>group</th><th>overrides</th><th>plugins</th><th>seeds</th><th>run folders</th></tr>\n";
   for (std::size_t g = 0; g < groups.size(); ++g) {
     std::string seeds, dirs;
     for (const auto& r : groups[g].runs) {
       seeds += (seeds.empty() ? "" : ", ") + (r.seed >= 0 ? std::to_string(r.seed) : std::string("?"));
       dirs += (dirs.empty() ? "" : "<br>") + esc(r.dir.string()) + (r.finished ? "" : r.error.empty() ? " (unfinished: no summary.json)" : " (failed)");
     }
-    o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].label()) + "</td><td>" +
+    std::string overrides;
+    for (const auto& s : groups[g].settings) overrides += (overrides.empty() ? "" : "<br>") + esc(s);
+    o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].name) +
+         "</td><td class=\"path\">" + (overrides.empty() ? "none" : overrides) + "</td><td>" +
          esc(groups[g].runs.front().plugins) + "</td><td>" + seeds + "</td><td class=\"path\">" + dirs + "</td></tr>\n";
   }
   o += "</table></div>\n";
 
+  // What differs between the groups, from their resolved pipelines.
+  if (groups.size() > 1) {
+    const std::vector<DifferingSetting> differ = differing_settings(groups);
+    o += "<h2 id=\"differences\">What differs</h2>\n";
+    if (differ.empty()) {
+      o += "<p class=\"note\">The groups' pipeline.toml files agree on every setting that changes what is trained "
+           "(or are missing).</p>\n";
+    } else {
+      o += "<p class=\"note\">Settings of the resolved pipelines (pipeline.toml, defaults written out) whose values "
+           "differ between the groups; seeds, runtime, record and plugin paths left out.</p>\n";
+      o += "<div class=\"scroll\"><table id=\"differences-table\">\n<tr><th>group</th>";
+      for (const auto& d : differ) o += "<th>" + esc(d.key) + "</th>";
+      o += "</tr>\n";
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].name) + "</td>";
+        for (const auto& d : differ) o += "<td class=\"path\">" + esc(d.values[g]) + "</td>";
+        o += "</tr>\n";
+      }
+      o += "</table></div>\n";
+    }
+  }
+
   // Final figures.
-  std::vector<std::string> figs = eval_figure_names(groups);
+  std::vector<std::string> figs, bookkeeping;
+  for (const auto& f : eval_figure_names(groups)) (is_bookkeeping_figure(f) ? bookkeeping : figs).push_back(f);
   o += "<h2 id=\"final\">Final figures</h2>\n<p class=\"note\">Mean ± sample standard deviation (n − 1) over the "
        "group's finished runs. Final loss: summary.json <code>final_loss</code> (mean of the last 10 steps' loss); the "
        "other columns: the last evaluation (summary.json <code>eval</code>). (n=k) marks a figure only k runs have.</p>\n";
@@ -739,20 +930,36 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
   o += "</tr>\n";
   for (std::size_t g = 0; g < groups.size(); ++g) {
     std::size_t fin = finished_count(groups[g]);
-    o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].label()) +
+    o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].name) +
          "</td><td class=\"num\">" + esc(runs_cell(groups[g])) + "</td><td class=\"num\">" +
          esc(stat_cell(final_loss_stat(groups[g]), fin)) + "</td>";
     for (const auto& f : figs) o += "<td class=\"num\">" + esc(stat_cell(eval_stat(groups[g], f), fin)) + "</td>";
     o += "</tr>\n";
   }
   o += "</table></div>\n";
+  if (!bookkeeping.empty()) {
+    o += "<p class=\"note\">How the evaluations ran (not results):</p>\n<div class=\"scroll\"><table "
+         "id=\"bookkeeping\">\n<tr><th>group</th>";
+    for (const auto& f : bookkeeping) o += "<th>" + esc(f) + "</th>";
+    o += "</tr>\n";
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].name) + "</td>";
+      for (const auto& f : bookkeeping)
+        o += "<td class=\"num\">" + esc(stat_cell(eval_stat(groups[g], f), finished_count(groups[g]))) + "</td>";
+      o += "</tr>\n";
+    }
+    o += "</table></div>\n";
+  }
 
   // Training curves.
   std::vector<std::string> charts;
   std::set<std::string> drawn = {"loss", "lr"};
-  if (auto s = series_for(groups, "loss", false); !s.empty())
-    charts.push_back(line_chart("Training loss per step (mean over seeds, band ±1 std)", "loss", s));
-  if (auto s = series_for(groups, "lr", false); !s.empty())
+  const std::string smoothing =
+      options.smooth > 1 ? ", moving average over " + std::to_string(options.smooth) + " points" : "";
+  if (auto s = series_for(groups, "loss", false, options.smooth); !s.empty())
+    charts.push_back(line_chart("Training loss per step (mean over seeds, band ±1 std" + smoothing + ")", "loss", s,
+                                options.log_loss));
+  if (auto s = series_for(groups, "lr", false, 1); !s.empty())
     charts.push_back(line_chart("Learning rate", "lr", s));
   o += "<h2 id=\"training\">Training</h2>\n";
   o += charts.empty() ? "<p class=\"note\">No step lines in metrics.jsonl.</p>\n" : charts_section(charts);
@@ -764,8 +971,31 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
     for (const auto& r : g.runs)
       for (const auto& [k, c] : r.eval_curves)
         if (std::find(eval_names.begin(), eval_names.end(), k) == eval_names.end()) eval_names.push_back(k);
-  for (const auto& k : eval_names)
-    if (auto s = series_for(groups, k, true); !s.empty()) charts.push_back(line_chart(k + " per evaluation", k, s));
+  // Runs evaluated once (after their last step) have no curve to draw: their
+  // figures are bars, one per group, mean ± std over its runs.
+  std::erase_if(eval_names, [](const std::string& k) { return is_bookkeeping_figure(k); });
+  std::vector<BarRow> once;
+  for (const auto& k : eval_names) {
+    bool curve = false;
+    for (const auto& g : groups)
+      for (const auto& r : g.runs)
+        if (const Curve* c = r.eval_curve(k)) curve = curve || c->step.size() > 1;
+    if (curve) {
+      if (auto s = series_for(groups, k, true, 1); !s.empty()) charts.push_back(line_chart(k + " per evaluation", k, s));
+      continue;
+    }
+    BarRow row{k, {}};
+    for (const auto& g : groups) {
+      std::vector<double> v;
+      for (const auto& r : g.runs)
+        if (const Curve* c = r.eval_curve(k); c && !c->value.empty()) v.push_back(c->value.back());
+      row.per_group.push_back(stat_of(v));
+    }
+    once.push_back(std::move(row));
+  }
+  if (!once.empty())
+    charts.insert(charts.begin(), bar_chart("Evaluated once, after the last step (mean ± std over seeds)", once, groups,
+                                            "value"));
   o += "<h2 id=\"evaluation\">Evaluation</h2>\n";
   o += charts.empty() ? "<p class=\"note\">No evaluations in metrics.jsonl (the pipelines have no [eval]).</p>\n"
                       : charts_section(charts);
@@ -775,11 +1005,11 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
   const std::vector<std::pair<std::string, std::string>> mining = {
       {"mining.neg_sim_mean", "Similarity of the negatives used, mean"},
       {"mining.neg_sim_p90", "Similarity of the negatives used, 90th percentile"},
-      {"mining.false_negative_rate", "False-negative rate (negatives with the anchor's label)"},
       {"mining.pos_sim_mean", "Similarity of the positives, mean"}};
   for (const auto& [k, t] : mining) {
     drawn.insert(k);
-    if (auto s = series_for(groups, k, false); !s.empty()) charts.push_back(line_chart(t + " (" + k + ")", k, s));
+    if (auto s = series_for(groups, k, false, options.smooth); !s.empty())
+      charts.push_back(line_chart(t + " (" + k + ")" + smoothing, k, s));
   }
   o += "<h2 id=\"mining\">Mining diagnostics</h2>\n";
   o += charts.empty() ? "<p class=\"note\">No mining.* figures in metrics.jsonl.</p>\n" : charts_section(charts);
@@ -827,7 +1057,7 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
     if (has_train) o += "<th>train idle (s)</th>";
     o += "<th>wall (s)</th><th>images/s</th></tr>\n";
     for (std::size_t g = 0; g < groups.size(); ++g) {
-      o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].label()) + "</td>";
+      o += "<tr><td><i class=\"sw\" style=\"background:" + color_of(g) + "\"></i>" + esc(groups[g].name) + "</td>";
       for (const auto& s : stage_names) o += "<td class=\"num\">" + esc(format_stat(stage_stat(groups[g], s, false), 2)) + "</td>";
       if (has_train) o += "<td class=\"num\">" + esc(format_stat(stage_stat(groups[g], "train", true), 2)) + "</td>";
       o += "<td class=\"num\">" + esc(format_stat(run_stat(groups[g], &RunData::wall_s), 1)) + "</td><td class=\"num\">" +
@@ -842,7 +1072,7 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
   for (std::size_t g = 0; g < groups.size(); ++g)
     for (const auto& r : groups[g].runs) {
       o += "<tr><td class=\"path\">" + esc(r.dir.string()) + "</td><td><i class=\"sw\" style=\"background:" +
-           color_of(g) + "\"></i>" + esc(groups[g].label()) + "</td><td class=\"num\">" +
+           color_of(g) + "\"></i>" + esc(groups[g].name) + "</td><td class=\"num\">" +
            (r.seed >= 0 ? std::to_string(r.seed) : std::string("?")) + "</td>";
       if (r.finished)
         o += "<td class=\"num\">" + std::to_string(r.steps) + "</td><td class=\"num\">" +
@@ -863,7 +1093,7 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
       for (const auto& [k, c] : r.step_curves)
         if (!drawn.count(k) && std::find(others.begin(), others.end(), k) == others.end()) others.push_back(k);
   for (const auto& k : others)
-    if (auto s = series_for(groups, k, false); !s.empty()) charts.push_back(line_chart(k, k, s));
+    if (auto s = series_for(groups, k, false, options.smooth); !s.empty()) charts.push_back(line_chart(k, k, s));
   if (!charts.empty())
     o += "<details id=\"more\"><summary>Other per-step figures (" + std::to_string(charts.size()) + ")</summary>\n" +
          charts_section(charts) + "</details>\n";
@@ -880,6 +1110,7 @@ namespace {
 struct ReportArgs {
   std::vector<std::string> dirs;
   std::string out = "report.html", markdown, title;
+  ReportOptions options;
 };
 
 bool write_text(const std::string& path, const std::string& text) {
@@ -916,7 +1147,7 @@ int report_command(const ReportArgs& args) {
     std::string md = markdown_table(groups);
     std::fputs(md.c_str(), stdout);
     if (!markdown.empty() && !write_text(markdown, md)) return 1;
-    if (!write_text(out, html_report(groups, title))) return 1;
+    if (!write_text(out, html_report(groups, title, args.options))) return 1;
     std::size_t n = 0;
     for (const auto& g : groups) n += g.runs.size();
     std::fprintf(stderr, "report of %zu run%s in %zu group%s written to %s%s%s\n", n, n == 1 ? "" : "s", groups.size(),
@@ -937,6 +1168,11 @@ Command add_report_command(CLI::App& contra) {
   report->add_option("--out", args->out, "the HTML page (default report.html)")->type_name("FILE");
   report->add_option("--markdown", args->markdown, "also write the table of final figures here")->type_name("FILE");
   report->add_option("--title", args->title, "the page's title (default: the pipelines' names)")->type_name("TEXT");
+  report->add_option("--smooth", args->options.smooth,
+                     "draw per-step curves (loss, mining) as a moving average over N points (default 1: as recorded)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 100000));
+  report->add_flag("--log-loss", args->options.log_loss, "draw the training loss on a logarithmic axis");
   report->footer(
       "Read run folders (pipeline.toml, run.json, metrics.jsonl, summary.json) and\n"
       "write one self-contained HTML page (inline SVG and CSS; no script, no network):\n"

@@ -32,6 +32,9 @@ struct RunData {
   std::int64_t seed = -1;              ///< run.json "seed"
   std::string git_revision;
   std::string plugins;                 ///< "encoder mlp, miner all_pairs, ..." from pipeline.toml
+  /// pipeline.toml flattened: "loss.temperature" = "0.5", "augment.chain[0].size"
+  /// = "28", values as TOML writes them; empty when it cannot be read.
+  std::vector<std::pair<std::string, std::string>> resolved;
   bool finished = false;               ///< summary.json exists and names no error
   std::string error;                   ///< summary.json's "error": why the run failed
   std::int64_t steps = 0;
@@ -62,9 +65,31 @@ struct RunGroup {
   std::string pipeline;
   std::vector<std::string> settings;  ///< the overrides that define the group, in the first run's order
   std::vector<RunData> runs;          ///< in the order given
-  std::string label() const;          ///< "<pipeline> key=value ..."
+  std::string label() const;          ///< "<pipeline> key=value ...", every override
+  /// What legends and tables call it: the settings that differ between the
+  /// groups (differing_settings()), "key=value, ...", values that are paths
+  /// cut to their file name; "G<n>" when that is longer than 48 characters;
+  /// the pipeline's name when nothing differs. Set by group_runs().
+  std::string name;
 };
+/// Groups the runs, then names the groups (RunGroup::name).
 std::vector<RunGroup> group_runs(std::vector<RunData> runs);
+
+/// The resolved settings whose values differ between the groups (each
+/// group's first run; absent counts as a value), leaving out what does not
+/// change what is trained (pipeline.seed and name, runtime.*, record.*,
+/// plugins.*, train.log_every): in pipeline.toml order, with each group's
+/// value ("—" where absent).
+struct DifferingSetting {
+  std::string key;
+  std::vector<std::string> values;  ///< per group
+};
+std::vector<DifferingSetting> differing_settings(const std::vector<RunGroup>& groups);
+
+/// An evaluation figure that describes how it was computed rather than how
+/// good the encoder is (linear_probe.iterations and .loss, zero_shot.classes):
+/// tabled apart, not charted with the results.
+bool is_bookkeeping_figure(const std::string& name);
 
 /// Mean and sample standard deviation (n - 1) of the finite values.
 struct Stat {
@@ -90,8 +115,18 @@ struct Band {
 };
 Band average_curves(const std::vector<const Curve*>& curves, std::size_t max_points = 500);
 
+/// How the page draws per-step curves.
+struct ReportOptions {
+  /// Curves of per-step figures (loss, mining diagnostics) smoothed by a
+  /// centred moving average over this many points; 1 = as recorded.
+  int smooth = 1;
+  /// The training loss on a logarithmic axis.
+  bool log_loss = false;
+};
+
 /// The whole HTML page.
-std::string html_report(const std::vector<RunGroup>& groups, const std::string& title);
+std::string html_report(const std::vector<RunGroup>& groups, const std::string& title,
+                        const ReportOptions& options = {});
 
 /// `contra report RUN_DIR... [--out report.html] [--markdown report.md] [--title TEXT]`.
 Command add_report_command(CLI::App& contra);
