@@ -19,6 +19,14 @@ inline contra::PairsForms all_or_listed_negatives() {
   return f;
 }
 
+/// info_nce's CPU build: as all_or_listed_negatives(), and synthetic
+/// negatives (Pairs::synthetic_negative: MoCHi's mixtures) among the listed.
+inline contra::PairsForms all_or_listed_negatives_and_synthetic() {
+  contra::PairsForms f = all_or_listed_negatives();
+  f.synthetic_negative = contra::PairsForms::primary;
+  return f;
+}
+
 /// contrastive_margin: Pairs::all, or listed positive and negative pairs.
 inline contra::PairsForms all_or_listed_pairs() {
   contra::PairsForms f;

@@ -138,6 +138,17 @@ struct PythonObject::Impl {
     fields["label"] = indices(z.label);
     fields["ids"] = indices(z.ids);
     fields["views"] = z.views;
+    // The step (SDK StepContext): a stochastic loss or miner seeds its own
+    // generator from random_seed (numpy.random.default_rng(batch.random_seed)):
+    // the same numbers at every rerun and resume of this step.
+    if (z.context) {
+      fields["step"] = z.context->step;
+      fields["epoch"] = z.context->epoch;
+      fields["seed"] = z.context->seed;
+      fields["random_seed"] = z.context->random(0x505954484f4eull).next_u64();  // "PYTHON"
+    } else {
+      for (const char* key : {"step", "epoch", "seed", "random_seed"}) fields[key] = py::none();
+    }
     fields["keys"] = tensor(z.keys, false);
     if (z.memory) {
       py::dict m;

@@ -61,7 +61,8 @@ std::vector<std::pair<std::string, Encoder*>> named_encoders(const TrainerParts&
   return out;
 }
 
-Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx) : p_(std::move(parts)) {
+Trainer::Trainer(TrainerParts parts, const EncoderContext& ctx, MemoryContext memory_ctx)
+    : p_(std::move(parts)), seed_(ctx.seed) {
   auto collect_from = [&](const std::string& label, auto&& parameters) {
     auto ps = plugin_call(label, "parameters()", parameters);
     for (Parameter* q : ps) {
@@ -299,16 +300,18 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   memory_host_ = MemoryView{};
   set_rows(batch);
   const bool labelled = !row_label_.empty();
+  step_context_ = StepContext{global_step, batch.epoch, seed_};
 
   const Tensor z = embed_all(*p_.encoder, p_.head.get(), joined_z_, global_step);
   Tensor keys;
   if (p_.momentum_encoder) keys = embed_all(*p_.momentum_encoder, p_.momentum_head.get(), joined_keys_, global_step);
   const MemoryView* memory = p_.memory ? &p_.memory->view() : nullptr;
   const Embeddings local{z,    &row_sample_, labelled ? &row_label_ : nullptr, batch.views, &row_id_, keys, memory,
-                         view_tower_.empty() ? nullptr : &view_tower_};
+                         view_tower_.empty() ? nullptr : &view_tower_, &step_context_};
   // Data-parallel ranks gather the global batch here; a single process sees
   // its own. The loss sees it too, unless the ranks contrast their own rows.
   emb_ = collectives_ ? collectives_->gather(local) : local;
+  emb_.context = &step_context_;
   const bool global_loss = !collectives_ || collectives_->global_negatives();
 
   // Host copies: of the embeddings, for a host miner, the diagnostics, a
@@ -334,11 +337,12 @@ StepOutcome Trainer::step(const Batch& batch, std::int64_t global_step, double l
   check_finite(z_host_, z_label, "the output of forward()", global_step);
   if (emb_.keys.defined()) check_finite(keys_host_, z_label, "the output of forward()", global_step);
   emb_host_ = Embeddings{z_host_,      emb_.sample, emb_.label, emb_.views, emb_.ids,
-                         emb_.keys.defined() ? keys_host_ : Tensor(), memory_host, emb_.view_tower};
+                         emb_.keys.defined() ? keys_host_ : Tensor(), memory_host, emb_.view_tower, &step_context_};
 
   if (local_on_device)
     local_host_ = Embeddings{local_z_host_, local.sample, local.label, local.views, local.ids,
-                             local.keys.defined() ? local_keys_host_ : Tensor(), memory_host, local.view_tower};
+                             local.keys.defined() ? local_keys_host_ : Tensor(), memory_host, local.view_tower,
+                             &step_context_};
   else if (!global_loss)
     local_host_ = local;
 

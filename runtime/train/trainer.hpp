@@ -153,6 +153,9 @@ class Trainer {
   std::vector<Tensor> input_views_;  // non-owning views of the batch's device images
   Embeddings emb_host_;
   Pairs pairs_;
+  // The step the miner and the loss see (Embeddings::context).
+  std::uint64_t seed_ = 0;
+  StepContext step_context_;
   LossResult result_;
 };
 

@@ -31,7 +31,7 @@ struct ListUse {
 
 // "it takes Pairs::all (the all_pairs miner), or Pairs::negative and/or
 // Pairs::memory_negative with optional Pairs::positive".
-std::string what_it_takes(const PairsForms& forms, const ListUse (&lists)[4]) {
+std::string what_it_takes(const PairsForms& forms, const ListUse (&lists)[5]) {
   std::string primary, optional;
   for (const ListUse& l : lists) {
     if (l.use == PairsForms::refused) continue;
@@ -67,11 +67,12 @@ std::int64_t check_embeddings(std::string_view who, const Embeddings& emb, Devic
 }
 
 PairsSelection check_pairs_form(std::string_view who, const Pairs& pairs, const PairsForms& forms) {
-  const ListUse lists[4] = {
+  const ListUse lists[5] = {
       {"Pairs::positive", "", forms.positive, !pairs.positive.empty()},
       {"Pairs::negative", "", forms.negative, !pairs.negative.empty()},
       {"Pairs::memory_negative", "", forms.memory_negative, !pairs.memory_negative.empty()},
       {"Pairs::triplets", " (a triplet miner)", forms.triplets, !pairs.triplets.empty()},
+      {"Pairs::synthetic_negative", "", forms.synthetic_negative, !pairs.synthetic_negative.empty()},
   };
   bool any_list = false, any_primary = false;
   for (const ListUse& l : lists) {
@@ -98,6 +99,7 @@ std::string pairs_mismatch(const PairsForms& forms, const MinedLists& lists) {
   if (lists.negative) pairs.negative.emplace_back(0, 1);
   if (lists.memory_negative) pairs.memory_negative.emplace_back(0, 0);
   if (lists.triplets) pairs.triplets.push_back({0, 1, 2});
+  if (lists.synthetic_negative) pairs.synthetic_negative.emplace_back(0, 0);
   const std::string who = "-";
   try {
     check_pairs_form(who, pairs, forms);
@@ -114,6 +116,7 @@ std::string mined_lists_text(const MinedLists& lists) {
   if (lists.negative) names.push_back("Pairs::negative");
   if (lists.memory_negative) names.push_back("Pairs::memory_negative");
   if (lists.triplets) names.push_back("Pairs::triplets");
+  if (lists.synthetic_negative) names.push_back("Pairs::synthetic_negative");
   std::string out;
   for (std::size_t i = 0; i < names.size(); ++i)
     out += std::string(i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
@@ -152,6 +155,24 @@ void check_pair_indices(std::string_view who, const Pairs& pairs, const Embeddin
     if (!in_rows(t.anchor) || !in_rows(t.positive) || !in_rows(t.negative))
       fail(who, "triplet (" + str(t.anchor) + ", " + str(t.positive) + ", " + str(t.negative) + ") is outside the " +
                     str(rows) + " rows");
+  if (!pairs.synthetic_negative.empty() || pairs.synthetic.defined()) {
+    const Tensor& s = pairs.synthetic;
+    if (!s.defined() || s.numel() == 0)
+      fail(who, "Pairs::synthetic_negative lists synthetic rows, but Pairs::synthetic is empty");
+    const std::int64_t width = emb.z.dim(1);
+    if (s.rank() != 2 || s.dtype() != DType::f32 || s.dim(1) != width || s.device() != emb.z.device())
+      fail(who, "Pairs::synthetic must be f32 [S, " + str(width) + "] (the embeddings' width) on " +
+                    device_name(emb.z.device()) + ", got " + dtype_name(s.dtype()) + " " + s.shape().str() + " on " +
+                    device_name(s.device()));
+    const std::int64_t count = s.dim(0);
+    for (const auto& [a, k] : pairs.synthetic_negative)
+      if (!in_rows(a) || k < 0 || k >= count)
+        fail(who, "synthetic negative (row " + str(a) + ", synthetic " + str(k) + ") is outside the " + str(rows) +
+                      " rows or the " + str(count) + " synthetic rows");
+    if (!pairs.synthetic_origin.empty() && static_cast<std::int64_t>(pairs.synthetic_origin.size()) != count)
+      fail(who, "Pairs::synthetic_origin has " + str(static_cast<std::int64_t>(pairs.synthetic_origin.size())) +
+                    " entries for " + str(count) + " synthetic rows");
+  }
 }
 
 }  // namespace contra

@@ -11,7 +11,7 @@ mkdir -p "$work/src"
 cat > "$work/src/CMakeLists.txt" <<'CMAKE'
 cmake_minimum_required(VERSION 3.20)
 project(squared_distance LANGUAGES CXX)
-find_package(contra 0.4 REQUIRED)
+find_package(contra 0.5 REQUIRED)
 contra_add_plugin(squared_distance SOURCES squared_distance.cpp ARCH native OPENMP)
 CMAKE
 cat > "$work/src/squared_distance.cpp" <<'CPP'

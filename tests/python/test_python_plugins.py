@@ -6,6 +6,7 @@ the contra CLI runs them too (it starts the interpreter itself)."""
 
 import os
 import subprocess
+import sys
 import textwrap
 import unittest
 
@@ -33,6 +34,23 @@ class NTXent:
         positive = (batch.sample[:, None] == batch.sample[None, :]) & ~eye
         log_p = s - torch.logsumexp(s, dim=1, keepdim=True)
         return -log_p[positive].view(n, -1).mean(dim=1).mean()
+'''
+
+STEP_LOSS = '''
+import torch
+
+
+class Records:
+    """NT-Xent, which also records the step context it was given."""
+
+    seen = []
+
+    def __call__(self, batch):
+        Records.seen.append((batch.step, batch.epoch, batch.seed, batch.random_seed))
+        z = torch.nn.functional.normalize(batch.z, dim=1)
+        s = (z @ z.T / 0.5).masked_fill(torch.eye(len(z), dtype=torch.bool), float("-inf"))
+        positive = (batch.sample[:, None] == batch.sample[None, :]) & ~torch.eye(len(z), dtype=torch.bool)
+        return -(s - torch.logsumexp(s, dim=1, keepdim=True))[positive].mean()
 '''
 
 NUMPY_LOSS = '''
@@ -116,6 +134,7 @@ class PythonLossTest(unittest.TestCase):
         write(self.ws, "numpy_losses.py", NUMPY_LOSS)
         write(self.ws, "miners.py", MINER)
         write(self.ws, "broken_losses.py", BROKEN)
+        write(self.ws, "step_losses.py", STEP_LOSS)
 
     def tearDown(self):
         self.ws.cleanup()
@@ -145,6 +164,19 @@ class PythonLossTest(unittest.TestCase):
         summary = contra.run(numpy_loss, record=False, on_step=seen.append)
         numpy.testing.assert_allclose(summary["losses"], self.losses(self.ws.pipeline), rtol=2e-5)
         self.assertIn("positive_similarity", seen[0]["metrics"])
+
+    def test_the_batch_carries_the_step_context(self):
+        sys.path.insert(0, self.ws.dir)
+        import step_losses
+        step_losses.Records.seen.clear()
+        contra.run(self.python_loss("step.toml", "step_losses", "Records", "tensors = \"torch\""), record=False)
+        seen = step_losses.Records.seen
+        self.assertEqual([s[0] for s in seen], [0, 1, 2, 3])   # steps from 0, as StepContext counts them
+        self.assertEqual({s[2] for s in seen}, {3})             # the pipeline's seed
+        self.assertEqual(len({s[3] for s in seen}), 4)          # a seed of its own per step
+        step_losses.Records.seen.clear()
+        contra.run(self.python_loss("step.toml", "step_losses", "Records", "tensors = \"torch\""), record=False)
+        self.assertEqual(step_losses.Records.seen, seen)        # and the same ones again
 
     def test_a_python_batch_hard_miner_picks_what_batch_hard_picks(self):
         triplet = "[loss]\nplugin = \"triplet\"\nmargin = 0.2\n"

@@ -135,8 +135,8 @@ TEST_CASE("config: an unknown plugin's message names the libraries that could no
     CHECK_THAT(e.what(), Catch::Contains("info_nce"));
     CHECK_THAT(e.what(), Catch::EndsWith("\n  note: " + other_abi +
                                          "/libother_abi.so was built for contra SDK ABI 999 (SDK 9.9.0), but this "
-                                         "runtime provides SDK ABI 4 (SDK 0.4.0); rebuild the plugin against SDK "
-                                         "0.4.0"));
+                                         "runtime provides SDK ABI 5 (SDK 0.5.0); rebuild the plugin against SDK "
+                                         "0.5.0"));
   }
 }
 

@@ -52,7 +52,7 @@ TEST_CASE("conformance: check_library reports broken libraries", "[runtime][conf
   CHECK_THAT(unresolved.message, Catch::Contains("undefined symbol: contra_fixture_symbol_nobody_defines"));
   ct::CheckResult abi = ct::check_library(fixture("other_abi"));
   CHECK_FALSE(abi.ok);
-  CHECK_THAT(abi.message, Catch::EndsWith("was built for SDK ABI 999, this SDK is ABI 4"));
+  CHECK_THAT(abi.message, Catch::EndsWith("was built for SDK ABI 999, this SDK is ABI 5"));
   ct::CheckResult no_entry = ct::check_library(fixture("no_entry"));
   CHECK_THAT(no_entry.message, Catch::Contains("does not export 'contra_plugin_manifest'"));
   ct::CheckResult throwing = ct::check_library(fixture("throwing_factory"));

@@ -60,7 +60,7 @@ TEST_CASE("loader: a library built for another SDK ABI is refused with both vers
   std::string path = fixture("other_abi");
   CHECK(error_of(reg, path) == path +
                                    " was built for contra SDK ABI 999 (SDK 9.9.0), but this runtime provides "
-                                   "SDK ABI 4 (SDK 0.4.0); rebuild the plugin against SDK 0.4.0");
+                                   "SDK ABI 5 (SDK 0.5.0); rebuild the plugin against SDK 0.5.0");
 }
 
 TEST_CASE("loader: a library compiled for CPU extensions this CPU lacks is refused, naming them",

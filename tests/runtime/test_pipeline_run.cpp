@@ -260,4 +260,12 @@ TEST_CASE("pipeline: check_pipeline (validate) says what a run would say before 
                                   "or Pairs::triplets (a triplet miner); miner 'multi_similarity' ([miner] at "));
     CHECK_THAT(m, Catch::EndsWith(") fills Pairs::positive and Pairs::negative"));
   }
+  // Synthetic negatives (mochi) need a loss that takes them: info_nce's CPU build.
+  CHECK_NOTHROW(check(base + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\nbatch_size = 4\n"
+                             "[miner]\nplugin = \"mochi\"\n"));
+  CHECK_THROWS_WITH(check(replace_loss(base, "hcl") + "[encoder]\nplugin = \"mlp\"\n[sampler]\nplugin = \"random\"\n"
+                                                     "batch_size = 4\n[miner]\nplugin = \"mochi\"\n"),
+                    Catch::Contains("Pairs::synthetic_negative is not supported; it takes Pairs::all (the all_pairs "
+                                    "miner), or Pairs::negative and/or Pairs::memory_negative with optional "
+                                    "Pairs::positive; miner 'mochi' ([miner] at "));
 }

@@ -296,3 +296,29 @@ TEST_CASE("testing: random_embeddings lays rows out as the runtime does", "[sdk]
   for (int d = 0; d < 4; ++d) norm += b.z.data<float>()[d] * b.z.data<float>()[d];
   CHECK(norm == Approx(1.0).epsilon(1e-5));
 }
+
+namespace {
+// Plugins that throw what is no std::exception (an int, a string literal).
+struct ThrowsInt final : Miner {
+  void mine(const Embeddings&, Pairs&) override { throw 42; }
+};
+struct ThrowsText final : Loss {
+  void compute(const Embeddings&, const Pairs&, LossResult&) override { throw "a C string"; }
+};
+}  // namespace
+
+TEST_CASE("testing: a plugin that throws what is no std::exception fails the check, not the test process",
+          "[sdk][testing]") {
+  auto z = ct::random_embeddings(3, 2, 4, 1);
+  ThrowsInt miner;
+  ct::CheckResult mined = ct::check_miner(miner, z.embeddings());
+  CHECK_FALSE(mined.ok);
+  CHECK(mined.message == "mine() threw: it threw something that is not a std::exception");
+  Pairs all;
+  all.all = true;
+  ThrowsText loss;
+  ct::CheckResult computed = ct::check_loss(loss, z.embeddings(), all);
+  CHECK_FALSE(computed.ok);
+  CHECK(computed.message == "compute() threw: it threw something that is not a std::exception");
+}
+

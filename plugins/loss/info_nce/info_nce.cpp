@@ -236,7 +236,7 @@ InfoNce::InfoNce(const contra::Params& p)
 void InfoNce::compute(const contra::Embeddings& emb, const contra::Pairs& pairs,
                       contra::LossResult& out) {
   // Which form of Pairs: every pair of the grouping, or explicit negatives.
-  contra::check_pairs_form("info_nce", pairs, pairs_forms::all_or_listed_negatives());
+  contra::check_pairs_form("info_nce", pairs, pairs_forms::all_or_listed_negatives_and_synthetic());
   const contra::Tensor& z = emb.z;
   const std::int64_t M = contra::check_embeddings("info_nce", emb), D = z.dim(1);
   M_ = M;
@@ -609,8 +609,10 @@ void InfoNce::symmetric(Sums& sums) {
   extra_dzhat_ = threads - 1;  // added to dL/dẑ by compute(), in its last pass over the rows
 }
 
-// Explicit negatives: exactly the listed batch rows (Pairs::negative) and
-// memory keys (Pairs::memory_negative) of each anchor, as often as listed.
+// Explicit negatives: exactly the listed batch rows (Pairs::negative),
+// memory keys (Pairs::memory_negative) and synthetic rows
+// (Pairs::synthetic_negative, constants like memory keys) of each anchor, as
+// often as listed.
 void InfoNce::sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, Sums& sums) {
   const std::int64_t M = M_, D = D_;
   const float* zh = zhat_.data<float>();
@@ -620,14 +622,19 @@ void InfoNce::sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, 
   neg_start_.assign(static_cast<std::size_t>(M + 1), 0);
   for (const auto& [a, n] : pairs.negative) ++neg_start_[a + 1];
   for (const auto& [a, k] : pairs.memory_negative) ++neg_start_[a + 1];
+  for (const auto& [a, s] : pairs.synthetic_negative) ++neg_start_[a + 1];
   for (std::int64_t i = 0; i < M; ++i) neg_start_[i + 1] += neg_start_[i];
   scratch_.assign(neg_start_.begin(), neg_start_.end() - 1);
   neg_col_.resize(static_cast<std::size_t>(neg_start_[M]));
   neg_g_.resize(neg_col_.size());
   for (const auto& [a, n] : pairs.negative) neg_col_[scratch_[a]++] = n;
   for (const auto& [a, k] : pairs.memory_negative) neg_col_[scratch_[a]++] = M + k;
-  // Memory keys are columns M.. of the candidates.
-  auto column = [&](std::int64_t c) { return c < M ? cand + c * D : mem_ + (c - M) * D; };
+  for (const auto& [a, s] : pairs.synthetic_negative) neg_col_[scratch_[a]++] = -1 - static_cast<std::int64_t>(s);
+  // Memory keys are columns M.. of the candidates, synthetic rows columns -1, -2, ...
+  const float* synthetic = pairs.synthetic_negative.empty() ? nullptr : pairs.synthetic.data<float>();
+  auto column = [&](std::int64_t c) {
+    return c < 0 ? synthetic + (-1 - c) * D : c < M ? cand + c * D : mem_ + (c - M) * D;
+  };
 
   start_rows();
 #pragma omp parallel for schedule(dynamic, 16)
@@ -659,7 +666,8 @@ void InfoNce::sparse(const contra::Embeddings& emb, const contra::Pairs& pairs, 
   if (!keys_)
     for (std::int64_t i = 0; i < M; ++i)
       for (std::int64_t k = neg_start_[i]; k < neg_start_[i + 1]; ++k)
-        if (neg_col_[k] < M && neg_g_[k] != 0.0f) axpy(alpha_ * neg_g_[k], zh + i * D, dzh + neg_col_[k] * D, D);
+        if (neg_col_[k] >= 0 && neg_col_[k] < M && neg_g_[k] != 0.0f)
+          axpy(alpha_ * neg_g_[k], zh + i * D, dzh + neg_col_[k] * D, D);
   sum_rows(sums);
 }
 

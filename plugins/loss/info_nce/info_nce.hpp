@@ -47,7 +47,9 @@ class InfoNce final : public contra::Loss {
   /// loss). Runs row blocks or tiles on the calling thread's OpenMP team.
   /// Its large buffers (similarities, M × D) are allocated when a size grows
   /// and reused; per call it allocates only O(M) index lists.
-  contra::PairsForms pairs_forms() const override { return contra::plugins::pairs_forms::all_or_listed_negatives(); }
+  contra::PairsForms pairs_forms() const override {
+    return contra::plugins::pairs_forms::all_or_listed_negatives_and_synthetic();
+  }
   void compute(const contra::Embeddings& z, const contra::Pairs& pairs,
                contra::LossResult& out) override;
 

@@ -300,11 +300,13 @@ TEST_CASE("info_nce: refuses triplets, ambiguous and empty selections with a usa
   CHECK_THROWS_AS(loss.compute({z, &sample, nullptr, 2}, explicit_pairs, out), contra::UsageError);
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, explicit_pairs, out),
                     "info_nce: Pairs::triplets is not supported; it takes Pairs::all (the all_pairs miner), or "
-                    "Pairs::negative and/or Pairs::memory_negative with optional Pairs::positive");
+                    "Pairs::negative and/or Pairs::memory_negative and/or Pairs::synthetic_negative with optional "
+                    "Pairs::positive");
   explicit_pairs.triplets.clear();  // positives only: nothing to contrast them with
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, explicit_pairs, out),
                     "info_nce: nothing selected to compute on; it takes Pairs::all (the all_pairs miner), or "
-                    "Pairs::negative and/or Pairs::memory_negative with optional Pairs::positive");
+                    "Pairs::negative and/or Pairs::memory_negative and/or Pairs::synthetic_negative with optional "
+                    "Pairs::positive");
   contra::Pairs both = all_pairs();
   both.negative.push_back({0, 1});
   CHECK_THROWS_WITH(loss.compute({z, &sample, nullptr, 2}, both, out),

@@ -43,6 +43,7 @@ struct PairsForms {
   Use negative = refused;
   Use memory_negative = refused;
   Use triplets = refused;
+  Use synthetic_negative = refused;  ///< since SDK ABI 5
   /// An empty Pairs (a miner that found nothing in a batch) is no error:
   /// check_pairs_form() returns PairsSelection::none.
   bool may_be_empty = false;
@@ -71,6 +72,10 @@ PairsSelection check_pairs_form(std::string_view who, const Pairs& pairs, const 
 ///   "<who>: memory negative (row 0, key 2) is outside the 4 rows or the 2 keys"
 ///   "<who>: memory negative (row 1, key 1) is an empty slot of the memory"
 ///   "<who>: triplet (0, 2, 7) is outside the 4 rows"
+///   "<who>: Pairs::synthetic_negative lists synthetic rows, but Pairs::synthetic is empty"
+///   "<who>: Pairs::synthetic must be f32 [S, 8] (the embeddings' width) on cpu, got f32 [3, 4] on cpu"
+///   "<who>: synthetic negative (row 0, synthetic 5) is outside the 4 rows or the 3 synthetic rows"
+///   "<who>: Pairs::synthetic_origin has 2 entries for 3 synthetic rows"
 void check_pair_indices(std::string_view who, const Pairs& pairs, const Embeddings& emb);
 
 /// Empty when a loss taking `forms` can compute on what a miner filling

@@ -30,6 +30,7 @@
 ///
 /// Checks run on the calling thread. Nothing here is used by the runtime.
 
+#include <contra/guard.hpp>
 #include <contra/plugin.hpp>
 #include <contra/rng.hpp>
 
@@ -116,8 +117,17 @@ struct EmbeddingBatch {
   Tensor z;                          ///< [V·N, D] f32
   std::vector<std::int64_t> sample;  ///< per row: i
   std::vector<std::int64_t> label;   ///< per row: class label; empty when unlabelled
-  std::vector<std::int64_t> ids;     ///< per row: sample id in the source
+  std::vector<std::int64_t> ids;     ///< per row: sample id in the source (1000 + i)
   std::int64_t views = 0;
+  Tensor keys;                       ///< momentum keys [V·N, D] (with_momentum_keys()); undefined by default
+  /// The step the embeddings belong to (Embeddings::context): step 0 of
+  /// epoch 0, seed 1 unless a test sets another.
+  StepContext context{0, 0, 1};
+  /// The memory (with_memory()): keys, ids, labels; absent by default.
+  Tensor memory_keys;
+  std::vector<std::int64_t> memory_ids, memory_labels;
+  MemoryView memory;
+  bool has_memory = false;
 
   /// The view a miner or loss receives. Points into this object: keep it
   /// alive (and unmoved) while the view is used.
@@ -128,7 +138,52 @@ struct EmbeddingBatch {
     e.label = label.empty() ? nullptr : &label;
     e.views = views;
     e.ids = &ids;
+    e.keys = keys;
+    e.memory = has_memory ? &memory : nullptr;
+    e.context = &context;
     return e;
+  }
+
+  /// Momentum keys for every row: the row plus N(0, noise²) entries drawn
+  /// from `seed` (a momentum encoder that lags a little).
+  EmbeddingBatch& with_momentum_keys(std::uint64_t seed, double noise = 0.1) {
+    keys = Tensor::empty(z.shape(), DType::f32);
+    const float* src = z.data<float>();
+    float* dst = keys.data<float>();
+    Rng rng(seed, 1, 0, 0, 0);
+    for (std::int64_t i = 0; i < z.numel(); ++i) dst[i] = src[i] + static_cast<float>(noise * rng.normal());
+    return *this;
+  }
+
+  /// A memory of `size` keys of the batch's width (L2-normalised, normal
+  /// entries from `seed`) with ids 2000 + k, except that the keys listed in
+  /// `same_ids` take the id of that row (a key of the anchor's own sample)
+  /// and those in `empty` the id -1 (a slot not yet filled); labels k %
+  /// `classes` when `classes` > 0.
+  EmbeddingBatch& with_memory(std::int64_t size, std::uint64_t seed,
+                              const std::vector<std::pair<std::int64_t, std::int64_t>>& same_ids = {},
+                              const std::vector<std::int64_t>& empty = {}, std::int64_t classes = 0) {
+    const std::int64_t d = z.dim(1);
+    memory_keys = Tensor::empty({size, d}, DType::f32);
+    float* k = memory_keys.data<float>();
+    memory_ids.assign(static_cast<std::size_t>(size), 0);
+    memory_labels.clear();
+    for (std::int64_t r = 0; r < size; ++r) {
+      Rng rng(seed, 2, static_cast<std::uint64_t>(r), 0, 0);
+      double norm = 0;
+      for (std::int64_t c = 0; c < d; ++c) {
+        k[r * d + c] = static_cast<float>(rng.normal());
+        norm += static_cast<double>(k[r * d + c]) * k[r * d + c];
+      }
+      for (std::int64_t c = 0; c < d; ++c) k[r * d + c] = static_cast<float>(k[r * d + c] / std::sqrt(norm));
+      memory_ids[static_cast<std::size_t>(r)] = 2000 + r;
+      if (classes > 0) memory_labels.push_back(r % classes);
+    }
+    for (const auto& [key, row] : same_ids) memory_ids[static_cast<std::size_t>(key)] = ids[static_cast<std::size_t>(row)];
+    for (std::int64_t key : empty) memory_ids[static_cast<std::size_t>(key)] = -1;
+    memory = MemoryView{memory_keys, &memory_ids, classes > 0 ? &memory_labels : nullptr};
+    has_memory = true;
+    return *this;
   }
 };
 
@@ -263,8 +318,8 @@ inline CheckResult check_schema(const Schema& schema, const ParamValues& values 
   CheckResult r;
   try {
     schema.check_well_formed();
-  } catch (const std::exception& e) {
-    r.fail(std::string("schema is malformed: ") + e.what());
+  } catch (...) {
+    r.fail(std::string("schema is malformed: ") + current_exception_message());
     return r;
   }
   const std::string& n = schema.name();
@@ -295,8 +350,8 @@ template <class P> CheckResult check_schema(const ParamValues& values = {}) {
   Schema s;
   try {
     s = P::schema();
-  } catch (const std::exception& e) {
-    r.fail(std::string("schema() threw: ") + e.what());
+  } catch (...) {
+    r.fail(std::string("schema() threw: ") + current_exception_message());
     return r;
   }
   r = check_schema(s, values);
@@ -308,8 +363,8 @@ template <class P> CheckResult check_schema(const ParamValues& values = {}) {
     Params params = s.bind(raw, s.name(), {}, d);
     P plugin(params);
     (void)plugin;
-  } catch (const std::exception& e) {
-    r.fail("constructor rejects the schema's defaults: " + std::string(e.what()));
+  } catch (...) {
+    r.fail("constructor rejects the schema's defaults: " + std::string(current_exception_message()));
   }
   return r;
 }
@@ -362,8 +417,8 @@ inline CheckResult check_library(const std::string& path, const ParamValues& val
     Schema s;
     try {
       s = e.schema();
-    } catch (const std::exception& ex) {
-      r.fail(what + ": schema() threw: " + ex.what());
+    } catch (...) {
+      r.fail(what + ": schema() threw: " + current_exception_message());
       continue;
     }
     ParamValues mine;
@@ -377,8 +432,8 @@ inline CheckResult check_library(const std::string& path, const ParamValues& val
     if (missing) {
       try {
         s.check_well_formed();
-      } catch (const std::exception& ex) {
-        r.fail(label + ": schema is malformed: " + ex.what());
+      } catch (...) {
+        r.fail(label + ": schema is malformed: " + current_exception_message());
       }
       r.note(label + ": not created (required parameters without values)");
       continue;
@@ -394,8 +449,8 @@ inline CheckResult check_library(const std::string& path, const ParamValues& val
       Plugin* p = e.create(params);
       if (!p) r.fail(label + ": create() returned null");
       else e.destroy(p);
-    } catch (const std::exception& ex) {
-      r.fail(label + ": create() with the defaults threw: " + ex.what());
+    } catch (...) {
+      r.fail(label + ": create() with the defaults threw: " + current_exception_message());
     }
   }
   return r;
@@ -416,8 +471,8 @@ inline CheckResult check_augmentation(const Augmentation& a, const Tensor& in, s
   ImageFormat fout;
   try {
     fout = a.output_format(fin);
-  } catch (const std::exception& e) {
-    r.fail(std::string("output_format() refused the input: ") + e.what());
+  } catch (...) {
+    r.fail(std::string("output_format() refused the input: ") + current_exception_message());
     return r;
   }
   const Tensor before = in.clone();
@@ -430,8 +485,8 @@ inline CheckResult check_augmentation(const Augmentation& a, const Tensor& in, s
   Tensor out;
   try {
     out = run(0);
-  } catch (const std::exception& e) {
-    r.fail(std::string("apply() threw: ") + e.what());
+  } catch (...) {
+    r.fail(std::string("apply() threw: ") + current_exception_message());
     return r;
   }
   const Shape want = fout.dtype == DType::u8 ? Shape{fout.shape.height, fout.shape.width, fout.shape.channels}
@@ -506,8 +561,8 @@ inline CheckResult check_tokenizer(const Tokenizer& t, const std::vector<std::st
     try {
       ids = encode(s);
       if (ids != encode(s)) r.fail(what + " gave different ids the second time");
-    } catch (const std::exception& e) {
-      r.fail(what + " threw (it must not, for any bytes): " + e.what());
+    } catch (...) {
+      r.fail(what + " threw (it must not, for any bytes): " + current_exception_message());
       return r;
     }
     if (ids.size() >= stale.size() && std::equal(stale.begin(), stale.end(), ids.begin()))
@@ -518,8 +573,8 @@ inline CheckResult check_tokenizer(const Tokenizer& t, const std::vector<std::st
       const std::string text = t.decode(ids);
       if (std::find(ids.begin(), ids.end(), v.unk) == ids.end() && encode(text) != ids)
         r.fail("decode(" + what + ") is " + detail::quoted(text) + ", which encodes to other ids");
-    } catch (const std::exception& e) {
-      r.fail("decode(" + what + ") threw: " + e.what());
+    } catch (...) {
+      r.fail("decode(" + what + ") threw: " + current_exception_message());
     }
     serial.push_back(std::move(ids));
   }
@@ -581,8 +636,8 @@ inline CheckResult check_text_augmentation(const TextAugmentation& a, const Voca
     try {
       out = run();
       if (run() != out) r.fail(what + " gave another output for the same Rng key");
-    } catch (const std::exception& e) {
-      r.fail(what + " threw: " + e.what());
+    } catch (...) {
+      r.fail(what + " threw: " + current_exception_message());
       continue;
     }
     if (!out.empty() && out.front() == stale)
@@ -610,8 +665,8 @@ inline CheckResult check_source(const Source& s, std::int64_t count = 8) {
     try {
       la = s.load(i, a);
       lb = s.load(i, b);
-    } catch (const std::exception& e) {
-      r.fail("load(" + std::to_string(i) + ") threw: " + e.what());
+    } catch (...) {
+      r.fail("load(" + std::to_string(i) + ") threw: " + current_exception_message());
       continue;
     }
     if (a.dtype() != DType::u8 || a.shape() != want)
@@ -663,8 +718,8 @@ inline CheckResult check_miner(Miner& m, const Embeddings& z) {
   try {
     m.mine(z, a);
     m.mine(z, b);
-  } catch (const std::exception& e) {
-    r.fail(std::string("mine() threw: ") + e.what());
+  } catch (...) {
+    r.fail(std::string("mine() threw: ") + current_exception_message());
     return r;
   }
   r.merge(same_pairs(a, b, "mine()"));
@@ -699,8 +754,8 @@ inline CheckResult check_loss(Loss& loss, const Embeddings& z, const Pairs& pair
     loss.compute(z, pairs, a);
     a.grad = a.grad.clone();  // the loss may reuse its buffer
     loss.compute(z, pairs, b);
-  } catch (const std::exception& e) {
-    r.fail(std::string("compute() threw: ") + e.what());
+  } catch (...) {
+    r.fail(std::string("compute() threw: ") + current_exception_message());
     return r;
   }
   if (!std::isfinite(a.value)) r.fail("compute() gave a loss that is not finite: " + detail::str(a.value));
@@ -872,8 +927,8 @@ inline GradientReport check_loss_gradient(Loss& loss, const Embeddings& z, const
   LossResult out;
   try {
     loss.compute(z, pairs, out);
-  } catch (const std::exception& e) {
-    rep.fail(std::string("compute() threw: ") + e.what());
+  } catch (...) {
+    rep.fail(std::string("compute() threw: ") + current_exception_message());
     return rep;
   }
   if (out.grad.dtype() != DType::f32 || out.grad.shape() != z.z.shape()) {

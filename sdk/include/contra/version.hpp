@@ -5,10 +5,10 @@
 /// plugin library whose ABI version differs from its own.
 
 #define CONTRA_SDK_VERSION_MAJOR 0
-#define CONTRA_SDK_VERSION_MINOR 4
+#define CONTRA_SDK_VERSION_MINOR 5
 #define CONTRA_SDK_VERSION_PATCH 0
-#define CONTRA_SDK_VERSION_STRING "0.4.0"
-#define CONTRA_SDK_ABI_VERSION 4u
+#define CONTRA_SDK_VERSION_STRING "0.5.0"
+#define CONTRA_SDK_ABI_VERSION 5u
 
 namespace contra {
 inline constexpr unsigned sdk_abi_version = CONTRA_SDK_ABI_VERSION;

@@ -3,6 +3,7 @@
 /// Embeddings of a batch, and the miner that picks which pairs count.
 
 #include <contra/roles/plugin.hpp>
+#include <contra/step_context.hpp>
 #include <contra/tensor.hpp>
 
 #include <cstdint>
@@ -37,11 +38,26 @@ struct Embeddings {
   /// the order of the pipeline's towers, e.g. {0, 1} for CLIP's image and
   /// text; null for a pipeline of one tower. Since SDK ABI 4.
   const std::vector<std::int32_t>* view_tower = nullptr;
+  /// The step being trained (its step, epoch, seed and random streams); null
+  /// outside a run (a test may set one). Since SDK ABI 5.
+  const StepContext* context = nullptr;
   std::int64_t rows() const noexcept { return z.dim(0); }
 };
 
 struct Triplet {
   std::int32_t anchor, positive, negative;
+};
+
+/// What a synthetic negative was made of (Pairs::synthetic_origin), for the
+/// diagnostics: `weight` · first + (1 − `weight`) · second, each a batch row
+/// or a memory key, then L2-normalised. Since SDK ABI 5.
+struct SyntheticOrigin {
+  enum class Kind : std::uint8_t { row, memory_key };
+  Kind first_kind = Kind::row;
+  std::int32_t first = 0;
+  Kind second_kind = Kind::row;
+  std::int32_t second = 0;
+  float weight = 1.0f;
 };
 
 /// What a miner selected. `all` means every pair the sample grouping implies
@@ -54,12 +70,24 @@ struct Pairs {
   std::vector<Triplet> triplets;
   /// (anchor row, memory key index): negatives chosen from the memory.
   std::vector<std::pair<std::int32_t, std::int32_t>> memory_negative;
+  /// Negatives that are rows neither of the batch nor of the memory (MoCHi's
+  /// mixtures, generated points): [S, D] f32 L2-normalised rows on the
+  /// device of the embeddings, constants (no gradient flows into them).
+  /// Since SDK ABI 5.
+  Tensor synthetic;
+  /// (anchor row, synthetic row): the synthetic negatives of each anchor.
+  std::vector<std::pair<std::int32_t, std::int32_t>> synthetic_negative;
+  /// Per synthetic row (empty, or S entries): what it was made of.
+  std::vector<SyntheticOrigin> synthetic_origin;
   void clear() {
     all = false;
     positive.clear();
     negative.clear();
     triplets.clear();
     memory_negative.clear();
+    synthetic = Tensor();
+    synthetic_negative.clear();
+    synthetic_origin.clear();
   }
 };
 
@@ -73,6 +101,7 @@ struct MinedLists {
   bool negative = false;
   bool memory_negative = false;
   bool triplets = false;
+  bool synthetic_negative = false;  ///< since SDK ABI 5
 };
 
 class Miner : public Plugin {
