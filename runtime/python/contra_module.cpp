@@ -412,13 +412,39 @@ PYBIND11_MODULE(_contra, m) {
   m.attr("__version__") = CONTRA_SDK_VERSION_STRING;
   m.attr("sdk_abi_version") = CONTRA_SDK_ABI_VERSION;
 
-  // The CLI's errors, as exceptions of the same names and messages.
-  static py::exception<Error> error(m, "Error");
-  py::register_exception<ConfigError>(m, "ConfigError", error.ptr());
-  py::register_exception<PluginError>(m, "PluginError", error.ptr());
-  py::register_exception<DataError>(m, "DataError", error.ptr());
-  py::register_exception<DeviceError>(m, "DeviceError", error.ptr());
-  py::register_exception<UsageError>(m, "UsageError", error.ptr());
+  // The CLI's errors, as exceptions of the same names and messages. The
+  // types are created once and never released: a static py::exception would
+  // drop its reference in a C++ static destructor, after the interpreter
+  // has finalised (a crash at exit, now and then).
+  static PyObject* const error = PyErr_NewException("contra.Error", PyExc_Exception, nullptr);
+  struct Kind {
+    const char* name;
+    PyObject* type;
+  };
+  static const Kind kinds[] = {{"ConfigError", PyErr_NewException("contra.ConfigError", error, nullptr)},
+                               {"PluginError", PyErr_NewException("contra.PluginError", error, nullptr)},
+                               {"DataError", PyErr_NewException("contra.DataError", error, nullptr)},
+                               {"DeviceError", PyErr_NewException("contra.DeviceError", error, nullptr)},
+                               {"UsageError", PyErr_NewException("contra.UsageError", error, nullptr)}};
+  m.add_object("Error", py::handle(error));
+  for (const Kind& k : kinds) m.add_object(k.name, py::handle(k.type));
+  py::register_exception_translator([](std::exception_ptr thrown) {
+    try {
+      if (thrown) std::rethrow_exception(thrown);
+    } catch (const ConfigError& e) {
+      PyErr_SetString(kinds[0].type, e.what());
+    } catch (const PluginError& e) {
+      PyErr_SetString(kinds[1].type, e.what());
+    } catch (const DataError& e) {
+      PyErr_SetString(kinds[2].type, e.what());
+    } catch (const DeviceError& e) {
+      PyErr_SetString(kinds[3].type, e.what());
+    } catch (const UsageError& e) {
+      PyErr_SetString(kinds[4].type, e.what());
+    } catch (const Error& e) {
+      PyErr_SetString(error, e.what());
+    }
+  });
 
   m.def("_validate", &validate, py::arg("path"), py::arg("set") = std::vector<std::string>{},
         "What `contra validate PATH --set ...` checks, without running: the diagnostics (an empty list when the "
