@@ -2,6 +2,8 @@
 
 #include "text_transformer_kernels.hpp"
 
+#include "../host_initialised.hpp"
+
 #include <contra/cuda.hpp>
 #include <contra/errors.hpp>
 #include <contra/rng.hpp>
@@ -11,14 +13,6 @@
 namespace contra::plugins {
 
 namespace {
-
-contra::Parameter device_parameter(std::string name, const contra::Shape& shape) {
-  contra::Parameter p;
-  p.name = std::move(name);
-  p.value = contra::Tensor::zeros(shape, contra::DType::f32, contra::Device::cuda);
-  p.grad = contra::Tensor::zeros(shape, contra::DType::f32, contra::Device::cuda);
-  return p;
-}
 
 void check_launch(const char* what) {
   if (const std::string e = text_kernels::last_error(); !e.empty())
@@ -51,8 +45,8 @@ void TextTransformerCuda::build(const contra::EncoderContext& ctx) {
   vocabulary_ = ctx.vocabulary;
   length_ = ctx.input[0];
 
-  token_embedding_ = device_parameter("token_embedding.weight", {vocabulary_.size, width_});
-  positional_embedding_ = device_parameter("positional_embedding", {length_, width_});
+  token_embedding_ = host_initialised::device_parameter("token_embedding.weight", {vocabulary_.size, width_}, true);
+  positional_embedding_ = host_initialised::device_parameter("positional_embedding", {length_, width_}, true);
   for (std::int64_t i = 0; i < layers_; ++i) {
     contra::Rng init(ctx.seed, 0, static_cast<std::uint64_t>(i), 0, 0);  // drawn over below
     blocks_.push_back(std::make_unique<contra::cuda::nn::TransformerBlock>(
@@ -63,20 +57,7 @@ void TextTransformerCuda::build(const contra::EncoderContext& ctx) {
   projection_ = std::make_unique<contra::cuda::nn::Linear>("text_projection", width_, output_, false, projection_init,
                                                            ctx.precision);
   built_ = true;
-  const std::vector<contra::Parameter*> from = host.parameters(), to = parameters();
-  if (from.size() != to.size())
-    throw contra::UsageError("text_transformer (cuda): " + std::to_string(to.size()) + " parameters, the CPU build " +
-                             std::to_string(from.size()));
-  void* stream = contra::cuda::current_stream();
-  for (std::size_t i = 0; i < from.size(); ++i) {
-    if (from[i]->name != to[i]->name || from[i]->value.shape() != to[i]->value.shape())
-      throw contra::UsageError("text_transformer (cuda): parameter " + std::to_string(i) + " is " + to[i]->name +
-                               " " + to[i]->value.shape().str() + ", the CPU build's " + from[i]->name + " " +
-                               from[i]->value.shape().str());
-    contra::cuda::copy_to_device(to[i]->value, from[i]->value, stream);
-  }
-  // The train step may run on another stream.
-  contra::cuda::synchronize(stream);
+  host_initialised::copy_values("text_transformer (cuda)", host.parameters(), parameters());
 }
 
 std::vector<contra::Parameter*> TextTransformerCuda::parameters() {

@@ -2,6 +2,8 @@
 
 #include "vit_kernels.hpp"
 
+#include "../host_initialised.hpp"
+
 #include <contra/cuda.hpp>
 #include <contra/errors.hpp>
 #include <contra/rng.hpp>
@@ -11,15 +13,6 @@
 namespace contra::plugins {
 
 namespace {
-
-contra::Parameter device_parameter(std::string name, const contra::Shape& shape) {
-  contra::Parameter p;
-  p.name = std::move(name);
-  p.value = contra::Tensor::zeros(shape, contra::DType::f32, contra::Device::cuda);
-  p.grad = contra::Tensor::zeros(shape, contra::DType::f32, contra::Device::cuda);
-  p.decay = false;
-  return p;
-}
 
 void check_launch(const char* what) {
   if (const std::string e = vit_kernels::last_error(); !e.empty())
@@ -56,8 +49,8 @@ void VisionTransformerCuda::build(const contra::EncoderContext& ctx) {
   contra::Rng init(ctx.seed, 0, 0, 0, 0);  // drawn over below
   patch_embedding_ = std::make_unique<contra::cuda::nn::Linear>("patch_embedding", channels_ * patch_ * patch_,
                                                                 width_, false, init, ctx.precision);
-  class_embedding_ = device_parameter("class_embedding", {width_});
-  positional_embedding_ = device_parameter("positional_embedding", {length_, width_});
+  class_embedding_ = host_initialised::device_parameter("class_embedding", {width_}, false);
+  positional_embedding_ = host_initialised::device_parameter("positional_embedding", {length_, width_}, false);
   ln_pre_ = std::make_unique<contra::cuda::nn::LayerNorm>("ln_pre", width_);
   for (std::int64_t i = 0; i < layers_; ++i)
     blocks_.push_back(std::make_unique<contra::cuda::nn::TransformerBlock>(
@@ -65,21 +58,7 @@ void VisionTransformerCuda::build(const contra::EncoderContext& ctx) {
   ln_post_ = std::make_unique<contra::cuda::nn::LayerNorm>("ln_post", width_);
   projection_ = std::make_unique<contra::cuda::nn::Linear>("projection", width_, output_, false, init, ctx.precision);
   built_ = true;
-  const std::vector<contra::Parameter*> from = host.parameters(), to = parameters();
-  if (from.size() != to.size())
-    throw contra::UsageError("vit (cuda): " + std::to_string(to.size()) + " parameters, the CPU build " +
-                             std::to_string(from.size()));
-  void* stream = contra::cuda::current_stream();
-  for (std::size_t i = 0; i < from.size(); ++i) {
-    if (from[i]->name != to[i]->name || from[i]->value.shape() != to[i]->value.shape() ||
-        from[i]->decay != to[i]->decay)
-      throw contra::UsageError("vit (cuda): parameter " + std::to_string(i) + " is " + to[i]->name + " " +
-                               to[i]->value.shape().str() + ", the CPU build's " + from[i]->name + " " +
-                               from[i]->value.shape().str());
-    contra::cuda::copy_to_device(to[i]->value, from[i]->value, stream);
-  }
-  // The train step may run on another stream.
-  contra::cuda::synchronize(stream);
+  host_initialised::copy_values("vit (cuda)", host.parameters(), parameters());
 }
 
 std::vector<contra::Parameter*> VisionTransformerCuda::parameters() {
