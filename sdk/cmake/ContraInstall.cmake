@@ -105,3 +105,15 @@ install(FILES ${PROJECT_BINARY_DIR}/package/contra.pc DESTINATION ${CMAKE_INSTAL
 install(FILES ${PROJECT_SOURCE_DIR}/docs/plugin-authoring.md ${PROJECT_SOURCE_DIR}/docs/abi-policy.md
   DESTINATION ${CMAKE_INSTALL_DOCDIR} OPTIONAL)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/plugins DESTINATION ${CMAKE_INSTALL_DOCDIR} OPTIONAL)
+# Each built-in plugin's README (its conventions: what it normalises, the
+# pairs it takes), which `contra plugins --describe` prints after the schema
+# (tools/contra/commands.cpp finds them from bin/).
+set(CONTRA_INSTALL_PLUGIN_READMEDIR ${CMAKE_INSTALL_DATADIR}/contra/plugins)
+file(GLOB contra_plugin_readmes RELATIVE ${PROJECT_SOURCE_DIR}/plugins ${PROJECT_SOURCE_DIR}/plugins/*/*/README.md)
+foreach(readme ${contra_plugin_readmes})
+  get_filename_component(folder ${readme} DIRECTORY)
+  install(FILES ${PROJECT_SOURCE_DIR}/plugins/${readme} DESTINATION ${CONTRA_INSTALL_PLUGIN_READMEDIR}/${folder})
+endforeach()
+file(RELATIVE_PATH contra_bin_to_readmes /${CMAKE_INSTALL_BINDIR} /${CONTRA_INSTALL_PLUGIN_READMEDIR})
+target_compile_definitions(contra PRIVATE CONTRA_INSTALL_PLUGIN_README_DIR_FROM_BIN="${contra_bin_to_readmes}"
+  CONTRA_SOURCE_PLUGIN_DIR="${PROJECT_SOURCE_DIR}/plugins")

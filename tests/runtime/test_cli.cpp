@@ -150,6 +150,9 @@ TEST_CASE("cli: --describe prints a plugin once, with each build's device and li
   CHECK(count("parameters:") == 1);
   CHECK(count("example:") == 1);
   CHECK(count("cuda build: ") == (d.out.find("libcontra_loss_info_nce_cuda.so") != std::string::npos ? 1u : 0u));
+  // Then its README: the conventions the schema cannot say.
+  CHECK_THAT(d.out, Catch::Contains("/plugins/loss/info_nce/README.md ---\n# info_nce (loss)\n"));
+  CHECK(d.out.find("# info_nce (loss)") > d.out.find("example:"));
 }
 
 TEST_CASE("cli: validate refuses an [eval] whose split has no labels", "[runtime][cli]") {

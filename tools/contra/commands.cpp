@@ -14,6 +14,7 @@
 #include <contra/errors.hpp>
 
 #include <CLI/CLI.hpp>
+#include <boost/dll/runtime_symbol_info.hpp>
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -23,12 +24,14 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <sstream>
 
 namespace contra::cli {
 namespace {
@@ -474,6 +477,30 @@ int validate_command(const PipelineArgs& pa) {
   }
 }
 
+namespace {
+// The README of built-in plugin `name` of `kind`: installed beside the CLI
+// (<prefix>/share/contra/plugins/<kind>/<name>/README.md), or, run from the
+// build tree, in the source tree; empty when there is none (a plugin of
+// another project).
+std::filesystem::path plugin_readme(const std::string& kind, const std::string& name) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> roots;
+  std::error_code ec;
+  const fs::path bin = boost::dll::program_location(ec).parent_path();
+#ifdef CONTRA_INSTALL_PLUGIN_README_DIR_FROM_BIN
+  if (!ec) roots.push_back(bin / CONTRA_INSTALL_PLUGIN_README_DIR_FROM_BIN);
+#endif
+#ifdef CONTRA_SOURCE_PLUGIN_DIR
+  roots.emplace_back(CONTRA_SOURCE_PLUGIN_DIR);
+#endif
+  for (const fs::path& root : roots) {
+    const fs::path readme = (root / kind / name / "README.md").lexically_normal();
+    if (fs::is_regular_file(readme, ec)) return readme;
+  }
+  return {};
+}
+}  // namespace
+
 int plugins_command(const PluginsArgs& args) {
   const std::string& describe = args.describe;
   const std::string& kind = args.kind;
@@ -542,6 +569,14 @@ int plugins_command(const PluginsArgs& args) {
       for (const auto& p : r->schema.params())
         std::printf("  %s = %s\n", p.name.c_str(),
                     p.default_value ? value_to_string(*p.default_value).c_str() : "...  # required");
+      // A built-in plugin's README: its conventions, beyond the schema.
+      if (const std::filesystem::path readme = plugin_readme(kind_name(r->kind), r->name); !readme.empty()) {
+        std::ifstream in(readme);
+        std::stringstream text;
+        text << in.rdbuf();
+        std::printf("\n--- %s ---\n%s", readme.string().c_str(), text.str().c_str());
+        if (!text.str().empty() && text.str().back() != '\n') std::printf("\n");
+      }
     }
     return 0;
   }
