@@ -185,6 +185,17 @@ MiningDiagnostics diagnose_mining(const Embeddings& e, const Pairs& p, std::int6
         }
       }
     }
+    // Listed negatives without listed positives (hardest_k, mochi): the
+    // losses that take them contrast each anchor with the other views of its
+    // sample, and so do these figures.
+    if (poss.empty() && p.triplets.empty() && !negs.empty()) {
+      std::unordered_map<std::int64_t, std::vector<std::int64_t>> rows_of_sample;
+      for (std::int64_t r = 0; r < rows; ++r) rows_of_sample[sample[r]].push_back(r);
+      for (std::int64_t a = 0; a < rows; ++a)
+        if (anchor_seen[a])
+          for (std::int64_t r : rows_of_sample[sample[a]])
+            if (r != a) poss.emplace_back(a, r);
+    }
     d.negative_pairs = static_cast<std::int64_t>(negs.size());
     d.positive_pairs = static_cast<std::int64_t>(poss.size());
     d.negatives_per_anchor = anchors ? static_cast<double>(negs.size()) / static_cast<double>(anchors) : 0.0;

@@ -59,6 +59,19 @@ TEST_CASE("mining diagnostics: explicit pairs and triplets, exact", "[runtime][d
   CHECK(d.pos_sim_mean == Approx(1.0));
 }
 
+TEST_CASE("mining diagnostics: listed negatives without listed positives take the sample's other views",
+          "[runtime][diagnostics]") {
+  // What hardest_k and mochi hand info_nce: negatives only; the loss's
+  // positives are the anchor's other views, and so are the figures'.
+  Tensor z = square();
+  Embeddings e{z, &sample, &label, 2, &ids};
+  Pairs p;
+  p.negative = {{0, 1}, {0, 2}, {5, 3}};
+  MiningDiagnostics d = diagnose_mining(e, p, 0);
+  CHECK(d.positive_pairs == 2);          // (0, 4) and (5, 1): anchors 0 and 5 only
+  CHECK(d.pos_sim_mean == Approx(1.0));  // the views coincide
+}
+
 TEST_CASE("mining diagnostics: memory negatives count labels of keys and skip empty slots", "[runtime][diagnostics]") {
   Tensor z = square();
   Tensor keys = Tensor::empty({3, 2}, DType::f32);
