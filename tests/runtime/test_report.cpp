@@ -467,3 +467,28 @@ TEST_CASE("report: --smooth averages neighbouring points, --log-loss draws the l
   CHECK_THAT(html_report(groups, "t"), !Catch::Contains("log scale"));
 }
 
+TEST_CASE("report: --x epoch and --x time map each run's steps through its own records", "[report]") {
+  std::vector<RunData> runs;
+  for (const auto& d : expand_run_dirs({hcl_runs})) runs.push_back(read_run(d));
+  // The fixture's first run: steps 1..6, time_s 0.1 a step, its epochs as recorded.
+  const RunData& r = runs.front();
+  REQUIRE(!r.epoch_at.step.empty());
+  REQUIRE(!r.time_at.step.empty());
+  // The axes are not figures: no chart of them.
+  CHECK(r.step_curve("\x01epoch") == nullptr);
+  CHECK(x_of(r, 4, "step") == 4);
+  CHECK(x_of(r, 2, "time") == Approx(0.2));
+  CHECK(x_of(r, 2.5, "time") == Approx(0.25));  // between recorded steps, linear
+  double per_epoch = 0;
+  for (std::size_t i = 0; i < r.epoch_at.step.size() && r.epoch_at.value[i] == r.epoch_at.value.front(); ++i) ++per_epoch;
+  CHECK(x_of(r, 6, "epoch") == Approx(6 / per_epoch));
+  const std::vector<RunGroup> groups = group_runs(std::move(runs));
+  ReportOptions options;
+  options.x = "time";
+  const std::string html = html_report(groups, "t", options);
+  CHECK_THAT(html, Catch::Contains("Training loss per second"));
+  CHECK_THAT(html, Catch::Contains(">seconds</text>"));
+  options.x = "epoch";
+  CHECK_THAT(html_report(groups, "t", options), Catch::Contains(">epoch</text>"));
+}
+

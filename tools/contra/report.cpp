@@ -112,6 +112,10 @@ void read_metrics(const fs::path& file, RunData& r, double first_step) {
     if (!std::isfinite(step)) continue;
     step += 1 - first_step;  // the number of steps done, as the CLI prints it
     if (type == "step") {
+      if (const Json* x = json::find(v, "epoch"); x && x->is_number())
+        add_point(steps, step_index, "\x01epoch", step, x->get<double>());
+      if (const Json* x = json::find(v, "time_s"); x && x->is_number())
+        add_point(steps, step_index, "\x01time", step, x->get<double>());
       for (const char* k : {"loss", "lr"})
         if (const Json* x = json::find(v, k); x && x->is_number())
           add_point(steps, step_index, k, step, x->get<double>());
@@ -124,7 +128,12 @@ void read_metrics(const fs::path& file, RunData& r, double first_step) {
           if (x.is_number()) add_point(evals, eval_index, k, step, x.get<double>());
     }
   }
-  for (auto& [k, p] : steps) r.step_curves.emplace_back(k, to_curve(p));
+  for (auto& [k, p] : steps) {
+    // The epoch and time of each step are axes, not figures.
+    if (k == "\x01epoch") r.epoch_at = to_curve(p);
+    else if (k == "\x01time") r.time_at = to_curve(p);
+    else r.step_curves.emplace_back(k, to_curve(p));
+  }
   for (auto& [k, p] : evals) r.eval_curves.emplace_back(k, to_curve(p));
 }
 
@@ -358,6 +367,26 @@ std::vector<RunGroup> group_runs(std::vector<RunData> runs) {
   }
   name_groups(groups);
   return groups;
+}
+
+double x_of(const RunData& run, double step, const std::string& x) {
+  if (x == "step") return step;
+  const Curve& at = x == "epoch" ? run.epoch_at : run.time_at;
+  if (at.step.empty()) return NAN;
+  if (x == "epoch") {
+    // Steps of the first epoch: those recorded with the first epoch number.
+    double per_epoch = 0;
+    for (std::size_t i = 0; i < at.step.size() && at.value[i] == at.value.front(); ++i) ++per_epoch;
+    if (per_epoch == at.step.size()) per_epoch = at.step.back();  // one epoch so far: its steps
+    return per_epoch > 0 ? step / per_epoch : NAN;
+  }
+  // Time: linear between the recorded steps, flat beyond them.
+  auto it = std::lower_bound(at.step.begin(), at.step.end(), step);
+  if (it == at.step.begin()) return at.value.front();
+  if (it == at.step.end()) return at.value.back();
+  const std::size_t i = static_cast<std::size_t>(it - at.step.begin());
+  const double s0 = at.step[i - 1], s1 = at.step[i];
+  return at.value[i - 1] + (at.value[i] - at.value[i - 1]) * (step - s0) / (s1 - s0);
 }
 
 bool is_bookkeeping_figure(const std::string& name) {
@@ -650,7 +679,7 @@ const double W = 640, H = 280, ML = 64, MR = 24, MT = 12, MB = 42;
 
 // A line chart: mean per step, ±1 std band, markers when there are few points.
 std::string line_chart(const std::string& title, const std::string& y_label, std::vector<Series> series,
-                       bool log_y = false) {
+                       bool log_y = false, const std::string& x_label = "step") {
   // A logarithmic axis draws log10 of the values; it needs them positive
   // (the band's lower edge is cut at a thousandth of the mean).
   if (log_y)
@@ -697,7 +726,7 @@ std::string line_chart(const std::string& title, const std::string& y_label, std
          "\" text-anchor=\"middle\">" + tick_label(x, tx.decimals) + "</text>\n";
   o += "<rect class=\"frame\" x=\"" + num(ML) + "\" y=\"" + num(MT) + "\" width=\"" + num(pw) + "\" height=\"" +
        num(ph) + "\"/>\n";
-  o += "<text class=\"axis\" x=\"" + num(ML + pw / 2) + "\" y=\"" + num(H - 6) + "\" text-anchor=\"middle\">step</text>\n";
+  o += "<text class=\"axis\" x=\"" + num(ML + pw / 2) + "\" y=\"" + num(H - 6) + "\" text-anchor=\"middle\">" + esc(x_label) + "</text>\n";
   o += "<text class=\"axis\" transform=\"translate(14 " + num(MT + ph / 2) + ") rotate(-90)\" text-anchor=\"middle\">" +
        esc(y_label + (log_y ? " (log scale)" : "")) + "</text>\n";
   for (const auto& s : series) {
@@ -801,14 +830,24 @@ Band smoothed(const Band& b, int window) {
 }
 
 std::vector<Series> series_for(const std::vector<RunGroup>& groups, const std::string& name, bool eval,
-                               int smooth) {
+                               int smooth, const std::string& x = "step") {
   std::vector<Series> out;
   for (std::size_t g = 0; g < groups.size(); ++g) {
     std::vector<const Curve*> curves;
     for (const auto& r : groups[g].runs)
       if (const Curve* c = eval ? r.eval_curve(name) : r.step_curve(name)) curves.push_back(c);
     if (curves.empty()) continue;
-    out.push_back({g, groups[g].name, smoothed(average_curves(curves, 500), smooth)});
+    Band band = smoothed(average_curves(curves, 500), smooth);
+    // Another axis: each point's step mapped through the group's first run
+    // that can say (its seeds train the same steps per epoch, at about the same pace).
+    if (x != "step") {
+      const RunData* by = nullptr;
+      for (const auto& r : groups[g].runs)
+        if (!by && std::isfinite(x_of(r, 1, x))) by = &r;
+      if (!by) continue;
+      for (double& s : band.step) s = x_of(*by, s, x);
+    }
+    out.push_back({g, groups[g].name, std::move(band)});
   }
   return out;
 }
@@ -956,11 +995,14 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
   std::set<std::string> drawn = {"loss", "lr"};
   const std::string smoothing =
       options.smooth > 1 ? ", moving average over " + std::to_string(options.smooth) + " points" : "";
-  if (auto s = series_for(groups, "loss", false, options.smooth); !s.empty())
-    charts.push_back(line_chart("Training loss per step (mean over seeds, band ±1 std" + smoothing + ")", "loss", s,
-                                options.log_loss));
-  if (auto s = series_for(groups, "lr", false, 1); !s.empty())
-    charts.push_back(line_chart("Learning rate", "lr", s));
+  const std::string& x = options.x;
+  const std::string x_label = x == "time" ? "seconds" : x;
+  if (auto s = series_for(groups, "loss", false, options.smooth, x); !s.empty())
+    charts.push_back(line_chart("Training loss per " + (x == "time" ? std::string("second") : x) +
+                                    " (mean over seeds, band ±1 std" + smoothing + ")",
+                                "loss", s, options.log_loss, x_label));
+  if (auto s = series_for(groups, "lr", false, 1, x); !s.empty())
+    charts.push_back(line_chart("Learning rate", "lr", s, false, x_label));
   o += "<h2 id=\"training\">Training</h2>\n";
   o += charts.empty() ? "<p class=\"note\">No step lines in metrics.jsonl.</p>\n" : charts_section(charts);
 
@@ -981,7 +1023,8 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
       for (const auto& r : g.runs)
         if (const Curve* c = r.eval_curve(k)) curve = curve || c->step.size() > 1;
     if (curve) {
-      if (auto s = series_for(groups, k, true, 1); !s.empty()) charts.push_back(line_chart(k + " per evaluation", k, s));
+      if (auto s = series_for(groups, k, true, 1, x); !s.empty())
+        charts.push_back(line_chart(k + " per evaluation", k, s, false, x_label));
       continue;
     }
     BarRow row{k, {}};
@@ -1008,8 +1051,8 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
       {"mining.pos_sim_mean", "Similarity of the positives, mean"}};
   for (const auto& [k, t] : mining) {
     drawn.insert(k);
-    if (auto s = series_for(groups, k, false, options.smooth); !s.empty())
-      charts.push_back(line_chart(t + " (" + k + ")" + smoothing, k, s));
+    if (auto s = series_for(groups, k, false, options.smooth, x); !s.empty())
+      charts.push_back(line_chart(t + " (" + k + ")" + smoothing, k, s, false, x_label));
   }
   o += "<h2 id=\"mining\">Mining diagnostics</h2>\n";
   o += charts.empty() ? "<p class=\"note\">No mining.* figures in metrics.jsonl.</p>\n" : charts_section(charts);
@@ -1093,7 +1136,8 @@ std::string html_report(const std::vector<RunGroup>& groups, const std::string& 
       for (const auto& [k, c] : r.step_curves)
         if (!drawn.count(k) && std::find(others.begin(), others.end(), k) == others.end()) others.push_back(k);
   for (const auto& k : others)
-    if (auto s = series_for(groups, k, false, options.smooth); !s.empty()) charts.push_back(line_chart(k, k, s));
+    if (auto s = series_for(groups, k, false, options.smooth, x); !s.empty())
+      charts.push_back(line_chart(k, k, s, false, x_label));
   if (!charts.empty())
     o += "<details id=\"more\"><summary>Other per-step figures (" + std::to_string(charts.size()) + ")</summary>\n" +
          charts_section(charts) + "</details>\n";
@@ -1173,6 +1217,9 @@ Command add_report_command(CLI::App& contra) {
       ->type_name("N")
       ->check(CLI::Range(1, 100000));
   report->add_flag("--log-loss", args->options.log_loss, "draw the training loss on a logarithmic axis");
+  report->add_option("--x", args->options.x, "draw the curves over steps (default), epochs or wall time (seconds)")
+      ->type_name("step|epoch|time")
+      ->check(CLI::IsMember({"step", "epoch", "time"}));
   report->footer(
       "Read run folders (pipeline.toml, run.json, metrics.jsonl, summary.json) and\n"
       "write one self-contained HTML page (inline SVG and CSS; no script, no network):\n"

@@ -44,6 +44,9 @@ struct RunData {
   /// From metrics.jsonl: "loss", "lr" and every key of "metrics" per step;
   /// each eval figure per evaluation. In order of first appearance.
   std::vector<std::pair<std::string, Curve>> step_curves, eval_curves;
+  /// From metrics.jsonl's step lines: the epoch and the seconds since the
+  /// run started at each step (for charts over epochs or wall time).
+  Curve epoch_at, time_at;
   const Curve* step_curve(const std::string& name) const;
   const Curve* eval_curve(const std::string& name) const;
 };
@@ -122,7 +125,15 @@ struct ReportOptions {
   int smooth = 1;
   /// The training loss on a logarithmic axis.
   bool log_loss = false;
+  /// What the curves are drawn over: "step", "epoch" (fractional: steps
+  /// done / steps of the first epoch) or "time" (seconds since the run
+  /// started, evaluations included), each run's own mapped from its steps.
+  std::string x = "step";
 };
+
+/// `step` of `run` on the axis `x` ("step", "epoch", "time"); NaN where the
+/// run's records cannot say (no such step lines).
+double x_of(const RunData& run, double step, const std::string& x);
 
 /// The whole HTML page.
 std::string html_report(const std::vector<RunGroup>& groups, const std::string& title,
