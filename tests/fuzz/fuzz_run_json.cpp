@@ -1,8 +1,9 @@
 // Run records. The bytes are JSON text for json::parse, object_lines and
 // last_object_line (what reads a peer program's output and metrics.jsonl),
 // then, split at NUL bytes, the files of a run folder: run.json,
-// summary.json, metrics.jsonl and checkpoints/latest, read by `contra
-// report` (read_run, the grouping and the pages written from it), by
+// summary.json, metrics.jsonl, checkpoints/latest and pipeline.toml, read
+// by `contra report` (read_run, the grouping, the settings that differ and
+// the pages written from it, over steps, epochs and time), by
 // --resume (latest_checkpoint) and by a resumed run trimming its metrics
 // (RunRecord::keep_steps_through).
 #include "fuzz_support.hpp"
@@ -60,16 +61,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const fs::path dir = fuzz::work_dir() / "run";
   std::error_code ec;
   fs::remove_all(dir, ec);
-  const char* files[] = {"run.json", "summary.json", "metrics.jsonl", "checkpoints/latest"};
+  const char* files[] = {"run.json", "summary.json", "metrics.jsonl", "checkpoints/latest", "pipeline.toml"};
   const std::vector<std::string_view> parts = split_at_nul(text, std::size(files));
   for (std::size_t i = 0; i < parts.size(); ++i) fuzz::write_file("run/" + std::string(files[i]), parts[i]);
 
   fuzz::run_reader(
       [&] {
-        std::vector<cli::RunData> runs{cli::read_run(dir)};
+        // The run twice, as two groups (another override), so that settings are compared.
+        std::vector<cli::RunData> runs{cli::read_run(dir), cli::read_run(dir)};
+        runs[1].overrides.push_back("loss.temperature=0.1");
         const std::vector<cli::RunGroup> groups = cli::group_runs(std::move(runs));
+        (void)cli::differing_settings(groups);
         (void)cli::markdown_table(groups);
         (void)cli::html_report(groups, "fuzz");
+        for (const char* x : {"epoch", "time"}) {
+          cli::ReportOptions options;
+          options.x = x;
+          options.smooth = 3;
+          options.log_loss = true;
+          (void)cli::html_report(groups, "fuzz", options);
+        }
       },
       dir.string());
   fuzz::run_reader([&] { (void)runtime::RunRecord::latest_checkpoint(dir); }, dir.string());
