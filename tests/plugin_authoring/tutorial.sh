@@ -10,29 +10,7 @@ doc=$1 prefix=$2 work=$3
 rm -rf "$work"
 mkdir -p "$work"
 script=$work/tutorial_commands.sh
-awk '
-  /^<!-- tutorial-test: skip -->/ { skip = 1; next }
-  /^<!-- tutorial-test: file / { file = $4; next }
-  /^```/ {
-    if (!inblock) {
-      inblock = 1
-      lang = substr($0, 4)
-      if (file != "") {
-        mode = "file"
-        printf "mkdir -p \"$(dirname %s)\"\ncat > %s <<'"'"'CONTRA_TUTORIAL_EOF'"'"'\n", file, file
-      } else if (lang == "sh" && !skip) {
-        mode = "sh"
-      } else {
-        mode = "none"
-      }
-    } else {
-      if (mode == "file") print "CONTRA_TUTORIAL_EOF"
-      inblock = 0; file = ""; skip = 0; mode = ""
-    }
-    next
-  }
-  inblock && mode != "none" { print }
-' "$doc" > "$script"
+awk -f "$(dirname "$0")/../support/tutorial_commands.awk" "$doc" > "$script"
 grep -q "contra new-plugin --kind miner" "$script" || { echo "no new-plugin command found in $doc"; exit 1; }
 grep -q "contra run" "$script" || { echo "no contra run found in $doc"; exit 1; }
 cd "$work"

@@ -11,29 +11,7 @@ doc=$1 build=$2 python=$3 work=$4
 rm -rf "$work"
 mkdir -p "$work"
 script=$work/tutorial_commands.sh
-awk '
-  /^<!-- tutorial-test: skip -->/ { skip = 1; next }
-  /^<!-- tutorial-test: file / { file = $4; next }
-  /^```/ {
-    if (!inblock) {
-      inblock = 1
-      lang = substr($0, 4)
-      if (file != "") {
-        mode = "file"
-        printf "cat > %s <<'"'"'CONTRA_TUTORIAL_EOF'"'"'\n", file
-      } else if (lang == "sh" && !skip) {
-        mode = "sh"
-      } else {
-        mode = "none"
-      }
-    } else {
-      if (mode == "file") print "CONTRA_TUTORIAL_EOF"
-      inblock = 0; file = ""; skip = 0; mode = ""
-    }
-    next
-  }
-  inblock && mode != "none" { print }
-' "$doc" > "$script"
+awk -f "$(dirname "$0")/../support/tutorial_commands.awk" "$doc" > "$script"
 for needed in "cat > my_losses.py" "contra run my_pipeline.toml" "python3 compare.py"; do
   grep -q "$needed" "$script" || { echo "the tutorial has no \"$needed\""; exit 1; }
 done
