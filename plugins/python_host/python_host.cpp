@@ -160,8 +160,8 @@ struct PythonObject::Impl {
       fields["memory"] = py::none();
     }
     if (z.view_tower) {
-      std::vector<std::int64_t> towers(z.view_tower->begin(), z.view_tower->end());
-      fields["view_tower"] = indices(&towers);
+      py::array towers = copy_of(*z.view_tower);
+      fields["view_tower"] = torch ? torch_module.attr("from_numpy")(towers) : py::object(towers);
     } else {
       fields["view_tower"] = py::none();
     }
@@ -177,6 +177,9 @@ struct PythonObject::Impl {
         m(i, 0) = pairs->triplets[i].anchor, m(i, 1) = pairs->triplets[i].positive,
         m(i, 2) = pairs->triplets[i].negative;
       p["triplets"] = t;
+      // A miner's synthetic negatives (mochi's mixtures): constants.
+      p["synthetic"] = tensor(pairs->synthetic, false);
+      p["synthetic_negative"] = pair_array(pairs->synthetic_negative);
       fields["pairs"] = namespace_type(**p);
     }
     return namespace_type(**fields);
@@ -395,7 +398,9 @@ void PythonObject::mine(const Embeddings& z, Pairs& out) {
     if (r.is_none()) return;  // nothing mined
     if (!py::isinstance<py::dict>(r))
       m.fail("returned " + std::string(py::str(py::type::of(r).attr("__name__"))) +
-             ", expected a dict of positive, negative, memory_negative ([P, 2] rows), triplets ([T, 3]) or all");
+             ", expected a dict of positive, negative, memory_negative, synthetic_negative ([P, 2] rows), "
+             "triplets ([T, 3]), synthetic ([S, D]) or all");
+    // Checked row indices, [N, width] (N may be 0), read in place.
     auto rows = [&](py::handle v, const std::string& key, py::ssize_t width) {
       py::object x = py::reinterpret_borrow<py::object>(v);
       if (m.torch && py::isinstance(x, m.torch_module.attr("Tensor"))) x = x.attr("detach")().attr("cpu")().attr("numpy")();
@@ -405,33 +410,44 @@ void PythonObject::mine(const Embeddings& z, Pairs& out) {
       } catch (const py::error_already_set&) {
       }
       if (!a) m.fail("'" + key + "' is not an array of integers");
-      if (a.size() == 0) return std::vector<std::int64_t>{};
-      if (a.ndim() != 2 || a.shape(1) != width)
+      if (a.size() > 0 && (a.ndim() != 2 || a.shape(1) != width))
         m.fail("'" + key + "' has " + std::to_string(a.ndim()) + " dimensions" +
                (a.ndim() == 2 ? " of width " + std::to_string(a.shape(1)) : std::string()) + ", expected [N, " +
                std::to_string(width) + "]");
-      std::vector<std::int64_t> flat(a.data(), a.data() + a.size());
-      for (std::int64_t v : flat)
-        if (v < 0 || v > std::numeric_limits<std::int32_t>::max())
-          m.fail("'" + key + "' holds the row " + std::to_string(v) + ", outside [0, 2^31)");
-      return flat;
+      for (py::ssize_t i = 0; i < a.size(); ++i)
+        if (a.data()[i] < 0 || a.data()[i] > std::numeric_limits<std::int32_t>::max())
+          m.fail("'" + key + "' holds the row " + std::to_string(a.data()[i]) + ", outside [0, 2^31)");
+      return a;
     };
     for (auto [k, v] : py::dict(r)) {
       const std::string key = py::str(k);
       if (key == "all") {
         out.all = py::bool_(py::reinterpret_borrow<py::object>(v)).cast<bool>();
-      } else if (key == "positive" || key == "negative" || key == "memory_negative") {
-        auto& list = key == "positive" ? out.positive : key == "negative" ? out.negative : out.memory_negative;
-        const std::vector<std::int64_t> flat = rows(v, key, 2);
-        for (std::size_t i = 0; i + 1 < flat.size(); i += 2)
-          list.emplace_back(static_cast<std::int32_t>(flat[i]), static_cast<std::int32_t>(flat[i + 1]));
+      } else if (key == "positive" || key == "negative" || key == "memory_negative" ||
+                 key == "synthetic_negative") {
+        auto& list = key == "positive"          ? out.positive
+                     : key == "negative"        ? out.negative
+                     : key == "memory_negative" ? out.memory_negative
+                                                : out.synthetic_negative;
+        const auto a = rows(v, key, 2);
+        const std::int64_t* x = a.data();
+        for (py::ssize_t i = 0; i + 1 < a.size(); i += 2)
+          list.emplace_back(static_cast<std::int32_t>(x[i]), static_cast<std::int32_t>(x[i + 1]));
       } else if (key == "triplets") {
-        const std::vector<std::int64_t> flat = rows(v, key, 3);
-        for (std::size_t i = 0; i + 2 < flat.size(); i += 3)
-          out.triplets.push_back({static_cast<std::int32_t>(flat[i]), static_cast<std::int32_t>(flat[i + 1]),
-                                  static_cast<std::int32_t>(flat[i + 2])});
+        const auto a = rows(v, key, 3);
+        const std::int64_t* x = a.data();
+        for (py::ssize_t i = 0; i + 2 < a.size(); i += 3)
+          out.triplets.push_back({static_cast<std::int32_t>(x[i]), static_cast<std::int32_t>(x[i + 1]),
+                                  static_cast<std::int32_t>(x[i + 2])});
+      } else if (key == "synthetic") {
+        // [S, D] rows of the embeddings' width, copied (the runtime checks the width).
+        const auto a = m.matrix(v, "'synthetic'");
+        if (!a || a.ndim() != 2) m.fail("'synthetic' is not an [S, D] array of numbers");
+        out.synthetic = Tensor::empty({a.shape(0), a.shape(1)}, DType::f32);
+        std::memcpy(out.synthetic.raw(), a.data(), out.synthetic.nbytes());
       } else {
-        m.fail("returned the key '" + key + "'; a miner returns positive, negative, memory_negative, triplets or all");
+        m.fail("returned the key '" + key + "'; a miner returns positive, negative, memory_negative, "
+               "synthetic_negative, triplets, synthetic or all");
       }
     }
   } catch (py::error_already_set& e) {

@@ -172,6 +172,22 @@ fs::path RunRecord::default_dir(const PipelineSpec& spec) {
   }
 }
 
+RunRecord::CheckpointLocation RunRecord::locate_checkpoint(const std::string& path) {
+  std::error_code ec;
+  const fs::path p(path);
+  CheckpointLocation out;
+  if (fs::is_directory(p, ec)) {
+    out.checkpoint = latest_checkpoint(p);
+    if (fs::exists(p / "run.json", ec)) out.run_dir = p;
+    return out;
+  }
+  if (!fs::exists(p, ec)) throw ConfigError(path + ": no such checkpoint file or run folder");
+  out.checkpoint = path;
+  const fs::path dir = p.parent_path();
+  if (dir.filename() == "checkpoints" && fs::exists(dir.parent_path() / "run.json", ec)) out.run_dir = dir.parent_path();
+  return out;
+}
+
 std::string RunRecord::latest_checkpoint(const fs::path& run_dir) {
   fs::path latest = run_dir / "checkpoints" / "latest";
   std::ifstream f(latest);

@@ -63,6 +63,17 @@ class RunRecord {
   /// The newest checkpoint of a run folder; throws ConfigError naming the folder when there is none.
   static std::string latest_checkpoint(const std::filesystem::path& run_dir);
 
+  /// What `contra eval`/`embed` and the Python module's Encoder.load() are
+  /// given: a run folder (its latest checkpoint) or a checkpoint file, and
+  /// the run folder it belongs to (RUN for RUN/checkpoints/..., a folder
+  /// with run.json for itself; empty for a file elsewhere). Throws
+  /// ConfigError for a path that is neither a folder nor a file.
+  struct CheckpointLocation {
+    std::string checkpoint;
+    std::filesystem::path run_dir;
+  };
+  static CheckpointLocation locate_checkpoint(const std::string& path);
+
  private:
   std::filesystem::path dir_;
   void write_metrics(const json::Json& record);

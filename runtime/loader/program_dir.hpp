@@ -1,8 +1,9 @@
 #pragma once
-// Where the runtime finds contra's own files (its plugins, libcontra_cuda,
-// the communicator backends), relative to a `bin` folder: the folder of the
-// program (build/bin/contra, <prefix>/bin/contra) unless a host that is not
-// that program (the Python module, loaded by python3) names it.
+// Where the loader finds contra's own plugins, relative to a `bin` folder:
+// the folder of the program (build/bin/contra, <prefix>/bin/contra) unless a
+// host that is not that program (the Python module, loaded by python3) names
+// it. (contra's own libraries, opened by the device part, have their own
+// setting: device/own_library.hpp.)
 
 #include <filesystem>
 

@@ -226,20 +226,11 @@ class PyEncoder {
                                          const std::vector<std::string>& overrides) {
     auto e = std::unique_ptr<PyEncoder>(new PyEncoder());
     // A run folder (its latest checkpoint and pipeline.toml) or a checkpoint
-    // file (its run folder's pipeline.toml, or `pipeline`).
-    fs::path run_dir;
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) {
-      run_dir = path;
-      e->checkpoint_ = RunRecord::latest_checkpoint(path);
-    } else {
-      if (!fs::exists(path, ec)) throw ConfigError(path + ": no such checkpoint file or run folder");
-      e->checkpoint_ = path;
-      const fs::path dir = fs::path(path).parent_path();
-      if (dir.filename() == "checkpoints" && fs::exists(dir.parent_path() / "run.json", ec)) run_dir = dir.parent_path();
-    }
+    // file (its run folder's pipeline.toml, or `pipeline`), as `contra embed`.
+    const RunRecord::CheckpointLocation where = RunRecord::locate_checkpoint(path);
+    e->checkpoint_ = where.checkpoint;
     if (pipeline) e->pipeline_ = *pipeline;
-    else if (!run_dir.empty()) e->pipeline_ = (run_dir / "pipeline.toml").string();
+    else if (!where.run_dir.empty()) e->pipeline_ = (where.run_dir / "pipeline.toml").string();
     else
       throw ConfigError(path + " is not in a run folder (RUN/checkpoints/); give the pipeline it was trained with: "
                         "Encoder.load(path, pipeline=FILE)");
@@ -295,7 +286,7 @@ class PyEncoder {
 
   py::array_t<float> embed_inputs(const py::array& any) {
     auto inputs = py::array_t<float, py::array::c_style>::ensure(any);
-    const Shape want = encoder_input();
+    const Shape want = input_shape();
     bool fits = inputs && inputs.ndim() == static_cast<py::ssize_t>(want.rank() + 1) && inputs.shape(0) >= 1;
     for (std::int64_t i = 0; fits && i < want.rank(); ++i) fits = inputs.shape(i + 1) == want[i];
     if (!fits)
@@ -319,8 +310,6 @@ class PyEncoder {
     }
     return numpy_of(out);
   }
-
-  Shape encoder_input() const { return loaded_.input; }
 
   // The encoder's output for host rows, on the host.
   const Tensor& forward_host(const Tensor& rows) {

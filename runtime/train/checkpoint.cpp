@@ -161,22 +161,24 @@ std::int64_t load_checkpoint(const std::string& path, const TrainerParts& parts,
   return step;
 }
 
-std::int64_t load_encoder(const std::string& path, Encoder& encoder) {
+namespace {
+// The parameters and buffers of the named encoders alone, from `path`.
+std::int64_t load_encoders(const std::string& path, const std::vector<std::pair<std::string, Encoder*>>& encoders) {
   SafetensorsFile file = read_safetensors(path);
   std::vector<std::pair<std::string, Tensor*>> state;
-  add_encoder(state, "encoder.", &encoder);
+  for (const auto& [prefix, e] : encoders) add_encoder(state, prefix, e);
   const std::int64_t step = step_of(path, file);
   restore(path, file, state);
   return step;
 }
+}  // namespace
+
+std::int64_t load_encoder(const std::string& path, Encoder& encoder) {
+  return load_encoders(path, {{"encoder.", &encoder}});
+}
 
 std::int64_t load_model(const std::string& path, const TrainerParts& parts) {
-  SafetensorsFile file = read_safetensors(path);
-  std::vector<std::pair<std::string, Tensor*>> state;
-  for (const auto& [prefix, e] : named_encoders(parts)) add_encoder(state, prefix, e);
-  const std::int64_t step = step_of(path, file);
-  restore(path, file, state);
-  return step;
+  return load_encoders(path, named_encoders(parts));
 }
 
 }  // namespace contra::runtime

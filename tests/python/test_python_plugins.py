@@ -102,6 +102,29 @@ class BatchHard:
         return {"triplets": numpy.stack([rows, positive, negative], axis=1)}
 '''
 
+SYNTHETIC_MINER = '''
+import numpy
+
+
+class Opposites:
+    """Every row of another sample as a negative and, with `synthetic`, the
+    anchor's own opposite (−ẑ) as a synthetic one."""
+
+    def __init__(self, synthetic=True):
+        self.synthetic = synthetic
+
+    def __call__(self, batch):
+        rows = numpy.arange(len(batch.z))
+        other = batch.sample[:, None] != batch.sample[None, :]
+        a, n = numpy.nonzero(other)
+        mined = {"negative": numpy.stack([a, n], axis=1)}
+        if self.synthetic:
+            z = batch.z / numpy.linalg.norm(batch.z, axis=1, keepdims=True)
+            mined["synthetic"] = -z
+            mined["synthetic_negative"] = numpy.stack([rows, rows], axis=1)
+        return mined
+'''
+
 BROKEN = '''
 import numpy
 
@@ -135,6 +158,7 @@ class PythonLossTest(unittest.TestCase):
         write(self.ws, "miners.py", MINER)
         write(self.ws, "broken_losses.py", BROKEN)
         write(self.ws, "step_losses.py", STEP_LOSS)
+        write(self.ws, "synthetic_miners.py", SYNTHETIC_MINER)
 
     def tearDown(self):
         self.ws.cleanup()
@@ -184,6 +208,15 @@ class PythonLossTest(unittest.TestCase):
                                extra="[miner]\nplugin = \"python\"\nmodule = \"miners\"\nclass = \"BatchHard\"\n")
         reference = self.ws.variant("batch_hard.toml", loss=triplet, extra="[miner]\nplugin = \"batch_hard\"\n")
         numpy.testing.assert_allclose(self.losses(ours), self.losses(reference), rtol=1e-5)
+
+    def test_a_python_miner_hands_info_nce_synthetic_negatives(self):
+        miner = "[miner]\nplugin = \"python\"\nmodule = \"synthetic_miners\"\nclass = \"Opposites\"\n"
+        plain = self.ws.variant("plain.toml", extra=miner + "args = [\"synthetic=false\"]\n")
+        opposite = self.ws.variant("opposite.toml", extra=miner)
+        # Without synthetic rows the listed negatives are all_pairs': info_nce's own loss.
+        numpy.testing.assert_allclose(self.losses(plain), self.losses(self.ws.pipeline), rtol=2e-5)
+        # An opposite point is the easiest negative there is, yet one more term: the loss grows.
+        self.assertGreater(self.losses(opposite)[0], self.losses(plain)[0])
 
     def test_the_contra_cli_runs_a_python_loss(self):
         cli = os.path.join(os.environ.get("CONTRA_BINARY_DIR", "build"), "bin", "contra")

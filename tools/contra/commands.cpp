@@ -303,17 +303,6 @@ int run_command(PipelineArgs pa) {
 
 namespace {
 
-// A checkpoint's run folder: RUN for RUN/checkpoints/step-*.safetensors, or
-// RUN itself; empty when `path` is neither.
-std::filesystem::path run_folder_of(const std::string& path) {
-  namespace fs = std::filesystem;
-  fs::path p(path);
-  if (fs::is_directory(p)) return fs::exists(p / "run.json") ? p : fs::path();
-  fs::path dir = p.parent_path();
-  if (dir.filename() == "checkpoints" && fs::exists(dir.parent_path() / "run.json")) return dir.parent_path();
-  return {};
-}
-
 // What eval and embed share: the checkpoint (a run folder's latest, or a
 // file), the run folder it belongs to, and the pipeline (--pipeline, or the
 // run folder's own).
@@ -322,8 +311,9 @@ struct CheckpointArgs {
   std::filesystem::path run_dir;
 };
 bool checkpoint_args(const char* cmd, const PipelineArgs& pa, CheckpointArgs& out) {
-  out.run_dir = run_folder_of(pa.file);
-  out.checkpoint = std::filesystem::is_directory(pa.file) ? runtime::RunRecord::latest_checkpoint(pa.file) : pa.file;
+  const runtime::RunRecord::CheckpointLocation where = runtime::RunRecord::locate_checkpoint(pa.file);
+  out.run_dir = where.run_dir;
+  out.checkpoint = where.checkpoint;
   out.pipeline = pa.pipeline;
   if (out.pipeline.empty()) {
     if (out.run_dir.empty()) {
